@@ -1,0 +1,14 @@
+//! Lambda function for `POST /v1/reservations`.
+
+use lambda_http::{Error, run, service_fn};
+use slotguard::api::reserve::reserve;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    slotguard::telemetry::init();
+    let store = slotguard::config::store_from_env().await?;
+    run(service_fn(|req| async {
+        Ok::<_, std::convert::Infallible>(reserve(&store, req).await)
+    }))
+    .await
+}

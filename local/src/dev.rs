@@ -1,0 +1,100 @@
+//! Tooling for the local stack: clients pointed at loopback endpoints, the
+//! table as `template.yaml` defines it, and the demo resource.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use slotguard::domain::ResourceSpec;
+
+/// A DynamoDB client for DynamoDB Local at `endpoint`, with dummy credentials.
+pub fn dynamodb_client(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "slotguard-local",
+        ))
+        .endpoint_url(endpoint)
+        .timeout_config(slotguard::config::timeouts())
+        .build();
+    Client::from_conf(config)
+}
+
+/// Creates the table as `template.yaml` does (keys `pk`/`sk`, on-demand, TTL on
+/// `expires_at`) unless it exists.
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), aws_sdk_dynamodb::Error> {
+    let exists = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok();
+    if exists {
+        return Ok(());
+    }
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// The `demo` resource the local run seeds: a coaching call in Berlin,
+/// 30-minute slots on weekdays 09:00–17:00 and Saturday mornings, EUR 45.
+pub fn demo_resource() -> ResourceSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": "Demo coaching call",
+        "timezone": "Europe/Berlin",
+        "slot_minutes": 30,
+        "price": { "amount": 4500, "currency": "eur" },
+        "hold_minutes": 30,
+        "weekly_hours": {
+            "mon": [{ "start": "09:00", "end": "12:00" }, { "start": "13:00", "end": "17:00" }],
+            "tue": [{ "start": "09:00", "end": "12:00" }, { "start": "13:00", "end": "17:00" }],
+            "wed": [{ "start": "09:00", "end": "12:00" }, { "start": "13:00", "end": "17:00" }],
+            "thu": [{ "start": "09:00", "end": "12:00" }, { "start": "13:00", "end": "17:00" }],
+            "fri": [{ "start": "09:00", "end": "12:00" }, { "start": "13:00", "end": "17:00" }],
+            "sat": [{ "start": "10:00", "end": "13:00" }]
+        }
+    }))
+    .expect("the demo resource is a valid spec")
+}

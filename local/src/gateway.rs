@@ -1,0 +1,268 @@
+//! A local API Gateway: serves every HTTP route of the template by calling the
+//! same handler functions the Lambda binaries hand to `lambda_http::run`.
+//!
+//! A request becomes a `lambda_http::Request` with its path and query
+//! parameters set as API Gateway sets them, so handlers cannot tell the
+//! difference. [`serve`] takes its listener and a shutdown signal, so tests run
+//! it on `127.0.0.1:0` and talk to it over a real socket.
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, RequestExt};
+use slotguard::api::put_resource::AdminAuth;
+use slotguard::api::{Problem, availability, put_resource, reservation_status, reserve};
+use slotguard::dynamo::DynamoStore;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// API Gateway HTTP APIs refuse payloads over 10 MB.
+const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+/// An HTTP route of the product, as `template.yaml` declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Availability,
+    PutResource,
+    Reserve,
+    ReservationStatus,
+}
+
+/// Every route the gateway serves: method, path template (API Gateway syntax)
+/// and route. The template check test compares this table with `template.yaml`.
+pub const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/v1/resources/{id}/slots", Route::Availability),
+    ("PUT", "/v1/resources/{id}", Route::PutResource),
+    ("POST", "/v1/reservations", Route::Reserve),
+    ("GET", "/v1/reservations/{id}", Route::ReservationStatus),
+];
+
+/// What the routes need: built once, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub store: DynamoStore,
+    pub admin: AdminAuth,
+}
+
+/// Matches a path against a template like `/v1/reservations/{id}`.
+fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
+    let mut params = HashMap::new();
+    let mut t = template.trim_matches('/').split('/');
+    let mut p = path
+        .trim_end_matches('/')
+        .trim_start_matches('/')
+        .split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(seg), Some(value))
+                if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() =>
+            {
+                let value = percent_decode(value)?;
+                params.insert(seg[1..seg.len() - 1].to_owned(), value);
+            }
+            (Some(seg), Some(value)) if seg == value => {}
+            _ => return None,
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes: Vec<u8> = form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Finds the route for a request: the route and its path parameters, or the
+/// status to answer (404 unknown path, 405 known path with another method).
+pub fn route(method: &Method, path: &str) -> Result<(Route, HashMap<String, String>), StatusCode> {
+    let mut path_known = false;
+    for (m, template, route) in ROUTES {
+        if let Some(params) = match_path(template, path) {
+            if method.as_str() == *m {
+                return Ok((*route, params));
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+impl Gateway {
+    /// Turns one HTTP request into a Lambda request, runs its handler, and
+    /// turns the answer back.
+    pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let response = self.dispatch(req).await;
+        tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        let (parts, body) = response.into_parts();
+        hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+    }
+
+    async fn dispatch(&self, req: hyper::Request<Incoming>) -> lambda_http::Response<Body> {
+        let (route, params) = match route(req.method(), req.uri().path()) {
+            Ok(found) => found,
+            Err(status) => {
+                let (kind, title) = if status == StatusCode::NOT_FOUND {
+                    ("not_found", "Not found")
+                } else {
+                    ("method_not_allowed", "Method not allowed")
+                };
+                return Problem::new(
+                    status,
+                    kind,
+                    title,
+                    format!("no route for {} {}", req.method(), req.uri().path()),
+                )
+                .into_response();
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "Payload too large",
+                    "request body too large",
+                )
+                .into_response();
+            }
+        };
+        let body = match String::from_utf8(bytes.to_vec()) {
+            Ok(text) if text.is_empty() => Body::Empty,
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        };
+        let mut query: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+            query
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
+        }
+        let request = lambda_http::Request::from_parts(parts, body)
+            .with_path_parameters(params)
+            .with_query_string_parameters(query);
+        match route {
+            Route::Availability => availability::availability(&self.store, request).await,
+            Route::PutResource => {
+                put_resource::put_resource(&self.store, &self.admin, request).await
+            }
+            Route::Reserve => reserve::reserve(&self.store, request).await,
+            Route::ReservationStatus => {
+                reservation_status::reservation_status(&self.store, request).await
+            }
+        }
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
+    let gateway = Arc::new(gateway);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_templates_and_extract_parameters() {
+        let (r, p) = route(&Method::GET, "/v1/resources/demo/slots").unwrap();
+        assert_eq!(r, Route::Availability);
+        assert_eq!(p["id"], "demo");
+        let (r, p) = route(&Method::GET, "/v1/reservations/rsv_a%2Fb").unwrap();
+        assert_eq!(r, Route::ReservationStatus);
+        assert_eq!(p["id"], "rsv_a/b");
+        assert_eq!(
+            route(&Method::POST, "/v1/reservations").unwrap().0,
+            Route::Reserve
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v1/reservations").unwrap_err(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/nothing").unwrap_err(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/resources//slots").unwrap_err(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    /// Every sample API Gateway event in `events/` parses as Lambda would
+    /// parse it and names a route the gateway serves, with the same parameters.
+    #[test]
+    fn sample_events_match_the_routes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("apigw-") {
+                continue;
+            }
+            let req =
+                lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let (found, params) =
+                route(req.method(), req.uri().path()).unwrap_or_else(|s| panic!("{name}: {s}"));
+            for (k, v) in &params {
+                assert_eq!(
+                    req.path_parameters().first(k),
+                    Some(v.as_str()),
+                    "{name}: {k}"
+                );
+            }
+            if found == Route::PutResource {
+                assert!(
+                    AdminAuth::Iam.allows(&req),
+                    "{name}: carries an IAM identity"
+                );
+            }
+            seen.push(found);
+        }
+        for (_, _, r) in ROUTES {
+            assert!(seen.contains(r), "no sample event for {r:?}");
+        }
+    }
+}

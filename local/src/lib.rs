@@ -1,0 +1,10 @@
+//! Local stand-ins for the AWS parts slotguard runs on.
+//!
+//! - [`gateway`]: an HTTP server that plays API Gateway: it routes every HTTP
+//!   route of `template.yaml` to the very handler functions the Lambda
+//!   binaries run.
+//! - [`dev`]: clients for the local stack, table creation and the demo
+//!   resource.
+
+pub mod dev;
+pub mod gateway;

@@ -1,0 +1,164 @@
+//! `GET /v1/resources/{id}/slots?from=..&to=..`: the open slots of a resource.
+//!
+//! Open means: on the resource's grid, starting in `[from, to)` and in the
+//! future, and with no live claim (a booking, or a hold whose `expires_at` is
+//! still ahead; expired holds count as free even before TTL deletes them).
+//! Claims are read with one Query per UTC day that has candidate slots, the
+//! days queried concurrently. `from` defaults to now, `to` to `from` + 7 days;
+//! the range may span at most 31 days.
+
+use super::{Problem, json_response, path_param, respond};
+use crate::domain::{Price, ResourceId, Slot, rfc3339};
+use crate::ports::{ClaimStore, ResourceStore};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The widest range one request may ask for.
+pub const MAX_RANGE: Duration = Duration::days(31);
+/// The range used when `to` is not given.
+pub const DEFAULT_RANGE: Duration = Duration::days(7);
+
+#[derive(Debug, Serialize)]
+struct SlotView {
+    start: String,
+    end: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AvailabilityView<'a> {
+    resource_id: &'a ResourceId,
+    name: &'a str,
+    timezone: &'a str,
+    slot_minutes: u32,
+    price: &'a Price,
+    from: String,
+    to: String,
+    slots: Vec<SlotView>,
+}
+
+/// Handles `GET /v1/resources/{id}/slots`.
+pub async fn availability<S: ResourceStore + ClaimStore>(
+    store: &S,
+    req: Request,
+) -> Response<Body> {
+    respond(run(store, &req, Utc::now()).await)
+}
+
+async fn run<S: ResourceStore + ClaimStore>(
+    store: &S,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let raw_id = path_param(req, "id")?;
+    let not_found = || {
+        Problem::not_found(
+            "resource_not_found",
+            format!("there is no resource {raw_id:?}"),
+        )
+    };
+    let resource_id = ResourceId::parse(&raw_id).map_err(|_| not_found())?;
+    let query = req.query_string_parameters();
+    let from = match query.first("from") {
+        Some(v) => parse_instant("from", v)?,
+        None => now,
+    };
+    let to = match query.first("to") {
+        Some(v) => parse_instant("to", v)?,
+        None => from + DEFAULT_RANGE,
+    };
+    if from >= to {
+        return Err(Problem::bad_request(
+            "invalid_range",
+            "from must be before to",
+        ));
+    }
+    if to - from > MAX_RANGE {
+        return Err(Problem::bad_request(
+            "range_too_large",
+            "the range from..to may span at most 31 days",
+        ));
+    }
+    let resource = store
+        .get_resource(&resource_id)
+        .await?
+        .ok_or_else(not_found)?;
+
+    let candidates: Vec<Slot> = resource
+        .slots_between(from.max(now), to)
+        .into_iter()
+        .filter(|s| s.start > now)
+        .collect();
+    let days: BTreeSet<NaiveDate> = candidates.iter().map(|s| s.start.date_naive()).collect();
+    let claims_per_day = futures::future::try_join_all(
+        days.iter()
+            .map(|day| store.claims_on_day(&resource_id, *day)),
+    )
+    .await?;
+    let taken: BTreeSet<DateTime<Utc>> = claims_per_day
+        .into_iter()
+        .flatten()
+        .filter(|c| c.is_live(now))
+        .map(|c| c.slot.start)
+        .collect();
+
+    let view = AvailabilityView {
+        resource_id: &resource.id,
+        name: &resource.name,
+        timezone: resource.timezone.name(),
+        slot_minutes: resource.slot_minutes,
+        price: &resource.price,
+        from: rfc3339(from),
+        to: rfc3339(to),
+        slots: candidates
+            .into_iter()
+            .filter(|s| !taken.contains(&s.start))
+            .map(|s| SlotView {
+                start: rfc3339(s.start),
+                end: rfc3339(s.end),
+            })
+            .collect(),
+    };
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// Parses an RFC 3339 query value. A `+` offset arrives as a space when the
+/// client did not percent-encode it; it is read back as `+`.
+fn parse_instant(name: &str, value: &str) -> Result<DateTime<Utc>, Problem> {
+    DateTime::parse_from_rfc3339(value)
+        .or_else(|e| DateTime::parse_from_rfc3339(&value.replace(' ', "+")).map_err(|_| e))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Problem::bad_request(
+                "invalid_query",
+                format!("{name} must be an RFC 3339 time like 2026-06-10T09:00:00Z"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_accept_offsets_even_when_plus_was_not_encoded() {
+        let expected = DateTime::parse_from_rfc3339("2026-06-10T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_instant("from", "2026-06-10T09:00:00+02:00").unwrap(),
+            expected
+        );
+        assert_eq!(
+            parse_instant("from", "2026-06-10T09:00:00 02:00").unwrap(),
+            expected
+        );
+        assert_eq!(
+            parse_instant("from", "2026-06-10T07:00:00Z").unwrap(),
+            expected
+        );
+        assert_eq!(parse_instant("from", "2026-06-10").unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,88 @@
+//! `GET /v1/reservations/{id}`: what the customer's success page polls.
+//!
+//! The id carries its slot key, so this is one consistent `GetItem` on the
+//! claim; only when the claim now belongs to someone else (or is gone) does it
+//! read the reservation's record.
+
+use super::{Problem, json_response, path_param, respond};
+use crate::domain::{ReservationId, ReservationStatus, ResourceId, rfc3339};
+use crate::ports::{ClaimStore, ReservationHistory};
+use chrono::{DateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+/// The reservation as its customer sees it.
+#[derive(Debug, Serialize)]
+pub struct ReservationView {
+    pub reservation_id: ReservationId,
+    pub resource_id: ResourceId,
+    pub start: String,
+    pub end: String,
+    pub status: ReservationStatus,
+    /// When the hold lapses; only while `held`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// Handles `GET /v1/reservations/{id}`.
+pub async fn reservation_status<S: ClaimStore + ReservationHistory>(
+    store: &S,
+    req: Request,
+) -> Response<Body> {
+    respond(run(store, &req, Utc::now()).await)
+}
+
+async fn run<S: ClaimStore + ReservationHistory>(
+    store: &S,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let raw = path_param(req, "id")?;
+    let not_found = || {
+        Problem::not_found(
+            "reservation_not_found",
+            format!("there is no reservation {raw:?}"),
+        )
+    };
+    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let slot = id.slot_key();
+    if let Some(claim) = store
+        .get_claim(&slot)
+        .await?
+        .filter(|c| c.reservation_id == id)
+    {
+        let status = claim.reservation_status(now);
+        let view = ReservationView {
+            reservation_id: id,
+            resource_id: slot.resource_id,
+            start: rfc3339(slot.start),
+            end: rfc3339(claim.end),
+            status,
+            expires_at: claim
+                .expires_at
+                .filter(|_| status == ReservationStatus::Held)
+                .map(rfc3339),
+            amount: claim.amount,
+            currency: claim.currency,
+        };
+        return Ok(json_response(StatusCode::OK, &view));
+    }
+    let record = store
+        .get_reservation_record(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    let view = ReservationView {
+        reservation_id: id,
+        resource_id: slot.resource_id,
+        start: rfc3339(slot.start),
+        end: rfc3339(record.end),
+        status: record.status,
+        expires_at: None,
+        amount: record.amount,
+        currency: record.currency,
+    };
+    Ok(json_response(StatusCode::OK, &view))
+}

@@ -1,0 +1,186 @@
+//! `POST /v1/reservations`: hold one slot while the customer pays.
+//!
+//! Body: `{"resource_id", "start", "customer": {"name", "email"}}`. The start
+//! must be a future slot of the resource. The hold is one conditional
+//! `PutItem` carrying the TTL attribute `expires_at`; it succeeds only if the
+//! slot has no live claim, so two concurrent requests for one slot can never
+//! both get a 201. Optional `Idempotency-Key` header: see [`super::idempotency`].
+
+use super::{Problem, idempotency, json_body, json_response, respond};
+use crate::domain::{
+    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey,
+    rfc3339,
+};
+use crate::ports::{
+    ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore,
+};
+use chrono::{DateTime, Duration, Utc};
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+/// What a reserve handler needs from storage.
+pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore {}
+impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore> ReserveStore for T {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveRequest {
+    resource_id: String,
+    start: String,
+    customer: CustomerRequest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerRequest {
+    name: String,
+    email: String,
+}
+
+/// The 201 body, also what an idempotent replay returns.
+#[derive(Debug, Serialize)]
+pub struct HoldView {
+    pub reservation_id: ReservationId,
+    pub resource_id: ResourceId,
+    pub start: String,
+    pub end: String,
+    pub status: ReservationStatus,
+    pub expires_at: String,
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// Handles `POST /v1/reservations`.
+pub async fn reserve<S: ReserveStore>(store: &S, req: Request) -> Response<Body> {
+    respond(run(store, &req, Utc::now()).await)
+}
+
+async fn run<S: ReserveStore>(
+    store: &S,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let key = idempotency::key_of(req)?;
+    let payload: serde_json::Value = json_body(req)?;
+    let body: ReserveRequest = serde_json::from_value(payload.clone()).map_err(|e| {
+        Problem::bad_request("invalid_field", format!("the body is not valid: {e}"))
+    })?;
+    idempotency::run_once(store, "reserve", key, &payload, now, || {
+        hold(store, body, now)
+    })
+    .await
+}
+
+async fn hold<S: ReserveStore>(
+    store: &S,
+    body: ReserveRequest,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let resource_id = ResourceId::parse(&body.resource_id)
+        .map_err(|e| Problem::unprocessable("invalid_field", format!("resource_id: {e}")))?;
+    let start = DateTime::parse_from_rfc3339(&body.start)
+        .map_err(|_| {
+            Problem::unprocessable(
+                "invalid_field",
+                "start must be an RFC 3339 time like 2026-06-10T09:00:00Z",
+            )
+        })?
+        .with_timezone(&Utc);
+    let customer = Customer::parse(&body.customer.name, &body.customer.email)
+        .map_err(|e| Problem::unprocessable("invalid_field", e))?;
+    let resource = store.get_resource(&resource_id).await?.ok_or_else(|| {
+        Problem::unprocessable(
+            "unknown_resource",
+            format!("there is no resource {resource_id:?}"),
+        )
+    })?;
+    if start <= now {
+        return Err(Problem::unprocessable(
+            "slot_in_past",
+            "start must be in the future",
+        ));
+    }
+    let slot = resource.slot_at(start).map_err(|e| match e {
+        GridError::OffGrid => Problem::unprocessable(
+            "off_grid",
+            format!(
+                "start is not on the resource's {}-minute slot grid",
+                resource.slot_minutes
+            ),
+        ),
+        GridError::OutsideHours => Problem::unprocessable("outside_opening_hours", e.to_string()),
+    })?;
+
+    let key = SlotKey {
+        resource_id,
+        start: slot.start,
+    };
+    let claim = Claim {
+        reservation_id: ReservationId::new(&key),
+        slot: key,
+        end: slot.end,
+        status: ClaimStatus::Held,
+        customer,
+        amount: resource.price.amount,
+        currency: resource.price.currency.clone(),
+        expires_at: Some(now + Duration::minutes(i64::from(resource.hold_minutes))),
+        created_at: now,
+    };
+    match store.place_hold(&claim, now).await? {
+        HoldOutcome::Placed { replaced } => {
+            if let Some(old) = replaced {
+                keep_record_of_expired(store, &old, now).await;
+            }
+            tracing::info!(reservation_id = %claim.reservation_id, slot = %claim.slot, "slot held");
+            let view = HoldView {
+                reservation_id: claim.reservation_id.clone(),
+                resource_id: claim.slot.resource_id.clone(),
+                start: rfc3339(claim.slot.start),
+                end: rfc3339(claim.end),
+                status: ReservationStatus::Held,
+                expires_at: rfc3339(claim.expires_at.expect("a hold expires")),
+                amount: claim.amount,
+                currency: claim.currency.clone(),
+            };
+            let mut response = json_response(StatusCode::CREATED, &view);
+            let location = format!("/v1/reservations/{}", claim.reservation_id);
+            response.headers_mut().insert(
+                header::LOCATION,
+                location.parse().expect("ids are URL-safe"),
+            );
+            Ok(response)
+        }
+        HoldOutcome::Taken { by } => {
+            tracing::info!(slot = %claim.slot, "slot taken");
+            let detail = match by.status {
+                ClaimStatus::Held => {
+                    "this slot is held by another customer; try another slot".to_owned()
+                }
+                ClaimStatus::Confirmed => "this slot is already booked".to_owned(),
+            };
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "slot_taken",
+                "Slot taken",
+                detail,
+            ))
+        }
+    }
+}
+
+/// Keeps an overwritten, expired hold readable at its status route. Best
+/// effort: the new hold is already in place and must not fail because of it.
+async fn keep_record_of_expired<S: ReservationHistory>(store: &S, old: &Claim, now: DateTime<Utc>) {
+    let record = ReservationRecord {
+        reservation_id: old.reservation_id.clone(),
+        end: old.end,
+        status: ReservationStatus::Expired,
+        amount: old.amount,
+        currency: old.currency.clone(),
+        recorded_at: now,
+    };
+    if let Err(e) = store.record_reservation(&record).await {
+        tracing::warn!(error = %e, reservation_id = %old.reservation_id, "could not record the expired hold");
+    }
+}

@@ -1,0 +1,271 @@
+//! The slot grid: which instants a resource can be booked at.
+//!
+//! Opening hours are local wall-clock times. Each opening interval is cut into
+//! slots of `slot_minutes` from its start; a slot that would run past the end
+//! of its interval is not offered. Local times are turned into instants with
+//! the resource's timezone, which makes two DST rules necessary:
+//!
+//! - a local start time that does not exist (the hour skipped when clocks go
+//!   forward) is not offered;
+//! - a local start time that exists twice (the hour repeated when clocks go
+//!   back) is offered once, at its first occurrence.
+//!
+//! A slot always lasts exactly `slot_minutes` of real time.
+
+use super::resource::Resource;
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+
+/// One bookable slot, as instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Why a requested start is not a slot of the resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GridError {
+    #[error("the start is inside opening hours but not on the slot grid")]
+    OffGrid,
+    #[error("the start is outside the resource's opening hours")]
+    OutsideHours,
+}
+
+impl Resource {
+    /// The slots that start on a local calendar date, in order.
+    pub fn slots_on(&self, date: NaiveDate) -> Vec<Slot> {
+        let weekday = date.weekday().num_days_from_monday() as usize;
+        let length = Duration::minutes(i64::from(self.slot_minutes));
+        let midnight = date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists as a naive time");
+        let mut slots = Vec::new();
+        for interval in &self.weekly_hours[weekday] {
+            let mut minute = u32::from(interval.start_minute);
+            while minute + self.slot_minutes <= u32::from(interval.end_minute) {
+                let local = midnight + Duration::minutes(i64::from(minute));
+                let start = match self.timezone.from_local_datetime(&local) {
+                    LocalResult::Single(t) => Some(t),
+                    LocalResult::Ambiguous(first, _) => Some(first),
+                    LocalResult::None => None,
+                };
+                if let Some(start) = start {
+                    let start = start.with_timezone(&Utc);
+                    slots.push(Slot {
+                        start,
+                        end: start + length,
+                    });
+                }
+                minute += self.slot_minutes;
+            }
+        }
+        slots
+    }
+
+    /// The slots starting in `[from, to)`, in order.
+    pub fn slots_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Slot> {
+        if from >= to {
+            return Vec::new();
+        }
+        // Local dates can be up to a day away from UTC dates in either direction.
+        let first = from
+            .with_timezone(&self.timezone)
+            .date_naive()
+            .pred_opt()
+            .unwrap_or(NaiveDate::MIN);
+        let last = to
+            .with_timezone(&self.timezone)
+            .date_naive()
+            .succ_opt()
+            .unwrap_or(NaiveDate::MAX);
+        let mut slots: Vec<Slot> = first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .flat_map(|d| self.slots_on(d))
+            .filter(|s| s.start >= from && s.start < to)
+            .collect();
+        slots.sort();
+        slots.dedup();
+        slots
+    }
+
+    /// The slot that starts at `start`, or why there is none.
+    pub fn slot_at(&self, start: DateTime<Utc>) -> Result<Slot, GridError> {
+        let local = start.with_timezone(&self.timezone);
+        if let Some(slot) = self
+            .slots_on(local.date_naive())
+            .into_iter()
+            .find(|s| s.start == start)
+        {
+            return Ok(slot);
+        }
+        let weekday = local.weekday().num_days_from_monday() as usize;
+        let minute = (local.time().num_seconds_from_midnight_u32() / 60) as u16;
+        if self.weekly_hours[weekday]
+            .iter()
+            .any(|iv| iv.contains(minute))
+        {
+            Err(GridError::OffGrid)
+        } else {
+            Err(GridError::OutsideHours)
+        }
+    }
+}
+
+/// `chrono::Timelike::num_seconds_from_midnight` without importing the trait at call sites.
+trait SecondsFromMidnight {
+    fn num_seconds_from_midnight_u32(&self) -> u32;
+}
+
+impl SecondsFromMidnight for chrono::NaiveTime {
+    fn num_seconds_from_midnight_u32(&self) -> u32 {
+        chrono::Timelike::num_seconds_from_midnight(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::resource::{Resource, ResourceId, tests::spec};
+
+    fn resource(tz: &str, slot_minutes: u32, hours: &[(&str, &str)]) -> Resource {
+        Resource::from_spec(
+            ResourceId::parse("r").unwrap(),
+            spec(tz, slot_minutes, hours),
+        )
+        .unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn starts(slots: &[Slot]) -> Vec<String> {
+        slots
+            .iter()
+            .map(|s| s.start.format("%Y-%m-%dT%H:%MZ").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_ordinary_day_is_cut_into_whole_slots() {
+        let r = resource(
+            "Europe/Berlin",
+            45,
+            &[("09:00", "11:00"), ("13:00", "14:00")],
+        );
+        let date = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap(); // CEST, UTC+2
+        // 09:00, 09:45 fit before 11:00 (10:30 would end 11:15); 13:00 fits before 14:00.
+        assert_eq!(
+            starts(&r.slots_on(date)),
+            [
+                "2026-06-10T07:00Z",
+                "2026-06-10T07:45Z",
+                "2026-06-10T11:00Z"
+            ]
+        );
+        assert!(
+            r.slots_on(date)
+                .iter()
+                .all(|s| s.end - s.start == Duration::minutes(45))
+        );
+    }
+
+    #[test]
+    fn spring_forward_skips_the_missing_hour() {
+        // Europe/Berlin, 2026-03-29: 02:00 local jumps to 03:00.
+        let r = resource("Europe/Berlin", 60, &[("00:00", "06:00")]);
+        let slots = r.slots_on(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap());
+        assert_eq!(
+            starts(&slots),
+            // 00:00 and 01:00 CET (UTC+1), no 02:00, then 03:00.. CEST (UTC+2).
+            [
+                "2026-03-28T23:00Z",
+                "2026-03-29T00:00Z",
+                "2026-03-29T01:00Z",
+                "2026-03-29T02:00Z",
+                "2026-03-29T03:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_offers_the_repeated_hour_once() {
+        // Europe/Berlin, 2026-10-25: 03:00 CEST goes back to 02:00 CET.
+        let r = resource("Europe/Berlin", 60, &[("00:00", "06:00")]);
+        let slots = r.slots_on(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
+        assert_eq!(
+            starts(&slots),
+            [
+                "2026-10-24T22:00Z", // 00:00 CEST
+                "2026-10-24T23:00Z", // 01:00 CEST
+                "2026-10-25T00:00Z", // 02:00 CEST, the first 02:00
+                "2026-10-25T02:00Z", // 03:00 CET
+                "2026-10-25T03:00Z",
+                "2026-10-25T04:00Z",
+            ]
+        );
+        // The second 02:00 (01:00Z) lies inside opening hours but is not a slot.
+        assert_eq!(
+            r.slot_at(utc("2026-10-25T01:00:00Z")),
+            Err(GridError::OffGrid)
+        );
+        assert!(r.slot_at(utc("2026-10-25T00:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn new_york_dst_changes_at_its_own_date() {
+        // America/New_York springs forward on 2026-03-08 at 02:00.
+        let r = resource("America/New_York", 30, &[("01:00", "04:00")]);
+        let slots = r.slots_on(NaiveDate::from_ymd_opt(2026, 3, 8).unwrap());
+        assert_eq!(
+            starts(&slots),
+            // 01:00, 01:30 EST (UTC-5); 02:00 and 02:30 do not exist; 03:00, 03:30 EDT (UTC-4).
+            [
+                "2026-03-08T06:00Z",
+                "2026-03-08T06:30Z",
+                "2026-03-08T07:00Z",
+                "2026-03-08T07:30Z"
+            ]
+        );
+        // A slot crossing the change lasts 30 real minutes.
+        assert_eq!(slots[1].end, slots[2].start);
+    }
+
+    #[test]
+    fn slots_between_spans_local_and_utc_dates() {
+        // Pacific/Kiritimati is UTC+14: local Monday 09:00 is Sunday 19:00 UTC.
+        let r = resource("Pacific/Kiritimati", 60, &[("09:00", "11:00")]);
+        let slots = r.slots_between(utc("2026-06-07T00:00:00Z"), utc("2026-06-08T00:00:00Z"));
+        assert_eq!(starts(&slots), ["2026-06-07T19:00Z", "2026-06-07T20:00Z"]);
+        assert!(
+            r.slots_between(utc("2026-06-08T00:00:00Z"), utc("2026-06-07T00:00:00Z"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn slot_at_tells_off_grid_from_closed() {
+        let r = resource("Europe/Berlin", 30, &[("09:00", "12:00")]);
+        assert_eq!(
+            r.slot_at(utc("2026-06-10T07:30:00Z")).unwrap().end,
+            utc("2026-06-10T08:00:00Z")
+        );
+        assert_eq!(
+            r.slot_at(utc("2026-06-10T07:10:00Z")),
+            Err(GridError::OffGrid)
+        );
+        assert_eq!(
+            r.slot_at(utc("2026-06-10T07:30:01Z")),
+            Err(GridError::OffGrid)
+        );
+        assert_eq!(
+            r.slot_at(utc("2026-06-10T10:00:00Z")),
+            Err(GridError::OutsideHours)
+        );
+        assert_eq!(
+            r.slot_at(utc("2026-06-10T05:00:00Z")),
+            Err(GridError::OutsideHours)
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Reservations and the slot claims that enforce "one live claim per slot".
+
+use super::resource::ResourceId;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use std::fmt;
+
+/// The key of one slot of one resource: what a claim locks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SlotKey {
+    pub resource_id: ResourceId,
+    pub start: DateTime<Utc>,
+}
+
+impl fmt::Display for SlotKey {
+    /// `demo@2026-06-10T07:00:00Z`: the form used in logs and Stripe metadata.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.resource_id, rfc3339(self.start))
+    }
+}
+
+/// Formats an instant the way every API response does: RFC 3339, UTC, whole seconds.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A reservation id: `rsv_{resource}_{yyyymmddThhmmss}_{32 hex random}`.
+///
+/// The id carries its slot key, so the status route finds the claim with one
+/// consistent `GetItem` and no index; the 128 random bits make it unguessable,
+/// so it can be handed to the customer's browser as the handle of their hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ReservationId(String);
+
+const START_FORMAT: &str = "%Y%m%dT%H%M%S";
+
+impl ReservationId {
+    /// A fresh id for a claim on `slot`.
+    pub fn new(slot: &SlotKey) -> Self {
+        Self(format!(
+            "rsv_{}_{}_{}",
+            slot.resource_id,
+            slot.start.format(START_FORMAT),
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// Parses an id; `None` if it is not one slotguard could have issued.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("rsv_")?;
+        let (rest, random) = rest.rsplit_once('_')?;
+        let (resource, start) = rest.rsplit_once('_')?;
+        ResourceId::parse(resource).ok()?;
+        NaiveDateTime::parse_from_str(start, START_FORMAT).ok()?;
+        let random_ok = random.len() == 32
+            && random
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        random_ok.then(|| Self(s.to_owned()))
+    }
+
+    /// The slot this reservation claims.
+    pub fn slot_key(&self) -> SlotKey {
+        let rest = &self.0["rsv_".len()..];
+        let (rest, _) = rest.rsplit_once('_').expect("validated at construction");
+        let (resource, start) = rest.rsplit_once('_').expect("validated at construction");
+        SlotKey {
+            resource_id: ResourceId::parse(resource).expect("validated at construction"),
+            start: NaiveDateTime::parse_from_str(start, START_FORMAT)
+                .expect("validated at construction")
+                .and_utc(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An e-mail address, checked for the shape Stripe and calendars accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Accepts `local@domain.tld` without spaces or control characters, at most 254 bytes.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let valid = s.len() <= 254
+            && !s.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+            })
+            && match s.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && local.len() <= 64
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !domain.contains("..")
+                }
+                None => false,
+            };
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!("{s:?} is not a valid e-mail address"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The customer a reservation is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Customer {
+    pub name: String,
+    pub email: Email,
+}
+
+impl Customer {
+    /// Validates a name (1–200 printable characters) and an e-mail address.
+    pub fn parse(name: &str, email: &str) -> Result<Self, String> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err("customer.name must be 1-200 printable characters".into());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            email: Email::parse(email).map_err(|e| format!("customer.email: {e}"))?,
+        })
+    }
+}
+
+/// The state of a slot claim as stored in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimStatus {
+    /// Held while the customer pays; live until `expires_at`.
+    Held,
+    /// Paid and booked; never expires.
+    Confirmed,
+}
+
+impl ClaimStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "HELD",
+            Self::Confirmed => "CONFIRMED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HELD" => Some(Self::Held),
+            "CONFIRMED" => Some(Self::Confirmed),
+            _ => None,
+        }
+    }
+}
+
+/// One customer's claim on one slot: the item that makes double-booking impossible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub slot: SlotKey,
+    pub end: DateTime<Utc>,
+    pub reservation_id: ReservationId,
+    pub status: ClaimStatus,
+    pub customer: Customer,
+    pub amount: i64,
+    pub currency: String,
+    /// When a HELD claim lapses (the table's TTL attribute); `None` once confirmed.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Claim {
+    /// Whether the claim still keeps others off the slot at `now`.
+    ///
+    /// TTL deletion is lazy, so a HELD claim past its expiry is free even while
+    /// its item is still readable.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            ClaimStatus::Held => self.expires_at.is_some_and(|t| t > now),
+            ClaimStatus::Confirmed => true,
+        }
+    }
+
+    /// What the customer sees of this claim at `now`.
+    pub fn reservation_status(&self, now: DateTime<Utc>) -> ReservationStatus {
+        match self.status {
+            ClaimStatus::Held if self.is_live(now) => ReservationStatus::Held,
+            ClaimStatus::Held => ReservationStatus::Expired,
+            ClaimStatus::Confirmed => ReservationStatus::Confirmed,
+        }
+    }
+}
+
+/// The status a reservation shows its customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationStatus {
+    Held,
+    Expired,
+    Confirmed,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Expired => "expired",
+            Self::Confirmed => "confirmed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "held" => Some(Self::Held),
+            "expired" => Some(Self::Expired),
+            "confirmed" => Some(Self::Confirmed),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn slot() -> SlotKey {
+        SlotKey {
+            resource_id: ResourceId::parse("room-2").unwrap(),
+            start: DateTime::parse_from_rfc3339("2026-06-10T07:30:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    #[test]
+    fn reservation_ids_round_trip_their_slot() {
+        let id = ReservationId::new(&slot());
+        assert!(id.as_str().starts_with("rsv_room-2_20260610T073000_"));
+        let parsed = ReservationId::parse(id.as_str()).unwrap();
+        assert_eq!(parsed.slot_key(), slot());
+        assert_ne!(
+            ReservationId::new(&slot()),
+            id,
+            "ids must be unique per claim"
+        );
+    }
+
+    #[test]
+    fn foreign_ids_are_refused() {
+        let good = ReservationId::new(&slot()).to_string();
+        for bad in [
+            "",
+            "rsv_",
+            "abc",
+            &good.replace("rsv_", "res_"),
+            &good.replace("20260610T073000", "20261310T073000"),
+            &good.replace("room-2", "Room"),
+            &good[..good.len() - 1],
+            &format!("{good}0"),
+            &good.replace("rsv_room-2", "rsv_room/2"),
+        ] {
+            assert!(ReservationId::parse(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        for ok in ["a@b.co", "jane.doe+tag@example.com", " x@y.org "] {
+            assert!(Email::parse(ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@.b.co", "a@b.co.",
+            "<a@b.co>",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Email::parse(&format!("{}@b.co", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn a_held_claim_is_live_only_before_it_expires() {
+        let now = Utc::now();
+        let mut claim = Claim {
+            slot: slot(),
+            end: slot().start + Duration::minutes(30),
+            reservation_id: ReservationId::new(&slot()),
+            status: ClaimStatus::Held,
+            customer: Customer::parse("Jane", "jane@example.com").unwrap(),
+            amount: 100,
+            currency: "eur".into(),
+            expires_at: Some(now + Duration::seconds(1)),
+            created_at: now,
+        };
+        assert!(claim.is_live(now));
+        assert_eq!(claim.reservation_status(now), ReservationStatus::Held);
+        claim.expires_at = Some(now);
+        assert!(!claim.is_live(now), "expires_at <= now is free");
+        assert_eq!(claim.reservation_status(now), ReservationStatus::Expired);
+        claim.status = ClaimStatus::Confirmed;
+        claim.expires_at = None;
+        assert!(claim.is_live(now + Duration::days(400)));
+    }
+}

@@ -1,0 +1,453 @@
+//! Bookable resources: who or what is booked, when it is open, and what a slot costs.
+//!
+//! The wire form ([`ResourceSpec`]) is what an admin `PUT`s and what the table
+//! stores; [`Resource::from_spec`] validates it once, so the rest of the crate
+//! only ever sees a checked [`Resource`].
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Minutes in a day: an opening interval may end at `24:00`.
+const DAY_MINUTES: u16 = 24 * 60;
+
+/// A Stripe Checkout Session lives at least 30 minutes, and a hold must outlive
+/// its session, so no hold can be shorter.
+pub const MIN_HOLD_MINUTES: u32 = 30;
+/// A Checkout Session expires at most 24 hours after creation.
+pub const MAX_HOLD_MINUTES: u32 = 24 * 60;
+/// Default hold length when a spec leaves it out.
+pub const DEFAULT_HOLD_MINUTES: u32 = 30;
+
+/// A resource id: 1–64 characters of `a-z`, `0-9` and `-`, starting with a
+/// letter or digit. It appears in URLs, table keys and reservation ids, so the
+/// alphabet is kept small enough to need no escaping anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    /// Parses and validates a resource id.
+    pub fn parse(s: &str) -> Result<Self, ResourceError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ResourceError(format!(
+                "resource id must be 1-64 characters of a-z, 0-9 and '-', not starting with '-' (got {s:?})"
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a resource definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResourceError(String);
+
+/// A price in the currency's minor unit (cents for EUR/USD, yen for JPY).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Amount in minor units, as Stripe takes it.
+    pub amount: i64,
+    /// ISO 4217 code, lower case (`eur`, `usd`).
+    pub currency: String,
+}
+
+/// One opening interval on a weekday, in the resource's local wall-clock time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpeningSpec {
+    /// `HH:MM`, inclusive.
+    pub start: String,
+    /// `HH:MM`, exclusive; `24:00` means midnight at the end of the day.
+    pub end: String,
+}
+
+/// Weekly opening hours, one list of intervals per weekday.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklyHoursSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mon: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tue: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wed: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thu: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fri: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sat: Vec<OpeningSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sun: Vec<OpeningSpec>,
+}
+
+/// Where confirmed bookings of a resource are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CalendarTarget {
+    /// Bookings are not written to any calendar.
+    #[default]
+    None,
+    /// A CalDAV calendar collection (RFC 4791), e.g. Fastmail, iCloud, Nextcloud.
+    Caldav {
+        /// The calendar collection URL, ending in `/`.
+        url: String,
+    },
+    /// A Google Calendar, through the Calendar REST API.
+    Google {
+        /// The calendar id (`primary` or an address).
+        calendar_id: String,
+    },
+}
+
+/// A resource as an admin submits it and as the table stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// Shown on the Stripe Checkout page and in calendar events.
+    pub name: String,
+    /// IANA timezone the opening hours are written in, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// Length of every slot, in minutes.
+    pub slot_minutes: u32,
+    /// Price of one slot.
+    pub price: Price,
+    /// How long a hold keeps the slot while the customer pays (default 30, at least 30).
+    #[serde(default = "default_hold_minutes")]
+    pub hold_minutes: u32,
+    /// Opening hours per weekday, in local time.
+    pub weekly_hours: WeeklyHoursSpec,
+    /// Where confirmed bookings go.
+    #[serde(default)]
+    pub calendar: CalendarTarget,
+}
+
+fn default_hold_minutes() -> u32 {
+    DEFAULT_HOLD_MINUTES
+}
+
+/// An opening interval in minutes since local midnight, `start < end <= 1440`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpeningInterval {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+impl OpeningInterval {
+    /// Whether a local minute-of-day falls inside the interval.
+    pub fn contains(&self, minute: u16) -> bool {
+        (self.start_minute..self.end_minute).contains(&minute)
+    }
+}
+
+/// A validated bookable resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub name: String,
+    pub timezone: Tz,
+    pub slot_minutes: u32,
+    pub price: Price,
+    pub hold_minutes: u32,
+    /// Index 0 is Monday, as `chrono::Weekday::num_days_from_monday`.
+    pub weekly_hours: [Vec<OpeningInterval>; 7],
+    pub calendar: CalendarTarget,
+    /// The spec this resource was built from, kept to store and return it unchanged.
+    pub spec: ResourceSpec,
+}
+
+impl Resource {
+    /// Validates a spec into a resource.
+    pub fn from_spec(id: ResourceId, spec: ResourceSpec) -> Result<Self, ResourceError> {
+        let name = spec.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ResourceError(
+                "name must be 1-200 printable characters".into(),
+            ));
+        }
+        let timezone: Tz = spec.timezone.parse().map_err(|_| {
+            ResourceError(format!(
+                "timezone {:?} is not an IANA timezone name",
+                spec.timezone
+            ))
+        })?;
+        if !(5..=720).contains(&spec.slot_minutes) {
+            return Err(ResourceError(
+                "slot_minutes must be between 5 and 720".into(),
+            ));
+        }
+        if !(MIN_HOLD_MINUTES..=MAX_HOLD_MINUTES).contains(&spec.hold_minutes) {
+            return Err(ResourceError(format!(
+                "hold_minutes must be between {MIN_HOLD_MINUTES} and {MAX_HOLD_MINUTES}: \
+                 a hold must outlive its Stripe Checkout Session"
+            )));
+        }
+        // Stripe's limit for a Checkout Session amount is 8 digits in minor units.
+        if !(1..=99_999_999).contains(&spec.price.amount) {
+            return Err(ResourceError(
+                "price.amount must be between 1 and 99999999 minor units".into(),
+            ));
+        }
+        if spec.price.currency.len() != 3
+            || !spec.price.currency.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            return Err(ResourceError(
+                "price.currency must be a lower-case ISO 4217 code like \"eur\"".into(),
+            ));
+        }
+        let h = &spec.weekly_hours;
+        let days = [&h.mon, &h.tue, &h.wed, &h.thu, &h.fri, &h.sat, &h.sun];
+        let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let mut weekly_hours: [Vec<OpeningInterval>; 7] = Default::default();
+        for (i, day) in days.iter().enumerate() {
+            let mut intervals = day
+                .iter()
+                .map(|o| {
+                    parse_interval(o)
+                        .map_err(|e| ResourceError(format!("weekly_hours.{}: {e}", names[i])))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            intervals.sort_by_key(|iv| iv.start_minute);
+            if intervals
+                .windows(2)
+                .any(|w| w[0].end_minute > w[1].start_minute)
+            {
+                return Err(ResourceError(format!(
+                    "weekly_hours.{}: intervals overlap",
+                    names[i]
+                )));
+            }
+            weekly_hours[i] = intervals;
+        }
+        match &spec.calendar {
+            CalendarTarget::Caldav { url }
+                if !(url.starts_with("https://") || url.starts_with("http://")) =>
+            {
+                return Err(ResourceError("calendar.url must be an http(s) URL".into()));
+            }
+            CalendarTarget::Google { calendar_id } if calendar_id.trim().is_empty() => {
+                return Err(ResourceError(
+                    "calendar.calendar_id must not be empty".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(Self {
+            id,
+            name: name.to_owned(),
+            timezone,
+            slot_minutes: spec.slot_minutes,
+            price: spec.price.clone(),
+            hold_minutes: spec.hold_minutes,
+            weekly_hours,
+            calendar: spec.calendar.clone(),
+            spec,
+        })
+    }
+}
+
+fn parse_interval(o: &OpeningSpec) -> Result<OpeningInterval, String> {
+    let start_minute = parse_hhmm(&o.start)?;
+    let end_minute = parse_hhmm(&o.end)?;
+    if start_minute >= end_minute {
+        return Err(format!(
+            "interval {}-{} must start before it ends",
+            o.start, o.end
+        ));
+    }
+    Ok(OpeningInterval {
+        start_minute,
+        end_minute,
+    })
+}
+
+/// `HH:MM` → minutes since midnight, `24:00` allowed.
+fn parse_hhmm(s: &str) -> Result<u16, String> {
+    let bad = || format!("{s:?} is not a HH:MM time");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    let m: u16 = m.parse().map_err(|_| bad())?;
+    let minutes = h * 60 + m;
+    if m >= 60 || minutes > DAY_MINUTES {
+        return Err(bad());
+    }
+    Ok(minutes)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid spec used across the crate's unit tests.
+    pub(crate) fn spec(timezone: &str, slot_minutes: u32, hours: &[(&str, &str)]) -> ResourceSpec {
+        let day: Vec<OpeningSpec> = hours
+            .iter()
+            .map(|(s, e)| OpeningSpec {
+                start: (*s).into(),
+                end: (*e).into(),
+            })
+            .collect();
+        ResourceSpec {
+            name: "Coaching".into(),
+            timezone: timezone.into(),
+            slot_minutes,
+            price: Price {
+                amount: 4500,
+                currency: "eur".into(),
+            },
+            hold_minutes: 30,
+            weekly_hours: WeeklyHoursSpec {
+                mon: day.clone(),
+                tue: day.clone(),
+                wed: day.clone(),
+                thu: day.clone(),
+                fri: day.clone(),
+                sat: day.clone(),
+                sun: day,
+            },
+            calendar: CalendarTarget::None,
+        }
+    }
+
+    #[test]
+    fn resource_ids_use_a_url_safe_alphabet() {
+        assert!(ResourceId::parse("demo").is_ok());
+        assert!(ResourceId::parse("room-2b").is_ok());
+        for bad in ["", "-x", "Demo", "a/b", "a b", "a_b", &"x".repeat(65)] {
+            assert!(ResourceId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hours_parse_and_allow_end_of_day() {
+        assert_eq!(parse_hhmm("00:00"), Ok(0));
+        assert_eq!(parse_hhmm("09:30"), Ok(570));
+        assert_eq!(parse_hhmm("24:00"), Ok(1440));
+        for bad in ["24:01", "9:00", "09:60", "0900", "ab:cd", "25:00"] {
+            assert!(parse_hhmm(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_refused_with_a_reason() {
+        let id = ResourceId::parse("r").unwrap();
+        let ok = spec("Europe/Berlin", 30, &[("09:00", "17:00")]);
+        assert!(Resource::from_spec(id.clone(), ok.clone()).is_ok());
+
+        let cases: Vec<(ResourceSpec, &str)> = vec![
+            (
+                ResourceSpec {
+                    timezone: "Mars/Olympus".into(),
+                    ..ok.clone()
+                },
+                "timezone",
+            ),
+            (
+                ResourceSpec {
+                    slot_minutes: 0,
+                    ..ok.clone()
+                },
+                "slot_minutes",
+            ),
+            (
+                ResourceSpec {
+                    hold_minutes: 29,
+                    ..ok.clone()
+                },
+                "hold_minutes",
+            ),
+            (
+                ResourceSpec {
+                    hold_minutes: 24 * 60 + 1,
+                    ..ok.clone()
+                },
+                "hold_minutes",
+            ),
+            (
+                ResourceSpec {
+                    price: Price {
+                        amount: 0,
+                        currency: "eur".into(),
+                    },
+                    ..ok.clone()
+                },
+                "amount",
+            ),
+            (
+                ResourceSpec {
+                    price: Price {
+                        amount: 100,
+                        currency: "EUR".into(),
+                    },
+                    ..ok.clone()
+                },
+                "currency",
+            ),
+            (
+                ResourceSpec {
+                    name: " ".into(),
+                    ..ok.clone()
+                },
+                "name",
+            ),
+            (
+                spec("Europe/Berlin", 30, &[("10:00", "09:00")]),
+                "start before",
+            ),
+            (
+                spec(
+                    "Europe/Berlin",
+                    30,
+                    &[("09:00", "12:00"), ("11:00", "13:00")],
+                ),
+                "overlap",
+            ),
+            (
+                ResourceSpec {
+                    calendar: CalendarTarget::Caldav {
+                        url: "ftp://x".into(),
+                    },
+                    ..ok.clone()
+                },
+                "calendar.url",
+            ),
+        ];
+        for (spec, needle) in cases {
+            let err = Resource::from_spec(id.clone(), spec).unwrap_err();
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn hold_minutes_defaults_to_thirty() {
+        let json = r#"{"name":"x","timezone":"UTC","slot_minutes":30,"price":{"amount":1,"currency":"usd"},"weekly_hours":{}}"#;
+        let spec: ResourceSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.hold_minutes, 30);
+        assert_eq!(spec.calendar, CalendarTarget::None);
+    }
+}

@@ -1,0 +1,326 @@
+//! Item layout of the single table, and conversions to and from domain types.
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | resource | `RESOURCE#{id}` | `RESOURCE` |
+//! | slot claim | `SLOT#{resource}#{UTC date}` | slot start, RFC 3339 |
+//! | reservation record | `RESERVATION#{id}` | `RESERVATION` |
+//! | idempotency record | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
+//!
+//! Claims of one resource-day share a partition, so availability lists a day
+//! with one Query. `expires_at` (epoch seconds) is the table's TTL attribute:
+//! set on holds, idempotency records and reservation records, never on a
+//! confirmed claim.
+
+use crate::domain::{
+    Claim, ClaimStatus, Customer, ReservationId, ReservationStatus, Resource, ResourceId,
+    ResourceSpec, SlotKey, rfc3339,
+};
+use crate::ports::ReservationRecord;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+/// The table's TTL attribute.
+pub const EXPIRES_AT: &str = "expires_at";
+
+pub fn resource_key(id: &ResourceId) -> Item {
+    key(format!("RESOURCE#{id}"), "RESOURCE".into())
+}
+
+/// The partition holding every claim of `resource` on the UTC date `day`.
+pub fn slot_partition(resource: &ResourceId, day: NaiveDate) -> String {
+    format!("SLOT#{resource}#{day}")
+}
+
+pub fn slot_key(slot: &SlotKey) -> Item {
+    key(
+        slot_partition(&slot.resource_id, slot.start.date_naive()),
+        rfc3339(slot.start),
+    )
+}
+
+pub fn reservation_record_key(id: &ReservationId) -> Item {
+    key(format!("RESERVATION#{id}"), "RESERVATION".into())
+}
+
+pub fn idempotency_key(key_text: &str) -> Item {
+    key(format!("IDEMPOTENCY#{key_text}"), "IDEMPOTENCY".into())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([
+        (PK.into(), AttributeValue::S(pk)),
+        (SK.into(), AttributeValue::S(sk)),
+    ])
+}
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Why an item could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ItemError(pub String);
+
+pub fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, ItemError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(ItemError(format!(
+            "attribute {name} missing or not a string"
+        ))),
+    }
+}
+
+pub fn get_n(item: &Item, name: &str) -> Result<i64, ItemError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| ItemError(format!("attribute {name} is not an integer"))),
+        _ => Err(ItemError(format!(
+            "attribute {name} missing or not a number"
+        ))),
+    }
+}
+
+pub fn get_opt_n(item: &Item, name: &str) -> Result<Option<i64>, ItemError> {
+    if item.contains_key(name) {
+        get_n(item, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, ItemError> {
+    let v = get_s(item, name)?;
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ItemError(format!("attribute {name} is not an RFC 3339 time")))
+}
+
+pub fn epoch(t: DateTime<Utc>) -> AttributeValue {
+    n(t.timestamp())
+}
+
+fn from_epoch(secs: i64, name: &str) -> Result<DateTime<Utc>, ItemError> {
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| ItemError(format!("attribute {name} is out of range")))
+}
+
+pub fn resource_item(resource: &Resource) -> Item {
+    let mut item = resource_key(&resource.id);
+    item.insert("kind".into(), s("resource"));
+    item.insert(
+        "definition".into(),
+        s(serde_json::to_string(&resource.spec).expect("a spec always serialises")),
+    );
+    item
+}
+
+impl TryFrom<&Item> for Resource {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let pk = get_s(item, PK)?;
+        let id = pk
+            .strip_prefix("RESOURCE#")
+            .and_then(|id| ResourceId::parse(id).ok())
+            .ok_or_else(|| ItemError(format!("{pk:?} is not a resource key")))?;
+        let spec: ResourceSpec = serde_json::from_str(get_s(item, "definition")?)
+            .map_err(|e| ItemError(format!("resource definition: {e}")))?;
+        Resource::from_spec(id, spec).map_err(|e| ItemError(format!("resource definition: {e}")))
+    }
+}
+
+pub fn claim_item(claim: &Claim) -> Item {
+    let mut item = slot_key(&claim.slot);
+    let fields = [
+        ("kind", s("claim")),
+        ("resource_id", s(claim.slot.resource_id.as_str())),
+        ("start", s(rfc3339(claim.slot.start))),
+        ("end", s(rfc3339(claim.end))),
+        ("reservation_id", s(claim.reservation_id.as_str())),
+        ("status", s(claim.status.as_str())),
+        ("customer_name", s(&claim.customer.name)),
+        ("customer_email", s(claim.customer.email.as_str())),
+        ("amount", n(claim.amount)),
+        ("currency", s(&claim.currency)),
+        ("created_at", s(rfc3339(claim.created_at))),
+    ];
+    item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(expires_at) = claim.expires_at {
+        item.insert(EXPIRES_AT.into(), epoch(expires_at));
+    }
+    item
+}
+
+impl TryFrom<&Item> for Claim {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let resource_id =
+            ResourceId::parse(get_s(item, "resource_id")?).map_err(|e| ItemError(e.to_string()))?;
+        let reservation_id = ReservationId::parse(get_s(item, "reservation_id")?)
+            .ok_or_else(|| ItemError("reservation_id is malformed".into()))?;
+        let status = get_s(item, "status")?;
+        let status = ClaimStatus::parse(status)
+            .ok_or_else(|| ItemError(format!("unknown claim status {status:?}")))?;
+        let customer = Customer::parse(
+            get_s(item, "customer_name")?,
+            get_s(item, "customer_email")?,
+        )
+        .map_err(ItemError)?;
+        let expires_at = get_opt_n(item, EXPIRES_AT)?
+            .map(|t| from_epoch(t, EXPIRES_AT))
+            .transpose()?;
+        Ok(Claim {
+            slot: SlotKey {
+                resource_id,
+                start: get_time(item, "start")?,
+            },
+            end: get_time(item, "end")?,
+            reservation_id,
+            status,
+            customer,
+            amount: get_n(item, "amount")?,
+            currency: get_s(item, "currency")?.to_owned(),
+            expires_at,
+            created_at: get_time(item, "created_at")?,
+        })
+    }
+}
+
+pub fn reservation_record_item(record: &ReservationRecord, expires_at: DateTime<Utc>) -> Item {
+    let mut item = reservation_record_key(&record.reservation_id);
+    let fields = [
+        ("kind", s("reservation")),
+        ("reservation_id", s(record.reservation_id.as_str())),
+        ("end", s(rfc3339(record.end))),
+        ("status", s(record.status.as_str())),
+        ("amount", n(record.amount)),
+        ("currency", s(&record.currency)),
+        ("recorded_at", s(rfc3339(record.recorded_at))),
+        (EXPIRES_AT, epoch(expires_at)),
+    ];
+    item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    item
+}
+
+impl TryFrom<&Item> for ReservationRecord {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let status = get_s(item, "status")?;
+        Ok(ReservationRecord {
+            reservation_id: ReservationId::parse(get_s(item, "reservation_id")?)
+                .ok_or_else(|| ItemError("reservation_id is malformed".into()))?,
+            end: get_time(item, "end")?,
+            status: ReservationStatus::parse(status)
+                .ok_or_else(|| ItemError(format!("unknown reservation status {status:?}")))?,
+            amount: get_n(item, "amount")?,
+            currency: get_s(item, "currency")?.to_owned(),
+            recorded_at: get_time(item, "recorded_at")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::resource::tests::spec;
+    use chrono::Duration;
+
+    fn claim(status: ClaimStatus, expires_at: Option<DateTime<Utc>>) -> Claim {
+        let slot = SlotKey {
+            resource_id: ResourceId::parse("demo").unwrap(),
+            start: DateTime::parse_from_rfc3339("2026-06-10T23:30:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        Claim {
+            end: slot.start + Duration::minutes(30),
+            reservation_id: ReservationId::new(&slot),
+            slot,
+            status,
+            customer: Customer::parse("Jane Doe", "jane@example.com").unwrap(),
+            amount: 4500,
+            currency: "eur".into(),
+            expires_at,
+            created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_hold_round_trips_and_carries_the_ttl() {
+        let c = claim(
+            ClaimStatus::Held,
+            DateTime::from_timestamp(1_780_000_900, 0),
+        );
+        let item = claim_item(&c);
+        assert_eq!(item[EXPIRES_AT], AttributeValue::N("1780000900".into()));
+        assert_eq!(item[PK], s("SLOT#demo#2026-06-10"));
+        assert_eq!(item[SK], s("2026-06-10T23:30:00Z"));
+        assert_eq!(Claim::try_from(&item).unwrap(), c);
+    }
+
+    #[test]
+    fn a_confirmed_claim_has_no_ttl_attribute() {
+        let c = claim(ClaimStatus::Confirmed, None);
+        let item = claim_item(&c);
+        assert!(!item.contains_key(EXPIRES_AT));
+        assert_eq!(Claim::try_from(&item).unwrap(), c);
+    }
+
+    #[test]
+    fn malformed_claims_are_reported_not_guessed() {
+        let good = claim_item(&claim(
+            ClaimStatus::Held,
+            DateTime::from_timestamp(1_780_000_900, 0),
+        ));
+        for (attr, value) in [
+            ("status", s("MAYBE")),
+            ("amount", s("12")),
+            (EXPIRES_AT, AttributeValue::N("soon".into())),
+            ("start", s("yesterday")),
+            ("reservation_id", s("rsv_x")),
+        ] {
+            let mut item = good.clone();
+            item.insert(attr.into(), value);
+            assert!(Claim::try_from(&item).is_err(), "{attr} accepted");
+        }
+    }
+
+    #[test]
+    fn resources_round_trip_through_their_spec() {
+        let r = Resource::from_spec(
+            ResourceId::parse("demo").unwrap(),
+            spec("Europe/Berlin", 30, &[("09:00", "17:00")]),
+        )
+        .unwrap();
+        assert_eq!(Resource::try_from(&resource_item(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn reservation_records_round_trip() {
+        let c = claim(ClaimStatus::Held, None);
+        let record = ReservationRecord {
+            reservation_id: c.reservation_id.clone(),
+            end: c.end,
+            status: ReservationStatus::Expired,
+            amount: 4500,
+            currency: "eur".into(),
+            recorded_at: c.created_at,
+        };
+        let item = reservation_record_item(&record, c.created_at + Duration::days(90));
+        assert_eq!(ReservationRecord::try_from(&item).unwrap(), record);
+    }
+}

@@ -1,0 +1,357 @@
+//! The DynamoDB adapter: every storage port implemented against one table.
+
+pub mod items;
+
+use crate::domain::{Claim, ClaimStatus, ReservationId, Resource, ResourceId, SlotKey};
+use crate::ports::{
+    ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, ReservationHistory,
+    ReservationRecord, ResourceStore, SavedResponse, StoreError,
+};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use items::*;
+
+/// How long a reservation record outlives the moment it was written.
+const RESERVATION_RECORD_DAYS: i64 = 90;
+
+/// Error codes after which the same request may succeed later.
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+/// Storage on one DynamoDB table. Cheap to clone; build it once per process.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The client, for adapters and tools that need it directly.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// Classifies an SDK error: throttling, timeouts, connection failures and
+/// server-side errors are [`StoreError::Unavailable`]; the rest [`StoreError::Failed`].
+pub fn store_error<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => e.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
+        _ => false,
+    };
+    let message = DisplayErrorContext(&err).to_string();
+    if transient {
+        StoreError::Unavailable { op, message }
+    } else {
+        StoreError::Failed { op, message }
+    }
+}
+
+fn corrupt(op: &'static str, e: ItemError) -> StoreError {
+    StoreError::Corrupt { op, message: e.0 }
+}
+
+impl ResourceStore for DynamoStore {
+    async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
+        const OP: &str = "get resource";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(resource_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        out.item()
+            .map(|item| Resource::try_from(item).map_err(|e| corrupt(OP, e)))
+            .transpose()
+    }
+
+    async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(resource_item(resource)))
+            .send()
+            .await
+            .map_err(|e| store_error("put resource", e))?;
+        Ok(())
+    }
+}
+
+impl ClaimStore for DynamoStore {
+    async fn place_hold(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> Result<HoldOutcome, StoreError> {
+        const OP: &str = "place hold";
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(claim_item(claim)))
+            // Free means: no item, or a HELD item whose expiry has passed (TTL
+            // deletion is lazy, so such items can linger for days).
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status = :held AND #expires_at <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
+            .expression_attribute_values(":now", epoch(now))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let replaced = out
+                    .attributes()
+                    .map(|old| Claim::try_from(old).map_err(|e| corrupt(OP, e)))
+                    .transpose()?;
+                Ok(HoldOutcome::Placed { replaced })
+            }
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else {
+                    unreachable!()
+                };
+                let old = failed.item().ok_or_else(|| StoreError::Failed {
+                    op: OP,
+                    message: "condition failed without the item that failed it".into(),
+                })?;
+                let by = Claim::try_from(old).map_err(|e| corrupt(OP, e))?;
+                Ok(HoldOutcome::Taken { by: Box::new(by) })
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
+        const OP: &str = "get claim";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(slot)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        out.item()
+            .map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e)))
+            .transpose()
+    }
+
+    async fn claims_on_day(
+        &self,
+        resource: &ResourceId,
+        day: NaiveDate,
+    ) -> Result<Vec<Claim>, StoreError> {
+        const OP: &str = "list claims";
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(slot_partition(resource, day)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        items
+            .iter()
+            .map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e)))
+            .collect()
+    }
+}
+
+impl ReservationHistory for DynamoStore {
+    async fn record_reservation(&self, record: &ReservationRecord) -> Result<(), StoreError> {
+        let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(reservation_record_item(record, expires_at)))
+            .send()
+            .await
+            .map_err(|e| store_error("record reservation", e))?;
+        Ok(())
+    }
+
+    async fn get_reservation_record(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Option<ReservationRecord>, StoreError> {
+        const OP: &str = "get reservation record";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(reservation_record_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        out.item()
+            .map(|item| ReservationRecord::try_from(item).map_err(|e| corrupt(OP, e)))
+            .transpose()
+    }
+}
+
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+impl IdempotencyStore for DynamoStore {
+    async fn start_idempotent(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyStart, StoreError> {
+        const OP: &str = "start idempotent request";
+        let mut item = idempotency_key(key);
+        item.insert("status".into(), s(IN_PROGRESS));
+        item.insert("payload_hash".into(), s(payload_hash));
+        item.insert(
+            "in_progress_expires_at".into(),
+            n(in_progress_until.timestamp_millis()),
+        );
+        item.insert(EXPIRES_AT.into(), epoch(expires_at));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // A record blocks the key until it expires; an IN_PROGRESS one only
+            // until its own, shorter expiry (its Lambda may have died).
+            .condition_expression(
+                "attribute_not_exists(pk) OR #expires_at < :now \
+                 OR (#status = :in_progress AND in_progress_expires_at < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":now", epoch(now))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let existing = match result {
+            Ok(_) => return Ok(IdempotencyStart::Started),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else {
+                    unreachable!()
+                };
+                failed.item().cloned().unwrap_or_default()
+            }
+            Err(e) => return Err(store_error(OP, e)),
+        };
+        let bad = |e: ItemError| corrupt(OP, e);
+        if get_s(&existing, "payload_hash").map_err(bad)? != payload_hash {
+            return Ok(IdempotencyStart::PayloadMismatch);
+        }
+        match get_s(&existing, "status").map_err(bad)? {
+            COMPLETED => Ok(IdempotencyStart::Completed(SavedResponse {
+                status: u16::try_from(get_n(&existing, "response_status").map_err(bad)?)
+                    .map_err(|_| corrupt(OP, ItemError("response_status out of range".into())))?,
+                body: get_s(&existing, "response_body").map_err(bad)?.to_owned(),
+                location: get_s(&existing, "response_location")
+                    .ok()
+                    .map(str::to_owned),
+            })),
+            _ => Ok(IdempotencyStart::InProgress),
+        }
+    }
+
+    async fn complete_idempotent(
+        &self,
+        key: &str,
+        response: &SavedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .update_expression(
+                "SET #status = :completed, response_status = :rs, response_body = :rb, #expires_at = :exp \
+                 REMOVE in_progress_expires_at",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":rs", n(i64::from(response.status)))
+            .expression_attribute_values(":rb", s(&response.body))
+            .expression_attribute_values(":exp", epoch(expires_at));
+        if let Some(location) = &response.location {
+            update = update
+                .update_expression(
+                    "SET #status = :completed, response_status = :rs, response_body = :rb, #expires_at = :exp, \
+                     response_location = :loc REMOVE in_progress_expires_at",
+                )
+                .expression_attribute_values(":loc", s(location));
+        }
+        update
+            .send()
+            .await
+            .map_err(|e| store_error("complete idempotent request", e))?;
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                // Someone else's record replaced ours (ours had expired): leave it.
+                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(store_error("abandon idempotent request", e)),
+            })
+    }
+}

@@ -1,0 +1,225 @@
+//! `spawn_app()`: a local gateway on `127.0.0.1:0` over its own fresh table in
+//! the real DynamoDB Local started by `scripts/test`, so tests never share state.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use slotguard::api::put_resource::AdminAuth;
+use slotguard::dynamo::DynamoStore;
+use slotguard_local::{dev, gateway};
+use std::collections::HashMap;
+use std::sync::Once;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// One running gateway over one fresh table.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: DynamoStore,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    // Logs only when asked: TEST_LOG=1 cargo test
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            slotguard::telemetry::init();
+        }
+    });
+}
+
+/// The DynamoDB Local endpoint `scripts/test` started.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("SLOTGUARD_TEST_DYNAMODB_URL").expect(
+        "SLOTGUARD_TEST_DYNAMODB_URL is not set: run the integration tests with scripts/test, which starts the local stack",
+    )
+}
+
+/// Starts a gateway over a new table in DynamoDB Local.
+pub async fn spawn_app() -> TestApp {
+    let ddb = dev::dynamodb_client(&dynamodb_endpoint());
+    let table = format!("test-{}", uuid::Uuid::new_v4().simple());
+    dev::ensure_table(&ddb, &table)
+        .await
+        .expect("create the test table");
+    spawn_app_on(DynamoStore::new(ddb, table)).await
+}
+
+/// Starts a gateway over any store (e.g. one whose endpoint is down).
+pub async fn spawn_app_on(store: DynamoStore) -> TestApp {
+    init_logs();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let gw = gateway::Gateway {
+        store: store.clone(),
+        admin: AdminAuth::Token(ADMIN_TOKEN.into()),
+    };
+    tokio::spawn(gateway::serve(listener, gw, async move {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        http,
+        store,
+        _shutdown: tx,
+    }
+}
+
+/// A resource open around the clock in UTC with one-hour slots.
+pub fn open_all_day() -> Value {
+    json!({
+        "name": "Test room",
+        "timezone": "UTC",
+        "slot_minutes": 60,
+        "price": { "amount": 2500, "currency": "eur" },
+        "weekly_hours": {
+            "mon": [{"start": "00:00", "end": "24:00"}], "tue": [{"start": "00:00", "end": "24:00"}],
+            "wed": [{"start": "00:00", "end": "24:00"}], "thu": [{"start": "00:00", "end": "24:00"}],
+            "fri": [{"start": "00:00", "end": "24:00"}], "sat": [{"start": "00:00", "end": "24:00"}],
+            "sun": [{"start": "00:00", "end": "24:00"}]
+        }
+    })
+}
+
+/// The start of the whole UTC hour `hours` from now (always in the future).
+pub fn hour_from_now(hours: i64) -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::hours(1)).unwrap() + Duration::hours(hours)
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    slotguard::domain::rfc3339(t)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates or replaces a resource through the admin route.
+    pub async fn put_resource(&self, id: &str, spec: &Value) {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/resources/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "put resource: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    pub fn reserve_body(resource: &str, start: DateTime<Utc>, email: &str) -> Value {
+        json!({ "resource_id": resource, "start": rfc3339(start), "customer": { "name": "Test Customer", "email": email } })
+    }
+
+    pub async fn reserve(&self, resource: &str, start: DateTime<Utc>, email: &str) -> Response {
+        self.http
+            .post(self.url("/v1/reservations"))
+            .json(&Self::reserve_body(resource, start, email))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn slots(
+        &self,
+        resource: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<String> {
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/resources/{resource}/slots")))
+            .query(&[("from", rfc3339(from)), ("to", rfc3339(to))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        body["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["start"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn status_of(&self, reservation_id: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/reservations/{reservation_id}")))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    /// Every item in the table, sorted by key.
+    pub async fn scan(&self) -> Vec<Item> {
+        let mut items: Vec<Item> = self
+            .store
+            .client()
+            .scan()
+            .table_name(self.store.table())
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .unwrap();
+        items.sort_by_key(|i| (s(i, "pk"), s(i, "sk")));
+        items
+    }
+
+    /// Claim items that keep the slot from others right now.
+    pub async fn live_holds(&self) -> Vec<Item> {
+        let now = Utc::now().timestamp();
+        self.scan()
+            .await
+            .into_iter()
+            .filter(|i| s(i, "kind") == "claim" && s(i, "status") == "HELD")
+            .filter(|i| matches!(i.get("expires_at"), Some(AttributeValue::N(n)) if n.parse::<i64>().unwrap() > now))
+            .collect()
+    }
+}
+
+pub fn s(item: &Item, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Asserts `r` is a problem response with this status and type; returns its body.
+pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status of a {kind} problem");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], kind, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    body
+}
