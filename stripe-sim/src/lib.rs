@@ -1,0 +1,237 @@
+//! A local Stripe simulator: the subset of Stripe's HTTP API slotguard uses,
+//! a hosted checkout page, and signed webhooks, all in memory.
+//!
+//! The product talks to it with the real client, only pointed elsewhere:
+//!
+//! ```no_run
+//! # fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = stripe::ClientBuilder::new("sk_test_anything")
+//!     .url("http://127.0.0.1:12111")
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The URL is the simulator's origin, **without** `/v1`: async-stripe
+//! rc.10 builds every request URL as `{url as http::Uri}v1{path}`, and an
+//! origin displays with a trailing `/`, so `http://127.0.0.1:12111` and
+//! `http://127.0.0.1:12111/` both give `http://127.0.0.1:12111/v1/...`,
+//! while `http://127.0.0.1:12111/v1` would give `.../v1v1/...`. Plain HTTP
+//! works: the client's rustls connector is built with `https_or_http`.
+//!
+//! # Routes
+//!
+//! Stripe's (form-encoded bodies with bracket notation, JSON answers, Stripe's
+//! error body, `Authorization: Bearer <any non-empty key>` (or Basic auth with
+//! the key as user name, as `curl -u sk_test_...:` sends it), `Idempotency-Key`
+//! on POST):
+//!
+//! - `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`,
+//!   `POST /v1/checkout/sessions/{id}/expire`
+//! - `POST /v1/refunds`, `GET /v1/refunds?payment_intent=`, `GET /v1/refunds/{id}`
+//! - `GET /v1/events/{id}`
+//!
+//! The hosted page, at a session's `url`: `GET /c/pay/{id}`, with Pay and
+//! Cancel buttons posting to `/c/pay/{id}/pay` and `/c/pay/{id}/cancel`.
+//!
+//! Control routes for tests and demos, answering JSON (see the `control`
+//! module): `POST /_sim/checkout/sessions/{id}/complete?async=&deliveries=&delay_ms=`,
+//! `POST /_sim/checkout/sessions/{id}/async_payment?result=succeeded|failed`,
+//! `POST /_sim/checkout/sessions/{id}/expire`,
+//! `POST /_sim/events/{id}/redeliver?deliveries=`, `POST /_sim/fail?status=&count=`,
+//! `GET /_sim/events`, `GET /_sim/refunds`, `GET /_sim/checkout/sessions`,
+//! `GET /_sim/health`.
+//!
+//! # What it does not do
+//!
+//! Only `mode=payment` sessions with inline `price_data`; no `expand`; refunds
+//! by `payment_intent` only, always `succeeded`, with no refund or charge
+//! events; no automatic webhook retries (use the redeliver route); one
+//! account, so idempotency keys are not scoped by API key; webhook URLs must be
+//! plain `http://`. Parameters it does not model are rejected with Stripe's
+//! `parameter_unknown` error rather than ignored.
+
+mod api;
+mod control;
+mod form;
+mod hosted;
+mod objects;
+mod state;
+mod webhooks;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use state::State;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Stripe refuses request bodies this large long before; so does the simulator.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long one webhook delivery may take before it counts as unanswered (0).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often sessions past their `expires_at` are expired.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
+
+/// How the simulator is set up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where events are POSTed (`http://` only). `None`: events are recorded
+    /// (see `GET /_sim/events`) but not delivered.
+    pub webhook_url: Option<String>,
+    /// The endpoint's signing secret (`whsec_...`) that signs every delivery.
+    pub webhook_secret: String,
+    /// The origin sessions' hosted-page `url`s use. `None`: `http://` plus the
+    /// listener's local address.
+    pub public_url: Option<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self { webhook_url: None, webhook_secret: "whsec_local_simulator".into(), public_url: None }
+    }
+}
+
+/// The running simulator, shared by every connection.
+struct Sim {
+    config: SimConfig,
+    state: Mutex<State>,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    /// The state lock. A panic while holding it leaves the state consistent
+    /// enough for a simulator, so a poisoned lock is used anyway.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes.
+///
+/// # Panics
+/// If the listener has no local address or the HTTP client cannot be built
+/// (neither happens with a bound `TcpListener`).
+pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: impl Future<Output = ()>) {
+    let base_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr().expect("a bound listener has an address")),
+    };
+    let http = reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build().expect("a plain HTTP client builds");
+    let sim = Arc::new(Sim { config, state: Mutex::new(State::new(base_url)), http });
+
+    let sweeper = tokio::spawn(sweep_expired(sim.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let sim = sim.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&sim, req).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    sweeper.abort();
+}
+
+/// Expires sessions whose time is up and delivers their events, as Stripe
+/// does without being asked.
+async fn sweep_expired(sim: Arc<Sim>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+    loop {
+        tick.tick().await;
+        let events = sim.lock().expire_due(state::now());
+        webhooks::spawn_deliveries(&sim, events, 1, 0);
+    }
+}
+
+async fn handle(sim: &Arc<Sim>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let (method, path) = (parts.method.as_str().to_owned(), parts.uri.path().to_owned());
+    let query = parts.uri.query();
+    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Err(_) => json_response(
+            413,
+            &objects::error("invalid_request_error", "Request body too large.", None, None).to_string(),
+        ),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            if path.starts_with("/v1/") {
+                let outcome = api::handle(&sim.state, &method, &path, query, &parts.headers, &body);
+                webhooks::spawn_deliveries(sim, outcome.deliver, 1, 0);
+                api_response(outcome.response)
+            } else if path.starts_with("/_sim/") {
+                let (status, value) = control::handle(sim, &method, &path, query).await;
+                json_response(status, &value.to_string())
+            } else if path.starts_with("/c/pay/") {
+                let page = hosted::handle(sim, &method, &path).await;
+                let mut response = response(page.status, "text/html; charset=utf-8", page.html);
+                if let Some(location) = page.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+                    response.headers_mut().insert(LOCATION, location);
+                }
+                response
+            } else {
+                // Most likely a client whose url ends in `/v1` (it then asks
+                // for `/v1v1/...`): answer in Stripe's shape so the client
+                // surfaces the hint.
+                let message = format!(
+                    "Unrecognized request URL ({method}: {path}). Point the client at the \
+                     simulator's origin, without /v1 (e.g. {}).",
+                    sim.lock().base_url
+                );
+                json_response(404, &objects::error("invalid_request_error", &message, None, None).to_string())
+            }
+        }
+    };
+    tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+fn response(status: u16, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_response(status: u16, body: &str) -> Response<Full<Bytes>> {
+    response(status, "application/json", body.to_owned())
+}
+
+fn api_response(r: api::ApiResponse) -> Response<Full<Bytes>> {
+    let mut response = json_response(r.status, &r.body);
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    };
+    set("request-id", &r.request_id);
+    set("stripe-version", objects::api_version());
+    if let Some(key) = &r.idempotency_key {
+        set("idempotency-key", key);
+    }
+    if r.replayed {
+        set("idempotent-replayed", "true");
+    }
+    response
+}

@@ -1,0 +1,773 @@
+//! Drives the simulator with the real async-stripe client and verifies its
+//! webhooks with the real `Webhook::construct_event`: if the simulator's
+//! shapes or signatures drifted from what the library expects, these fail.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stripe::{
+    ApiErrorsCode, ApiErrorsType, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest,
+};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
+};
+use stripe_checkout::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus};
+use stripe_core::RefundReason;
+use stripe_core::refund::{CreateRefund, CreateRefundReason, ListRefund, RetrieveRefund};
+use stripe_sim::SimConfig;
+use stripe_types::Currency;
+use stripe_webhook::{EventObject, EventType, Webhook};
+use tokio::net::TcpListener;
+
+const SECRET: &str = "whsec_test_sim_secret";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// What the webhook receiver saw in one verified delivery.
+#[derive(Debug, Clone)]
+struct Delivery {
+    event_id: String,
+    type_: EventType,
+    api_version: Option<String>,
+    session: CheckoutSession,
+}
+
+/// A webhook endpoint that verifies every delivery as product code would.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    verified: Arc<Mutex<Vec<Delivery>>>,
+    rejected: Arc<Mutex<Vec<String>>>,
+    /// What verified deliveries are answered.
+    status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    async fn start(secret: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Receiver {
+            url: format!("http://{}/webhooks/stripe", listener.local_addr().unwrap()),
+            verified: Arc::default(),
+            rejected: Arc::default(),
+            status: Arc::new(AtomicU16::new(200)),
+        };
+        let shared = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<Incoming>| {
+                        let shared = shared.clone();
+                        async move {
+                            let status = shared.receive(req, secret).await;
+                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        receiver
+    }
+
+    async fn receive(&self, req: hyper::Request<Incoming>, secret: &str) -> u16 {
+        let content_type = req.headers().get("content-type").cloned();
+        let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            content_type.and_then(|c| c.to_str().ok().map(|c| c.starts_with("application/json"))).unwrap_or(false),
+            "deliveries are JSON"
+        );
+        match Webhook::construct_event(&body, &signature, secret) {
+            Ok(event) => {
+                let session = match event.data.object {
+                    EventObject::CheckoutSessionCompleted(s)
+                    | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
+                    | EventObject::CheckoutSessionAsyncPaymentFailed(s)
+                    | EventObject::CheckoutSessionExpired(s) => *s,
+                    _ => panic!("unexpected event object for {}", event.type_),
+                };
+                self.verified.lock().unwrap().push(Delivery {
+                    event_id: event.id.as_str().to_owned(),
+                    type_: event.type_,
+                    api_version: event.api_version.map(|v| v.as_str().to_owned()),
+                    session,
+                });
+                self.status.load(Ordering::SeqCst)
+            }
+            Err(e) => {
+                self.rejected.lock().unwrap().push(e.to_string());
+                400
+            }
+        }
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.verified.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<Delivery> {
+        for _ in 0..200 {
+            let got = self.deliveries();
+            if got.len() >= count {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("expected {count} deliveries, got {:?}", self.deliveries());
+    }
+}
+
+/// A running simulator and clients for it.
+struct Sim {
+    base: String,
+    client: Client,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    async fn start(webhook_url: Option<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = SimConfig { webhook_url, webhook_secret: SECRET.into(), public_url: None };
+        tokio::spawn(stripe_sim::serve(listener, config, std::future::pending()));
+        let client = ClientBuilder::new("sk_test_simulated").url(base.clone()).build().unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Sim { base, client, http }
+    }
+
+    async fn control(&self, method: &str, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn sessions(&self) -> Vec<Value> {
+        let (status, body) = self.control("GET", "/_sim/checkout/sessions").await;
+        assert_eq!(status, 200);
+        body["sessions"].as_array().unwrap().clone()
+    }
+
+    async fn create(&self, request: &CreateCheckoutSession, key: &str) -> Result<CheckoutSession, StripeError> {
+        request
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(IdempotencyKey::new(key).unwrap()))
+            .send(&self.client)
+            .await
+    }
+
+    async fn open_session(&self, reference: &str) -> CheckoutSession {
+        self.create(&session_request(reference, now() + 3600), &format!("checkout-{reference}")).await.unwrap()
+    }
+
+    async fn complete(&self, id: &str, query: &str) -> (u16, Value) {
+        self.control("POST", &format!("/_sim/checkout/sessions/{id}/complete{query}")).await
+    }
+}
+
+/// A session like slotguard's: one slot, EUR 45, reservation metadata.
+fn session_request(reference: &str, expires_at: i64) -> CreateCheckoutSession {
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::EUR);
+    price.unit_amount = Some(4500);
+    price.product_data = Some(ProductData::new("Coaching call, 23 Nov 09:00"));
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price_data = Some(price);
+    item.quantity = Some(1);
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.metadata = Some(HashMap::from([("reservation_id".into(), reference.into())]));
+    CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .line_items(vec![item])
+        .client_reference_id(reference)
+        .customer_email("ada@example.com")
+        .metadata(HashMap::from([
+            ("reservation_id".to_string(), reference.to_string()),
+            ("resource_id".to_string(), "demo".to_string()),
+        ]))
+        .expires_at(expires_at)
+        .success_url("http://127.0.0.1:9/done?session_id={CHECKOUT_SESSION_ID}")
+        .cancel_url("http://127.0.0.1:9/cancelled")
+        .payment_intent_data(intent)
+}
+
+fn stripe_error(result: Result<impl std::fmt::Debug, StripeError>) -> (Box<stripe::ApiErrors>, u16) {
+    match result {
+        Err(StripeError::Stripe(error, status)) => (error, status),
+        other => panic!("expected a Stripe error, got {other:?}"),
+    }
+}
+
+fn pi_id(session: &CheckoutSession) -> Option<String> {
+    session.payment_intent.as_ref().map(|p| p.id().as_str().to_owned())
+}
+
+#[tokio::test]
+async fn create_retrieve_and_replay_a_session_with_the_real_client() {
+    let sim = Sim::start(None).await;
+    let expires_at = now() + 3600;
+    let request = session_request("rsv_1", expires_at);
+
+    let created = sim.create(&request, "checkout-rsv_1").await.unwrap();
+    assert!(created.id.as_str().starts_with("cs_test_"));
+    assert_eq!(created.status, Some(CheckoutSessionStatus::Open));
+    assert_eq!(created.payment_status, CheckoutSessionPaymentStatus::Unpaid);
+    assert_eq!(created.mode, CheckoutSessionMode::Payment);
+    assert_eq!(created.amount_total, Some(4500));
+    assert_eq!(created.currency, Some(Currency::EUR));
+    assert_eq!(created.expires_at, expires_at);
+    assert_eq!(created.client_reference_id.as_deref(), Some("rsv_1"));
+    assert_eq!(created.customer_email.as_deref(), Some("ada@example.com"));
+    assert!(created.payment_intent.is_none());
+    assert!(!created.livemode);
+    let metadata = created.metadata.clone().unwrap();
+    assert_eq!(metadata["reservation_id"], "rsv_1");
+    assert_eq!(metadata["resource_id"], "demo");
+    assert_eq!(created.url.as_deref(), Some(format!("{}/c/pay/{}", sim.base, created.id.as_str()).as_str()));
+
+    let fetched = RetrieveCheckoutSession::new(created.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.id, created.id);
+    assert_eq!(fetched.expires_at, expires_at);
+    assert_eq!(fetched.metadata, created.metadata);
+
+    // The same key and parameters: the first answer again, nothing new made.
+    let again = sim.create(&request, "checkout-rsv_1").await.unwrap();
+    assert_eq!(again.id, created.id);
+    let sessions = sim.sessions().await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["idempotency_key"], "checkout-rsv_1");
+    assert_eq!(sessions[0]["create_responses"], 2);
+
+    // The same key with other parameters is Stripe's idempotency_error.
+    let other = session_request("rsv_2", expires_at);
+    let (error, status) = stripe_error(sim.create(&other, "checkout-rsv_1").await);
+    assert_eq!(status, 400);
+    assert_eq!(error.type_, ApiErrorsType::IdempotencyError);
+    assert_eq!(sim.sessions().await.len(), 1);
+
+    let (error, status) = stripe_error(RetrieveCheckoutSession::new("cs_test_missing").send(&sim.client).await);
+    assert_eq!(status, 404);
+    assert_eq!(error.code, Some(ApiErrorsCode::ResourceMissing));
+}
+
+#[tokio::test]
+async fn a_replay_is_byte_identical_and_marked() {
+    let sim = Sim::start(None).await;
+    let body = "line_items[0][price_data][currency]=eur&line_items[0][price_data][unit_amount]=4500\
+        &line_items[0][price_data][product_data][name]=Slot&line_items[0][quantity]=1\
+        &metadata[reservation_id]=rsv_raw&mode=payment";
+    let post = |body: &'static str| {
+        sim.http
+            .post(format!("{}/v1/checkout/sessions", sim.base))
+            .bearer_auth("sk_test_raw")
+            .header("idempotency-key", "raw-key")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let first = post(body).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_request_id = first.headers()["request-id"].clone();
+    let first_body = first.text().await.unwrap();
+
+    let second = post(body).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["request-id"], first_request_id);
+    assert_eq!(second.text().await.unwrap(), first_body);
+
+    // Same parameters in another order are the same parameters.
+    let reordered = "mode=payment&metadata[reservation_id]=rsv_raw\
+        &line_items[0][quantity]=1&line_items[0][price_data][product_data][name]=Slot\
+        &line_items[0][price_data][unit_amount]=4500&line_items[0][price_data][currency]=eur";
+    let third = post(reordered).await.unwrap();
+    assert_eq!(third.headers()["idempotent-replayed"], "true");
+
+    let changed = post(
+        "line_items[0][price_data][currency]=eur&line_items[0][price_data][unit_amount]=1\
+        &line_items[0][price_data][product_data][name]=Slot&line_items[0][quantity]=1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.status(), 400);
+    let error: Value = changed.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "idempotency_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_with_one_key_make_one_session() {
+    let sim = Arc::new(Sim::start(None).await);
+    let request = session_request("rsv_race", now() + 3600);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (sim, request) = (sim.clone(), request.clone());
+            tokio::spawn(async move { sim.create(&request, "race-key").await.unwrap().id })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]));
+    let sessions = sim.sessions().await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["create_responses"], 20);
+}
+
+#[tokio::test]
+async fn expires_at_must_be_30_minutes_to_24_hours_ahead() {
+    let sim = Sim::start(None).await;
+    for (offset, key) in [(10 * 60, "too-soon"), (25 * 3600, "too-late")] {
+        let (error, status) = stripe_error(sim.create(&session_request("rsv_x", now() + offset), key).await);
+        assert_eq!(status, 400, "{key}");
+        assert_eq!(error.type_, ApiErrorsType::InvalidRequestError);
+        assert_eq!(error.param.as_deref(), Some("expires_at"));
+    }
+    assert!(sim.sessions().await.is_empty());
+    // A failed validation saves nothing: the key works once fixed.
+    let fixed = sim.create(&session_request("rsv_x", now() + 31 * 60), "too-soon").await;
+    assert!(fixed.is_ok());
+    // Both bounds are inside the window.
+    assert!(sim.create(&session_request("rsv_y", now() + 23 * 3600), "late-ok").await.is_ok());
+}
+
+#[tokio::test]
+async fn requests_without_an_api_key_are_401() {
+    let sim = Sim::start(None).await;
+    let url = format!("{}/v1/checkout/sessions/cs_test_x", sim.base);
+    for auth in [None, Some("Bearer "), Some("Basic OnNlY3JldA=="), Some("Token sk_test_x")] {
+        let mut request = sim.http.get(&url);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+    let (error, status) = stripe_error(
+        RetrieveCheckoutSession::new("cs_test_x")
+            .send(&ClientBuilder::new("").url(sim.base.clone()).build().unwrap())
+            .await,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(error.type_, ApiErrorsType::InvalidRequestError);
+    // `curl -u sk_test_...:` as in Stripe's docs: past auth, to a 404.
+    let response = sim.http.get(&url).basic_auth("sk_test_x", None::<&str>).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_recorded_as_0() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/stripe", closed.local_addr().unwrap());
+    drop(closed);
+    let sim = Sim::start(Some(url)).await;
+    let session = sim.open_session("rsv_nowhere").await;
+    let (status, body) = sim.complete(session.id.as_str(), "?deliveries=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"], serde_json::json!([0, 0]));
+    let (_, events) = sim.control("GET", "/_sim/events").await;
+    assert_eq!(events["events"][0]["deliveries"], serde_json::json!([0, 0]));
+}
+
+#[tokio::test]
+async fn completion_delivers_a_signed_event_the_library_verifies() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let session = sim.open_session("rsv_paid").await;
+    let id = session.id.as_str();
+
+    let (status, body) = sim.complete(id, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"], serde_json::json!([200]));
+    let pi = body["payment_intent"].as_str().unwrap().to_owned();
+    assert!(pi.starts_with("pi_"));
+
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    let delivery = &got[0];
+    assert_eq!(delivery.event_id, body["event_id"].as_str().unwrap());
+    assert_eq!(delivery.type_, EventType::CheckoutSessionCompleted);
+    assert_eq!(delivery.api_version.as_deref(), Some(stripe_shared::version::VERSION.as_str()));
+    assert_eq!(delivery.session.id.as_str(), id);
+    assert_eq!(delivery.session.status, Some(CheckoutSessionStatus::Complete));
+    assert_eq!(delivery.session.payment_status, CheckoutSessionPaymentStatus::Paid);
+    assert_eq!(pi_id(&delivery.session), Some(pi.clone()));
+    assert_eq!(delivery.session.metadata.as_ref().unwrap()["reservation_id"], "rsv_paid");
+    assert_eq!(delivery.session.client_reference_id.as_deref(), Some("rsv_paid"));
+
+    let fetched = RetrieveCheckoutSession::new(id).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.status, Some(CheckoutSessionStatus::Complete));
+    assert_eq!(fetched.payment_status, CheckoutSessionPaymentStatus::Paid);
+    assert_eq!(pi_id(&fetched), Some(pi));
+    assert_eq!(fetched.url, None);
+
+    let (status, _) = sim.complete(id, "").await;
+    assert_eq!(status, 409);
+    assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_and_redelivery_keep_the_event_id() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let session = sim.open_session("rsv_dup").await;
+
+    let (status, body) = sim.complete(session.id.as_str(), "?deliveries=3").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"], serde_json::json!([200, 200, 200]));
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|d| d.event_id == event_id));
+
+    // The endpoint fails, then Stripe retries the same event.
+    receiver.status.store(500, Ordering::SeqCst);
+    let (status, body) = sim.control("POST", &format!("/_sim/events/{event_id}/redeliver")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"], serde_json::json!([500]));
+    receiver.status.store(200, Ordering::SeqCst);
+    let (_, body) = sim.control("POST", &format!("/_sim/events/{event_id}/redeliver?deliveries=2")).await;
+    assert_eq!(body["event_id"], event_id.as_str());
+    assert_eq!(body["payment_intent"], pi_id(&receiver.deliveries()[0].session).unwrap().as_str());
+    assert_eq!(body["deliveries"], serde_json::json!([200, 200]));
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().all(|d| d.event_id == event_id));
+
+    let (_, events) = sim.control("GET", "/_sim/events").await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "checkout.session.completed");
+    assert_eq!(events[0]["session_id"], session.id.as_str());
+    let mut statuses: Vec<u64> =
+        events[0]["deliveries"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 500]);
+
+    let (status, _) = sim.control("POST", "/_sim/events/evt_missing/redeliver").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_fails_verification() {
+    let receiver = Receiver::start("whsec_some_other_secret").await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let session = sim.open_session("rsv_badsig").await;
+    let (_, body) = sim.complete(session.id.as_str(), "").await;
+    assert_eq!(body["deliveries"], serde_json::json!([400]));
+    assert!(receiver.deliveries().is_empty());
+    assert_eq!(receiver.rejected.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn delayed_payments_succeed_or_fail_later() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+
+    let a = sim.open_session("rsv_async_ok").await;
+    let (status, body) = sim.complete(a.id.as_str(), "?async=true").await;
+    assert_eq!(status, 200);
+    let pi = body["payment_intent"].as_str().unwrap().to_owned();
+    let completed = receiver.deliveries().pop().unwrap();
+    assert_eq!(completed.type_, EventType::CheckoutSessionCompleted);
+    assert_eq!(completed.session.status, Some(CheckoutSessionStatus::Complete));
+    assert_eq!(completed.session.payment_status, CheckoutSessionPaymentStatus::Unpaid);
+    assert_eq!(pi_id(&completed.session), Some(pi.clone()));
+
+    // Not paid yet: nothing to refund.
+    let (error, status) = stripe_error(CreateRefund::new().payment_intent(pi.as_str()).send(&sim.client).await);
+    assert_eq!(status, 400);
+    assert_eq!(error.type_, ApiErrorsType::InvalidRequestError);
+
+    let (status, body) =
+        sim.control("POST", &format!("/_sim/checkout/sessions/{}/async_payment?result=succeeded", a.id.as_str())).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["payment_intent"], pi.as_str());
+    assert_eq!(body["deliveries"], serde_json::json!([200]));
+    let settled = receiver.deliveries().pop().unwrap();
+    assert_eq!(settled.type_, EventType::CheckoutSessionAsyncPaymentSucceeded);
+    assert_eq!(settled.session.payment_status, CheckoutSessionPaymentStatus::Paid);
+    assert_eq!(settled.session.id, a.id);
+    let fetched = RetrieveCheckoutSession::new(a.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.payment_status, CheckoutSessionPaymentStatus::Paid);
+
+    // Settled once only.
+    let (status, _) =
+        sim.control("POST", &format!("/_sim/checkout/sessions/{}/async_payment?result=failed", a.id.as_str())).await;
+    assert_eq!(status, 409);
+
+    let b = sim.open_session("rsv_async_fail").await;
+    // Not async-completed: nothing to settle.
+    let (status, _) =
+        sim.control("POST", &format!("/_sim/checkout/sessions/{}/async_payment?result=failed", b.id.as_str())).await;
+    assert_eq!(status, 409);
+    sim.complete(b.id.as_str(), "?async=true").await;
+    let (status, _) =
+        sim.control("POST", &format!("/_sim/checkout/sessions/{}/async_payment?result=failed", b.id.as_str())).await;
+    assert_eq!(status, 200);
+    let failed = receiver.deliveries().pop().unwrap();
+    assert_eq!(failed.type_, EventType::CheckoutSessionAsyncPaymentFailed);
+    assert_eq!(failed.session.id, b.id);
+    assert_eq!(failed.session.payment_status, CheckoutSessionPaymentStatus::Unpaid);
+    assert_eq!(receiver.deliveries().len(), 4);
+}
+
+#[tokio::test]
+async fn expiring_emits_checkout_session_expired() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+
+    let a = sim.open_session("rsv_exp_a").await;
+    let (status, body) = sim.control("POST", &format!("/_sim/checkout/sessions/{}/expire", a.id.as_str())).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["payment_intent"], Value::Null);
+    assert_eq!(body["deliveries"], serde_json::json!([200]));
+    let expired = receiver.deliveries().pop().unwrap();
+    assert_eq!(expired.type_, EventType::CheckoutSessionExpired);
+    assert_eq!(expired.session.id, a.id);
+    assert_eq!(expired.session.status, Some(CheckoutSessionStatus::Expired));
+    assert_eq!(expired.session.payment_status, CheckoutSessionPaymentStatus::Unpaid);
+    let (status, _) = sim.complete(a.id.as_str(), "").await;
+    assert_eq!(status, 409);
+
+    // Through the API, as product code would cancel a hold: the event
+    // follows in the background, as from Stripe.
+    let b = sim.open_session("rsv_exp_b").await;
+    let expired = ExpireCheckoutSession::new(b.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(expired.status, Some(CheckoutSessionStatus::Expired));
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].type_, EventType::CheckoutSessionExpired);
+    assert_eq!(got[1].session.id, b.id);
+
+    let (error, status) = stripe_error(ExpireCheckoutSession::new(b.id.clone()).send(&sim.client).await);
+    assert_eq!(status, 400);
+    assert_eq!(error.type_, ApiErrorsType::InvalidRequestError);
+}
+
+#[tokio::test]
+async fn a_delayed_completion_answers_202_and_delivers_later() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let session = sim.open_session("rsv_late").await;
+    let (status, body) = sim.complete(session.id.as_str(), "?delay_ms=1000").await;
+    assert_eq!(status, 202);
+    assert_eq!(body["deliveries"], serde_json::json!([]));
+    // The session is already complete; only the webhook is late.
+    let fetched = RetrieveCheckoutSession::new(session.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.status, Some(CheckoutSessionStatus::Complete));
+    assert!(receiver.deliveries().is_empty());
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].event_id, body["event_id"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn refunds_are_idempotent_and_bounded_by_the_payment() {
+    let sim = Sim::start(None).await;
+    let session = sim.open_session("rsv_refund").await;
+    let (_, body) = sim.complete(session.id.as_str(), "").await;
+    let pi = body["payment_intent"].as_str().unwrap().to_owned();
+
+    let request = CreateRefund::new()
+        .payment_intent(pi.as_str())
+        .amount(1000)
+        .reason(CreateRefundReason::RequestedByCustomer)
+        .metadata(HashMap::from([("reservation_id".to_string(), "rsv_refund".to_string())]));
+    let send = || {
+        request
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(IdempotencyKey::new("refund-rsv_refund").unwrap()))
+            .send(&sim.client)
+    };
+    let first = send().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(first.id, second.id);
+    assert!(first.id.as_str().starts_with("re_"));
+    assert_eq!(first.amount, 1000);
+    assert_eq!(first.currency, Currency::EUR);
+    assert_eq!(first.status.as_deref(), Some("succeeded"));
+    assert_eq!(first.reason, Some(RefundReason::RequestedByCustomer));
+    assert_eq!(first.payment_intent.as_ref().map(|p| p.id().as_str().to_owned()), Some(pi.clone()));
+    assert_eq!(first.metadata.as_ref().unwrap()["reservation_id"], "rsv_refund");
+
+    let (_, refunds) = sim.control("GET", "/_sim/refunds").await;
+    let refunds = refunds["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["idempotency_key"], "refund-rsv_refund");
+    assert_eq!(refunds[0]["amount"], 1000);
+    assert_eq!(refunds[0]["payment_intent"], pi.as_str());
+
+    // Without an amount: the rest.
+    let rest = CreateRefund::new().payment_intent(pi.as_str()).send(&sim.client).await.unwrap();
+    assert_eq!(rest.amount, 3500);
+
+    let listed = ListRefund::new().payment_intent(pi.as_str()).send(&sim.client).await.unwrap();
+    assert_eq!(listed.data.len(), 2);
+    assert!(!listed.has_more);
+    assert_eq!(listed.url, "/v1/refunds");
+    // Newest first.
+    assert_eq!(listed.data[0].id, rest.id);
+    let page = ListRefund::new().payment_intent(pi.as_str()).limit(1).send(&sim.client).await.unwrap();
+    assert_eq!(page.data.len(), 1);
+    assert!(page.has_more);
+
+    let fetched = RetrieveRefund::new(first.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.amount, 1000);
+
+    let (error, status) =
+        stripe_error(CreateRefund::new().payment_intent(pi.as_str()).amount(1).send(&sim.client).await);
+    assert_eq!(status, 400);
+    assert_eq!(error.code, Some(ApiErrorsCode::ChargeAlreadyRefunded));
+
+    let other = sim.open_session("rsv_refund_2").await;
+    let (_, body) = sim.complete(other.id.as_str(), "").await;
+    let other_pi = body["payment_intent"].as_str().unwrap();
+    let (error, status) =
+        stripe_error(CreateRefund::new().payment_intent(other_pi).amount(4501).send(&sim.client).await);
+    assert_eq!(status, 400);
+    assert_eq!(error.code, Some(ApiErrorsCode::AmountTooLarge));
+
+    let (error, status) = stripe_error(CreateRefund::new().payment_intent("pi_unknown").send(&sim.client).await);
+    assert_eq!(status, 400);
+    assert_eq!(error.code, Some(ApiErrorsCode::ResourceMissing));
+    let (_, refunds) = sim.control("GET", "/_sim/refunds").await;
+    assert_eq!(refunds["refunds"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_injected_outage_fails_requests_then_clears() {
+    let sim = Sim::start(None).await;
+    let request = session_request("rsv_outage", now() + 3600);
+
+    let (status, _) = sim.control("POST", "/_sim/fail?status=500&count=1").await;
+    assert_eq!(status, 200);
+    let (error, status) = stripe_error(sim.create(&request, "outage-key").await);
+    assert_eq!(status, 500);
+    assert_eq!(error.type_, ApiErrorsType::ApiError);
+    assert!(sim.sessions().await.is_empty());
+    // The failed attempt saved nothing under the key: the retry executes.
+    let session = sim.create(&request, "outage-key").await.unwrap();
+    let sessions = sim.sessions().await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["id"], session.id.as_str());
+    assert_eq!(sessions[0]["create_responses"], 1);
+
+    // async-stripe's Retry strategy resends after a 5xx. (Without its `uuid`
+    // feature it sends no idempotency key at all, so only the injected
+    // failures, which never execute, make this safe.)
+    sim.control("POST", "/_sim/fail?status=503&count=2").await;
+    let retried = session_request("rsv_retry", now() + 3600)
+        .customize()
+        .request_strategy(RequestStrategy::Retry(3))
+        .send(&sim.client)
+        .await
+        .unwrap();
+    let sessions = sim.sessions().await;
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[1]["id"], retried.id.as_str());
+
+    sim.control("POST", "/_sim/fail?count=5").await;
+    let (status, body) = sim.control("POST", "/_sim/fail?count=0").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["remaining"], 0);
+    assert!(RetrieveCheckoutSession::new(session.id.clone()).send(&sim.client).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_hosted_page_pays_and_cancels() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let session = sim.open_session("rsv_page").await;
+    let url = session.url.clone().unwrap();
+
+    let page = sim.http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Coaching call, 23 Nov 09:00"));
+    assert!(html.contains("45.00 EUR"));
+
+    let cancelled = sim.http.post(format!("{url}/cancel")).send().await.unwrap();
+    assert_eq!(cancelled.status(), 303);
+    assert_eq!(cancelled.headers()["location"], "http://127.0.0.1:9/cancelled");
+    let fetched = RetrieveCheckoutSession::new(session.id.clone()).send(&sim.client).await.unwrap();
+    assert_eq!(fetched.status, Some(CheckoutSessionStatus::Open));
+    assert!(receiver.deliveries().is_empty());
+
+    let paid = sim.http.post(format!("{url}/pay")).send().await.unwrap();
+    assert_eq!(paid.status(), 303);
+    assert_eq!(
+        paid.headers()["location"].to_str().unwrap(),
+        format!("http://127.0.0.1:9/done?session_id={}", session.id.as_str())
+    );
+    // The one delivery happened before the redirect.
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].type_, EventType::CheckoutSessionCompleted);
+    assert_eq!(got[0].session.payment_status, CheckoutSessionPaymentStatus::Paid);
+
+    let again = sim.http.post(format!("{url}/pay")).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    assert_eq!(sim.http.get(&url).send().await.unwrap().status(), 410);
+}
+
+#[tokio::test]
+async fn the_client_url_is_the_origin_with_or_without_a_slash() {
+    let sim = Sim::start(None).await;
+    let session = sim.open_session("rsv_url").await;
+    let slash = ClientBuilder::new("sk_test_x").url(format!("{}/", sim.base)).build().unwrap();
+    assert!(RetrieveCheckoutSession::new(session.id.clone()).send(&slash).await.is_ok());
+    // With `/v1` the client asks for `/v1v1/...`, which does not exist.
+    let v1 = ClientBuilder::new("sk_test_x").url(format!("{}/v1", sim.base)).build().unwrap();
+    let (error, status) = stripe_error(RetrieveCheckoutSession::new(session.id.clone()).send(&v1).await);
+    assert_eq!(status, 404);
+    let message = error.message.unwrap();
+    assert!(message.contains("/v1v1/checkout/sessions/"), "{message}");
+    assert!(message.contains("without /v1"), "{message}");
+}
+
+#[tokio::test]
+async fn unsupported_parameters_are_rejected_loudly() {
+    let sim = Sim::start(None).await;
+    let response = sim
+        .http
+        .post(format!("{}/v1/checkout/sessions", sim.base))
+        .bearer_auth("sk_test_x")
+        .body("mode=payment&line_items[0][price]=price_123&line_items[0][quantity]=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "parameter_unknown");
+    assert_eq!(body["error"]["param"], "line_items[0][price]");
+
+    let response = sim
+        .http
+        .get(format!("{}/v1/checkout/sessions/cs_test_x?expand[]=payment_intent", sim.base))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(sim.sessions().await.is_empty());
+}
