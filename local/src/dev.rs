@@ -4,8 +4,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use slotguard::domain::ResourceSpec;
 
@@ -14,45 +13,36 @@ pub fn dynamodb_client(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "slotguard-local",
-        ))
+        .credentials_provider(Credentials::new("local", "local", None, None, "slotguard-local"))
         .endpoint_url(endpoint)
         .timeout_config(slotguard::config::timeouts())
         .build();
     Client::from_conf(config)
 }
 
+/// An SQS client for the local SQS server at `endpoint`, with dummy credentials.
+pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "slotguard-local"))
+        .endpoint_url(endpoint)
+        .timeout_config(slotguard::config::timeouts())
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
 /// Creates the table as `template.yaml` does (keys `pk`/`sk`, on-demand, TTL on
 /// `expires_at`) unless it exists.
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), aws_sdk_dynamodb::Error> {
-    let exists = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .is_ok();
+    let exists = client.describe_table().table_name(table).send().await.is_ok();
     if exists {
         return Ok(());
     }
     let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
     };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
     client
         .create_table()
         .table_name(table)
@@ -67,11 +57,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), aws_sdk_dy
         .update_time_to_live()
         .table_name(table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name("expires_at")
-                .build()
-                .unwrap(),
+            TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build().unwrap(),
         )
         .send()
         .await?;

@@ -13,9 +13,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
+use slotguard::api::checkout::CheckoutUrls;
 use slotguard::api::put_resource::AdminAuth;
-use slotguard::api::{Problem, availability, put_resource, reservation_status, reserve};
+use slotguard::api::stripe_webhook::WebhookDeps;
+use slotguard::api::{Problem, availability, checkout, put_resource, reservation_status, reserve, stripe_webhook};
 use slotguard::dynamo::DynamoStore;
+use slotguard::sqs::SqsCalendarQueue;
+use slotguard::stripe::{StripePayments, WebhookVerifier};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +35,8 @@ pub enum Route {
     PutResource,
     Reserve,
     ReservationStatus,
+    Checkout,
+    StripeWebhook,
 }
 
 /// Every route the gateway serves: method, path template (API Gateway syntax)
@@ -40,6 +46,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/v1/resources/{id}", Route::PutResource),
     ("POST", "/v1/reservations", Route::Reserve),
     ("GET", "/v1/reservations/{id}", Route::ReservationStatus),
+    ("POST", "/v1/reservations/{id}/checkout", Route::Checkout),
+    ("POST", "/webhooks/stripe", Route::StripeWebhook),
 ];
 
 /// What the routes need: built once, shared by every request.
@@ -47,22 +55,21 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
 pub struct Gateway {
     pub store: DynamoStore,
     pub admin: AdminAuth,
+    pub payments: Arc<StripePayments>,
+    pub checkout_urls: CheckoutUrls,
+    pub calendar: SqsCalendarQueue,
+    pub verifier: WebhookVerifier,
 }
 
 /// Matches a path against a template like `/v1/reservations/{id}`.
 fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
     let mut params = HashMap::new();
     let mut t = template.trim_matches('/').split('/');
-    let mut p = path
-        .trim_end_matches('/')
-        .trim_start_matches('/')
-        .split('/');
+    let mut p = path.trim_end_matches('/').trim_start_matches('/').split('/');
     loop {
         match (t.next(), p.next()) {
             (None, None) => return Some(params),
-            (Some(seg), Some(value))
-                if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() =>
-            {
+            (Some(seg), Some(value)) if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() => {
                 let value = percent_decode(value)?;
                 params.insert(seg[1..seg.len() - 1].to_owned(), value);
             }
@@ -91,11 +98,7 @@ pub fn route(method: &Method, path: &str) -> Result<(Route, HashMap<String, Stri
             path_known = true;
         }
     }
-    Err(if path_known {
-        StatusCode::METHOD_NOT_ALLOWED
-    } else {
-        StatusCode::NOT_FOUND
-    })
+    Err(if path_known { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND })
 }
 
 impl Gateway {
@@ -148,22 +151,27 @@ impl Gateway {
         };
         let mut query: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
-            query
-                .entry(k.into_owned())
-                .or_default()
-                .push(v.into_owned());
+            query.entry(k.into_owned()).or_default().push(v.into_owned());
         }
         let request = lambda_http::Request::from_parts(parts, body)
             .with_path_parameters(params)
             .with_query_string_parameters(query);
         match route {
             Route::Availability => availability::availability(&self.store, request).await,
-            Route::PutResource => {
-                put_resource::put_resource(&self.store, &self.admin, request).await
-            }
+            Route::PutResource => put_resource::put_resource(&self.store, &self.admin, request).await,
             Route::Reserve => reserve::reserve(&self.store, request).await,
-            Route::ReservationStatus => {
-                reservation_status::reservation_status(&self.store, request).await
+            Route::ReservationStatus => reservation_status::reservation_status(&self.store, request).await,
+            Route::Checkout => {
+                checkout::checkout(&self.store, self.payments.as_ref(), &self.checkout_urls, request).await
+            }
+            Route::StripeWebhook => {
+                let deps = WebhookDeps {
+                    store: &self.store,
+                    payments: self.payments.as_ref(),
+                    calendar: &self.calendar,
+                    verifier: &self.verifier,
+                };
+                stripe_webhook::stripe_webhook(deps, request).await
             }
         }
     }
@@ -190,10 +198,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
                 let gateway = gateway.clone();
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
         });
@@ -212,22 +217,10 @@ mod tests {
         let (r, p) = route(&Method::GET, "/v1/reservations/rsv_a%2Fb").unwrap();
         assert_eq!(r, Route::ReservationStatus);
         assert_eq!(p["id"], "rsv_a/b");
-        assert_eq!(
-            route(&Method::POST, "/v1/reservations").unwrap().0,
-            Route::Reserve
-        );
-        assert_eq!(
-            route(&Method::DELETE, "/v1/reservations").unwrap_err(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        assert_eq!(
-            route(&Method::GET, "/v1/nothing").unwrap_err(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            route(&Method::GET, "/v1/resources//slots").unwrap_err(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(route(&Method::POST, "/v1/reservations").unwrap().0, Route::Reserve);
+        assert_eq!(route(&Method::DELETE, "/v1/reservations").unwrap_err(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(route(&Method::GET, "/v1/nothing").unwrap_err(), StatusCode::NOT_FOUND);
+        assert_eq!(route(&Method::GET, "/v1/resources//slots").unwrap_err(), StatusCode::NOT_FOUND);
     }
 
     /// Every sample API Gateway event in `events/` parses as Lambda would
@@ -242,22 +235,13 @@ mod tests {
             if !name.starts_with("apigw-") {
                 continue;
             }
-            let req =
-                lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let (found, params) =
-                route(req.method(), req.uri().path()).unwrap_or_else(|s| panic!("{name}: {s}"));
+            let req = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let (found, params) = route(req.method(), req.uri().path()).unwrap_or_else(|s| panic!("{name}: {s}"));
             for (k, v) in &params {
-                assert_eq!(
-                    req.path_parameters().first(k),
-                    Some(v.as_str()),
-                    "{name}: {k}"
-                );
+                assert_eq!(req.path_parameters().first(k), Some(v.as_str()), "{name}: {k}");
             }
             if found == Route::PutResource {
-                assert!(
-                    AdminAuth::Iam.allows(&req),
-                    "{name}: carries an IAM identity"
-                );
+                assert!(AdminAuth::Iam.allows(&req), "{name}: carries an IAM identity");
             }
             seen.push(found);
         }

@@ -5,10 +5,19 @@
 //! | `SLOTGUARD_TABLE` | the DynamoDB table (required) |
 //! | `SLOTGUARD_ADMIN_AUTH` | `iam` when API Gateway's IAM authorizer guards admin routes |
 //! | `SLOTGUARD_ADMIN_TOKEN` | otherwise, the bearer token admin routes require |
-//! | `AWS_ENDPOINT_URL_DYNAMODB` | read by the AWS SDK: points it at DynamoDB Local |
+//! | `SLOTGUARD_SECRETS_ARN` | on AWS: a Secrets Manager secret holding JSON `{"stripe_secret_key", "stripe_webhook_secret"}`, read once at cold start |
+//! | `SLOTGUARD_STRIPE_SECRET_KEY` | locally, instead: the Stripe secret key (test or live) |
+//! | `SLOTGUARD_STRIPE_WEBHOOK_SECRET` | locally, instead: the webhook endpoint's signing secret (`whsec_...`) |
+//! | `SLOTGUARD_STRIPE_API_BASE` | optional: another Stripe API base URL, e.g. the local simulator |
+//! | `SLOTGUARD_CHECKOUT_SUCCESS_URL` / `SLOTGUARD_CHECKOUT_CANCEL_URL` | where Checkout sends the customer back to |
+//! | `SLOTGUARD_CALENDAR_QUEUE_URL` | the SQS queue feeding the calendar writer |
+//! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | read by the AWS SDK: point it at local stand-ins |
 
+use crate::api::checkout::CheckoutUrls;
 use crate::api::put_resource::AdminAuth;
 use crate::dynamo::DynamoStore;
+use crate::sqs::SqsCalendarQueue;
+use crate::stripe::{StripePayments, WebhookVerifier};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use std::time::Duration;
@@ -19,10 +28,7 @@ use std::time::Duration;
 pub struct ConfigError(String);
 
 fn required(name: &str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ConfigError(format!("{name} is not set")))
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{name} is not set")))
 }
 
 /// Timeouts short enough that a dead dependency becomes a 503 well inside API
@@ -38,19 +44,18 @@ pub fn timeouts() -> TimeoutConfig {
 /// The shared AWS configuration: region, credentials and endpoints from the
 /// environment as the SDK reads them, with [`timeouts`].
 pub async fn aws() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
-        .load()
-        .await
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await
 }
 
 /// The table store named by `SLOTGUARD_TABLE`.
 pub async fn store_from_env() -> Result<DynamoStore, ConfigError> {
+    store(&aws().await)
+}
+
+/// The table store named by `SLOTGUARD_TABLE`, on a loaded AWS configuration.
+pub fn store(aws: &SdkConfig) -> Result<DynamoStore, ConfigError> {
     let table = required("SLOTGUARD_TABLE")?;
-    Ok(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws().await),
-        table,
-    ))
+    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
 }
 
 /// How admin routes authenticate, from `SLOTGUARD_ADMIN_AUTH` / `SLOTGUARD_ADMIN_TOKEN`.
@@ -61,5 +66,88 @@ pub fn admin_auth_from_env() -> AdminAuth {
     match required("SLOTGUARD_ADMIN_TOKEN") {
         Ok(token) => AdminAuth::Token(token),
         Err(_) => AdminAuth::Disabled,
+    }
+}
+
+/// Secret values, fetched once per process: from the Secrets Manager secret
+/// named by `SLOTGUARD_SECRETS_ARN` on AWS, or from plain environment
+/// variables locally. Never printed.
+pub struct Secrets {
+    stored: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    /// Reads the secret named by `SLOTGUARD_SECRETS_ARN`, if set.
+    pub async fn load(aws: &SdkConfig) -> Result<Self, ConfigError> {
+        let Ok(arn) = required("SLOTGUARD_SECRETS_ARN") else { return Ok(Self { stored: None }) };
+        let out =
+            aws_sdk_secretsmanager::Client::new(aws).get_secret_value().secret_id(&arn).send().await.map_err(|e| {
+                ConfigError(format!("reading {arn}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
+            })?;
+        let text = out.secret_string().ok_or_else(|| ConfigError(format!("{arn} has no string value")))?;
+        let stored = serde_json::from_str(text).map_err(|_| ConfigError(format!("{arn} is not a JSON object")))?;
+        Ok(Self { stored: Some(stored) })
+    }
+
+    /// `env` if set, else `field` of the stored secret.
+    pub fn get(&self, env: &str, field: &str) -> Result<String, ConfigError> {
+        if let Ok(value) = required(env) {
+            return Ok(value);
+        }
+        self.stored
+            .as_ref()
+            .and_then(|s| s.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| ConfigError(format!("{env} is not set and the secret has no {field:?}")))
+    }
+}
+
+/// The Stripe client: the secret key from [`Secrets`], the optional `SLOTGUARD_STRIPE_API_BASE`.
+pub fn payments(secrets: &Secrets) -> Result<StripePayments, ConfigError> {
+    let key = secrets.get("SLOTGUARD_STRIPE_SECRET_KEY", "stripe_secret_key")?;
+    let base = std::env::var("SLOTGUARD_STRIPE_API_BASE").ok().filter(|v| !v.is_empty());
+    StripePayments::new(&key, base.as_deref()).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// The webhook verifier: the signing secret from [`Secrets`].
+pub fn webhook_verifier(secrets: &Secrets) -> Result<WebhookVerifier, ConfigError> {
+    Ok(WebhookVerifier::new(secrets.get("SLOTGUARD_STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret")?))
+}
+
+/// Checkout return URLs, from `SLOTGUARD_CHECKOUT_SUCCESS_URL` / `SLOTGUARD_CHECKOUT_CANCEL_URL`.
+pub fn checkout_urls_from_env() -> Result<CheckoutUrls, ConfigError> {
+    Ok(CheckoutUrls {
+        success_url: required("SLOTGUARD_CHECKOUT_SUCCESS_URL")?,
+        cancel_url: required("SLOTGUARD_CHECKOUT_CANCEL_URL")?,
+    })
+}
+
+/// The calendar queue, from `SLOTGUARD_CALENDAR_QUEUE_URL`.
+pub fn calendar_queue(aws: &SdkConfig) -> Result<SqsCalendarQueue, ConfigError> {
+    let url = required("SLOTGUARD_CALENDAR_QUEUE_URL")?;
+    Ok(SqsCalendarQueue::new(aws_sdk_sqs::Client::new(aws), url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_secrets_are_read_by_field_and_never_printed() {
+        let stored = serde_json::json!({"stripe_secret_key": "sk_live_very_secret"});
+        let secrets = Secrets { stored: stored.as_object().cloned() };
+        let unset = "SLOTGUARD_TEST_UNSET_VARIABLE_7f3a";
+        assert_eq!(secrets.get(unset, "stripe_secret_key").unwrap(), "sk_live_very_secret");
+        let missing = secrets.get(unset, "stripe_webhook_secret").unwrap_err().to_string();
+        assert!(missing.contains("stripe_webhook_secret"), "{missing}");
+        assert!(!format!("{secrets:?}").contains("sk_live"));
+        assert!(Secrets { stored: None }.get(unset, "stripe_secret_key").is_err());
     }
 }

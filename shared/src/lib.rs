@@ -26,4 +26,6 @@ pub mod config;
 pub mod domain;
 pub mod dynamo;
 pub mod ports;
+pub mod sqs;
+pub mod stripe;
 pub mod telemetry;

@@ -3,7 +3,10 @@
 //! Each handler asks only for the traits it uses; [`crate::dynamo::DynamoStore`]
 //! implements them all against one DynamoDB table.
 
-use crate::domain::{Claim, ReservationId, ReservationStatus, Resource, ResourceId, SlotKey};
+use crate::domain::{
+    CalendarJob, CheckoutLink, CheckoutRequest, CheckoutSession, Claim, PaymentOutcome, ReservationId,
+    ReservationStatus, Resource, ResourceId, SlotKey,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
 
@@ -23,22 +26,16 @@ pub enum StoreError {
 
 /// Reads and writes resource definitions.
 pub trait ResourceStore: Send + Sync {
-    fn get_resource(
-        &self,
-        id: &ResourceId,
-    ) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
+    fn get_resource(&self, id: &ResourceId) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
     /// Creates or replaces a resource.
-    fn put_resource(
-        &self,
-        resource: &Resource,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_resource(&self, resource: &Resource) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The result of trying to hold a slot.
 #[derive(Debug)]
 pub enum HoldOutcome {
     /// The hold is in place. `replaced` is the expired hold it overwrote, if any.
-    Placed { replaced: Option<Claim> },
+    Placed { replaced: Option<Box<Claim>> },
     /// Someone else has a live claim on the slot.
     Taken { by: Box<Claim> },
 }
@@ -53,10 +50,7 @@ pub trait ClaimStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HoldOutcome, StoreError>> + Send;
     /// The claim on a slot, live or not, read consistently.
-    fn get_claim(
-        &self,
-        slot: &SlotKey,
-    ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
+    fn get_claim(&self, slot: &SlotKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
     /// Every claim on slots of `resource` starting on the UTC date `day`: one Query.
     fn claims_on_day(
         &self,
@@ -79,10 +73,7 @@ pub struct ReservationRecord {
 
 /// History of reservations whose claim item was overwritten or removed.
 pub trait ReservationHistory: Send + Sync {
-    fn record_reservation(
-        &self,
-        record: &ReservationRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_reservation(&self, record: &ReservationRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn get_reservation_record(
         &self,
         id: &ReservationId,
@@ -132,4 +123,103 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes the IN_PROGRESS record of a request that failed, so a retry can run.
     fn abandon_idempotent(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Claim transitions driven by checkout and payment. Every write is
+/// conditional on the claim's current owner and state, so running any of them
+/// twice, or racing two of them, cannot produce a second owner.
+pub trait PaymentStore: Send + Sync {
+    /// Fixes the Checkout Session expiry of a live hold and extends the hold to
+    /// `hold_expires_at`: only if the hold is still `claim`'s, HELD, unexpired at
+    /// `now`, unchanged since `claim` was read, and has no session expiry yet.
+    /// `Ok(false)` when that condition failed.
+    fn start_checkout(
+        &self,
+        claim: &Claim,
+        session_expires_at: DateTime<Utc>,
+        hold_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores the created Checkout Session on the reservation's claim.
+    fn attach_checkout(
+        &self,
+        claim: &Claim,
+        link: &CheckoutLink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The outcome already decided for a paid session, if any.
+    fn payment_outcome(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Option<PaymentOutcome>, StoreError>> + Send;
+    /// In one transaction: writes `confirmed` (status CONFIRMED, no TTL) if the
+    /// slot is free or already this reservation's, and records the session's
+    /// outcome as CONFIRMED if none is recorded. `Ok(false)` if either condition failed.
+    fn confirm_paid(
+        &self,
+        confirmed: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the session's outcome as REFUNDED if none is recorded. `Ok(false)` if one was.
+    fn decide_refund(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Writes `pending` (status PAYMENT_PENDING, no TTL) if the slot is free or
+    /// held by this reservation. `Ok(false)` if it is not.
+    fn hold_for_pending_payment(
+        &self,
+        pending: &Claim,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// In one transaction: deletes the slot's claim if it is `record`'s
+    /// reservation's and HELD or PAYMENT_PENDING, and writes `record`.
+    /// `Ok(false)` if there was no such claim (nothing written).
+    fn release(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Why a payment provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// Down, timing out, rate limiting or failing on its side: retry later (503).
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+    /// Refused the request: a bug or misconfiguration on our side (500).
+    #[error("payment provider refused the request: {0}")]
+    Rejected(String),
+}
+
+/// The payment provider (Stripe). Every call is idempotent: it sends an
+/// idempotency key derived from what it does.
+pub trait Payments: Send + Sync {
+    /// Creates the Checkout Session of a hold (key `checkout-{reservation_id}`):
+    /// calling it again with the same request returns the same session.
+    fn create_checkout_session(
+        &self,
+        request: &CheckoutRequest,
+    ) -> impl Future<Output = Result<CheckoutSession, PaymentError>> + Send;
+    /// Refunds a paid session in full (key `refund-{session_id}`): at most one
+    /// refund per session, however often it is called. Returns the refund id.
+    fn refund_session(
+        &self,
+        session_id: &str,
+        payment_intent: &str,
+        reservation_id: &ReservationId,
+    ) -> impl Future<Output = Result<String, PaymentError>> + Send;
+}
+
+/// The calendar queue could not take a job.
+#[derive(Debug, thiserror::Error)]
+#[error("calendar queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// The queue feeding the calendar writer.
+pub trait CalendarQueue: Send + Sync {
+    fn enqueue(&self, job: &CalendarJob) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

@@ -14,11 +14,7 @@ async fn malformed_requests_get_problems_and_change_nothing() {
         limited["weekly_hours"][day] = json!([{"start": "09:00", "end": "17:00"}]);
     }
     app.put_resource("office", &limited).await;
-    let tomorrow = hour_from_now(48)
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
+    let tomorrow = hour_from_now(48).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     let good_start = hour_from_now(30);
     let good = TestApp::reserve_body("room", good_start, "a@example.com");
     let with = |path: &str, value: Value| {
@@ -29,136 +25,60 @@ async fn malformed_requests_get_problems_and_change_nothing() {
     let before = app.scan().await;
 
     let post_raw = |body: String| {
-        app.http
-            .post(app.url("/v1/reservations"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        app.http.post(app.url("/v1/reservations")).header("content-type", "application/json").body(body).send()
     };
-    let post = |body: Value| {
-        app.http
-            .post(app.url("/v1/reservations"))
-            .json(&body)
-            .send()
-    };
+    let post = |body: Value| app.http.post(app.url("/v1/reservations")).json(&body).send();
     let get = |path: String| app.http.get(app.url(&path)).send();
     let slots = |q: &str| get(format!("/v1/resources/room/slots?{q}"));
 
     let mut cases: Vec<(&str, reqwest::Response, u16, &str)> = vec![
-        (
-            "bad JSON",
-            post_raw("{\"resource_id\": ".into()).await.unwrap(),
-            400,
-            "invalid_json",
-        ),
-        (
-            "empty body",
-            post_raw(String::new()).await.unwrap(),
-            400,
-            "invalid_json",
-        ),
-        (
-            "JSON array",
-            post_raw("[1,2]".into()).await.unwrap(),
-            400,
-            "invalid_field",
-        ),
+        ("bad JSON", post_raw("{\"resource_id\": ".into()).await.unwrap(), 400, "invalid_json"),
+        ("empty body", post_raw(String::new()).await.unwrap(), 400, "invalid_json"),
+        ("JSON array", post_raw("[1,2]".into()).await.unwrap(), 400, "invalid_field"),
         (
             "missing customer",
-            post(json!({"resource_id": "room", "start": rfc3339(good_start)}))
-                .await
-                .unwrap(),
+            post(json!({"resource_id": "room", "start": rfc3339(good_start)})).await.unwrap(),
             400,
             "invalid_field",
         ),
-        (
-            "start is a number",
-            post(with("start", json!(1_700_000_000))).await.unwrap(),
-            400,
-            "invalid_field",
-        ),
-        (
-            "unknown field",
-            post(with("coupon", json!("FREE"))).await.unwrap(),
-            400,
-            "invalid_field",
-        ),
-        (
-            "start not a time",
-            post(with("start", json!("tomorrow 9am"))).await.unwrap(),
-            422,
-            "invalid_field",
-        ),
-        (
-            "unknown resource",
-            post(with("resource_id", json!("nope"))).await.unwrap(),
-            422,
-            "unknown_resource",
-        ),
-        (
-            "bad resource id",
-            post(with("resource_id", json!("../etc"))).await.unwrap(),
-            422,
-            "invalid_field",
-        ),
+        ("start is a number", post(with("start", json!(1_700_000_000))).await.unwrap(), 400, "invalid_field"),
+        ("unknown field", post(with("coupon", json!("FREE"))).await.unwrap(), 400, "invalid_field"),
+        ("start not a time", post(with("start", json!("tomorrow 9am"))).await.unwrap(), 422, "invalid_field"),
+        ("unknown resource", post(with("resource_id", json!("nope"))).await.unwrap(), 422, "unknown_resource"),
+        ("bad resource id", post(with("resource_id", json!("../etc"))).await.unwrap(), 422, "invalid_field"),
         (
             "start off the grid",
-            post(with(
-                "start",
-                json!(rfc3339(good_start + Duration::minutes(30))),
-            ))
-            .await
-            .unwrap(),
+            post(with("start", json!(rfc3339(good_start + Duration::minutes(30))))).await.unwrap(),
             422,
             "off_grid",
         ),
         (
             "start in the past",
-            post(with("start", json!(rfc3339(hour_from_now(-2)))))
-                .await
-                .unwrap(),
+            post(with("start", json!(rfc3339(hour_from_now(-2))))).await.unwrap(),
             422,
             "slot_in_past",
         ),
         (
             "outside opening hours",
-            post(TestApp::reserve_body(
-                "office",
-                tomorrow + Duration::hours(20),
-                "a@example.com",
-            ))
-            .await
-            .unwrap(),
+            post(TestApp::reserve_body("office", tomorrow + Duration::hours(20), "a@example.com")).await.unwrap(),
             422,
             "outside_opening_hours",
         ),
         (
             "bad email",
-            post(with(
-                "customer",
-                json!({"name": "A", "email": "not-an-email"}),
-            ))
-            .await
-            .unwrap(),
+            post(with("customer", json!({"name": "A", "email": "not-an-email"}))).await.unwrap(),
             422,
             "invalid_field",
         ),
         (
             "empty name",
-            post(with(
-                "customer",
-                json!({"name": " ", "email": "a@example.com"}),
-            ))
-            .await
-            .unwrap(),
+            post(with("customer", json!({"name": " ", "email": "a@example.com"}))).await.unwrap(),
             422,
             "invalid_field",
         ),
         (
             "huge body",
-            post_raw(format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000)))
-                .await
-                .unwrap(),
+            post_raw(format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000))).await.unwrap(),
             413,
             "payload_too_large",
         ),
@@ -176,77 +96,34 @@ async fn malformed_requests_get_problems_and_change_nothing() {
         ),
         (
             "bad idempotency key",
-            app.http
-                .post(app.url("/v1/reservations"))
-                .header("Idempotency-Key", "")
-                .json(&good)
-                .send()
-                .await
-                .unwrap(),
+            app.http.post(app.url("/v1/reservations")).header("Idempotency-Key", "").json(&good).send().await.unwrap(),
             400,
             "invalid_idempotency_key",
         ),
         (
             "range over 31 days",
-            slots(&format!(
-                "from={}&to={}",
-                rfc3339(tomorrow),
-                rfc3339(tomorrow + Duration::days(32))
-            ))
-            .await
-            .unwrap(),
+            slots(&format!("from={}&to={}", rfc3339(tomorrow), rfc3339(tomorrow + Duration::days(32)))).await.unwrap(),
             400,
             "range_too_large",
         ),
         (
             "from after to",
-            slots(&format!(
-                "from={}&to={}",
-                rfc3339(tomorrow + Duration::days(1)),
-                rfc3339(tomorrow)
-            ))
-            .await
-            .unwrap(),
+            slots(&format!("from={}&to={}", rfc3339(tomorrow + Duration::days(1)), rfc3339(tomorrow))).await.unwrap(),
             400,
             "invalid_range",
         ),
-        (
-            "from not a time",
-            slots("from=yesterday").await.unwrap(),
-            400,
-            "invalid_query",
-        ),
-        (
-            "slots of unknown resource",
-            get("/v1/resources/nope/slots".into()).await.unwrap(),
-            404,
-            "resource_not_found",
-        ),
+        ("from not a time", slots("from=yesterday").await.unwrap(), 400, "invalid_query"),
+        ("slots of unknown resource", get("/v1/resources/nope/slots".into()).await.unwrap(), 404, "resource_not_found"),
         (
             "unknown reservation",
-            get(format!(
-                "/v1/reservations/rsv_room_20300101T000000_{}",
-                "0".repeat(32)
-            ))
-            .await
-            .unwrap(),
+            get(format!("/v1/reservations/rsv_room_20300101T000000_{}", "0".repeat(32))).await.unwrap(),
             404,
             "reservation_not_found",
         ),
-        (
-            "malformed reservation id",
-            get("/v1/reservations/12345".into()).await.unwrap(),
-            404,
-            "reservation_not_found",
-        ),
+        ("malformed reservation id", get("/v1/reservations/12345".into()).await.unwrap(), 404, "reservation_not_found"),
         (
             "admin route without token",
-            app.http
-                .put(app.url("/v1/resources/x"))
-                .json(&open_all_day())
-                .send()
-                .await
-                .unwrap(),
+            app.http.put(app.url("/v1/resources/x")).json(&open_all_day()).send().await.unwrap(),
             401,
             "unauthorized",
         ),
@@ -266,22 +143,8 @@ async fn malformed_requests_get_problems_and_change_nothing() {
             422,
             "invalid_resource",
         ),
-        (
-            "unknown route",
-            get("/v1/coupons".into()).await.unwrap(),
-            404,
-            "not_found",
-        ),
-        (
-            "wrong method",
-            app.http
-                .delete(app.url("/v1/reservations"))
-                .send()
-                .await
-                .unwrap(),
-            405,
-            "method_not_allowed",
-        ),
+        ("unknown route", get("/v1/coupons".into()).await.unwrap(), 404, "not_found"),
+        ("wrong method", app.http.delete(app.url("/v1/reservations")).send().await.unwrap(), 405, "method_not_allowed"),
     ];
     assert!(cases.len() >= 15);
     for (name, response, status, kind) in cases.drain(..) {

@@ -5,22 +5,32 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use slotguard::api::checkout::CheckoutUrls;
 use slotguard::api::put_resource::AdminAuth;
 use slotguard::dynamo::DynamoStore;
+use slotguard::sqs::SqsCalendarQueue;
+use slotguard::stripe::{StripePayments, WebhookVerifier};
 use slotguard_local::{dev, gateway};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Once;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const WEBHOOK_SECRET: &str = "whsec_test_integration";
+pub const STRIPE_KEY: &str = "sk_test_integration";
 
 pub type Item = HashMap<String, AttributeValue>;
 
-/// One running gateway over one fresh table.
+/// One running gateway over one fresh table, queue and Stripe simulator.
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub store: DynamoStore,
+    /// The Stripe simulator's base URL.
+    pub sim: String,
+    pub queue: SqsCalendarQueue,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _sim_shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 fn init_logs() {
@@ -33,46 +43,75 @@ fn init_logs() {
     });
 }
 
-/// The DynamoDB Local endpoint `scripts/test` started.
+/// An endpoint of the local stack `scripts/test` started.
+fn stack_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the integration tests with scripts/test, which starts the local stack")
+    })
+}
+
 pub fn dynamodb_endpoint() -> String {
-    std::env::var("SLOTGUARD_TEST_DYNAMODB_URL").expect(
-        "SLOTGUARD_TEST_DYNAMODB_URL is not set: run the integration tests with scripts/test, which starts the local stack",
-    )
+    stack_url("SLOTGUARD_TEST_DYNAMODB_URL")
+}
+
+/// A fresh queue on the local SQS server.
+pub async fn fresh_queue() -> SqsCalendarQueue {
+    let sqs = dev::sqs_client(&stack_url("SLOTGUARD_TEST_SQS_URL"));
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let url = sqs.create_queue().queue_name(name).send().await.expect("create a test queue").queue_url.unwrap();
+    SqsCalendarQueue::new(sqs, url)
 }
 
 /// Starts a gateway over a new table in DynamoDB Local.
 pub async fn spawn_app() -> TestApp {
     let ddb = dev::dynamodb_client(&dynamodb_endpoint());
     let table = format!("test-{}", uuid::Uuid::new_v4().simple());
-    dev::ensure_table(&ddb, &table)
-        .await
-        .expect("create the test table");
+    dev::ensure_table(&ddb, &table).await.expect("create the test table");
     spawn_app_on(DynamoStore::new(ddb, table)).await
 }
 
-/// Starts a gateway over any store (e.g. one whose endpoint is down).
+/// Starts a gateway over any store (e.g. one whose endpoint is down), with a
+/// Stripe simulator that delivers its webhooks to the gateway.
 pub async fn spawn_app_on(store: DynamoStore) -> TestApp {
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = format!("http://{}", sim_listener.local_addr().unwrap());
+    spawn_app_with(store, sim_listener, &sim.clone()).await
+}
+
+/// Starts a gateway whose Stripe client talks to `stripe_url` (where
+/// `sim_listener` serves the simulator, or nothing does).
+pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpListener, stripe_url: &str) -> TestApp {
     init_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let sim = format!("http://{}", sim_listener.local_addr().unwrap());
+    let (sim_tx, sim_rx) = tokio::sync::oneshot::channel::<()>();
+    let sim_config = stripe_sim::SimConfig {
+        webhook_url: Some(format!("{base}/webhooks/stripe")),
+        webhook_secret: WEBHOOK_SECRET.into(),
+        public_url: None,
+    };
+    tokio::spawn(stripe_sim::serve(sim_listener, sim_config, async move {
+        let _ = sim_rx.await;
+    }));
+    let queue = fresh_queue().await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let gw = gateway::Gateway {
         store: store.clone(),
         admin: AdminAuth::Token(ADMIN_TOKEN.into()),
+        payments: Arc::new(StripePayments::new(STRIPE_KEY, Some(stripe_url)).unwrap()),
+        checkout_urls: CheckoutUrls {
+            success_url: "https://shop.example/booked/{RESERVATION_ID}".into(),
+            cancel_url: "https://shop.example/cancelled".into(),
+        },
+        calendar: queue.clone(),
+        verifier: WebhookVerifier::new(WEBHOOK_SECRET),
     };
     tokio::spawn(gateway::serve(listener, gw, async move {
         let _ = rx.await;
     }));
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    TestApp {
-        base,
-        http,
-        store,
-        _shutdown: tx,
-    }
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    TestApp { base, http, store, sim, queue, _shutdown: tx, _sim_shutdown: sim_tx }
 }
 
 /// A resource open around the clock in UTC with one-hour slots.
@@ -115,12 +154,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::OK,
-            "put resource: {}",
-            r.text().await.unwrap()
-        );
+        assert_eq!(r.status(), StatusCode::OK, "put resource: {}", r.text().await.unwrap());
     }
 
     pub fn reserve_body(resource: &str, start: DateTime<Utc>, email: &str) -> Value {
@@ -136,12 +170,7 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn slots(
-        &self,
-        resource: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Vec<String> {
+    pub async fn slots(&self, resource: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
         let r = self
             .http
             .get(self.url(&format!("/v1/resources/{resource}/slots")))
@@ -151,21 +180,11 @@ impl TestApp {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let body: Value = r.json().await.unwrap();
-        body["slots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["start"].as_str().unwrap().to_owned())
-            .collect()
+        body["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect()
     }
 
     pub async fn status_of(&self, reservation_id: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.url(&format!("/v1/reservations/{reservation_id}")))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(self.url(&format!("/v1/reservations/{reservation_id}"))).send().await.unwrap();
         (r.status(), r.json().await.unwrap())
     }
 
@@ -213,13 +232,7 @@ pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], kind, "{body}");
     assert_eq!(body["status"], status, "{body}");
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
     body
 }

@@ -19,9 +19,7 @@ async fn two_hundred_concurrent_reserves_for_ten_slots_yield_exactly_ten_holds()
     let app = &app;
     let requests = slots.iter().flat_map(|&start| {
         (0..20).map(move |n| async move {
-            let r = app
-                .reserve("race", start, &format!("c{n}@example.com"))
-                .await;
+            let r = app.reserve("race", start, &format!("c{n}@example.com")).await;
             let status = r.status();
             let body: Value = r.json().await.unwrap();
             (start, status, body)
@@ -35,10 +33,7 @@ async fn two_hundred_concurrent_reserves_for_ten_slots_yield_exactly_ten_holds()
         match status.as_u16() {
             201 => {
                 created += 1;
-                winners
-                    .entry(*start)
-                    .or_default()
-                    .push(body["reservation_id"].as_str().unwrap().to_owned());
+                winners.entry(*start).or_default().push(body["reservation_id"].as_str().unwrap().to_owned());
             }
             409 => {
                 assert_eq!(body["type"], "slot_taken", "{body}");
@@ -53,24 +48,15 @@ async fn two_hundred_concurrent_reserves_for_ten_slots_yield_exactly_ten_holds()
     let holds = app.live_holds().await;
     assert_eq!(holds.len(), 10, "the table holds exactly ten live holds");
     for hold in &holds {
-        let start = chrono::DateTime::parse_from_rfc3339(&s(hold, "start"))
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            winners[&start],
-            vec![s(hold, "reservation_id")],
-            "the hold belongs to the 201"
-        );
+        let start = chrono::DateTime::parse_from_rfc3339(&s(hold, "start")).unwrap().with_timezone(&Utc);
+        assert_eq!(winners[&start], vec![s(hold, "reservation_id")], "the hold belongs to the 201");
     }
 }
 
 /// Writes a hold whose `expires_at` has passed: the item exists, as it does
 /// until DynamoDB's TTL sweeper gets to it (up to ~2 days).
 async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>) -> ReservationId {
-    let slot = SlotKey {
-        resource_id: ResourceId::parse(resource).unwrap(),
-        start,
-    };
+    let slot = SlotKey { resource_id: ResourceId::parse(resource).unwrap(), start };
     let id = ReservationId::new(&slot);
     let claim = Claim {
         reservation_id: id.clone(),
@@ -82,11 +68,11 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
         currency: "eur".into(),
         expires_at: Some(Utc::now() - Duration::minutes(1)),
         created_at: Utc::now() - Duration::minutes(31),
+        session_expires_at: None,
+        checkout: None,
+        payment_intent: None,
     };
-    assert!(matches!(
-        app.store.place_hold(&claim, Utc::now()).await.unwrap(),
-        HoldOutcome::Placed { .. }
-    ));
+    assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), HoldOutcome::Placed { .. }));
     id
 }
 
@@ -97,26 +83,14 @@ async fn an_expired_hold_still_in_the_table_frees_its_slot() {
     let start = hour_from_now(30);
     let old = lapsed_hold(&app, "room", start).await;
 
-    let item = app
-        .store
-        .get_claim(&old.slot_key())
-        .await
-        .unwrap()
-        .expect("the lapsed item is still readable");
+    let item = app.store.get_claim(&old.slot_key()).await.unwrap().expect("the lapsed item is still readable");
     assert_eq!(item.reservation_id, old);
     assert!(item.expires_at.unwrap() <= Utc::now());
 
     let open = app.slots("room", start, start + Duration::hours(1)).await;
-    assert_eq!(
-        open,
-        vec![rfc3339(start)],
-        "availability shows the lapsed slot as open"
-    );
+    assert_eq!(open, vec![rfc3339(start)], "availability shows the lapsed slot as open");
     let (status, body) = app.status_of(old.as_str()).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::OK, Some("expired"))
-    );
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("expired")));
 
     let r = app.reserve("room", start, "late@example.com").await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -124,15 +98,8 @@ async fn an_expired_hold_still_in_the_table_frees_its_slot() {
     assert_ne!(new["reservation_id"].as_str(), Some(old.as_str()));
 
     let (_, body) = app.status_of(old.as_str()).await;
-    assert_eq!(
-        body["status"], "expired",
-        "the overwritten hold still reads expired"
-    );
-    assert!(
-        app.slots("room", start, start + Duration::hours(1))
-            .await
-            .is_empty()
-    );
+    assert_eq!(body["status"], "expired", "the overwritten hold still reads expired");
+    assert!(app.slots("room", start, start + Duration::hours(1)).await.is_empty());
     assert_eq!(app.live_holds().await.len(), 1);
 }
 
@@ -146,28 +113,15 @@ async fn availability_lists_future_grid_slots_minus_live_claims() {
     assert_eq!(all.len(), 6);
     assert_eq!(all[0], rfc3339(from));
 
-    let r = app
-        .reserve("room", from + Duration::hours(2), "a@example.com")
-        .await;
+    let r = app.reserve("room", from + Duration::hours(2), "a@example.com").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let after = app.slots("room", from, to).await;
     assert_eq!(after.len(), 5);
     assert!(!after.contains(&rfc3339(from + Duration::hours(2))));
 
     // Slots already started are never offered, whatever `from` says.
-    let now_range = app
-        .slots(
-            "room",
-            Utc::now() - Duration::hours(5),
-            Utc::now() + Duration::hours(2),
-        )
-        .await;
-    assert!(
-        now_range
-            .iter()
-            .all(|s| s.as_str() > rfc3339(Utc::now()).as_str()),
-        "{now_range:?}"
-    );
+    let now_range = app.slots("room", Utc::now() - Duration::hours(5), Utc::now() + Duration::hours(2)).await;
+    assert!(now_range.iter().all(|s| s.as_str() > rfc3339(Utc::now()).as_str()), "{now_range:?}");
 
     // A range across several UTC days: one Query per day, all claims seen.
     let week = app.slots("room", from, from + Duration::days(7)).await;
@@ -187,13 +141,9 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
     assert_eq!(held["amount"], 2500);
     assert_eq!(held["currency"], "eur");
     assert_eq!(held["end"], rfc3339(start + Duration::hours(1)));
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(held["expires_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(held["expires_at"].as_str().unwrap()).unwrap();
     let hold_for = expires.with_timezone(&Utc) - Utc::now();
-    assert!(
-        hold_for > Duration::minutes(29) && hold_for <= Duration::minutes(30),
-        "{hold_for}"
-    );
+    assert!(hold_for > Duration::minutes(29) && hold_for <= Duration::minutes(30), "{hold_for}");
 
     let id = held["reservation_id"].as_str().unwrap();
     assert_eq!(location, format!("/v1/reservations/{id}"));
@@ -203,19 +153,8 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
     assert_eq!(body["start"], rfc3339(start));
     assert_eq!(body["expires_at"], held["expires_at"]);
 
-    let item = app
-        .store
-        .get_claim(&ReservationId::parse(id).unwrap().slot_key())
-        .await
-        .unwrap()
-        .unwrap();
-    let ttl = app
-        .scan()
-        .await
-        .into_iter()
-        .find(|i| s(i, "reservation_id") == id)
-        .unwrap()["expires_at"]
-        .clone();
+    let item = app.store.get_claim(&ReservationId::parse(id).unwrap().slot_key()).await.unwrap().unwrap();
+    let ttl = app.scan().await.into_iter().find(|i| s(i, "reservation_id") == id).unwrap()["expires_at"].clone();
     assert_eq!(
         ttl,
         AttributeValue::N(item.expires_at.unwrap().timestamp().to_string()),
@@ -226,19 +165,11 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
 #[tokio::test]
 async fn storage_down_is_a_503_with_retry_after() {
     // Nothing listens on port 9 of loopback: every call fails to connect.
-    let dead = slotguard::dynamo::DynamoStore::new(
-        slotguard_local::dev::dynamodb_client("http://127.0.0.1:9"),
-        "t",
-    );
+    let dead = slotguard::dynamo::DynamoStore::new(slotguard_local::dev::dynamodb_client("http://127.0.0.1:9"), "t");
     let app = spawn_app_on(dead).await;
     let r = app.reserve("room", hour_from_now(5), "a@example.com").await;
     assert!(r.headers().get("retry-after").is_some());
     assert_problem(r, 503, "service_unavailable").await;
-    let r = app
-        .http
-        .get(app.url("/v1/resources/room/slots"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.get(app.url("/v1/resources/room/slots")).send().await.unwrap();
     assert_problem(r, 503, "service_unavailable").await;
 }

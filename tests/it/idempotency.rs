@@ -9,13 +9,7 @@ async fn the_same_key_and_body_replays_the_original_reservation() {
     let app = spawn_app().await;
     app.put_resource("room", &open_all_day()).await;
     let body = TestApp::reserve_body("room", hour_from_now(20), "a@example.com");
-    let send = || {
-        app.http
-            .post(app.url("/v1/reservations"))
-            .header("Idempotency-Key", "key-1")
-            .json(&body)
-            .send()
-    };
+    let send = || app.http.post(app.url("/v1/reservations")).header("Idempotency-Key", "key-1").json(&body).send();
 
     let first = send().await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -32,13 +26,7 @@ async fn the_same_key_and_body_replays_the_original_reservation() {
     assert_eq!(app.live_holds().await.len(), 1, "still one hold");
 
     // Without the key, the same body is a new attempt and meets the hold.
-    let r = app
-        .http
-        .post(app.url("/v1/reservations"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/v1/reservations")).json(&body).send().await.unwrap();
     assert_problem(r, 409, "slot_taken").await;
 }
 
@@ -46,30 +34,13 @@ async fn the_same_key_and_body_replays_the_original_reservation() {
 async fn the_same_key_with_another_body_is_refused() {
     let app = spawn_app().await;
     app.put_resource("room", &open_all_day()).await;
-    let post = |body: Value| {
-        app.http
-            .post(app.url("/v1/reservations"))
-            .header("Idempotency-Key", "key-2")
-            .json(&body)
-            .send()
-    };
-    let r = post(TestApp::reserve_body(
-        "room",
-        hour_from_now(20),
-        "a@example.com",
-    ))
-    .await
-    .unwrap();
+    let post =
+        |body: Value| app.http.post(app.url("/v1/reservations")).header("Idempotency-Key", "key-2").json(&body).send();
+    let r = post(TestApp::reserve_body("room", hour_from_now(20), "a@example.com")).await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let before = app.scan().await;
 
-    let r = post(TestApp::reserve_body(
-        "room",
-        hour_from_now(21),
-        "a@example.com",
-    ))
-    .await
-    .unwrap();
+    let r = post(TestApp::reserve_body("room", hour_from_now(21), "a@example.com")).await.unwrap();
     assert_problem(r, 422, "idempotency_key_reused").await;
     assert_eq!(app.scan().await, before, "nothing written");
 }
@@ -78,19 +49,10 @@ async fn the_same_key_with_another_body_is_refused() {
 async fn a_failed_request_releases_its_key_for_a_retry() {
     let app = spawn_app().await;
     let body = TestApp::reserve_body("later", hour_from_now(20), "a@example.com");
-    let send = || {
-        app.http
-            .post(app.url("/v1/reservations"))
-            .header("Idempotency-Key", "key-3")
-            .json(&body)
-            .send()
-    };
+    let send = || app.http.post(app.url("/v1/reservations")).header("Idempotency-Key", "key-3").json(&body).send();
     // The resource does not exist yet: refused, and the key is not burnt.
     assert_problem(send().await.unwrap(), 422, "unknown_resource").await;
-    assert!(
-        app.scan().await.is_empty(),
-        "no idempotency record left behind"
-    );
+    assert!(app.scan().await.is_empty(), "no idempotency record left behind");
     app.put_resource("later", &open_all_day()).await;
     assert_eq!(send().await.unwrap().status(), StatusCode::CREATED);
 }
@@ -124,11 +86,7 @@ async fn twenty_concurrent_requests_with_one_key_make_one_hold() {
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(
-        ids.len(),
-        1,
-        "every 201 names the same reservation: {ids:?}"
-    );
+    assert_eq!(ids.len(), 1, "every 201 names the same reservation: {ids:?}");
     let holds = app.live_holds().await;
     assert_eq!(holds.len(), 1, "one hold");
     assert_eq!(s(&holds[0], "reservation_id"), *ids.first().unwrap());

@@ -1,6 +1,8 @@
 //! Integration tests against the real local stack (`scripts/test` starts it):
-//! the official DynamoDB Local, reached over real sockets through the local
-//! gateway, which calls the same handlers as the Lambda functions.
+//! the official DynamoDB Local and moto's SQS, reached over real sockets
+//! through the local gateway, which calls the same handlers as the Lambda
+//! functions; Stripe is the in-repo simulator speaking Stripe's HTTP API to
+//! the real async-stripe client.
 //!
 //! All integration tests live in this one binary; each test gets its own table
 //! and gateway from [`helpers::spawn_app`].
@@ -9,3 +11,6 @@ mod bad_input;
 mod helpers;
 mod holds;
 mod idempotency;
+mod payments;
+mod signatures;
+mod stripe_helpers;

@@ -8,8 +8,5 @@ async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let store = slotguard::config::store_from_env().await?;
     let auth = slotguard::config::admin_auth_from_env();
-    run(service_fn(|req| async {
-        Ok::<_, std::convert::Infallible>(put_resource(&store, &auth, req).await)
-    }))
-    .await
+    run(service_fn(|req| async { Ok::<_, std::convert::Infallible>(put_resource(&store, &auth, req).await) })).await
 }

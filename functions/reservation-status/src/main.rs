@@ -7,8 +7,5 @@ use slotguard::api::reservation_status::reservation_status;
 async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let store = slotguard::config::store_from_env().await?;
-    run(service_fn(|req| async {
-        Ok::<_, std::convert::Infallible>(reservation_status(&store, req).await)
-    }))
-    .await
+    run(service_fn(|req| async { Ok::<_, std::convert::Infallible>(reservation_status(&store, req).await) })).await
 }

@@ -6,6 +6,7 @@
 //! resource. Reads `SLOTGUARD_TABLE`, `AWS_ENDPOINT_URL_DYNAMODB` and the
 //! admin settings like the Lambda functions do.
 
+use slotguard::config;
 use slotguard::domain::{Resource, ResourceId};
 use slotguard::ports::ResourceStore;
 use slotguard_local::{dev, gateway};
@@ -13,7 +14,9 @@ use slotguard_local::{dev, gateway};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     slotguard::telemetry::init();
-    let store = slotguard::config::store_from_env().await?;
+    let aws = config::aws().await;
+    let store = config::store(&aws)?;
+    let secrets = config::Secrets::load(&aws).await?;
     if std::env::args().any(|a| a == "--setup") {
         dev::ensure_table(store.client(), store.table()).await?;
         let demo = Resource::from_spec(ResourceId::parse("demo")?, dev::demo_resource())?;
@@ -25,7 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(addr = %listener.local_addr()?, "local gateway listening");
     let gateway = gateway::Gateway {
         store,
-        admin: slotguard::config::admin_auth_from_env(),
+        admin: config::admin_auth_from_env(),
+        payments: std::sync::Arc::new(config::payments(&secrets)?),
+        checkout_urls: config::checkout_urls_from_env()?,
+        calendar: config::calendar_queue(&aws)?,
+        verifier: config::webhook_verifier(&secrets)?,
     };
     gateway::serve(listener, gateway, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -40,10 +40,7 @@ struct AvailabilityView<'a> {
 }
 
 /// Handles `GET /v1/resources/{id}/slots`.
-pub async fn availability<S: ResourceStore + ClaimStore>(
-    store: &S,
-    req: Request,
-) -> Response<Body> {
+pub async fn availability<S: ResourceStore + ClaimStore>(store: &S, req: Request) -> Response<Body> {
     respond(run(store, &req, Utc::now()).await)
 }
 
@@ -53,12 +50,7 @@ async fn run<S: ResourceStore + ClaimStore>(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
     let raw_id = path_param(req, "id")?;
-    let not_found = || {
-        Problem::not_found(
-            "resource_not_found",
-            format!("there is no resource {raw_id:?}"),
-        )
-    };
+    let not_found = || Problem::not_found("resource_not_found", format!("there is no resource {raw_id:?}"));
     let resource_id = ResourceId::parse(&raw_id).map_err(|_| not_found())?;
     let query = req.query_string_parameters();
     let from = match query.first("from") {
@@ -70,39 +62,20 @@ async fn run<S: ResourceStore + ClaimStore>(
         None => from + DEFAULT_RANGE,
     };
     if from >= to {
-        return Err(Problem::bad_request(
-            "invalid_range",
-            "from must be before to",
-        ));
+        return Err(Problem::bad_request("invalid_range", "from must be before to"));
     }
     if to - from > MAX_RANGE {
-        return Err(Problem::bad_request(
-            "range_too_large",
-            "the range from..to may span at most 31 days",
-        ));
+        return Err(Problem::bad_request("range_too_large", "the range from..to may span at most 31 days"));
     }
-    let resource = store
-        .get_resource(&resource_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let resource = store.get_resource(&resource_id).await?.ok_or_else(not_found)?;
 
-    let candidates: Vec<Slot> = resource
-        .slots_between(from.max(now), to)
-        .into_iter()
-        .filter(|s| s.start > now)
-        .collect();
+    let candidates: Vec<Slot> =
+        resource.slots_between(from.max(now), to).into_iter().filter(|s| s.start > now).collect();
     let days: BTreeSet<NaiveDate> = candidates.iter().map(|s| s.start.date_naive()).collect();
-    let claims_per_day = futures::future::try_join_all(
-        days.iter()
-            .map(|day| store.claims_on_day(&resource_id, *day)),
-    )
-    .await?;
-    let taken: BTreeSet<DateTime<Utc>> = claims_per_day
-        .into_iter()
-        .flatten()
-        .filter(|c| c.is_live(now))
-        .map(|c| c.slot.start)
-        .collect();
+    let claims_per_day =
+        futures::future::try_join_all(days.iter().map(|day| store.claims_on_day(&resource_id, *day))).await?;
+    let taken: BTreeSet<DateTime<Utc>> =
+        claims_per_day.into_iter().flatten().filter(|c| c.is_live(now)).map(|c| c.slot.start).collect();
 
     let view = AvailabilityView {
         resource_id: &resource.id,
@@ -115,10 +88,7 @@ async fn run<S: ResourceStore + ClaimStore>(
         slots: candidates
             .into_iter()
             .filter(|s| !taken.contains(&s.start))
-            .map(|s| SlotView {
-                start: rfc3339(s.start),
-                end: rfc3339(s.end),
-            })
+            .map(|s| SlotView { start: rfc3339(s.start), end: rfc3339(s.end) })
             .collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
@@ -131,10 +101,7 @@ fn parse_instant(name: &str, value: &str) -> Result<DateTime<Utc>, Problem> {
         .or_else(|e| DateTime::parse_from_rfc3339(&value.replace(' ', "+")).map_err(|_| e))
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
-            Problem::bad_request(
-                "invalid_query",
-                format!("{name} must be an RFC 3339 time like 2026-06-10T09:00:00Z"),
-            )
+            Problem::bad_request("invalid_query", format!("{name} must be an RFC 3339 time like 2026-06-10T09:00:00Z"))
         })
 }
 
@@ -144,21 +111,10 @@ mod tests {
 
     #[test]
     fn instants_accept_offsets_even_when_plus_was_not_encoded() {
-        let expected = DateTime::parse_from_rfc3339("2026-06-10T07:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            parse_instant("from", "2026-06-10T09:00:00+02:00").unwrap(),
-            expected
-        );
-        assert_eq!(
-            parse_instant("from", "2026-06-10T09:00:00 02:00").unwrap(),
-            expected
-        );
-        assert_eq!(
-            parse_instant("from", "2026-06-10T07:00:00Z").unwrap(),
-            expected
-        );
+        let expected = DateTime::parse_from_rfc3339("2026-06-10T07:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_instant("from", "2026-06-10T09:00:00+02:00").unwrap(), expected);
+        assert_eq!(parse_instant("from", "2026-06-10T09:00:00 02:00").unwrap(), expected);
+        assert_eq!(parse_instant("from", "2026-06-10T07:00:00Z").unwrap(), expected);
         assert_eq!(parse_instant("from", "2026-06-10").unwrap_err().status, 400);
     }
 }

@@ -36,10 +36,7 @@ pub fn key_of(req: &Request) -> Result<Option<String>, Problem> {
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
-        Problem::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-        )
+        Problem::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
     })
 }
 
@@ -47,10 +44,7 @@ pub fn key_of(req: &Request) -> Result<Option<String>, Problem> {
 /// payload hashes the same whatever order the client wrote its fields in.
 pub fn payload_hash(payload: &serde_json::Value) -> String {
     let canonical = serde_json::to_vec(payload).expect("a JSON value always serialises");
-    Sha256::digest(&canonical)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs `operation` at most once per `(scope, key)`, replaying its successful
@@ -73,16 +67,7 @@ where
     };
     let record_key = format!("{scope}#{key}");
     let hash = payload_hash(payload);
-    match store
-        .start_idempotent(
-            &record_key,
-            &hash,
-            now,
-            now + IN_PROGRESS_TTL,
-            now + RECORD_TTL,
-        )
-        .await?
-    {
+    match store.start_idempotent(&record_key, &hash, now, now + IN_PROGRESS_TTL, now + RECORD_TTL).await? {
         IdempotencyStart::Started => {}
         IdempotencyStart::Completed(saved) => return Ok(replay(saved)),
         IdempotencyStart::InProgress => {
@@ -106,16 +91,9 @@ where
             let saved = SavedResponse {
                 status: response.status().as_u16(),
                 body: String::from_utf8_lossy(response.body().as_ref()).into_owned(),
-                location: response
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
+                location: response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
             };
-            if let Err(e) = store
-                .complete_idempotent(&record_key, &saved, now + RECORD_TTL)
-                .await
-            {
+            if let Err(e) = store.complete_idempotent(&record_key, &saved, now + RECORD_TTL).await {
                 // The work is done; the client gets its answer. A retry within
                 // IN_PROGRESS_TTL sees 409, later it re-runs and meets its own claim.
                 tracing::warn!(error = %e, "could not save the idempotent response");
@@ -159,18 +137,11 @@ mod tests {
 
     #[test]
     fn keys_are_validated() {
-        let req = |v: &str| {
-            lambda_http::http::Request::builder()
-                .header(HEADER, v)
-                .body(Body::Empty)
-                .unwrap()
-        };
+        let req = |v: &str| lambda_http::http::Request::builder().header(HEADER, v).body(Body::Empty).unwrap();
         assert_eq!(key_of(&req("abc-123")).unwrap().as_deref(), Some("abc-123"));
         assert!(key_of(&req("has space")).is_err());
         assert!(key_of(&req(&"k".repeat(256))).is_err());
-        let none = lambda_http::http::Request::builder()
-            .body(Body::Empty)
-            .unwrap();
+        let none = lambda_http::http::Request::builder().body(Body::Empty).unwrap();
         assert_eq!(key_of(&none).unwrap(), None);
     }
 }

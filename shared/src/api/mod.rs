@@ -7,10 +7,12 @@
 //! an error: every failure is a `application/problem+json` response.
 
 pub mod availability;
+pub mod checkout;
 pub mod idempotency;
 pub mod put_resource;
 pub mod reservation_status;
 pub mod reserve;
+pub mod stripe_webhook;
 
 use crate::ports::StoreError;
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -37,19 +39,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        kind: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind,
-            title,
-            status: status.as_u16(),
-            detail: detail.into(),
-            retry_after: None,
-        }
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self { kind, title, status: status.as_u16(), detail: detail.into(), retry_after: None }
     }
 
     /// 400: the request could not be understood.
@@ -59,12 +50,7 @@ impl Problem {
 
     /// 422: the request was understood but its content is not acceptable.
     pub fn unprocessable(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            kind,
-            "Unprocessable request",
-            detail,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable request", detail)
     }
 
     pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
@@ -79,9 +65,7 @@ impl Problem {
             .body(Body::Text(body))
             .expect("static parts form a valid response");
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -120,23 +104,14 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(
-            serde_json::to_string(body).expect("response bodies always serialise"),
-        ))
+        .body(Body::Text(serde_json::to_string(body).expect("response bodies always serialise")))
         .expect("static parts form a valid response")
 }
 
 /// Parses a JSON request body into `T`, with a problem for each way it can be wrong.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Problem> {
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-        let essence = content_type
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = content_type.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -152,24 +127,14 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Pro
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "Payload too large",
-            format!(
-                "the body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
-                bytes.len()
-            ),
+            format!("the body is {} bytes; at most {MAX_BODY_BYTES} are accepted", bytes.len()),
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::bad_request(
-            "invalid_json",
-            "a JSON body is required",
-        ));
+        return Err(Problem::bad_request("invalid_json", "a JSON body is required"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        let kind = if e.is_data() {
-            "invalid_field"
-        } else {
-            "invalid_json"
-        };
+        let kind = if e.is_data() { "invalid_field" } else { "invalid_json" };
         Problem::bad_request(kind, format!("the body is not valid: {e}"))
     })
 }
@@ -193,18 +158,11 @@ mod tests {
 
     #[test]
     fn problems_are_problem_json_with_retry_after_when_set() {
-        let p: Problem = StoreError::Unavailable {
-            op: "x",
-            message: "down".into(),
-        }
-        .into();
+        let p: Problem = StoreError::Unavailable { op: "x", message: "down".into() }.into();
         let response = p.into_response();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
         let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
         assert_eq!(body["type"], "service_unavailable");
         assert_eq!(body["status"], 503);
@@ -213,11 +171,7 @@ mod tests {
 
     #[test]
     fn internal_failures_do_not_leak_their_cause() {
-        let p: Problem = StoreError::Failed {
-            op: "x",
-            message: "secret table name".into(),
-        }
-        .into();
+        let p: Problem = StoreError::Failed { op: "x", message: "secret table name".into() }.into();
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("secret"));
     }

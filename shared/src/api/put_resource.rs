@@ -58,18 +58,10 @@ impl AdminAuth {
             return Ok(());
         }
         Err(match self {
-            AdminAuth::Disabled => Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                "admin access is not configured",
-            ),
-            _ => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "admin credentials required",
-            ),
+            AdminAuth::Disabled => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "admin access is not configured")
+            }
+            _ => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "admin credentials required"),
         })
     }
 }
@@ -77,32 +69,21 @@ impl AdminAuth {
 /// Compares two secrets in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Handles `PUT /v1/resources/{id}`.
-pub async fn put_resource<S: ResourceStore>(
-    store: &S,
-    auth: &AdminAuth,
-    req: Request,
-) -> Response<Body> {
+pub async fn put_resource<S: ResourceStore>(store: &S, auth: &AdminAuth, req: Request) -> Response<Body> {
     respond(run(store, auth, &req).await)
 }
 
-async fn run<S: ResourceStore>(
-    store: &S,
-    auth: &AdminAuth,
-    req: &Request,
-) -> Result<Response<Body>, Problem> {
+async fn run<S: ResourceStore>(store: &S, auth: &AdminAuth, req: &Request) -> Result<Response<Body>, Problem> {
     auth.require(req)?;
     let id = ResourceId::parse(&path_param(req, "id")?)
         .map_err(|e| Problem::bad_request("invalid_resource_id", e.to_string()))?;
     let spec: ResourceSpec = json_body(req)?;
-    let resource = Resource::from_spec(id, spec)
-        .map_err(|e| Problem::unprocessable("invalid_resource", e.to_string()))?;
+    let resource =
+        Resource::from_spec(id, spec).map_err(|e| Problem::unprocessable("invalid_resource", e.to_string()))?;
     store.put_resource(&resource).await?;
     tracing::info!(resource_id = %resource.id, "resource saved");
     let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");
@@ -126,22 +107,10 @@ mod tests {
     fn tokens_must_match_exactly() {
         let auth = AdminAuth::Token("s3cret".into());
         assert!(auth.allows(&with_auth(Some("Bearer s3cret"))));
-        for bad in [
-            None,
-            Some("Bearer s3cre"),
-            Some("Bearer s3cret2"),
-            Some("s3cret"),
-            Some("Basic s3cret"),
-        ] {
+        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Basic s3cret")] {
             assert!(!auth.allows(&with_auth(bad)), "{bad:?} allowed");
         }
-        assert_eq!(
-            AdminAuth::Disabled
-                .require(&with_auth(Some("Bearer s3cret")))
-                .unwrap_err()
-                .status,
-            403
-        );
+        assert_eq!(AdminAuth::Disabled.require(&with_auth(Some("Bearer s3cret"))).unwrap_err().status, 403);
         assert_eq!(auth.require(&with_auth(None)).unwrap_err().status, 401);
         assert!(!format!("{auth:?}").contains("s3cret"));
     }

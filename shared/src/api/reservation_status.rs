@@ -28,10 +28,7 @@ pub struct ReservationView {
 }
 
 /// Handles `GET /v1/reservations/{id}`.
-pub async fn reservation_status<S: ClaimStore + ReservationHistory>(
-    store: &S,
-    req: Request,
-) -> Response<Body> {
+pub async fn reservation_status<S: ClaimStore + ReservationHistory>(store: &S, req: Request) -> Response<Body> {
     respond(run(store, &req, Utc::now()).await)
 }
 
@@ -41,19 +38,10 @@ async fn run<S: ClaimStore + ReservationHistory>(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
     let raw = path_param(req, "id")?;
-    let not_found = || {
-        Problem::not_found(
-            "reservation_not_found",
-            format!("there is no reservation {raw:?}"),
-        )
-    };
+    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {raw:?}"));
     let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
     let slot = id.slot_key();
-    if let Some(claim) = store
-        .get_claim(&slot)
-        .await?
-        .filter(|c| c.reservation_id == id)
-    {
+    if let Some(claim) = store.get_claim(&slot).await?.filter(|c| c.reservation_id == id) {
         let status = claim.reservation_status(now);
         let view = ReservationView {
             reservation_id: id,
@@ -61,19 +49,13 @@ async fn run<S: ClaimStore + ReservationHistory>(
             start: rfc3339(slot.start),
             end: rfc3339(claim.end),
             status,
-            expires_at: claim
-                .expires_at
-                .filter(|_| status == ReservationStatus::Held)
-                .map(rfc3339),
+            expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
             amount: claim.amount,
             currency: claim.currency,
         };
         return Ok(json_response(StatusCode::OK, &view));
     }
-    let record = store
-        .get_reservation_record(&id)
-        .await?
-        .ok_or_else(not_found)?;
+    let record = store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
     let view = ReservationView {
         reservation_id: id,
         resource_id: slot.resource_id,

@@ -8,12 +8,9 @@
 
 use super::{Problem, idempotency, json_body, json_response, respond};
 use crate::domain::{
-    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey,
-    rfc3339,
+    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, rfc3339,
 };
-use crate::ports::{
-    ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore,
-};
+use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -56,66 +53,40 @@ pub async fn reserve<S: ReserveStore>(store: &S, req: Request) -> Response<Body>
     respond(run(store, &req, Utc::now()).await)
 }
 
-async fn run<S: ReserveStore>(
-    store: &S,
-    req: &Request,
-    now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
+async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
     let key = idempotency::key_of(req)?;
     let payload: serde_json::Value = json_body(req)?;
-    let body: ReserveRequest = serde_json::from_value(payload.clone()).map_err(|e| {
-        Problem::bad_request("invalid_field", format!("the body is not valid: {e}"))
-    })?;
-    idempotency::run_once(store, "reserve", key, &payload, now, || {
-        hold(store, body, now)
-    })
-    .await
+    let body: ReserveRequest = serde_json::from_value(payload.clone())
+        .map_err(|e| Problem::bad_request("invalid_field", format!("the body is not valid: {e}")))?;
+    idempotency::run_once(store, "reserve", key, &payload, now, || hold(store, body, now)).await
 }
 
-async fn hold<S: ReserveStore>(
-    store: &S,
-    body: ReserveRequest,
-    now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
+async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
     let resource_id = ResourceId::parse(&body.resource_id)
         .map_err(|e| Problem::unprocessable("invalid_field", format!("resource_id: {e}")))?;
     let start = DateTime::parse_from_rfc3339(&body.start)
         .map_err(|_| {
-            Problem::unprocessable(
-                "invalid_field",
-                "start must be an RFC 3339 time like 2026-06-10T09:00:00Z",
-            )
+            Problem::unprocessable("invalid_field", "start must be an RFC 3339 time like 2026-06-10T09:00:00Z")
         })?
         .with_timezone(&Utc);
     let customer = Customer::parse(&body.customer.name, &body.customer.email)
         .map_err(|e| Problem::unprocessable("invalid_field", e))?;
-    let resource = store.get_resource(&resource_id).await?.ok_or_else(|| {
-        Problem::unprocessable(
-            "unknown_resource",
-            format!("there is no resource {resource_id:?}"),
-        )
-    })?;
+    let resource = store
+        .get_resource(&resource_id)
+        .await?
+        .ok_or_else(|| Problem::unprocessable("unknown_resource", format!("there is no resource {resource_id:?}")))?;
     if start <= now {
-        return Err(Problem::unprocessable(
-            "slot_in_past",
-            "start must be in the future",
-        ));
+        return Err(Problem::unprocessable("slot_in_past", "start must be in the future"));
     }
     let slot = resource.slot_at(start).map_err(|e| match e {
         GridError::OffGrid => Problem::unprocessable(
             "off_grid",
-            format!(
-                "start is not on the resource's {}-minute slot grid",
-                resource.slot_minutes
-            ),
+            format!("start is not on the resource's {}-minute slot grid", resource.slot_minutes),
         ),
         GridError::OutsideHours => Problem::unprocessable("outside_opening_hours", e.to_string()),
     })?;
 
-    let key = SlotKey {
-        resource_id,
-        start: slot.start,
-    };
+    let key = SlotKey { resource_id, start: slot.start };
     let claim = Claim {
         reservation_id: ReservationId::new(&key),
         slot: key,
@@ -126,6 +97,9 @@ async fn hold<S: ReserveStore>(
         currency: resource.price.currency.clone(),
         expires_at: Some(now + Duration::minutes(i64::from(resource.hold_minutes))),
         created_at: now,
+        session_expires_at: None,
+        checkout: None,
+        payment_intent: None,
     };
     match store.place_hold(&claim, now).await? {
         HoldOutcome::Placed { replaced } => {
@@ -145,26 +119,16 @@ async fn hold<S: ReserveStore>(
             };
             let mut response = json_response(StatusCode::CREATED, &view);
             let location = format!("/v1/reservations/{}", claim.reservation_id);
-            response.headers_mut().insert(
-                header::LOCATION,
-                location.parse().expect("ids are URL-safe"),
-            );
+            response.headers_mut().insert(header::LOCATION, location.parse().expect("ids are URL-safe"));
             Ok(response)
         }
         HoldOutcome::Taken { by } => {
             tracing::info!(slot = %claim.slot, "slot taken");
             let detail = match by.status {
-                ClaimStatus::Held => {
-                    "this slot is held by another customer; try another slot".to_owned()
-                }
-                ClaimStatus::Confirmed => "this slot is already booked".to_owned(),
+                ClaimStatus::Held => "this slot is held by another customer; try another slot".to_owned(),
+                ClaimStatus::PaymentPending | ClaimStatus::Confirmed => "this slot is already booked".to_owned(),
             };
-            Err(Problem::new(
-                StatusCode::CONFLICT,
-                "slot_taken",
-                "Slot taken",
-                detail,
-            ))
+            Err(Problem::new(StatusCode::CONFLICT, "slot_taken", "Slot taken", detail))
         }
     }
 }

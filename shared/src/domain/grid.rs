@@ -36,9 +36,7 @@ impl Resource {
     pub fn slots_on(&self, date: NaiveDate) -> Vec<Slot> {
         let weekday = date.weekday().num_days_from_monday() as usize;
         let length = Duration::minutes(i64::from(self.slot_minutes));
-        let midnight = date
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists as a naive time");
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists as a naive time");
         let mut slots = Vec::new();
         for interval in &self.weekly_hours[weekday] {
             let mut minute = u32::from(interval.start_minute);
@@ -51,10 +49,7 @@ impl Resource {
                 };
                 if let Some(start) = start {
                     let start = start.with_timezone(&Utc);
-                    slots.push(Slot {
-                        start,
-                        end: start + length,
-                    });
+                    slots.push(Slot { start, end: start + length });
                 }
                 minute += self.slot_minutes;
             }
@@ -68,16 +63,8 @@ impl Resource {
             return Vec::new();
         }
         // Local dates can be up to a day away from UTC dates in either direction.
-        let first = from
-            .with_timezone(&self.timezone)
-            .date_naive()
-            .pred_opt()
-            .unwrap_or(NaiveDate::MIN);
-        let last = to
-            .with_timezone(&self.timezone)
-            .date_naive()
-            .succ_opt()
-            .unwrap_or(NaiveDate::MAX);
+        let first = from.with_timezone(&self.timezone).date_naive().pred_opt().unwrap_or(NaiveDate::MIN);
+        let last = to.with_timezone(&self.timezone).date_naive().succ_opt().unwrap_or(NaiveDate::MAX);
         let mut slots: Vec<Slot> = first
             .iter_days()
             .take_while(|d| *d <= last)
@@ -92,19 +79,12 @@ impl Resource {
     /// The slot that starts at `start`, or why there is none.
     pub fn slot_at(&self, start: DateTime<Utc>) -> Result<Slot, GridError> {
         let local = start.with_timezone(&self.timezone);
-        if let Some(slot) = self
-            .slots_on(local.date_naive())
-            .into_iter()
-            .find(|s| s.start == start)
-        {
+        if let Some(slot) = self.slots_on(local.date_naive()).into_iter().find(|s| s.start == start) {
             return Ok(slot);
         }
         let weekday = local.weekday().num_days_from_monday() as usize;
         let minute = (local.time().num_seconds_from_midnight_u32() / 60) as u16;
-        if self.weekly_hours[weekday]
-            .iter()
-            .any(|iv| iv.contains(minute))
-        {
+        if self.weekly_hours[weekday].iter().any(|iv| iv.contains(minute)) {
             Err(GridError::OffGrid)
         } else {
             Err(GridError::OutsideHours)
@@ -129,11 +109,7 @@ mod tests {
     use crate::domain::resource::{Resource, ResourceId, tests::spec};
 
     fn resource(tz: &str, slot_minutes: u32, hours: &[(&str, &str)]) -> Resource {
-        Resource::from_spec(
-            ResourceId::parse("r").unwrap(),
-            spec(tz, slot_minutes, hours),
-        )
-        .unwrap()
+        Resource::from_spec(ResourceId::parse("r").unwrap(), spec(tz, slot_minutes, hours)).unwrap()
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -141,34 +117,16 @@ mod tests {
     }
 
     fn starts(slots: &[Slot]) -> Vec<String> {
-        slots
-            .iter()
-            .map(|s| s.start.format("%Y-%m-%dT%H:%MZ").to_string())
-            .collect()
+        slots.iter().map(|s| s.start.format("%Y-%m-%dT%H:%MZ").to_string()).collect()
     }
 
     #[test]
     fn an_ordinary_day_is_cut_into_whole_slots() {
-        let r = resource(
-            "Europe/Berlin",
-            45,
-            &[("09:00", "11:00"), ("13:00", "14:00")],
-        );
+        let r = resource("Europe/Berlin", 45, &[("09:00", "11:00"), ("13:00", "14:00")]);
         let date = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap(); // CEST, UTC+2
         // 09:00, 09:45 fit before 11:00 (10:30 would end 11:15); 13:00 fits before 14:00.
-        assert_eq!(
-            starts(&r.slots_on(date)),
-            [
-                "2026-06-10T07:00Z",
-                "2026-06-10T07:45Z",
-                "2026-06-10T11:00Z"
-            ]
-        );
-        assert!(
-            r.slots_on(date)
-                .iter()
-                .all(|s| s.end - s.start == Duration::minutes(45))
-        );
+        assert_eq!(starts(&r.slots_on(date)), ["2026-06-10T07:00Z", "2026-06-10T07:45Z", "2026-06-10T11:00Z"]);
+        assert!(r.slots_on(date).iter().all(|s| s.end - s.start == Duration::minutes(45)));
     }
 
     #[test]
@@ -179,13 +137,7 @@ mod tests {
         assert_eq!(
             starts(&slots),
             // 00:00 and 01:00 CET (UTC+1), no 02:00, then 03:00.. CEST (UTC+2).
-            [
-                "2026-03-28T23:00Z",
-                "2026-03-29T00:00Z",
-                "2026-03-29T01:00Z",
-                "2026-03-29T02:00Z",
-                "2026-03-29T03:00Z"
-            ]
+            ["2026-03-28T23:00Z", "2026-03-29T00:00Z", "2026-03-29T01:00Z", "2026-03-29T02:00Z", "2026-03-29T03:00Z"]
         );
     }
 
@@ -206,10 +158,7 @@ mod tests {
             ]
         );
         // The second 02:00 (01:00Z) lies inside opening hours but is not a slot.
-        assert_eq!(
-            r.slot_at(utc("2026-10-25T01:00:00Z")),
-            Err(GridError::OffGrid)
-        );
+        assert_eq!(r.slot_at(utc("2026-10-25T01:00:00Z")), Err(GridError::OffGrid));
         assert!(r.slot_at(utc("2026-10-25T00:00:00Z")).is_ok());
     }
 
@@ -221,12 +170,7 @@ mod tests {
         assert_eq!(
             starts(&slots),
             // 01:00, 01:30 EST (UTC-5); 02:00 and 02:30 do not exist; 03:00, 03:30 EDT (UTC-4).
-            [
-                "2026-03-08T06:00Z",
-                "2026-03-08T06:30Z",
-                "2026-03-08T07:00Z",
-                "2026-03-08T07:30Z"
-            ]
+            ["2026-03-08T06:00Z", "2026-03-08T06:30Z", "2026-03-08T07:00Z", "2026-03-08T07:30Z"]
         );
         // A slot crossing the change lasts 30 real minutes.
         assert_eq!(slots[1].end, slots[2].start);
@@ -238,34 +182,16 @@ mod tests {
         let r = resource("Pacific/Kiritimati", 60, &[("09:00", "11:00")]);
         let slots = r.slots_between(utc("2026-06-07T00:00:00Z"), utc("2026-06-08T00:00:00Z"));
         assert_eq!(starts(&slots), ["2026-06-07T19:00Z", "2026-06-07T20:00Z"]);
-        assert!(
-            r.slots_between(utc("2026-06-08T00:00:00Z"), utc("2026-06-07T00:00:00Z"))
-                .is_empty()
-        );
+        assert!(r.slots_between(utc("2026-06-08T00:00:00Z"), utc("2026-06-07T00:00:00Z")).is_empty());
     }
 
     #[test]
     fn slot_at_tells_off_grid_from_closed() {
         let r = resource("Europe/Berlin", 30, &[("09:00", "12:00")]);
-        assert_eq!(
-            r.slot_at(utc("2026-06-10T07:30:00Z")).unwrap().end,
-            utc("2026-06-10T08:00:00Z")
-        );
-        assert_eq!(
-            r.slot_at(utc("2026-06-10T07:10:00Z")),
-            Err(GridError::OffGrid)
-        );
-        assert_eq!(
-            r.slot_at(utc("2026-06-10T07:30:01Z")),
-            Err(GridError::OffGrid)
-        );
-        assert_eq!(
-            r.slot_at(utc("2026-06-10T10:00:00Z")),
-            Err(GridError::OutsideHours)
-        );
-        assert_eq!(
-            r.slot_at(utc("2026-06-10T05:00:00Z")),
-            Err(GridError::OutsideHours)
-        );
+        assert_eq!(r.slot_at(utc("2026-06-10T07:30:00Z")).unwrap().end, utc("2026-06-10T08:00:00Z"));
+        assert_eq!(r.slot_at(utc("2026-06-10T07:10:00Z")), Err(GridError::OffGrid));
+        assert_eq!(r.slot_at(utc("2026-06-10T07:30:01Z")), Err(GridError::OffGrid));
+        assert_eq!(r.slot_at(utc("2026-06-10T10:00:00Z")), Err(GridError::OutsideHours));
+        assert_eq!(r.slot_at(utc("2026-06-10T05:00:00Z")), Err(GridError::OutsideHours));
     }
 }

@@ -1,11 +1,16 @@
 //! Pure booking logic: no I/O, no SDKs. Everything here is unit-tested.
 
 pub mod grid;
+pub mod payment;
 pub mod reservation;
 pub mod resource;
 
 pub use grid::{GridError, Slot};
+pub use payment::{
+    CalendarAction, CalendarJob, CheckoutRequest, CheckoutSession, PaymentOutcome, SessionEvent, SessionEventKind,
+    SessionFacts,
+};
 pub use reservation::{
-    Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey, rfc3339,
+    CheckoutLink, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey, rfc3339,
 };
 pub use resource::{CalendarTarget, Price, Resource, ResourceError, ResourceId, ResourceSpec};

@@ -29,21 +29,30 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// The id carries its slot key, so the status route finds the claim with one
 /// consistent `GetItem` and no index; the 128 random bits make it unguessable,
 /// so it can be handed to the customer's browser as the handle of their hold.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct ReservationId(String);
+
+impl From<ReservationId> for String {
+    fn from(id: ReservationId) -> String {
+        id.0
+    }
+}
+
+impl TryFrom<String> for ReservationId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| format!("{s:?} is not a reservation id"))
+    }
+}
 
 const START_FORMAT: &str = "%Y%m%dT%H%M%S";
 
 impl ReservationId {
     /// A fresh id for a claim on `slot`.
     pub fn new(slot: &SlotKey) -> Self {
-        Self(format!(
-            "rsv_{}_{}_{}",
-            slot.resource_id,
-            slot.start.format(START_FORMAT),
-            uuid::Uuid::new_v4().simple()
-        ))
+        Self(format!("rsv_{}_{}_{}", slot.resource_id, slot.start.format(START_FORMAT), uuid::Uuid::new_v4().simple()))
     }
 
     /// Parses an id; `None` if it is not one slotguard could have issued.
@@ -53,10 +62,7 @@ impl ReservationId {
         let (resource, start) = rest.rsplit_once('_')?;
         ResourceId::parse(resource).ok()?;
         NaiveDateTime::parse_from_str(start, START_FORMAT).ok()?;
-        let random_ok = random.len() == 32
-            && random
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let random_ok = random.len() == 32 && random.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         random_ok.then(|| Self(s.to_owned()))
     }
 
@@ -67,9 +73,7 @@ impl ReservationId {
         let (resource, start) = rest.rsplit_once('_').expect("validated at construction");
         SlotKey {
             resource_id: ResourceId::parse(resource).expect("validated at construction"),
-            start: NaiveDateTime::parse_from_str(start, START_FORMAT)
-                .expect("validated at construction")
-                .and_utc(),
+            start: NaiveDateTime::parse_from_str(start, START_FORMAT).expect("validated at construction").and_utc(),
         }
     }
 
@@ -94,9 +98,7 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let valid = s.len() <= 254
-            && !s.chars().any(|c| {
-                c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
-            })
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
             && match s.split_once('@') {
                 Some((local, domain)) => {
                     !local.is_empty()
@@ -109,11 +111,7 @@ impl Email {
                 }
                 None => false,
             };
-        if valid {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!("{s:?} is not a valid e-mail address"))
-        }
+        if valid { Ok(Self(s.to_owned())) } else { Err(format!("{s:?} is not a valid e-mail address")) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -135,10 +133,7 @@ impl Customer {
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err("customer.name must be 1-200 printable characters".into());
         }
-        Ok(Self {
-            name: name.to_owned(),
-            email: Email::parse(email).map_err(|e| format!("customer.email: {e}"))?,
-        })
+        Ok(Self { name: name.to_owned(), email: Email::parse(email).map_err(|e| format!("customer.email: {e}"))? })
     }
 }
 
@@ -147,6 +142,10 @@ impl Customer {
 pub enum ClaimStatus {
     /// Held while the customer pays; live until `expires_at`.
     Held,
+    /// Checkout completed with a delayed payment method (e.g. SEPA debit) that
+    /// Stripe accepted but has not settled: live, no expiry, until Stripe says
+    /// the payment succeeded or failed.
+    PaymentPending,
     /// Paid and booked; never expires.
     Confirmed,
 }
@@ -156,6 +155,7 @@ impl ClaimStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Held => "HELD",
+            Self::PaymentPending => "PAYMENT_PENDING",
             Self::Confirmed => "CONFIRMED",
         }
     }
@@ -163,10 +163,18 @@ impl ClaimStatus {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "HELD" => Some(Self::Held),
+            "PAYMENT_PENDING" => Some(Self::PaymentPending),
             "CONFIRMED" => Some(Self::Confirmed),
             _ => None,
         }
     }
+}
+
+/// The Stripe Checkout Session attached to a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLink {
+    pub session_id: String,
+    pub url: String,
 }
 
 /// One customer's claim on one slot: the item that makes double-booking impossible.
@@ -179,9 +187,17 @@ pub struct Claim {
     pub customer: Customer,
     pub amount: i64,
     pub currency: String,
-    /// When a HELD claim lapses (the table's TTL attribute); `None` once confirmed.
+    /// When a HELD claim lapses (the table's TTL attribute); `None` once
+    /// payment is confirmed or pending.
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// When the Checkout Session of this hold expires, fixed by the first
+    /// checkout call so every retry sends Stripe identical parameters.
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// The Checkout Session, once created.
+    pub checkout: Option<CheckoutLink>,
+    /// The PaymentIntent that paid for the booking.
+    pub payment_intent: Option<String>,
 }
 
 impl Claim {
@@ -192,7 +208,7 @@ impl Claim {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         match self.status {
             ClaimStatus::Held => self.expires_at.is_some_and(|t| t > now),
-            ClaimStatus::Confirmed => true,
+            ClaimStatus::PaymentPending | ClaimStatus::Confirmed => true,
         }
     }
 
@@ -201,6 +217,7 @@ impl Claim {
         match self.status {
             ClaimStatus::Held if self.is_live(now) => ReservationStatus::Held,
             ClaimStatus::Held => ReservationStatus::Expired,
+            ClaimStatus::PaymentPending => ReservationStatus::PaymentPending,
             ClaimStatus::Confirmed => ReservationStatus::Confirmed,
         }
     }
@@ -208,29 +225,39 @@ impl Claim {
 
 /// The status a reservation shows its customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
+    /// The slot is held while the customer pays.
     Held,
+    /// The hold lapsed without payment.
     Expired,
+    /// Paid with a delayed method; the slot stays reserved until it settles.
+    PaymentPending,
+    /// Paid and booked.
     Confirmed,
+    /// The hold was given up: the Checkout Session expired or the payment failed.
+    Released,
+    /// Paid after the slot went to someone else: the payment was refunded.
+    Refunded,
 }
 
 impl ReservationStatus {
+    const ALL: [Self; 6] =
+        [Self::Held, Self::Expired, Self::PaymentPending, Self::Confirmed, Self::Released, Self::Refunded];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Held => "held",
             Self::Expired => "expired",
+            Self::PaymentPending => "payment_pending",
             Self::Confirmed => "confirmed",
+            Self::Released => "released",
+            Self::Refunded => "refunded",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "held" => Some(Self::Held),
-            "expired" => Some(Self::Expired),
-            "confirmed" => Some(Self::Confirmed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
 
@@ -242,9 +269,7 @@ mod tests {
     fn slot() -> SlotKey {
         SlotKey {
             resource_id: ResourceId::parse("room-2").unwrap(),
-            start: DateTime::parse_from_rfc3339("2026-06-10T07:30:00Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            start: DateTime::parse_from_rfc3339("2026-06-10T07:30:00Z").unwrap().with_timezone(&Utc),
         }
     }
 
@@ -254,11 +279,7 @@ mod tests {
         assert!(id.as_str().starts_with("rsv_room-2_20260610T073000_"));
         let parsed = ReservationId::parse(id.as_str()).unwrap();
         assert_eq!(parsed.slot_key(), slot());
-        assert_ne!(
-            ReservationId::new(&slot()),
-            id,
-            "ids must be unique per claim"
-        );
+        assert_ne!(ReservationId::new(&slot()), id, "ids must be unique per claim");
     }
 
     #[test]
@@ -284,10 +305,7 @@ mod tests {
         for ok in ["a@b.co", "jane.doe+tag@example.com", " x@y.org "] {
             assert!(Email::parse(ok).is_ok(), "{ok:?} refused");
         }
-        for bad in [
-            "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@.b.co", "a@b.co.",
-            "<a@b.co>",
-        ] {
+        for bad in ["", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@.b.co", "a@b.co.", "<a@b.co>"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@b.co", "a".repeat(65))).is_err());
@@ -306,6 +324,9 @@ mod tests {
             currency: "eur".into(),
             expires_at: Some(now + Duration::seconds(1)),
             created_at: now,
+            session_expires_at: None,
+            checkout: None,
+            payment_intent: None,
         };
         assert!(claim.is_live(now));
         assert_eq!(claim.reservation_status(now), ReservationStatus::Held);
@@ -315,5 +336,19 @@ mod tests {
         claim.status = ClaimStatus::Confirmed;
         claim.expires_at = None;
         assert!(claim.is_live(now + Duration::days(400)));
+        claim.status = ClaimStatus::PaymentPending;
+        assert!(claim.is_live(now + Duration::days(10)), "a pending payment keeps the slot");
+        assert_eq!(claim.reservation_status(now), ReservationStatus::PaymentPending);
+    }
+
+    #[test]
+    fn statuses_round_trip_their_text() {
+        for status in ReservationStatus::ALL {
+            assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for status in [ClaimStatus::Held, ClaimStatus::PaymentPending, ClaimStatus::Confirmed] {
+            assert_eq!(ClaimStatus::parse(status.as_str()), Some(status));
+        }
     }
 }

@@ -31,8 +31,7 @@ impl ResourceId {
     pub fn parse(s: &str) -> Result<Self, ResourceError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-');
         if ok {
             Ok(Self(s.to_owned()))
@@ -180,20 +179,14 @@ impl Resource {
     pub fn from_spec(id: ResourceId, spec: ResourceSpec) -> Result<Self, ResourceError> {
         let name = spec.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ResourceError(
-                "name must be 1-200 printable characters".into(),
-            ));
+            return Err(ResourceError("name must be 1-200 printable characters".into()));
         }
-        let timezone: Tz = spec.timezone.parse().map_err(|_| {
-            ResourceError(format!(
-                "timezone {:?} is not an IANA timezone name",
-                spec.timezone
-            ))
-        })?;
+        let timezone: Tz = spec
+            .timezone
+            .parse()
+            .map_err(|_| ResourceError(format!("timezone {:?} is not an IANA timezone name", spec.timezone)))?;
         if !(5..=720).contains(&spec.slot_minutes) {
-            return Err(ResourceError(
-                "slot_minutes must be between 5 and 720".into(),
-            ));
+            return Err(ResourceError("slot_minutes must be between 5 and 720".into()));
         }
         if !(MIN_HOLD_MINUTES..=MAX_HOLD_MINUTES).contains(&spec.hold_minutes) {
             return Err(ResourceError(format!(
@@ -203,16 +196,10 @@ impl Resource {
         }
         // Stripe's limit for a Checkout Session amount is 8 digits in minor units.
         if !(1..=99_999_999).contains(&spec.price.amount) {
-            return Err(ResourceError(
-                "price.amount must be between 1 and 99999999 minor units".into(),
-            ));
+            return Err(ResourceError("price.amount must be between 1 and 99999999 minor units".into()));
         }
-        if spec.price.currency.len() != 3
-            || !spec.price.currency.bytes().all(|b| b.is_ascii_lowercase())
-        {
-            return Err(ResourceError(
-                "price.currency must be a lower-case ISO 4217 code like \"eur\"".into(),
-            ));
+        if spec.price.currency.len() != 3 || !spec.price.currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(ResourceError("price.currency must be a lower-case ISO 4217 code like \"eur\"".into()));
         }
         let h = &spec.weekly_hours;
         let days = [&h.mon, &h.tue, &h.wed, &h.thu, &h.fri, &h.sat, &h.sun];
@@ -221,33 +208,20 @@ impl Resource {
         for (i, day) in days.iter().enumerate() {
             let mut intervals = day
                 .iter()
-                .map(|o| {
-                    parse_interval(o)
-                        .map_err(|e| ResourceError(format!("weekly_hours.{}: {e}", names[i])))
-                })
+                .map(|o| parse_interval(o).map_err(|e| ResourceError(format!("weekly_hours.{}: {e}", names[i]))))
                 .collect::<Result<Vec<_>, _>>()?;
             intervals.sort_by_key(|iv| iv.start_minute);
-            if intervals
-                .windows(2)
-                .any(|w| w[0].end_minute > w[1].start_minute)
-            {
-                return Err(ResourceError(format!(
-                    "weekly_hours.{}: intervals overlap",
-                    names[i]
-                )));
+            if intervals.windows(2).any(|w| w[0].end_minute > w[1].start_minute) {
+                return Err(ResourceError(format!("weekly_hours.{}: intervals overlap", names[i])));
             }
             weekly_hours[i] = intervals;
         }
         match &spec.calendar {
-            CalendarTarget::Caldav { url }
-                if !(url.starts_with("https://") || url.starts_with("http://")) =>
-            {
+            CalendarTarget::Caldav { url } if !(url.starts_with("https://") || url.starts_with("http://")) => {
                 return Err(ResourceError("calendar.url must be an http(s) URL".into()));
             }
             CalendarTarget::Google { calendar_id } if calendar_id.trim().is_empty() => {
-                return Err(ResourceError(
-                    "calendar.calendar_id must not be empty".into(),
-                ));
+                return Err(ResourceError("calendar.calendar_id must not be empty".into()));
             }
             _ => {}
         }
@@ -269,15 +243,9 @@ fn parse_interval(o: &OpeningSpec) -> Result<OpeningInterval, String> {
     let start_minute = parse_hhmm(&o.start)?;
     let end_minute = parse_hhmm(&o.end)?;
     if start_minute >= end_minute {
-        return Err(format!(
-            "interval {}-{} must start before it ends",
-            o.start, o.end
-        ));
+        return Err(format!("interval {}-{} must start before it ends", o.start, o.end));
     }
-    Ok(OpeningInterval {
-        start_minute,
-        end_minute,
-    })
+    Ok(OpeningInterval { start_minute, end_minute })
 }
 
 /// `HH:MM` → minutes since midnight, `24:00` allowed.
@@ -302,21 +270,13 @@ pub(crate) mod tests {
 
     /// A valid spec used across the crate's unit tests.
     pub(crate) fn spec(timezone: &str, slot_minutes: u32, hours: &[(&str, &str)]) -> ResourceSpec {
-        let day: Vec<OpeningSpec> = hours
-            .iter()
-            .map(|(s, e)| OpeningSpec {
-                start: (*s).into(),
-                end: (*e).into(),
-            })
-            .collect();
+        let day: Vec<OpeningSpec> =
+            hours.iter().map(|(s, e)| OpeningSpec { start: (*s).into(), end: (*e).into() }).collect();
         ResourceSpec {
             name: "Coaching".into(),
             timezone: timezone.into(),
             slot_minutes,
-            price: Price {
-                amount: 4500,
-                currency: "eur".into(),
-            },
+            price: Price { amount: 4500, currency: "eur".into() },
             hold_minutes: 30,
             weekly_hours: WeeklyHoursSpec {
                 mon: day.clone(),
@@ -357,89 +317,20 @@ pub(crate) mod tests {
         assert!(Resource::from_spec(id.clone(), ok.clone()).is_ok());
 
         let cases: Vec<(ResourceSpec, &str)> = vec![
-            (
-                ResourceSpec {
-                    timezone: "Mars/Olympus".into(),
-                    ..ok.clone()
-                },
-                "timezone",
-            ),
-            (
-                ResourceSpec {
-                    slot_minutes: 0,
-                    ..ok.clone()
-                },
-                "slot_minutes",
-            ),
-            (
-                ResourceSpec {
-                    hold_minutes: 29,
-                    ..ok.clone()
-                },
-                "hold_minutes",
-            ),
-            (
-                ResourceSpec {
-                    hold_minutes: 24 * 60 + 1,
-                    ..ok.clone()
-                },
-                "hold_minutes",
-            ),
-            (
-                ResourceSpec {
-                    price: Price {
-                        amount: 0,
-                        currency: "eur".into(),
-                    },
-                    ..ok.clone()
-                },
-                "amount",
-            ),
-            (
-                ResourceSpec {
-                    price: Price {
-                        amount: 100,
-                        currency: "EUR".into(),
-                    },
-                    ..ok.clone()
-                },
-                "currency",
-            ),
-            (
-                ResourceSpec {
-                    name: " ".into(),
-                    ..ok.clone()
-                },
-                "name",
-            ),
-            (
-                spec("Europe/Berlin", 30, &[("10:00", "09:00")]),
-                "start before",
-            ),
-            (
-                spec(
-                    "Europe/Berlin",
-                    30,
-                    &[("09:00", "12:00"), ("11:00", "13:00")],
-                ),
-                "overlap",
-            ),
-            (
-                ResourceSpec {
-                    calendar: CalendarTarget::Caldav {
-                        url: "ftp://x".into(),
-                    },
-                    ..ok.clone()
-                },
-                "calendar.url",
-            ),
+            (ResourceSpec { timezone: "Mars/Olympus".into(), ..ok.clone() }, "timezone"),
+            (ResourceSpec { slot_minutes: 0, ..ok.clone() }, "slot_minutes"),
+            (ResourceSpec { hold_minutes: 29, ..ok.clone() }, "hold_minutes"),
+            (ResourceSpec { hold_minutes: 24 * 60 + 1, ..ok.clone() }, "hold_minutes"),
+            (ResourceSpec { price: Price { amount: 0, currency: "eur".into() }, ..ok.clone() }, "amount"),
+            (ResourceSpec { price: Price { amount: 100, currency: "EUR".into() }, ..ok.clone() }, "currency"),
+            (ResourceSpec { name: " ".into(), ..ok.clone() }, "name"),
+            (spec("Europe/Berlin", 30, &[("10:00", "09:00")]), "start before"),
+            (spec("Europe/Berlin", 30, &[("09:00", "12:00"), ("11:00", "13:00")]), "overlap"),
+            (ResourceSpec { calendar: CalendarTarget::Caldav { url: "ftp://x".into() }, ..ok.clone() }, "calendar.url"),
         ];
         for (spec, needle) in cases {
             let err = Resource::from_spec(id.clone(), spec).unwrap_err();
-            assert!(
-                err.to_string().contains(needle),
-                "{err} should mention {needle}"
-            );
+            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
         }
     }
 

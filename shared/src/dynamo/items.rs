@@ -6,6 +6,7 @@
 //! | slot claim | `SLOT#{resource}#{UTC date}` | slot start, RFC 3339 |
 //! | reservation record | `RESERVATION#{id}` | `RESERVATION` |
 //! | idempotency record | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
+//! | payment outcome | `PAYMENT#{checkout session id}` | `PAYMENT` |
 //!
 //! Claims of one resource-day share a partition, so availability lists a day
 //! with one Query. `expires_at` (epoch seconds) is the table's TTL attribute:
@@ -13,7 +14,7 @@
 //! confirmed claim.
 
 use crate::domain::{
-    Claim, ClaimStatus, Customer, ReservationId, ReservationStatus, Resource, ResourceId,
+    CheckoutLink, Claim, ClaimStatus, Customer, PaymentOutcome, ReservationId, ReservationStatus, Resource, ResourceId,
     ResourceSpec, SlotKey, rfc3339,
 };
 use crate::ports::ReservationRecord;
@@ -38,14 +39,15 @@ pub fn slot_partition(resource: &ResourceId, day: NaiveDate) -> String {
 }
 
 pub fn slot_key(slot: &SlotKey) -> Item {
-    key(
-        slot_partition(&slot.resource_id, slot.start.date_naive()),
-        rfc3339(slot.start),
-    )
+    key(slot_partition(&slot.resource_id, slot.start.date_naive()), rfc3339(slot.start))
 }
 
 pub fn reservation_record_key(id: &ReservationId) -> Item {
     key(format!("RESERVATION#{id}"), "RESERVATION".into())
+}
+
+pub fn payment_key(session_id: &str) -> Item {
+    key(format!("PAYMENT#{session_id}"), "PAYMENT".into())
 }
 
 pub fn idempotency_key(key_text: &str) -> Item {
@@ -53,10 +55,7 @@ pub fn idempotency_key(key_text: &str) -> Item {
 }
 
 fn key(pk: String, sk: String) -> Item {
-    HashMap::from([
-        (PK.into(), AttributeValue::S(pk)),
-        (SK.into(), AttributeValue::S(sk)),
-    ])
+    HashMap::from([(PK.into(), AttributeValue::S(pk)), (SK.into(), AttributeValue::S(sk))])
 }
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -75,29 +74,19 @@ pub struct ItemError(pub String);
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, ItemError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(ItemError(format!(
-            "attribute {name} missing or not a string"
-        ))),
+        _ => Err(ItemError(format!("attribute {name} missing or not a string"))),
     }
 }
 
 pub fn get_n(item: &Item, name: &str) -> Result<i64, ItemError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map_err(|_| ItemError(format!("attribute {name} is not an integer"))),
-        _ => Err(ItemError(format!(
-            "attribute {name} missing or not a number"
-        ))),
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| ItemError(format!("attribute {name} is not an integer"))),
+        _ => Err(ItemError(format!("attribute {name} missing or not a number"))),
     }
 }
 
 pub fn get_opt_n(item: &Item, name: &str) -> Result<Option<i64>, ItemError> {
-    if item.contains_key(name) {
-        get_n(item, name).map(Some)
-    } else {
-        Ok(None)
-    }
+    if item.contains_key(name) { get_n(item, name).map(Some) } else { Ok(None) }
 }
 
 fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, ItemError> {
@@ -112,17 +101,28 @@ pub fn epoch(t: DateTime<Utc>) -> AttributeValue {
 }
 
 fn from_epoch(secs: i64, name: &str) -> Result<DateTime<Utc>, ItemError> {
-    DateTime::from_timestamp(secs, 0)
-        .ok_or_else(|| ItemError(format!("attribute {name} is out of range")))
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| ItemError(format!("attribute {name} is out of range")))
+}
+
+/// The one outcome of a paid Checkout Session. Written once, never changed.
+pub fn payment_item(
+    session_id: &str,
+    outcome: PaymentOutcome,
+    reservation_id: &ReservationId,
+    now: DateTime<Utc>,
+) -> Item {
+    let mut item = payment_key(session_id);
+    item.insert("kind".into(), s("payment"));
+    item.insert("outcome".into(), s(outcome.as_str()));
+    item.insert("reservation_id".into(), s(reservation_id.as_str()));
+    item.insert("decided_at".into(), s(rfc3339(now)));
+    item
 }
 
 pub fn resource_item(resource: &Resource) -> Item {
     let mut item = resource_key(&resource.id);
     item.insert("kind".into(), s("resource"));
-    item.insert(
-        "definition".into(),
-        s(serde_json::to_string(&resource.spec).expect("a spec always serialises")),
-    );
+    item.insert("definition".into(), s(serde_json::to_string(&resource.spec).expect("a spec always serialises")));
     item
 }
 
@@ -160,6 +160,16 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(expires_at) = claim.expires_at {
         item.insert(EXPIRES_AT.into(), epoch(expires_at));
     }
+    if let Some(t) = claim.session_expires_at {
+        item.insert("session_expires_at".into(), epoch(t));
+    }
+    if let Some(link) = &claim.checkout {
+        item.insert("checkout_session_id".into(), s(&link.session_id));
+        item.insert("checkout_url".into(), s(&link.url));
+    }
+    if let Some(pi) = &claim.payment_intent {
+        item.insert("payment_intent".into(), s(pi));
+    }
     item
 }
 
@@ -167,26 +177,22 @@ impl TryFrom<&Item> for Claim {
     type Error = ItemError;
 
     fn try_from(item: &Item) -> Result<Self, ItemError> {
-        let resource_id =
-            ResourceId::parse(get_s(item, "resource_id")?).map_err(|e| ItemError(e.to_string()))?;
+        let resource_id = ResourceId::parse(get_s(item, "resource_id")?).map_err(|e| ItemError(e.to_string()))?;
         let reservation_id = ReservationId::parse(get_s(item, "reservation_id")?)
             .ok_or_else(|| ItemError("reservation_id is malformed".into()))?;
         let status = get_s(item, "status")?;
-        let status = ClaimStatus::parse(status)
-            .ok_or_else(|| ItemError(format!("unknown claim status {status:?}")))?;
-        let customer = Customer::parse(
-            get_s(item, "customer_name")?,
-            get_s(item, "customer_email")?,
-        )
-        .map_err(ItemError)?;
-        let expires_at = get_opt_n(item, EXPIRES_AT)?
-            .map(|t| from_epoch(t, EXPIRES_AT))
-            .transpose()?;
+        let status = ClaimStatus::parse(status).ok_or_else(|| ItemError(format!("unknown claim status {status:?}")))?;
+        let customer =
+            Customer::parse(get_s(item, "customer_name")?, get_s(item, "customer_email")?).map_err(ItemError)?;
+        let expires_at = get_opt_n(item, EXPIRES_AT)?.map(|t| from_epoch(t, EXPIRES_AT)).transpose()?;
+        let session_expires_at =
+            get_opt_n(item, "session_expires_at")?.map(|t| from_epoch(t, "session_expires_at")).transpose()?;
+        let checkout = match (get_s(item, "checkout_session_id"), get_s(item, "checkout_url")) {
+            (Ok(session_id), Ok(url)) => Some(CheckoutLink { session_id: session_id.to_owned(), url: url.to_owned() }),
+            _ => None,
+        };
         Ok(Claim {
-            slot: SlotKey {
-                resource_id,
-                start: get_time(item, "start")?,
-            },
+            slot: SlotKey { resource_id, start: get_time(item, "start")? },
             end: get_time(item, "end")?,
             reservation_id,
             status,
@@ -195,6 +201,9 @@ impl TryFrom<&Item> for Claim {
             currency: get_s(item, "currency")?.to_owned(),
             expires_at,
             created_at: get_time(item, "created_at")?,
+            session_expires_at,
+            checkout,
+            payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
         })
     }
 }
@@ -242,9 +251,7 @@ mod tests {
     fn claim(status: ClaimStatus, expires_at: Option<DateTime<Utc>>) -> Claim {
         let slot = SlotKey {
             resource_id: ResourceId::parse("demo").unwrap(),
-            start: DateTime::parse_from_rfc3339("2026-06-10T23:30:00Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            start: DateTime::parse_from_rfc3339("2026-06-10T23:30:00Z").unwrap().with_timezone(&Utc),
         };
         Claim {
             end: slot.start + Duration::minutes(30),
@@ -256,20 +263,29 @@ mod tests {
             currency: "eur".into(),
             expires_at,
             created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+            session_expires_at: None,
+            checkout: None,
+            payment_intent: None,
         }
     }
 
     #[test]
     fn a_hold_round_trips_and_carries_the_ttl() {
-        let c = claim(
-            ClaimStatus::Held,
-            DateTime::from_timestamp(1_780_000_900, 0),
-        );
+        let c = claim(ClaimStatus::Held, DateTime::from_timestamp(1_780_000_900, 0));
         let item = claim_item(&c);
         assert_eq!(item[EXPIRES_AT], AttributeValue::N("1780000900".into()));
         assert_eq!(item[PK], s("SLOT#demo#2026-06-10"));
         assert_eq!(item[SK], s("2026-06-10T23:30:00Z"));
         assert_eq!(Claim::try_from(&item).unwrap(), c);
+    }
+
+    #[test]
+    fn checkout_and_payment_fields_round_trip() {
+        let mut c = claim(ClaimStatus::PaymentPending, None);
+        c.session_expires_at = DateTime::from_timestamp(1_780_001_800, 0);
+        c.checkout = Some(CheckoutLink { session_id: "cs_test_1".into(), url: "https://checkout/x".into() });
+        c.payment_intent = Some("pi_1".into());
+        assert_eq!(Claim::try_from(&claim_item(&c)).unwrap(), c);
     }
 
     #[test]
@@ -282,10 +298,7 @@ mod tests {
 
     #[test]
     fn malformed_claims_are_reported_not_guessed() {
-        let good = claim_item(&claim(
-            ClaimStatus::Held,
-            DateTime::from_timestamp(1_780_000_900, 0),
-        ));
+        let good = claim_item(&claim(ClaimStatus::Held, DateTime::from_timestamp(1_780_000_900, 0)));
         for (attr, value) in [
             ("status", s("MAYBE")),
             ("amount", s("12")),
@@ -301,11 +314,9 @@ mod tests {
 
     #[test]
     fn resources_round_trip_through_their_spec() {
-        let r = Resource::from_spec(
-            ResourceId::parse("demo").unwrap(),
-            spec("Europe/Berlin", 30, &[("09:00", "17:00")]),
-        )
-        .unwrap();
+        let r =
+            Resource::from_spec(ResourceId::parse("demo").unwrap(), spec("Europe/Berlin", 30, &[("09:00", "17:00")]))
+                .unwrap();
         assert_eq!(Resource::try_from(&resource_item(&r)).unwrap(), r);
     }
 

@@ -2,17 +2,20 @@
 
 pub mod items;
 
-use crate::domain::{Claim, ClaimStatus, ReservationId, Resource, ResourceId, SlotKey};
+use crate::domain::{CheckoutLink, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey};
 use crate::ports::{
-    ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, ReservationHistory,
-    ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore, ReservationHistory, ReservationRecord,
+    ResourceStore, SavedResponse, StoreError,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use items::*;
+use std::collections::HashMap;
 
 /// How long a reservation record outlives the moment it was written.
 const RESERVATION_RECORD_DAYS: i64 = 90;
@@ -36,10 +39,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// The client, for adapters and tools that need it directly.
@@ -60,22 +60,38 @@ where
     R: std::fmt::Debug,
 {
     let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(e) => e.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
         _ => false,
     };
     let message = DisplayErrorContext(&err).to_string();
-    if transient {
-        StoreError::Unavailable { op, message }
-    } else {
-        StoreError::Failed { op, message }
-    }
+    if transient { StoreError::Unavailable { op, message } } else { StoreError::Failed { op, message } }
 }
 
 fn corrupt(op: &'static str, e: ItemError) -> StoreError {
     StoreError::Corrupt { op, message: e.0 }
+}
+
+/// Expression attribute names used by the conditions below.
+fn names() -> HashMap<String, String> {
+    HashMap::from([("#status".into(), "status".into()), ("#expires_at".into(), EXPIRES_AT.into())])
+}
+
+/// A slot is free for `me` when it has no claim, is already mine, or holds an
+/// expired hold (TTL deletion is lazy).
+const FREE_OR_MINE: &str =
+    "attribute_not_exists(pk) OR reservation_id = :me OR (#status = :held AND #expires_at <= :now)";
+
+fn free_or_mine_values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":me".into(), s(me.as_str())),
+        (":held".into(), s(ClaimStatus::Held.as_str())),
+        (":now".into(), epoch(now)),
+    ])
+}
+
+fn build_error(op: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Failed { op, message: e.to_string() }
 }
 
 impl ResourceStore for DynamoStore {
@@ -90,9 +106,7 @@ impl ResourceStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error(OP, e))?;
-        out.item()
-            .map(|item| Resource::try_from(item).map_err(|e| corrupt(OP, e)))
-            .transpose()
+        out.item().map(|item| Resource::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
     }
 
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
@@ -108,11 +122,7 @@ impl ResourceStore for DynamoStore {
 }
 
 impl ClaimStore for DynamoStore {
-    async fn place_hold(
-        &self,
-        claim: &Claim,
-        now: DateTime<Utc>,
-    ) -> Result<HoldOutcome, StoreError> {
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
         const OP: &str = "place hold";
         let result = self
             .client
@@ -121,9 +131,7 @@ impl ClaimStore for DynamoStore {
             .set_item(Some(claim_item(claim)))
             // Free means: no item, or a HELD item whose expiry has passed (TTL
             // deletion is lazy, so such items can linger for days).
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#status = :held AND #expires_at <= :now)",
-            )
+            .condition_expression("attribute_not_exists(pk) OR (#status = :held AND #expires_at <= :now)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#expires_at", EXPIRES_AT)
             .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
@@ -134,18 +142,12 @@ impl ClaimStore for DynamoStore {
             .await;
         match result {
             Ok(out) => {
-                let replaced = out
-                    .attributes()
-                    .map(|old| Claim::try_from(old).map_err(|e| corrupt(OP, e)))
-                    .transpose()?;
-                Ok(HoldOutcome::Placed { replaced })
+                let replaced =
+                    out.attributes().map(|old| Claim::try_from(old).map_err(|e| corrupt(OP, e))).transpose()?;
+                Ok(HoldOutcome::Placed { replaced: replaced.map(Box::new) })
             }
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else {
-                    unreachable!()
-                };
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else { unreachable!() };
                 let old = failed.item().ok_or_else(|| StoreError::Failed {
                     op: OP,
                     message: "condition failed without the item that failed it".into(),
@@ -168,16 +170,10 @@ impl ClaimStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error(OP, e))?;
-        out.item()
-            .map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e)))
-            .transpose()
+        out.item().map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
     }
 
-    async fn claims_on_day(
-        &self,
-        resource: &ResourceId,
-        day: NaiveDate,
-    ) -> Result<Vec<Claim>, StoreError> {
+    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
         const OP: &str = "list claims";
         let items: Vec<Item> = self
             .client
@@ -192,10 +188,7 @@ impl ClaimStore for DynamoStore {
             .try_collect()
             .await
             .map_err(|e| store_error(OP, e))?;
-        items
-            .iter()
-            .map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e)))
-            .collect()
+        items.iter().map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e))).collect()
     }
 }
 
@@ -212,10 +205,7 @@ impl ReservationHistory for DynamoStore {
         Ok(())
     }
 
-    async fn get_reservation_record(
-        &self,
-        id: &ReservationId,
-    ) -> Result<Option<ReservationRecord>, StoreError> {
+    async fn get_reservation_record(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
         const OP: &str = "get reservation record";
         let out = self
             .client
@@ -226,9 +216,217 @@ impl ReservationHistory for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error(OP, e))?;
-        out.item()
-            .map(|item| ReservationRecord::try_from(item).map_err(|e| corrupt(OP, e)))
-            .transpose()
+        out.item().map(|item| ReservationRecord::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
+    }
+}
+
+impl DynamoStore {
+    /// Runs a transaction; `Ok(false)` when a condition failed or it collided
+    /// with another transaction on the same items (the caller re-reads and decides again).
+    async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(c) = e.err() else { unreachable!() };
+                let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+                if codes.iter().all(|c| matches!(*c, "None" | "ConditionalCheckFailed" | "TransactionConflict")) {
+                    Ok(false)
+                } else {
+                    Err(StoreError::Unavailable { op, message: format!("transaction cancelled: {codes:?}") })
+                }
+            }
+            Err(e) => Err(store_error(op, e)),
+        }
+    }
+
+    fn put(
+        &self,
+        op: &'static str,
+        item: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let names = if condition.contains('#') { Some(names()) } else { None };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(if values.is_empty() { None } else { Some(values) })
+            .build()
+            .map_err(|e| build_error(op, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Puts a claim if `condition` holds; `Ok(false)` if it did not.
+    async fn put_claim_if(
+        &self,
+        op: &'static str,
+        claim: &Claim,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(claim_item(claim)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names()))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(store_error(op, e)),
+        }
+    }
+}
+
+impl PaymentStore for DynamoStore {
+    async fn start_checkout(
+        &self,
+        claim: &Claim,
+        session_expires_at: DateTime<Utc>,
+        hold_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let observed = claim.expires_at.map(epoch).unwrap_or_else(|| n(0));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(&claim.slot)))
+            .update_expression("SET session_expires_at = :session, #expires_at = :hold")
+            .condition_expression(
+                "reservation_id = :me AND #status = :held AND #expires_at = :observed AND #expires_at > :now \
+                 AND attribute_not_exists(session_expires_at)",
+            )
+            .set_expression_attribute_names(Some(names()))
+            .expression_attribute_values(":session", epoch(session_expires_at))
+            .expression_attribute_values(":hold", epoch(hold_expires_at))
+            .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
+            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
+            .expression_attribute_values(":observed", observed)
+            .expression_attribute_values(":now", epoch(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(store_error("start checkout", e)),
+        }
+    }
+
+    async fn attach_checkout(&self, claim: &Claim, link: &CheckoutLink) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(&claim.slot)))
+            .update_expression("SET checkout_session_id = :sid, checkout_url = :url")
+            .condition_expression("reservation_id = :me")
+            .expression_attribute_values(":sid", s(&link.session_id))
+            .expression_attribute_values(":url", s(&link.url))
+            .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
+            .send()
+            .await;
+        match result {
+            // The claim changed hands meanwhile: the session stays at Stripe and
+            // expires there; a payment for it is settled by the webhook.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            other => other.map(|_| ()).map_err(|e| store_error("attach checkout", e)),
+        }
+    }
+
+    async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
+        const OP: &str = "get payment outcome";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(payment_key(session_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let outcome = get_s(item, "outcome").map_err(|e| corrupt(OP, e))?;
+        PaymentOutcome::parse(outcome)
+            .map(Some)
+            .ok_or_else(|| corrupt(OP, ItemError(format!("unknown payment outcome {outcome:?}"))))
+    }
+
+    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        const OP: &str = "confirm paid booking";
+        let claim =
+            self.put(OP, claim_item(confirmed), FREE_OR_MINE, free_or_mine_values(&confirmed.reservation_id, now))?;
+        let outcome = self.put(
+            OP,
+            payment_item(session_id, PaymentOutcome::Confirmed, &confirmed.reservation_id, now),
+            "attribute_not_exists(pk)",
+            HashMap::new(),
+        )?;
+        self.transact(OP, vec![claim, outcome]).await
+    }
+
+    async fn decide_refund(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(payment_item(session_id, PaymentOutcome::Refunded, reservation_id, now)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(store_error("decide refund", e)),
+        }
+    }
+
+    async fn hold_for_pending_payment(&self, pending: &Claim, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.put_claim_if(
+            "hold for pending payment",
+            pending,
+            "attribute_not_exists(pk) OR (reservation_id = :me AND #status = :held) OR (#status = :held AND #expires_at <= :now)",
+            free_or_mine_values(&pending.reservation_id, now),
+        )
+        .await
+    }
+
+    async fn release(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        const OP: &str = "release hold";
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(slot)))
+            .condition_expression("reservation_id = :me AND #status IN (:held, :pending)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":me", s(record.reservation_id.as_str()))
+            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
+            .expression_attribute_values(":pending", s(ClaimStatus::PaymentPending.as_str()))
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
+        let record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(reservation_record_item(record, expires_at)))
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        self.transact(
+            OP,
+            vec![TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().put(record).build()],
+        )
+        .await
     }
 }
 
@@ -248,10 +446,7 @@ impl IdempotencyStore for DynamoStore {
         let mut item = idempotency_key(key);
         item.insert("status".into(), s(IN_PROGRESS));
         item.insert("payload_hash".into(), s(payload_hash));
-        item.insert(
-            "in_progress_expires_at".into(),
-            n(in_progress_until.timestamp_millis()),
-        );
+        item.insert("in_progress_expires_at".into(), n(in_progress_until.timestamp_millis()));
         item.insert(EXPIRES_AT.into(), epoch(expires_at));
         let result = self
             .client
@@ -274,12 +469,8 @@ impl IdempotencyStore for DynamoStore {
             .await;
         let existing = match result {
             Ok(_) => return Ok(IdempotencyStart::Started),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else {
-                    unreachable!()
-                };
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else { unreachable!() };
                 failed.item().cloned().unwrap_or_default()
             }
             Err(e) => return Err(store_error(OP, e)),
@@ -293,9 +484,7 @@ impl IdempotencyStore for DynamoStore {
                 status: u16::try_from(get_n(&existing, "response_status").map_err(bad)?)
                     .map_err(|_| corrupt(OP, ItemError("response_status out of range".into())))?,
                 body: get_s(&existing, "response_body").map_err(bad)?.to_owned(),
-                location: get_s(&existing, "response_location")
-                    .ok()
-                    .map(str::to_owned),
+                location: get_s(&existing, "response_location").ok().map(str::to_owned),
             })),
             _ => Ok(IdempotencyStart::InProgress),
         }
@@ -330,10 +519,7 @@ impl IdempotencyStore for DynamoStore {
                 )
                 .expression_attribute_values(":loc", s(location));
         }
-        update
-            .send()
-            .await
-            .map_err(|e| store_error("complete idempotent request", e))?;
+        update.send().await.map_err(|e| store_error("complete idempotent request", e))?;
         Ok(())
     }
 

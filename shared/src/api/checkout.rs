@@ -1,0 +1,211 @@
+//! `POST /v1/reservations/{id}/checkout`: the Stripe Checkout Session of a hold.
+//!
+//! Optional body `{"success_url", "cancel_url"}` (defaults from configuration).
+//! The first call fixes the session's expiry on the hold (extending the hold so
+//! it outlives the session; Stripe wants 30 min – 24 h), creates the session
+//! with idempotency key `checkout-{reservation_id}` and stores it on the hold:
+//! `201`. Later calls return the same session: `200`. If Stripe is down the
+//! answer is `503`, the hold stays, and a retry sends Stripe the very same
+//! request under the same key.
+
+use super::{Problem, json_body, json_response, path_param, respond};
+use crate::domain::payment::session_window;
+use crate::domain::{CheckoutLink, CheckoutRequest, Claim, ReservationId, ReservationStatus, rfc3339};
+use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore};
+use chrono::{DateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+/// Where Stripe sends the customer back to when the request names no URLs.
+/// Both may contain `{RESERVATION_ID}`, which slotguard fills in.
+#[derive(Debug, Clone)]
+pub struct CheckoutUrls {
+    /// May also contain `{CHECKOUT_SESSION_ID}`, which Stripe fills in.
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// What the checkout handler needs from storage.
+pub trait CheckoutStore: ClaimStore + PaymentStore + ResourceStore + ReservationHistory {}
+impl<T: ClaimStore + PaymentStore + ResourceStore + ReservationHistory> CheckoutStore for T {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutBody {
+    success_url: Option<String>,
+    cancel_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckoutView {
+    reservation_id: ReservationId,
+    session_id: String,
+    checkout_url: String,
+    /// When the Checkout Session (and so the chance to pay) ends.
+    expires_at: Option<String>,
+}
+
+/// Handles `POST /v1/reservations/{id}/checkout`.
+pub async fn checkout<S: CheckoutStore, P: Payments>(
+    store: &S,
+    payments: &P,
+    urls: &CheckoutUrls,
+    req: Request,
+) -> Response<Body> {
+    respond(run(store, payments, urls, &req, Utc::now()).await)
+}
+
+impl From<PaymentError> for Problem {
+    fn from(err: PaymentError) -> Self {
+        match err {
+            PaymentError::Unavailable(_) => {
+                tracing::warn!(error = %err, "payment provider unavailable");
+                Problem {
+                    retry_after: Some(5),
+                    ..Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "payment_provider_unavailable",
+                        "Payment provider unavailable",
+                        "the payment provider did not answer; retry shortly",
+                    )
+                }
+            }
+            PaymentError::Rejected(_) => {
+                tracing::error!(error = %err, "payment provider refused a request");
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_provider_error",
+                    "Payment provider error",
+                    "the payment provider refused the request",
+                )
+            }
+        }
+    }
+}
+
+fn checked_url(name: &str, value: Option<String>, default: &str) -> Result<String, Problem> {
+    let url = value.unwrap_or_else(|| default.to_owned());
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(url) } else { Err(Problem::unprocessable("invalid_field", format!("{name} must be an http(s) URL"))) }
+}
+
+async fn run<S: CheckoutStore, P: Payments>(
+    store: &S,
+    payments: &P,
+    urls: &CheckoutUrls,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let raw = path_param(req, "id")?;
+    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {raw:?}"));
+    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let body: CheckoutBody =
+        if req.body().as_ref().iter().all(u8::is_ascii_whitespace) { CheckoutBody::default() } else { json_body(req)? };
+    let success_url =
+        checked_url("success_url", body.success_url, &urls.success_url)?.replace("{RESERVATION_ID}", id.as_str());
+    let cancel_url =
+        checked_url("cancel_url", body.cancel_url, &urls.cancel_url)?.replace("{RESERVATION_ID}", id.as_str());
+
+    // Two rounds: a concurrent call may fix the session expiry between our read and write.
+    for _ in 0..2 {
+        let claim = live_hold(store, &id, now).await?;
+        if let Some(link) = &claim.checkout {
+            return Ok(json_response(StatusCode::OK, &view(&claim, link)));
+        }
+        let session_expires_at = match claim.session_expires_at {
+            Some(t) => t,
+            None => {
+                let (session, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
+                if !store.start_checkout(&claim, session, hold, now).await? {
+                    continue;
+                }
+                session
+            }
+        };
+        let product_name = store
+            .get_resource(&claim.slot.resource_id)
+            .await?
+            .map(|r| r.name)
+            .unwrap_or_else(|| claim.slot.resource_id.to_string());
+        let request = CheckoutRequest {
+            reservation_id: id.clone(),
+            slot: claim.slot.clone(),
+            slot_end: claim.end,
+            product_name,
+            amount: claim.amount,
+            currency: claim.currency.clone(),
+            customer: claim.customer.clone(),
+            expires_at: session_expires_at,
+            success_url: success_url.clone(),
+            cancel_url: cancel_url.clone(),
+        };
+        let session = payments.create_checkout_session(&request).await?;
+        let link = CheckoutLink { session_id: session.id, url: session.url };
+        store.attach_checkout(&claim, &link).await?;
+        tracing::info!(reservation_id = %id, session_id = %link.session_id, "checkout session created");
+        let mut claim = claim;
+        claim.session_expires_at = Some(session_expires_at);
+        return Ok(json_response(StatusCode::CREATED, &view(&claim, &link)));
+    }
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "request_in_progress",
+        "Request in progress",
+        "another checkout for this reservation is being set up; retry shortly",
+    ))
+}
+
+fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
+    CheckoutView {
+        reservation_id: claim.reservation_id.clone(),
+        session_id: link.session_id.clone(),
+        checkout_url: link.url.clone(),
+        expires_at: claim.session_expires_at.map(rfc3339),
+    }
+}
+
+/// The reservation's claim if it is a live hold, or the problem saying why not.
+async fn live_hold<S: CheckoutStore>(store: &S, id: &ReservationId, now: DateTime<Utc>) -> Result<Claim, Problem> {
+    let claim = store.get_claim(&id.slot_key()).await?.filter(|c| &c.reservation_id == id);
+    let status = match &claim {
+        Some(c) => c.reservation_status(now),
+        None => match store.get_reservation_record(id).await? {
+            Some(record) => record.status,
+            None => return Err(Problem::not_found("reservation_not_found", format!("there is no reservation {id}"))),
+        },
+    };
+    match status {
+        ReservationStatus::Held => Ok(claim.expect("a held status comes from a claim")),
+        ReservationStatus::Expired | ReservationStatus::Released => Err(Problem::new(
+            StatusCode::GONE,
+            "hold_expired",
+            "Hold expired",
+            "this hold has lapsed; reserve the slot again",
+        )),
+        ReservationStatus::PaymentPending | ReservationStatus::Confirmed | ReservationStatus::Refunded => {
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "not_held",
+                "Not held",
+                format!("this reservation is {}, not awaiting checkout", status.as_str()),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_default_and_are_checked() {
+        assert_eq!(checked_url("u", None, "https://d/").unwrap(), "https://d/");
+        assert_eq!(checked_url("u", Some("http://x/ok".into()), "https://d/").unwrap(), "http://x/ok");
+        for bad in ["javascript:alert(1)", "ftp://x", "https://a b", ""] {
+            assert_eq!(checked_url("u", Some(bad.into()), "https://d/").unwrap_err().status, 422, "{bad}");
+        }
+    }
+}

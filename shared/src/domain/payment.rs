@@ -1,0 +1,192 @@
+//! Payment facts and rules, free of any Stripe type.
+//!
+//! The Stripe adapter turns API objects and webhook events into these types;
+//! the handlers decide with them.
+
+use super::reservation::{Customer, ReservationId, SlotKey};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Stripe refuses a Checkout Session that expires less than 30 minutes ahead.
+pub const SESSION_MIN: Duration = Duration::minutes(30);
+/// ... or more than 24 hours ahead.
+pub const SESSION_MAX: Duration = Duration::hours(24);
+/// Slack for the time the request takes to reach Stripe and for clock skew.
+pub const SESSION_MARGIN: Duration = Duration::minutes(2);
+/// A hold outlives its session by this much, so a payment made in the
+/// session's last second, and the webhook that reports it, still find it held.
+pub const HOLD_GRACE: Duration = Duration::minutes(5);
+
+/// When a hold's Checkout Session should expire, and how long the hold must
+/// then last: the session lives as long as the hold but at least Stripe's
+/// minimum; the hold outlives the session by [`HOLD_GRACE`].
+pub fn session_window(hold_expires_at: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let earliest = now + SESSION_MIN + SESSION_MARGIN;
+    let latest = now + SESSION_MAX - SESSION_MARGIN;
+    let session = hold_expires_at.max(earliest).min(latest);
+    // Stripe takes whole seconds.
+    let session = DateTime::from_timestamp(session.timestamp(), 0).expect("in range");
+    (session, hold_expires_at.max(session + HOLD_GRACE))
+}
+
+/// What slotguard asks Stripe to charge for one hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckoutRequest {
+    pub reservation_id: ReservationId,
+    pub slot: SlotKey,
+    pub slot_end: DateTime<Utc>,
+    /// Shown on the checkout page.
+    pub product_name: String,
+    pub amount: i64,
+    pub currency: String,
+    pub customer: Customer,
+    pub expires_at: DateTime<Utc>,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A Checkout Session as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Metadata keys slotguard puts on each Checkout Session, so a webhook can
+/// rebuild the booking even when the hold's item is gone.
+pub mod metadata {
+    pub const RESERVATION_ID: &str = "reservation_id";
+    pub const SLOT: &str = "slot";
+    pub const SLOT_END: &str = "slot_end";
+    pub const CUSTOMER_NAME: &str = "customer_name";
+}
+
+/// What a Checkout Session event says, reduced to what booking needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEvent {
+    pub event_id: String,
+    pub kind: SessionEventKind,
+    pub session: SessionFacts,
+}
+
+/// The Checkout Session events slotguard acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEventKind {
+    /// `checkout.session.completed`; `paid` is false for delayed payment methods.
+    Completed { paid: bool },
+    /// `checkout.session.async_payment_succeeded`
+    AsyncPaymentSucceeded,
+    /// `checkout.session.async_payment_failed`
+    AsyncPaymentFailed,
+    /// `checkout.session.expired`
+    Expired,
+}
+
+/// The facts of a Checkout Session that booking needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFacts {
+    pub session_id: String,
+    /// From metadata (or `client_reference_id`); `None` for sessions slotguard did not create.
+    pub reservation_id: Option<ReservationId>,
+    pub payment_intent: Option<String>,
+    pub customer: Option<Customer>,
+    pub slot_end: Option<DateTime<Utc>>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// The one outcome a paid Checkout Session ever gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// The payment bought the booking.
+    Confirmed,
+    /// The slot belonged to someone else: the payment is refunded.
+    Refunded,
+}
+
+impl PaymentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "CONFIRMED",
+            Self::Refunded => "REFUNDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CONFIRMED" => Some(Self::Confirmed),
+            "REFUNDED" => Some(Self::Refunded),
+            _ => None,
+        }
+    }
+}
+
+/// A message on the calendar queue: put a booking on its calendar, or take it off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarJob {
+    pub action: CalendarAction,
+    pub reservation_id: ReservationId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarAction {
+    Write,
+    Delete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_young_hold_gives_its_expiry_to_the_session() {
+        let now = t("2026-06-10T10:00:00Z");
+        let (session, hold) = session_window(t("2026-06-10T11:00:00Z"), now);
+        assert_eq!(session, t("2026-06-10T11:00:00Z"));
+        assert_eq!(hold, t("2026-06-10T11:05:00Z"));
+    }
+
+    #[test]
+    fn an_old_hold_is_extended_to_stripes_minimum() {
+        let now = t("2026-06-10T10:00:00Z");
+        // Five minutes of hold left: the session needs at least 30 (+ margin).
+        let (session, hold) = session_window(t("2026-06-10T10:05:00Z"), now);
+        assert_eq!(session, t("2026-06-10T10:32:00Z"));
+        assert_eq!(hold, t("2026-06-10T10:37:00Z"));
+        assert!(session - now >= SESSION_MIN);
+    }
+
+    #[test]
+    fn a_day_long_hold_is_capped_at_stripes_maximum() {
+        let now = t("2026-06-10T10:00:00Z");
+        let (session, hold) = session_window(t("2026-06-11T10:00:00Z"), now);
+        assert_eq!(session, t("2026-06-11T09:58:00Z"));
+        assert_eq!(hold, t("2026-06-11T10:03:00Z"));
+        assert!(session - now <= SESSION_MAX);
+    }
+
+    #[test]
+    fn session_expiry_is_whole_seconds() {
+        let now = t("2026-06-10T10:00:00.750Z");
+        let (session, _) = session_window(t("2026-06-10T11:00:00.250Z"), now);
+        assert_eq!(session.timestamp_subsec_nanos(), 0);
+    }
+
+    #[test]
+    fn calendar_jobs_have_a_stable_wire_form() {
+        let id = ReservationId::parse("rsv_demo_20260610T090000_0123456789abcdef0123456789abcdef").unwrap();
+        let job = CalendarJob { action: CalendarAction::Write, reservation_id: id };
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(
+            json,
+            r#"{"action":"write","reservation_id":"rsv_demo_20260610T090000_0123456789abcdef0123456789abcdef"}"#
+        );
+        assert_eq!(serde_json::from_str::<CalendarJob>(&json).unwrap(), job);
+    }
+}

@@ -1,0 +1,246 @@
+//! The Stripe adapter: the only code that touches async-stripe.
+//!
+//! [`StripePayments`] implements [`Payments`] with the maintained async-stripe
+//! line (pinned `=1.0.0-rc.10`); its base URL is configurable, so the same
+//! client talks to real Stripe with test or live keys, or to the local
+//! simulator. [`WebhookVerifier`] checks `Stripe-Signature` and turns Checkout
+//! Session events into [`SessionEvent`]s.
+
+use crate::domain::payment::metadata;
+use crate::domain::{
+    CheckoutRequest, CheckoutSession, Customer, ReservationId, SessionEvent, SessionEventKind, SessionFacts, rfc3339,
+};
+use crate::ports::{PaymentError, Payments};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ProductData,
+};
+use stripe_core::refund::{CreateRefund, CreateRefundReason};
+use stripe_shared::{CheckoutSessionMode, CheckoutSessionPaymentStatus};
+use stripe_webhook::{EventObject, Webhook, WebhookError};
+
+/// Stripe through async-stripe.
+pub struct StripePayments {
+    client: stripe::Client,
+}
+
+impl std::fmt::Debug for StripePayments {
+    // The client holds the secret key: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StripePayments")
+    }
+}
+
+impl StripePayments {
+    /// A client for `secret_key`, talking to `api_base` (e.g. the simulator's
+    /// `http://127.0.0.1:12111`) instead of `https://api.stripe.com` when given.
+    pub fn new(secret_key: &str, api_base: Option<&str>) -> Result<Self, PaymentError> {
+        let mut builder = stripe::ClientBuilder::new(secret_key).timeout(Duration::from_secs(10));
+        if let Some(url) = api_base {
+            builder = builder.url(url);
+        }
+        let client = builder.build().map_err(|e| PaymentError::Rejected(format!("client configuration: {e}")))?;
+        Ok(Self { client })
+    }
+}
+
+/// 5xx, 429, 409 (idempotency key in use) and transport failures are worth a
+/// retry; other Stripe errors are our mistake.
+fn classify(err: StripeError) -> PaymentError {
+    match err {
+        StripeError::Stripe(e, status) if matches!(status, 409 | 429) || status >= 500 => {
+            PaymentError::Unavailable(format!("status {status}: {}", e.message.unwrap_or_default()))
+        }
+        StripeError::Stripe(e, status) => {
+            PaymentError::Rejected(format!("status {status}: {}", e.message.unwrap_or_default()))
+        }
+        StripeError::ClientError(e) => PaymentError::Unavailable(e),
+        StripeError::Timeout => PaymentError::Unavailable("timed out".into()),
+        other => PaymentError::Rejected(other.to_string()),
+    }
+}
+
+fn idempotent(key: String) -> Result<RequestStrategy, PaymentError> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| PaymentError::Rejected(format!("idempotency key: {e}")))
+}
+
+impl Payments for StripePayments {
+    async fn create_checkout_session(&self, r: &CheckoutRequest) -> Result<CheckoutSession, PaymentError> {
+        let currency = r.currency.parse::<stripe_types::Currency>().expect("currency parsing is infallible");
+        let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency);
+        price.unit_amount = Some(r.amount);
+        price.product_data = Some(ProductData::new(r.product_name.clone()));
+        let mut line = CreateCheckoutSessionLineItems::new();
+        line.price_data = Some(price);
+        line.quantity = Some(1);
+        let meta = HashMap::from([
+            (metadata::RESERVATION_ID.to_owned(), r.reservation_id.to_string()),
+            (metadata::SLOT.to_owned(), r.slot.to_string()),
+            (metadata::SLOT_END.to_owned(), rfc3339(r.slot_end)),
+            (metadata::CUSTOMER_NAME.to_owned(), r.customer.name.clone()),
+        ]);
+        let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+        intent.metadata = Some(meta.clone());
+        let session = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Payment)
+            .line_items(vec![line])
+            .client_reference_id(r.reservation_id.to_string())
+            .customer_email(r.customer.email.as_str())
+            .metadata(meta)
+            .payment_intent_data(intent)
+            .expires_at(r.expires_at.timestamp())
+            .success_url(r.success_url.clone())
+            .cancel_url(r.cancel_url.clone())
+            .customize()
+            .request_strategy(idempotent(format!("checkout-{}", r.reservation_id))?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        let url = session.url.ok_or_else(|| PaymentError::Rejected("Checkout Session has no url".into()))?;
+        Ok(CheckoutSession {
+            id: session.id.to_string(),
+            url,
+            expires_at: DateTime::from_timestamp(session.expires_at, 0).unwrap_or(r.expires_at),
+        })
+    }
+
+    async fn refund_session(
+        &self,
+        session_id: &str,
+        payment_intent: &str,
+        reservation_id: &ReservationId,
+    ) -> Result<String, PaymentError> {
+        let refund = CreateRefund::new()
+            .payment_intent(payment_intent)
+            .reason(CreateRefundReason::RequestedByCustomer)
+            .metadata(HashMap::from([
+                (metadata::RESERVATION_ID.to_owned(), reservation_id.to_string()),
+                ("checkout_session".to_owned(), session_id.to_owned()),
+                ("cause".to_owned(), "slot_taken".to_owned()),
+            ]))
+            .customize()
+            .request_strategy(idempotent(format!("refund-{session_id}"))?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(refund.id.to_string())
+    }
+}
+
+/// Why a webhook request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing Stripe-Signature header")]
+    Missing,
+    #[error("malformed Stripe-Signature header")]
+    Malformed,
+    #[error("no v1 signature matches the signing secret")]
+    Mismatch,
+    #[error("signature timestamp outside the 300 s tolerance")]
+    Stale,
+    #[error("the body is not UTF-8 JSON")]
+    NotText,
+}
+
+/// Verifies webhook deliveries with the endpoint's signing secret.
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    secret: String,
+}
+
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookVerifier")
+    }
+}
+
+/// What a verified delivery carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A Checkout Session event slotguard acts on.
+    Session(SessionEvent),
+    /// A genuine event slotguard does not act on (another type, or a shape
+    /// this library version cannot read): acknowledge it so Stripe stops.
+    Ignored { event_id: Option<String>, reason: String },
+}
+
+impl WebhookVerifier {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self { secret: secret.into() }
+    }
+
+    /// Checks the signature over the exact body bytes (HMAC-SHA256 of
+    /// `"{t}.{body}"`, any matching `v1`, constant-time, 300 s tolerance) and
+    /// reads the event.
+    pub fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError> {
+        let signature = signature.ok_or(SignatureError::Missing)?;
+        let payload = std::str::from_utf8(body).map_err(|_| SignatureError::NotText)?;
+        match Webhook::construct_event(payload, signature, &self.secret) {
+            Ok(event) => Ok(session_event(event)),
+            Err(WebhookError::BadSignature) => Err(SignatureError::Mismatch),
+            Err(WebhookError::BadTimestamp(_)) => Err(SignatureError::Stale),
+            Err(WebhookError::BadHeader(_) | WebhookError::BadKey) => Err(SignatureError::Malformed),
+            // The signature checked out; only reading the event failed.
+            Err(WebhookError::BadParse(reason)) => {
+                let event_id = serde_json::from_str::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_owned));
+                Ok(Delivery::Ignored { event_id, reason })
+            }
+        }
+    }
+}
+
+fn session_event(event: stripe_webhook::Event) -> Delivery {
+    let event_id = event.id.to_string();
+    let (kind, session) = match event.data.object {
+        EventObject::CheckoutSessionCompleted(s) => {
+            let paid = matches!(
+                s.payment_status,
+                CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired
+            );
+            (SessionEventKind::Completed { paid }, s)
+        }
+        EventObject::CheckoutSessionAsyncPaymentSucceeded(s) => (SessionEventKind::AsyncPaymentSucceeded, s),
+        EventObject::CheckoutSessionAsyncPaymentFailed(s) => (SessionEventKind::AsyncPaymentFailed, s),
+        EventObject::CheckoutSessionExpired(s) => (SessionEventKind::Expired, s),
+        _ => {
+            return Delivery::Ignored { event_id: Some(event_id), reason: format!("event type {}", event.type_) };
+        }
+    };
+    let meta = session.metadata.clone().unwrap_or_default();
+    let reservation_id = meta
+        .get(metadata::RESERVATION_ID)
+        .or(session.client_reference_id.as_ref())
+        .and_then(|id| ReservationId::parse(id));
+    let email = session.customer_details.as_ref().and_then(|d| d.email.clone()).or(session.customer_email.clone());
+    let customer = match (meta.get(metadata::CUSTOMER_NAME), email) {
+        (Some(name), Some(email)) => Customer::parse(name, &email).ok(),
+        _ => None,
+    };
+    let facts = SessionFacts {
+        session_id: session.id.to_string(),
+        reservation_id,
+        payment_intent: session.payment_intent.as_ref().map(|pi| pi.id().to_string()),
+        customer,
+        slot_end: meta
+            .get(metadata::SLOT_END)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        amount: session.amount_total,
+        currency: session.currency.as_ref().map(|c| c.to_string()),
+    };
+    Delivery::Session(SessionEvent { event_id, kind, session: facts })
+}
+
+/// Signs a webhook body as Stripe does, for the simulator, tests and the
+/// `sign-event` tool: `t={timestamp},v1={hex HMAC-SHA256("{t}.{body}")}`.
+pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
+    Webhook::generate_test_header(body, secret, Some(timestamp))
+}
