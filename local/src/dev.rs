@@ -10,6 +10,7 @@ use slotguard::domain::ResourceSpec;
 
 /// A DynamoDB client for DynamoDB Local at `endpoint`, with dummy credentials.
 pub fn dynamodb_client(endpoint: &str) -> Client {
+    slotguard::config::install_crypto_provider();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -22,6 +23,7 @@ pub fn dynamodb_client(endpoint: &str) -> Client {
 
 /// An SQS client for the local SQS server at `endpoint`, with dummy credentials.
 pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    slotguard::config::install_crypto_provider();
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
@@ -30,6 +32,41 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .timeout_config(slotguard::config::timeouts())
         .build();
     aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// The calendar queue's `maxReceiveCount`, as in `template.yaml`.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// Creates `{name}` and `{name}-dlq` as `template.yaml` does: the queue
+/// redrives to the dead-letter queue after [`MAX_RECEIVES`] receives. Returns
+/// both URLs.
+pub async fn create_calendar_queues(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_timeout_secs: u32,
+) -> Result<(String, String), aws_sdk_sqs::Error> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq_url = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await?.queue_url.unwrap_or_default();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES.to_string() });
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string())
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
+    Ok((queue_url, dlq_url))
 }
 
 /// Creates the table as `template.yaml` does (keys `pk`/`sk`, on-demand, TTL on
@@ -65,9 +102,15 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), aws_sdk_dy
 }
 
 /// The `demo` resource the local run seeds: a coaching call in Berlin,
-/// 30-minute slots on weekdays 09:00–17:00 and Saturday mornings, EUR 45.
-pub fn demo_resource() -> ResourceSpec {
+/// 30-minute slots on weekdays 09:00–17:00 and Saturday mornings, EUR 45,
+/// written to the CalDAV calendar at `caldav_url` if given.
+pub fn demo_resource(caldav_url: Option<&str>) -> ResourceSpec {
+    let calendar = match caldav_url {
+        Some(url) => serde_json::json!({ "type": "caldav", "url": url }),
+        None => serde_json::json!({ "type": "none" }),
+    };
     serde_json::from_value(serde_json::json!({
+        "calendar": calendar,
         "name": "Demo coaching call",
         "timezone": "Europe/Berlin",
         "slot_minutes": 30,

@@ -13,10 +13,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
+use slotguard::api::cancel::CancelDeps;
 use slotguard::api::checkout::CheckoutUrls;
 use slotguard::api::put_resource::AdminAuth;
 use slotguard::api::stripe_webhook::WebhookDeps;
-use slotguard::api::{Problem, availability, checkout, put_resource, reservation_status, reserve, stripe_webhook};
+use slotguard::api::{
+    Problem, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
+};
 use slotguard::dynamo::DynamoStore;
 use slotguard::sqs::SqsCalendarQueue;
 use slotguard::stripe::{StripePayments, WebhookVerifier};
@@ -37,6 +40,7 @@ pub enum Route {
     ReservationStatus,
     Checkout,
     StripeWebhook,
+    Cancel,
 }
 
 /// Every route the gateway serves: method, path template (API Gateway syntax)
@@ -48,6 +52,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/reservations/{id}", Route::ReservationStatus),
     ("POST", "/v1/reservations/{id}/checkout", Route::Checkout),
     ("POST", "/webhooks/stripe", Route::StripeWebhook),
+    ("POST", "/v1/bookings/{id}/cancel", Route::Cancel),
 ];
 
 /// What the routes need: built once, shared by every request.
@@ -172,6 +177,15 @@ impl Gateway {
                     verifier: &self.verifier,
                 };
                 stripe_webhook::stripe_webhook(deps, request).await
+            }
+            Route::Cancel => {
+                let deps = CancelDeps {
+                    store: &self.store,
+                    payments: self.payments.as_ref(),
+                    calendar: &self.calendar,
+                    admin: &self.admin,
+                };
+                cancel::cancel(deps, request).await
             }
         }
     }

@@ -3,8 +3,14 @@
 //! - [`gateway`]: an HTTP server that plays API Gateway: it routes every HTTP
 //!   route of `template.yaml` to the very handler functions the Lambda
 //!   binaries run.
+//! - [`poller`]: plays Lambda's SQS event source mapping for the calendar
+//!   writer.
 //! - [`dev`]: clients for the local stack, table creation and the demo
 //!   resource.
 
 pub mod dev;
 pub mod gateway;
+pub mod poller;
+
+#[cfg(test)]
+mod template_check;

@@ -11,12 +11,21 @@
 //! | `SLOTGUARD_STRIPE_API_BASE` | optional: another Stripe API base URL, e.g. the local simulator |
 //! | `SLOTGUARD_CHECKOUT_SUCCESS_URL` / `SLOTGUARD_CHECKOUT_CANCEL_URL` | where Checkout sends the customer back to |
 //! | `SLOTGUARD_CALENDAR_QUEUE_URL` | the SQS queue feeding the calendar writer |
+//! | `SLOTGUARD_CALENDAR_DLQ_URL` | its dead-letter queue |
+//! | `SLOTGUARD_MAX_RECEIVES` | the calendar queue's `maxReceiveCount` (default 5) |
+//! | `caldav_username`, `caldav_password` in the secret (`SLOTGUARD_CALDAV_USERNAME`/`_PASSWORD` locally) | CalDAV Basic credentials |
+//! | `google_client_id`, `google_client_secret`, `google_refresh_token` in the secret (`SLOTGUARD_GOOGLE_*` locally) | Google Calendar OAuth |
+//! | `SLOTGUARD_GOOGLE_API_BASE`, `SLOTGUARD_GOOGLE_TOKEN_URL` | optional: other Google endpoints (tests) |
 //! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | read by the AWS SDK: point it at local stand-ins |
 
 use crate::api::checkout::CheckoutUrls;
 use crate::api::put_resource::AdminAuth;
+use crate::calendar::caldav::{CalDavCalendar, CalDavConfig};
+use crate::calendar::google::{GoogleCalendar, GoogleConfig, GoogleCredentials};
+use crate::calendar::router::Calendars;
+use crate::calendar_writer::RetryPolicy;
 use crate::dynamo::DynamoStore;
-use crate::sqs::SqsCalendarQueue;
+use crate::sqs::{SqsCalendarQueue, SqsDeadLetters};
 use crate::stripe::{StripePayments, WebhookVerifier};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -29,6 +38,14 @@ pub struct ConfigError(String);
 
 fn required(name: &str) -> Result<String, ConfigError> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{name} is not set")))
+}
+
+/// Makes aws-lc-rs the process's TLS crypto provider. Two providers are
+/// compiled in (the AWS SDK's aws-lc-rs and ring, which reqwest brings), and
+/// rustls refuses to guess between them; every client constructor here calls
+/// this first. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Timeouts short enough that a dead dependency becomes a 503 well inside API
@@ -44,6 +61,7 @@ pub fn timeouts() -> TimeoutConfig {
 /// The shared AWS configuration: region, credentials and endpoints from the
 /// environment as the SDK reads them, with [`timeouts`].
 pub async fn aws() -> SdkConfig {
+    install_crypto_provider();
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await
 }
 
@@ -133,6 +151,52 @@ pub fn checkout_urls_from_env() -> Result<CheckoutUrls, ConfigError> {
 pub fn calendar_queue(aws: &SdkConfig) -> Result<SqsCalendarQueue, ConfigError> {
     let url = required("SLOTGUARD_CALENDAR_QUEUE_URL")?;
     Ok(SqsCalendarQueue::new(aws_sdk_sqs::Client::new(aws), url))
+}
+
+/// The calendar adapters, with credentials from [`Secrets`]: CalDAV Basic
+/// auth if `caldav_username`/`caldav_password` are present, Google if its
+/// three OAuth values are.
+pub fn calendars(secrets: &Secrets) -> Result<Calendars, ConfigError> {
+    let mut caldav = CalDavConfig::default();
+    if let (Ok(user), Ok(password)) = (
+        secrets.get("SLOTGUARD_CALDAV_USERNAME", "caldav_username"),
+        secrets.get("SLOTGUARD_CALDAV_PASSWORD", "caldav_password"),
+    ) {
+        caldav = caldav.with_basic_auth(user, password);
+    }
+    let caldav = CalDavCalendar::new(caldav).map_err(|e| ConfigError(e.to_string()))?;
+    let google = match (
+        secrets.get("SLOTGUARD_GOOGLE_CLIENT_ID", "google_client_id"),
+        secrets.get("SLOTGUARD_GOOGLE_CLIENT_SECRET", "google_client_secret"),
+        secrets.get("SLOTGUARD_GOOGLE_REFRESH_TOKEN", "google_refresh_token"),
+    ) {
+        (Ok(id), Ok(secret), Ok(token)) => {
+            let mut config = GoogleConfig::new(GoogleCredentials::new(id, secret, token));
+            if let Ok(base) = required("SLOTGUARD_GOOGLE_API_BASE") {
+                config = config.with_api_base(base);
+            }
+            if let Ok(url) = required("SLOTGUARD_GOOGLE_TOKEN_URL") {
+                config = config.with_token_url(url);
+            }
+            Some(GoogleCalendar::new(config).map_err(|e| ConfigError(e.to_string()))?)
+        }
+        _ => None,
+    };
+    Ok(Calendars::new(caldav, google))
+}
+
+/// The calendar jobs' dead-letter queue, from `SLOTGUARD_CALENDAR_DLQ_URL`.
+pub fn dead_letters(aws: &SdkConfig) -> Result<SqsDeadLetters, ConfigError> {
+    Ok(SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), required("SLOTGUARD_CALENDAR_DLQ_URL")?))
+}
+
+/// The writer's retry policy; `SLOTGUARD_MAX_RECEIVES` must equal the queue's `maxReceiveCount`.
+pub fn retry_policy() -> Result<RetryPolicy, ConfigError> {
+    let mut policy = RetryPolicy::default();
+    if let Ok(n) = required("SLOTGUARD_MAX_RECEIVES") {
+        policy.max_receives = n.parse().map_err(|_| ConfigError("SLOTGUARD_MAX_RECEIVES must be a number".into()))?;
+    }
+    Ok(policy)
 }
 
 #[cfg(test)]

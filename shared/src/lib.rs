@@ -22,10 +22,14 @@
 //! treats an expired hold as free even while DynamoDB's TTL has not deleted it.
 
 pub mod api;
+pub mod calendar;
+pub mod calendar_writer;
 pub mod config;
 pub mod domain;
 pub mod dynamo;
+pub mod metrics;
 pub mod ports;
+pub mod reconcile;
 pub mod sqs;
 pub mod stripe;
 pub mod telemetry;

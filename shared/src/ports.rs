@@ -29,6 +29,9 @@ pub trait ResourceStore: Send + Sync {
     fn get_resource(&self, id: &ResourceId) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
     /// Creates or replaces a resource.
     fn put_resource(&self, resource: &Resource) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every resource (a filtered Scan: resources are few, and only
+    /// reconcile, a scheduled job, lists them).
+    fn list_resources(&self) -> impl Future<Output = Result<Vec<Resource>, StoreError>> + Send;
 }
 
 /// The result of trying to hold a slot.
@@ -184,6 +187,45 @@ pub trait PaymentStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Bookings after confirmation: their calendar event and their cancellation.
+pub trait BookingStore: Send + Sync {
+    /// Notes where the booking's calendar event lives; only while the claim
+    /// is still this reservation's confirmed booking.
+    fn record_calendar_write(
+        &self,
+        slot: &SlotKey,
+        reservation_id: &ReservationId,
+        event_ref: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// In one transaction: deletes the slot's claim if it is `record`'s
+    /// reservation's CONFIRMED booking, and writes `record` (status cancelled).
+    /// `Ok(false)` if there was no such booking (nothing written).
+    fn cancel_booking(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Why a payment is refunded, recorded on the refund at Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundCause {
+    /// Paid after the slot went to someone else.
+    SlotTaken,
+    /// The confirmed booking was cancelled.
+    Cancelled,
+}
+
+impl RefundCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundCause::SlotTaken => "slot_taken",
+            RefundCause::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Why a payment provider call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -204,13 +246,15 @@ pub trait Payments: Send + Sync {
         &self,
         request: &CheckoutRequest,
     ) -> impl Future<Output = Result<CheckoutSession, PaymentError>> + Send;
-    /// Refunds a paid session in full (key `refund-{session_id}`): at most one
-    /// refund per session, however often it is called. Returns the refund id.
-    fn refund_session(
+    /// Refunds a payment in full under `idempotency_key` (e.g.
+    /// `refund-{session_id}`, `cancel-{reservation_id}`): at most one refund
+    /// per key, however often it is called. Returns the refund id.
+    fn refund_payment(
         &self,
-        session_id: &str,
         payment_intent: &str,
+        idempotency_key: &str,
         reservation_id: &ReservationId,
+        cause: RefundCause,
     ) -> impl Future<Output = Result<String, PaymentError>> + Send;
 }
 
@@ -222,4 +266,25 @@ pub struct QueueError(pub String);
 /// The queue feeding the calendar writer.
 pub trait CalendarQueue: Send + Sync {
     fn enqueue(&self, job: &CalendarJob) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Why a calendar job was given up on, carried on its dead-letter message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterReason {
+    /// `http_401`, `http_503`, `timeout`, `malformed_job`, ...
+    pub kind: String,
+    pub message: String,
+    /// When the job was first received (SQS `ApproximateFirstReceiveTimestamp`).
+    pub first_failure_at: DateTime<Utc>,
+    pub receive_count: u32,
+}
+
+/// The dead-letter queue of calendar jobs.
+pub trait DeadLetters: Send + Sync {
+    /// Parks a job's body on the dead-letter queue with its reason.
+    fn send_dead_letter(
+        &self,
+        body: &str,
+        reason: &DeadLetterReason,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

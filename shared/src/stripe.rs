@@ -10,7 +10,7 @@ use crate::domain::payment::metadata;
 use crate::domain::{
     CheckoutRequest, CheckoutSession, Customer, ReservationId, SessionEvent, SessionEventKind, SessionFacts, rfc3339,
 };
-use crate::ports::{PaymentError, Payments};
+use crate::ports::{PaymentError, Payments, RefundCause};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +39,7 @@ impl StripePayments {
     /// A client for `secret_key`, talking to `api_base` (e.g. the simulator's
     /// `http://127.0.0.1:12111`) instead of `https://api.stripe.com` when given.
     pub fn new(secret_key: &str, api_base: Option<&str>) -> Result<Self, PaymentError> {
+        crate::config::install_crypto_provider();
         let mut builder = stripe::ClientBuilder::new(secret_key).timeout(Duration::from_secs(10));
         if let Some(url) = api_base {
             builder = builder.url(url);
@@ -110,22 +111,22 @@ impl Payments for StripePayments {
         })
     }
 
-    async fn refund_session(
+    async fn refund_payment(
         &self,
-        session_id: &str,
         payment_intent: &str,
+        idempotency_key: &str,
         reservation_id: &ReservationId,
+        cause: RefundCause,
     ) -> Result<String, PaymentError> {
         let refund = CreateRefund::new()
             .payment_intent(payment_intent)
             .reason(CreateRefundReason::RequestedByCustomer)
             .metadata(HashMap::from([
                 (metadata::RESERVATION_ID.to_owned(), reservation_id.to_string()),
-                ("checkout_session".to_owned(), session_id.to_owned()),
-                ("cause".to_owned(), "slot_taken".to_owned()),
+                ("cause".to_owned(), cause.as_str().to_owned()),
             ]))
             .customize()
-            .request_strategy(idempotent(format!("refund-{session_id}"))?)
+            .request_strategy(idempotent(idempotency_key.to_owned())?)
             .send(&self.client)
             .await
             .map_err(classify)?;

@@ -145,7 +145,7 @@ impl Sim {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = SimConfig { webhook_url, webhook_secret: SECRET.into(), public_url: None };
         tokio::spawn(stripe_sim::serve(listener, config, std::future::pending()));
-        let client = ClientBuilder::new("sk_test_simulated").url(base.clone()).build().unwrap();
+        let client = stripe_client("sk_test_simulated").url(base.clone()).build().unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Sim { base, client, http }
     }
@@ -365,9 +365,7 @@ async fn requests_without_an_api_key_are_401() {
         assert_eq!(body["error"]["type"], "invalid_request_error");
     }
     let (error, status) = stripe_error(
-        RetrieveCheckoutSession::new("cs_test_x")
-            .send(&ClientBuilder::new("").url(sim.base.clone()).build().unwrap())
-            .await,
+        RetrieveCheckoutSession::new("cs_test_x").send(&stripe_client("").url(sim.base.clone()).build().unwrap()).await,
     );
     assert_eq!(status, 401);
     assert_eq!(error.type_, ApiErrorsType::InvalidRequestError);
@@ -734,10 +732,10 @@ async fn the_hosted_page_pays_and_cancels() {
 async fn the_client_url_is_the_origin_with_or_without_a_slash() {
     let sim = Sim::start(None).await;
     let session = sim.open_session("rsv_url").await;
-    let slash = ClientBuilder::new("sk_test_x").url(format!("{}/", sim.base)).build().unwrap();
+    let slash = stripe_client("sk_test_x").url(format!("{}/", sim.base)).build().unwrap();
     assert!(RetrieveCheckoutSession::new(session.id.clone()).send(&slash).await.is_ok());
     // With `/v1` the client asks for `/v1v1/...`, which does not exist.
-    let v1 = ClientBuilder::new("sk_test_x").url(format!("{}/v1", sim.base)).build().unwrap();
+    let v1 = stripe_client("sk_test_x").url(format!("{}/v1", sim.base)).build().unwrap();
     let (error, status) = stripe_error(RetrieveCheckoutSession::new(session.id.clone()).send(&v1).await);
     assert_eq!(status, 404);
     let message = error.message.unwrap();
@@ -770,4 +768,12 @@ async fn unsupported_parameters_are_rejected_loudly() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(sim.sessions().await.is_empty());
+}
+
+/// A Stripe client builder with the process's TLS crypto provider settled:
+/// in a workspace build rustls has both aws-lc-rs and ring compiled in and
+/// will not pick one itself.
+fn stripe_client(key: &str) -> ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    ClientBuilder::new(key)
 }

@@ -29,6 +29,7 @@ pub struct TestApp {
     /// The Stripe simulator's base URL.
     pub sim: String,
     pub queue: SqsCalendarQueue,
+    pub dlq_url: String,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _sim_shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -54,12 +55,15 @@ pub fn dynamodb_endpoint() -> String {
     stack_url("SLOTGUARD_TEST_DYNAMODB_URL")
 }
 
-/// A fresh queue on the local SQS server.
-pub async fn fresh_queue() -> SqsCalendarQueue {
+/// A fresh calendar queue on the local SQS server, shaped like the
+/// template's (a dead-letter queue after 5 receives) but with a 1-second
+/// visibility timeout, so failed messages come back quickly. Returns the queue
+/// and its dead-letter queue's URL.
+pub async fn fresh_queue() -> (SqsCalendarQueue, String) {
     let sqs = dev::sqs_client(&stack_url("SLOTGUARD_TEST_SQS_URL"));
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let url = sqs.create_queue().queue_name(name).send().await.expect("create a test queue").queue_url.unwrap();
-    SqsCalendarQueue::new(sqs, url)
+    let (queue_url, dlq_url) = dev::create_calendar_queues(&sqs, &name, 1).await.expect("create test queues");
+    (SqsCalendarQueue::new(sqs, queue_url), dlq_url)
 }
 
 /// Starts a gateway over a new table in DynamoDB Local.
@@ -94,7 +98,7 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
     tokio::spawn(stripe_sim::serve(sim_listener, sim_config, async move {
         let _ = sim_rx.await;
     }));
-    let queue = fresh_queue().await;
+    let (queue, dlq_url) = fresh_queue().await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let gw = gateway::Gateway {
         store: store.clone(),
@@ -111,7 +115,7 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
         let _ = rx.await;
     }));
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp { base, http, store, sim, queue, _shutdown: tx, _sim_shutdown: sim_tx }
+    TestApp { base, http, store, sim, queue, dlq_url, _shutdown: tx, _sim_shutdown: sim_tx }
 }
 
 /// A resource open around the clock in UTC with one-hour slots.

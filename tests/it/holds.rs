@@ -71,6 +71,7 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
         session_expires_at: None,
         checkout: None,
         payment_intent: None,
+        cancel_token: None,
     };
     assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), HoldOutcome::Placed { .. }));
     id

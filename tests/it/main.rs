@@ -8,6 +8,9 @@
 //! and gateway from [`helpers::spawn_app`].
 
 mod bad_input;
+mod calendar_adapters;
+mod calendar_flow;
+mod fakes;
 mod helpers;
 mod holds;
 mod idempotency;

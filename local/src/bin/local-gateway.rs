@@ -3,13 +3,18 @@
 //! Serves every HTTP route of `template.yaml` on `SLOTGUARD_HTTP_ADDR`
 //! (default `127.0.0.1:3000`, the port `sam local start-api` uses). With
 //! `--setup` it first creates the table if missing and seeds the `demo`
-//! resource. Reads `SLOTGUARD_TABLE`, `AWS_ENDPOINT_URL_DYNAMODB` and the
+//! resource (writing to the CalDAV calendar at `SLOTGUARD_CALDAV_URL`, if
+//! set). With `SLOTGUARD_CALENDAR_DLQ_URL` set it also runs the calendar
+//! writer on the calendar queue, as Lambda's event source mapping would. Reads `SLOTGUARD_TABLE`, `AWS_ENDPOINT_URL_DYNAMODB` and the
 //! admin settings like the Lambda functions do.
 
+use slotguard::calendar_writer::{WriterDeps, write_batch};
 use slotguard::config;
 use slotguard::domain::{Resource, ResourceId};
 use slotguard::ports::ResourceStore;
-use slotguard_local::{dev, gateway};
+use slotguard_local::{dev, gateway, poller};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,13 +24,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secrets = config::Secrets::load(&aws).await?;
     if std::env::args().any(|a| a == "--setup") {
         dev::ensure_table(store.client(), store.table()).await?;
-        let demo = Resource::from_spec(ResourceId::parse("demo")?, dev::demo_resource())?;
+        if let Ok(url) = std::env::var("SLOTGUARD_CALENDAR_QUEUE_URL") {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            dev::create_calendar_queues(&aws_sdk_sqs::Client::new(&aws), name, 30).await?;
+        }
+        let caldav = std::env::var("SLOTGUARD_CALDAV_URL").ok();
+        let demo = Resource::from_spec(ResourceId::parse("demo")?, dev::demo_resource(caldav.as_deref()))?;
         store.put_resource(&demo).await?;
-        tracing::info!(table = store.table(), "table ready, demo resource seeded");
+        tracing::info!(table = store.table(), "table and queues ready, demo resource seeded");
     }
     let addr = std::env::var("SLOTGUARD_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "local gateway listening");
+    // The calendar writer, fed by a local stand-in for the SQS event source mapping.
+    if let Ok(dlq_url) = std::env::var("SLOTGUARD_CALENDAR_DLQ_URL") {
+        let calendar = config::calendars(&secrets)?;
+        let dead_letters = slotguard::sqs::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), dlq_url);
+        let (store, queue, policy) = (store.clone(), config::calendar_queue(&aws)?, config::retry_policy()?);
+        tokio::spawn(async move {
+            let deps = WriterDeps { store: &store, calendar: &calendar, dead_letters: &dead_letters, policy };
+            let handler = |event| write_batch(&deps, event, Instant::now() + Duration::from_secs(25));
+            poller::run(queue.client().clone(), queue.queue_url().to_owned(), handler, std::future::pending()).await;
+        });
+    }
     let gateway = gateway::Gateway {
         store,
         admin: config::admin_auth_from_env(),

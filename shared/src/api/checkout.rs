@@ -185,14 +185,15 @@ async fn live_hold<S: CheckoutStore>(store: &S, id: &ReservationId, now: DateTim
             "Hold expired",
             "this hold has lapsed; reserve the slot again",
         )),
-        ReservationStatus::PaymentPending | ReservationStatus::Confirmed | ReservationStatus::Refunded => {
-            Err(Problem::new(
-                StatusCode::CONFLICT,
-                "not_held",
-                "Not held",
-                format!("this reservation is {}, not awaiting checkout", status.as_str()),
-            ))
-        }
+        ReservationStatus::PaymentPending
+        | ReservationStatus::Confirmed
+        | ReservationStatus::Refunded
+        | ReservationStatus::Cancelled => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_held",
+            "Not held",
+            format!("this reservation is {}, not awaiting checkout", status.as_str()),
+        )),
     }
 }
 

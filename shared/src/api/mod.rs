@@ -7,6 +7,7 @@
 //! an error: every failure is a `application/problem+json` response.
 
 pub mod availability;
+pub mod cancel;
 pub mod checkout;
 pub mod idempotency;
 pub mod put_resource;

@@ -25,6 +25,9 @@ pub struct ReservationView {
     pub expires_at: Option<String>,
     pub amount: i64,
     pub currency: String,
+    /// Authorises `POST /v1/bookings/{id}/cancel`; only once confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_token: Option<String>,
 }
 
 /// Handles `GET /v1/reservations/{id}`.
@@ -52,6 +55,7 @@ async fn run<S: ClaimStore + ReservationHistory>(
             expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
             amount: claim.amount,
             currency: claim.currency,
+            cancel_token: claim.cancel_token.filter(|_| status == ReservationStatus::Confirmed),
         };
         return Ok(json_response(StatusCode::OK, &view));
     }
@@ -65,6 +69,7 @@ async fn run<S: ClaimStore + ReservationHistory>(
         expires_at: None,
         amount: record.amount,
         currency: record.currency,
+        cancel_token: None,
     };
     Ok(json_response(StatusCode::OK, &view))
 }

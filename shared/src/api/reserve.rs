@@ -8,7 +8,8 @@
 
 use super::{Problem, idempotency, json_body, json_response, respond};
 use crate::domain::{
-    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, rfc3339,
+    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, new_cancel_token,
+    rfc3339,
 };
 use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore};
 use chrono::{DateTime, Duration, Utc};
@@ -100,6 +101,7 @@ async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Ut
         session_expires_at: None,
         checkout: None,
         payment_intent: None,
+        cancel_token: Some(new_cancel_token()),
     };
     match store.place_hold(&claim, now).await? {
         HoldOutcome::Placed { replaced } => {
@@ -124,6 +126,7 @@ async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Ut
         }
         HoldOutcome::Taken { by } => {
             tracing::info!(slot = %claim.slot, "slot taken");
+            crate::metrics::count("ReservationConflicts", &[]);
             let detail = match by.status {
                 ClaimStatus::Held => "this slot is held by another customer; try another slot".to_owned(),
                 ClaimStatus::PaymentPending | ClaimStatus::Confirmed => "this slot is already booked".to_owned(),

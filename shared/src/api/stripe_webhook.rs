@@ -23,7 +23,7 @@ use crate::domain::{
     SessionEventKind, SessionFacts,
 };
 use crate::ports::{
-    CalendarQueue, ClaimStore, IdempotencyStore, PaymentStore, Payments, QueueError, ReservationHistory,
+    CalendarQueue, ClaimStore, IdempotencyStore, PaymentStore, Payments, QueueError, RefundCause, ReservationHistory,
     ReservationRecord,
 };
 use crate::stripe::{Delivery, WebhookVerifier};
@@ -146,6 +146,7 @@ fn claim_for(
             session_expires_at: None,
             checkout: None,
             payment_intent: None,
+            cancel_token: Some(crate::domain::new_cancel_token()),
         },
     };
     Some(Claim {
@@ -193,6 +194,7 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
                     _ => {
                         if store.decide_refund(&facts.session_id, reservation_id, now).await? {
                             tracing::warn!(session_id = %facts.session_id, "paid after the slot was taken: refunding");
+                            crate::metrics::count("GhostPaymentRefunds", &[]);
                         }
                     }
                 }
@@ -220,7 +222,8 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue>(
             "the paid session names no payment",
         ));
     };
-    let refund_id = deps.payments.refund_session(&facts.session_id, payment_intent, reservation_id).await?;
+    let key = format!("refund-{}", facts.session_id);
+    let refund_id = deps.payments.refund_payment(payment_intent, &key, reservation_id, RefundCause::SlotTaken).await?;
     tracing::info!(%refund_id, "payment refunded");
     let record = record_of(reservation_id, facts, ReservationStatus::Refunded, now);
     deps.store.record_reservation(&record).await?;

@@ -11,6 +11,7 @@ pub use payment::{
     SessionFacts,
 };
 pub use reservation::{
-    CheckoutLink, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey, rfc3339,
+    CheckoutLink, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey, new_cancel_token,
+    rfc3339,
 };
 pub use resource::{CalendarTarget, Price, Resource, ResourceError, ResourceId, ResourceSpec};

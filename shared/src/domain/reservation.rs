@@ -29,7 +29,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// The id carries its slot key, so the status route finds the claim with one
 /// consistent `GetItem` and no index; the 128 random bits make it unguessable,
 /// so it can be handed to the customer's browser as the handle of their hold.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct ReservationId(String);
 
@@ -198,6 +198,13 @@ pub struct Claim {
     pub checkout: Option<CheckoutLink>,
     /// The PaymentIntent that paid for the booking.
     pub payment_intent: Option<String>,
+    /// Lets the customer cancel the booking; shown once it is confirmed.
+    pub cancel_token: Option<String>,
+}
+
+/// A fresh cancel token: 128 random bits.
+pub fn new_cancel_token() -> String {
+    format!("ct_{}", uuid::Uuid::new_v4().simple())
 }
 
 impl Claim {
@@ -239,11 +246,20 @@ pub enum ReservationStatus {
     Released,
     /// Paid after the slot went to someone else: the payment was refunded.
     Refunded,
+    /// Cancelled after confirmation: refunded, slot freed, calendar event removed.
+    Cancelled,
 }
 
 impl ReservationStatus {
-    const ALL: [Self; 6] =
-        [Self::Held, Self::Expired, Self::PaymentPending, Self::Confirmed, Self::Released, Self::Refunded];
+    const ALL: [Self; 7] = [
+        Self::Held,
+        Self::Expired,
+        Self::PaymentPending,
+        Self::Confirmed,
+        Self::Released,
+        Self::Refunded,
+        Self::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -253,6 +269,7 @@ impl ReservationStatus {
             Self::Confirmed => "confirmed",
             Self::Released => "released",
             Self::Refunded => "refunded",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -327,6 +344,7 @@ mod tests {
             session_expires_at: None,
             checkout: None,
             payment_intent: None,
+            cancel_token: None,
         };
         assert!(claim.is_live(now));
         assert_eq!(claim.reservation_status(now), ReservationStatus::Held);

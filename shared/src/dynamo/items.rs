@@ -170,6 +170,9 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(pi) = &claim.payment_intent {
         item.insert("payment_intent".into(), s(pi));
     }
+    if let Some(token) = &claim.cancel_token {
+        item.insert("cancel_token".into(), s(token));
+    }
     item
 }
 
@@ -204,6 +207,7 @@ impl TryFrom<&Item> for Claim {
             session_expires_at,
             checkout,
             payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
+            cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
         })
     }
 }
@@ -266,6 +270,7 @@ mod tests {
             session_expires_at: None,
             checkout: None,
             payment_intent: None,
+            cancel_token: Some("ct_1".into()),
         }
     }
 

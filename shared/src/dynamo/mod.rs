@@ -4,8 +4,8 @@ pub mod items;
 
 use crate::domain::{CheckoutLink, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey};
 use crate::ports::{
-    ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore, ReservationHistory, ReservationRecord,
-    ResourceStore, SavedResponse, StoreError,
+    BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore, ReservationHistory,
+    ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -119,6 +119,23 @@ impl ResourceStore for DynamoStore {
             .map_err(|e| store_error("put resource", e))?;
         Ok(())
     }
+
+    async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {
+        const OP: &str = "list resources";
+        let items: Vec<Item> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("kind = :resource")
+            .expression_attribute_values(":resource", s("resource"))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        items.iter().map(|item| Resource::try_from(item).map_err(|e| corrupt(OP, e))).collect()
+    }
 }
 
 impl ClaimStore for DynamoStore {
@@ -221,6 +238,17 @@ impl ReservationHistory for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The transaction item writing a reservation record.
+    fn record_put(&self, op: &'static str, record: &ReservationRecord) -> Result<TransactWriteItem, StoreError> {
+        let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(reservation_record_item(record, expires_at)))
+            .build()
+            .map_err(|e| build_error(op, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     /// Runs a transaction; `Ok(false)` when a condition failed or it collided
     /// with another transaction on the same items (the caller re-reads and decides again).
     async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
@@ -416,17 +444,51 @@ impl PaymentStore for DynamoStore {
             .expression_attribute_values(":pending", s(ClaimStatus::PaymentPending.as_str()))
             .build()
             .map_err(|e| build_error(OP, e))?;
-        let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
-        let record = Put::builder()
+        self.transact(OP, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(OP, record)?]).await
+    }
+}
+
+impl BookingStore for DynamoStore {
+    async fn record_calendar_write(
+        &self,
+        slot: &SlotKey,
+        reservation_id: &ReservationId,
+        event_ref: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(reservation_record_item(record, expires_at)))
+            .set_key(Some(slot_key(slot)))
+            .update_expression("SET calendar_event_ref = :ref, calendar_written_at = :at")
+            .condition_expression("reservation_id = :me AND #status = :confirmed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ref", s(event_ref))
+            .expression_attribute_values(":at", s(crate::domain::rfc3339(at)))
+            .expression_attribute_values(":me", s(reservation_id.as_str()))
+            .expression_attribute_values(":confirmed", s(ClaimStatus::Confirmed.as_str()))
+            .send()
+            .await;
+        match result {
+            // Cancelled meanwhile: its delete job removes the event.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            other => other.map(|_| ()).map_err(|e| store_error("record calendar write", e)),
+        }
+    }
+
+    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        const OP: &str = "cancel booking";
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(slot)))
+            .condition_expression("reservation_id = :me AND #status = :confirmed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":me", s(record.reservation_id.as_str()))
+            .expression_attribute_values(":confirmed", s(ClaimStatus::Confirmed.as_str()))
             .build()
             .map_err(|e| build_error(OP, e))?;
-        self.transact(
-            OP,
-            vec![TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().put(record).build()],
-        )
-        .await
+        self.transact(OP, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(OP, record)?]).await
     }
 }
 

@@ -1,0 +1,137 @@
+//! `POST /v1/bookings/{id}/cancel`: cancel a confirmed booking.
+//!
+//! Authorised by `Authorization: Bearer {cancel_token}` (the token the
+//! reservation status shows once confirmed) or by the admin. Refunds the
+//! payment in full (idempotency key `cancel-{reservation_id}`), then in one
+//! transaction frees the slot and records the reservation as cancelled, then
+//! queues the removal of the calendar event. Each step is safe to repeat, so a
+//! retry after any failure finishes the job; cancelling twice answers `200`
+//! with no second refund.
+
+use super::put_resource::{AdminAuth, same_secret};
+use super::{Problem, json_response, path_param, respond};
+use crate::domain::{CalendarAction, CalendarJob, Claim, ClaimStatus, ReservationId, ReservationStatus};
+use crate::ports::{
+    BookingStore, CalendarQueue, ClaimStore, Payments, RefundCause, ReservationHistory, ReservationRecord,
+};
+use chrono::{DateTime, Utc};
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+/// What cancel needs from storage.
+pub trait CancelStore: ClaimStore + BookingStore + ReservationHistory {}
+impl<T: ClaimStore + BookingStore + ReservationHistory> CancelStore for T {}
+
+/// Everything the cancel handler talks to.
+pub struct CancelDeps<'a, S, P, Q> {
+    pub store: &'a S,
+    pub payments: &'a P,
+    pub calendar: &'a Q,
+    pub admin: &'a AdminAuth,
+}
+
+/// Handles `POST /v1/bookings/{id}/cancel`.
+pub async fn cancel<S: CancelStore, P: Payments, Q: CalendarQueue>(
+    deps: CancelDeps<'_, S, P, Q>,
+    req: Request,
+) -> Response<Body> {
+    respond(run(&deps, &req, Utc::now()).await)
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
+    deps: &CancelDeps<'_, S, P, Q>,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    let raw = path_param(req, "id")?;
+    let not_found = || Problem::not_found("booking_not_found", format!("there is no booking {raw:?}"));
+    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let claim = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
+
+    let booking = match claim {
+        Some(claim) if claim.status == ClaimStatus::Confirmed => claim,
+        Some(claim) => {
+            return Err(not_cancellable(claim.reservation_status(now)));
+        }
+        None => {
+            let record = deps.store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
+            if record.status != ReservationStatus::Cancelled {
+                return Err(not_cancellable(record.status));
+            }
+            // Cancelled before: finish what a failed earlier attempt may have left.
+            enqueue_removal(deps, &id).await?;
+            return Ok(answer(&id, None));
+        }
+    };
+    authorize(deps.admin, req, &booking)?;
+
+    let Some(payment_intent) = &booking.payment_intent else {
+        tracing::error!(reservation_id = %id, "confirmed booking without a payment intent");
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal error",
+            "this booking has no payment to refund",
+        ));
+    };
+    let key = format!("cancel-{id}");
+    let refund_id = deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled).await?;
+    let record = ReservationRecord {
+        reservation_id: id.clone(),
+        end: booking.end,
+        status: ReservationStatus::Cancelled,
+        amount: booking.amount,
+        currency: booking.currency.clone(),
+        recorded_at: now,
+    };
+    if !deps.store.cancel_booking(&booking.slot, &record).await? {
+        // A concurrent cancel got there first; it refunded under the same key.
+        tracing::info!(reservation_id = %id, "booking cancelled concurrently");
+    }
+    enqueue_removal(deps, &id).await?;
+    tracing::info!(reservation_id = %id, %refund_id, "booking cancelled");
+    Ok(answer(&id, Some(&refund_id)))
+}
+
+fn authorize(admin: &AdminAuth, req: &Request, booking: &Claim) -> Result<(), Problem> {
+    let by_token = match (bearer(req), &booking.cancel_token) {
+        (Some(given), Some(expected)) => same_secret(given, expected),
+        _ => false,
+    };
+    if by_token || admin.allows(req) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        "send the booking's cancel token as Authorization: Bearer <token>",
+    ))
+}
+
+async fn enqueue_removal<S, P, Q: CalendarQueue>(
+    deps: &CancelDeps<'_, S, P, Q>,
+    id: &ReservationId,
+) -> Result<(), Problem> {
+    let job = CalendarJob { action: CalendarAction::Delete, reservation_id: id.clone() };
+    deps.calendar.enqueue(&job).await?;
+    Ok(())
+}
+
+fn not_cancellable(status: ReservationStatus) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "not_cancellable",
+        "Not cancellable",
+        format!("only confirmed bookings can be cancelled; this reservation is {}", status.as_str()),
+    )
+}
+
+fn answer(id: &ReservationId, refund_id: Option<&str>) -> Response<Body> {
+    json_response(StatusCode::OK, &json!({ "reservation_id": id, "status": "cancelled", "refund_id": refund_id }))
+}

@@ -1,0 +1,635 @@
+//! Google Calendar adapter: the Calendar REST API v3, authorised with an
+//! OAuth 2.0 refresh token (the "installed app"/web-server flow: a client id,
+//! its secret and a refresh token the calendar's owner granted once).
+//!
+//! Service-account credentials (a signed JWT exchanged for a token) are not
+//! supported: they need an RSA signer this crate does not carry, and a
+//! service account only sees calendars explicitly shared with it. A refresh
+//! token for the calendar's owner covers both personal and Workspace
+//! calendars.
+//!
+//! A booking's event id is the base32hex encoding of its reservation id (see
+//! [`event_id`]), so inserting twice answers `409` and deleting needs nothing
+//! but the reservation id. Events carry the reservation id as the private
+//! extended property `slotguardBooking`, the Google form of [`MARKER`](super::MARKER).
+//!
+//! Google keeps a deleted event as `status: cancelled` and refuses to insert
+//! its id again (`409`). So a `409` is checked: if the event is cancelled
+//! (the host deleted it by hand, or slotguard did), it is restored with an
+//! update and reported as created; otherwise it is [`WriteOutcome::AlreadyThere`].
+
+use super::http;
+/// Why an adapter could not be built (shared by both adapters).
+pub use super::http::SetupError;
+use super::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
+use crate::domain::{CalendarTarget, ReservationId, rfc3339};
+use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// The Calendar API's base URL.
+pub const DEFAULT_API_BASE: &str = "https://www.googleapis.com/calendar/v3";
+/// Google's OAuth 2.0 token endpoint.
+pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// The private extended property holding the reservation id.
+pub const BOOKING_PROPERTY: &str = "slotguardBooking";
+
+/// Listing pages are at most 2500 events; this many pages is a runaway.
+const MAX_PAGES: usize = 200;
+
+/// An OAuth client and a refresh token it was granted.
+#[derive(Clone)]
+pub struct GoogleCredentials {
+    client_id: String,
+    client_secret: String,
+    refresh_token: String,
+}
+
+impl GoogleCredentials {
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> Self {
+        Self { client_id: client_id.into(), client_secret: client_secret.into(), refresh_token: refresh_token.into() }
+    }
+}
+
+impl fmt::Debug for GoogleCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to reach Google (or a stand-in for it).
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    pub credentials: GoogleCredentials,
+    /// Calendar API base URL, default [`DEFAULT_API_BASE`].
+    pub api_base: String,
+    /// OAuth token endpoint, default [`DEFAULT_TOKEN_URL`].
+    pub token_url: String,
+    /// Connect timeout and whole-request timeout.
+    pub timeout: Duration,
+}
+
+impl GoogleConfig {
+    /// Google's real endpoints and the default timeout.
+    pub fn new(credentials: GoogleCredentials) -> Self {
+        Self {
+            credentials,
+            api_base: DEFAULT_API_BASE.to_owned(),
+            token_url: DEFAULT_TOKEN_URL.to_owned(),
+            timeout: http::DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn with_api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.api_base = api_base.into();
+        self
+    }
+
+    pub fn with_token_url(mut self, token_url: impl Into<String>) -> Self {
+        self.token_url = token_url.into();
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The Google [`Calendar`]: serves [`CalendarTarget::Google`] targets.
+///
+/// Clones share the HTTP client and the access-token cache.
+#[derive(Clone)]
+pub struct GoogleCalendar {
+    http: reqwest::Client,
+    api_base: String,
+    token_url: Url,
+    credentials: GoogleCredentials,
+    /// One lock around fetching and reading: concurrent calls with an expired
+    /// token wait for one refresh instead of each making their own.
+    token: Arc<Mutex<Option<AccessToken>>>,
+}
+
+impl fmt::Debug for GoogleCalendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleCalendar")
+            .field("api_base", &self.api_base)
+            .field("token_url", &self.token_url.as_str())
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cached access token and when to stop using it.
+struct AccessToken {
+    value: String,
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl GoogleCalendar {
+    pub fn new(config: GoogleConfig) -> Result<Self, SetupError> {
+        let api_base = config.api_base.trim().trim_end_matches('/').to_owned();
+        http_url(&api_base, "api_base")?;
+        Ok(Self {
+            http: http::client(config.timeout)?,
+            api_base,
+            token_url: http_url(config.token_url.trim(), "token_url")?,
+            credentials: config.credentials,
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// A valid access token: the cached one, or a fresh one from the token
+    /// endpoint.
+    async fn access_token(&self) -> Result<String, CalendarError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    /// Drops `rejected` from the cache (unless another call already replaced it).
+    async fn forget_token(&self, rejected: &str) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|t| t.value == rejected) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<AccessToken, CalendarError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.credentials.client_id.as_str()),
+            ("client_secret", self.credentials.client_secret.as_str()),
+            ("refresh_token", self.credentials.refresh_token.as_str()),
+        ];
+        let request = self.http.post(self.token_url.clone()).form(&form);
+        let response = request.send().await.map_err(|e| http::transport_error("google token", e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = http::body_text(response).await;
+            let err = http::status_error("google token", status, &body);
+            // 400 invalid_grant (revoked or expired refresh token), 401
+            // invalid_client: no retry will fix the credentials.
+            return Err(match err {
+                CalendarError::Permanent { message, .. } => CalendarError::Permanent { kind: "auth", message },
+                transient => transient,
+            });
+        }
+        let parsed: TokenResponse = response.json().await.map_err(|e| invalid_response("google token", e))?;
+        if parsed.access_token.is_empty() {
+            return Err(CalendarError::Permanent {
+                kind: "auth",
+                message: "google token: the token endpoint returned an empty access token".into(),
+            });
+        }
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+        // Stop using a token a minute before it expires (half its life if it
+        // is short), so a request never leaves with a token about to die.
+        let margin = (lifetime / 2).min(Duration::from_secs(60));
+        tracing::debug!(expires_in = lifetime.as_secs(), "google: fetched an access token");
+        Ok(AccessToken { value: parsed.access_token, refresh_at: Instant::now() + lifetime - margin })
+    }
+
+    /// Sends an authorised request. A 401 means the cached token died early
+    /// (revoked, or the clock lied): fetch a new one and try once more.
+    async fn send(&self, op: &str, build: impl Fn() -> RequestBuilder) -> Result<Response, CalendarError> {
+        let token = self.access_token().await?;
+        let response = build().bearer_auth(&token).send().await.map_err(|e| http::transport_error(op, e))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        self.forget_token(&token).await;
+        let token = self.access_token().await?;
+        build().bearer_auth(&token).send().await.map_err(|e| http::transport_error(op, e))
+    }
+
+    fn events_url(&self, calendar_id: &str) -> String {
+        format!("{}/calendars/{}/events", self.api_base, http::encode_path_segment(calendar_id))
+    }
+
+    fn event_url(&self, calendar_id: &str, event_id: &str) -> String {
+        format!("{}/{}", self.events_url(calendar_id), http::encode_path_segment(event_id))
+    }
+
+    async fn insert(&self, calendar_id: &str, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+        let id = event_id(&event.reservation_id);
+        let body = event_json(&id, event);
+        let url = self.events_url(calendar_id);
+        let response = self
+            .send("google insert", || {
+                self.http.request(Method::POST, &url).query(&[("sendUpdates", "none")]).json(&body)
+            })
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(WriteOutcome::Created { event_ref: id }),
+            StatusCode::CONFLICT => self.restore_if_cancelled(calendar_id, &id, &body).await,
+            s => Err(google_error("google insert", s, &http::body_text(response).await)),
+        }
+    }
+
+    /// After a 409: brings back an event Google only keeps as cancelled.
+    async fn restore_if_cancelled(
+        &self,
+        calendar_id: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<WriteOutcome, CalendarError> {
+        let url = self.event_url(calendar_id, id);
+        let response = self.send("google get", || self.http.get(&url)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let err = google_error("google get", status, &http::body_text(response).await);
+            // The 409 already said the id is taken; not being able to look
+            // closer does not make it less so.
+            return if err.is_transient() {
+                Err(err)
+            } else {
+                Ok(WriteOutcome::AlreadyThere { event_ref: id.to_owned() })
+            };
+        }
+        let existing: Value = response.json().await.map_err(|e| invalid_response("google get", e))?;
+        if existing.get("status").and_then(Value::as_str) != Some("cancelled") {
+            return Ok(WriteOutcome::AlreadyThere { event_ref: id.to_owned() });
+        }
+        let mut restored = body.clone();
+        restored["status"] = json!("confirmed");
+        let response = self
+            .send("google update", || self.http.put(&url).query(&[("sendUpdates", "none")]).json(&restored))
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(WriteOutcome::Created { event_ref: id.to_owned() }),
+            s => Err(google_error("google update", s, &http::body_text(response).await)),
+        }
+    }
+
+    async fn delete(&self, calendar_id: &str, reservation_id: &ReservationId) -> Result<DeleteOutcome, CalendarError> {
+        let url = self.event_url(calendar_id, &event_id(reservation_id));
+        let response = self.send("google delete", || self.http.delete(&url).query(&[("sendUpdates", "none")])).await?;
+        match response.status() {
+            s if s.is_success() => Ok(DeleteOutcome::Deleted),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(DeleteOutcome::AlreadyGone),
+            s => Err(google_error("google delete", s, &http::body_text(response).await)),
+        }
+    }
+
+    async fn list(
+        &self,
+        calendar_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<FoundEvent>, CalendarError> {
+        let url = self.events_url(calendar_id);
+        let (time_min, time_max) = (rfc3339(from), rfc3339(to));
+        let mut found = Vec::new();
+        let mut page_token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let response = self
+                .send("google list", || {
+                    let mut query = vec![
+                        ("timeMin", time_min.as_str()),
+                        ("timeMax", time_max.as_str()),
+                        ("singleEvents", "true"),
+                        ("maxResults", "2500"),
+                    ];
+                    if let Some(token) = page_token.as_deref() {
+                        query.push(("pageToken", token));
+                    }
+                    self.http.get(&url).query(&query)
+                })
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(google_error("google list", status, &http::body_text(response).await));
+            }
+            let page: EventsPage = response.json().await.map_err(|e| invalid_response("google list", e))?;
+            found.extend(page.items.into_iter().filter_map(found_event).filter(|e| from <= e.start && e.start < to));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) => page_token = Some(next),
+                None => return Ok(found),
+            }
+        }
+        Err(CalendarError::Permanent {
+            kind: "invalid_response",
+            message: format!("google list: more than {MAX_PAGES} pages of events"),
+        })
+    }
+}
+
+impl Calendar for GoogleCalendar {
+    async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+        let outcome = self.insert(calendar_id(target)?, event).await;
+        log_outcome("put", &event.reservation_id, &outcome);
+        outcome
+    }
+
+    async fn delete_event(
+        &self,
+        target: &CalendarTarget,
+        reservation_id: &ReservationId,
+    ) -> Result<DeleteOutcome, CalendarError> {
+        let outcome = self.delete(calendar_id(target)?, reservation_id).await;
+        log_outcome("delete", reservation_id, &outcome);
+        outcome
+    }
+
+    async fn list_events(
+        &self,
+        target: &CalendarTarget,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<FoundEvent>, CalendarError> {
+        self.list(calendar_id(target)?, from, to).await
+    }
+}
+
+fn log_outcome<T: fmt::Debug>(op: &str, reservation_id: &ReservationId, outcome: &Result<T, CalendarError>) {
+    match outcome {
+        Ok(o) => tracing::debug!(%reservation_id, ?o, "google {op}"),
+        Err(e) => tracing::debug!(%reservation_id, kind = e.kind(), error = %e, "google {op} failed"),
+    }
+}
+
+fn calendar_id(target: &CalendarTarget) -> Result<&str, CalendarError> {
+    match target {
+        CalendarTarget::Google { calendar_id } if !calendar_id.trim().is_empty() => Ok(calendar_id.trim()),
+        CalendarTarget::Google { .. } => {
+            Err(CalendarError::Permanent { kind: "invalid_calendar_id", message: "empty Google calendar id".into() })
+        }
+        _ => Err(CalendarError::Permanent {
+            kind: "wrong_target",
+            message: "the Google adapter only writes to Google calendars".into(),
+        }),
+    }
+}
+
+fn http_url(raw: &str, what: &'static str) -> Result<Url, SetupError> {
+    Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
+        .ok_or_else(|| SetupError::InvalidUrl { what, url: raw.to_owned() })
+}
+
+fn invalid_response(op: &str, err: reqwest::Error) -> CalendarError {
+    // A body cut off mid-way is the network; one that is whole but not what
+    // the API documents will not change on retry.
+    if err.is_decode() && !err.is_body() {
+        CalendarError::Permanent { kind: "invalid_response", message: format!("{op}: unexpected answer: {err}") }
+    } else {
+        http::transport_error(op, err)
+    }
+}
+
+/// Google answers rate limiting with 403 as often as with 429 (reasons
+/// `rateLimitExceeded`, `userRateLimitExceeded`); those are transient.
+fn google_error(op: &str, status: StatusCode, body: &str) -> CalendarError {
+    if status == StatusCode::FORBIDDEN && is_rate_limit(body) {
+        return CalendarError::Transient { kind: "rate_limited", message: format!("{op}: {}", http::snippet(body)) };
+    }
+    http::status_error(op, status, body)
+}
+
+fn is_rate_limit(body: &str) -> bool {
+    let Ok(parsed) = serde_json::from_str::<Value>(body) else { return false };
+    let reasons = parsed.pointer("/error/errors").and_then(Value::as_array).into_iter().flatten();
+    reasons
+        .filter_map(|e| e.get("reason").and_then(Value::as_str))
+        .any(|r| matches!(r, "rateLimitExceeded" | "userRateLimitExceeded"))
+}
+
+/// The Google event id of a booking: its reservation id's bytes in base32hex
+/// (RFC 4648 §7), lower case, unpadded. Google wants ids of 5 to 1024
+/// characters from `a-v` and `0-9`; a reservation id of 50 to 120 bytes gives
+/// 80 to 192.
+pub fn event_id(reservation_id: &ReservationId) -> String {
+    base32hex(reservation_id.as_str().as_bytes())
+}
+
+/// Lower-case, unpadded base32hex.
+pub fn base32hex(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// The insert body: times in UTC, the customer as attendee, the reservation
+/// id as a private extended property.
+fn event_json(id: &str, event: &BookingEvent) -> Value {
+    json!({
+        "id": id,
+        "summary": event.summary,
+        "description": event.description,
+        "start": { "dateTime": rfc3339(event.start) },
+        "end": { "dateTime": rfc3339(event.end) },
+        "attendees": [{ "email": event.customer.email.as_str(), "displayName": event.customer.name }],
+        "extendedProperties": { "private": { BOOKING_PROPERTY: event.reservation_id.as_str() } },
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsPage {
+    #[serde(default)]
+    items: Vec<ApiEvent>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiEvent {
+    #[serde(default)]
+    id: String,
+    status: Option<String>,
+    start: Option<ApiTime>,
+    extended_properties: Option<ExtendedProperties>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiTime {
+    date_time: Option<String>,
+    date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExtendedProperties {
+    #[serde(default)]
+    private: std::collections::HashMap<String, String>,
+}
+
+/// The slotguard event an API item is, if it is one and still stands.
+fn found_event(item: ApiEvent) -> Option<FoundEvent> {
+    if item.status.as_deref() == Some("cancelled") {
+        return None;
+    }
+    let marker = item.extended_properties?.private.remove(BOOKING_PROPERTY)?;
+    let reservation_id = ReservationId::parse(marker.trim())?;
+    let start = item.start.as_ref().and_then(start_instant);
+    let Some(start) = start else {
+        tracing::warn!(%reservation_id, "google: a slotguard event without a readable start is skipped");
+        return None;
+    };
+    Some(FoundEvent { reservation_id, event_ref: item.id, start })
+}
+
+fn start_instant(time: &ApiTime) -> Option<DateTime<Utc>> {
+    if let Some(dt) = &time.date_time {
+        return DateTime::parse_from_rfc3339(dt).ok().map(|t| t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(time.date.as_deref()?, "%Y-%m-%d").ok()?;
+    date.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Customer;
+
+    fn rid() -> ReservationId {
+        ReservationId::parse("rsv_demo_20261123T080000_2579e728486449b88d897c1ecf3b632c").unwrap()
+    }
+
+    #[test]
+    fn base32hex_matches_rfc_4648_vectors() {
+        // RFC 4648 §10, BASE32-HEX, lower-cased and without padding.
+        for (input, expected) in [
+            ("", ""),
+            ("f", "co"),
+            ("fo", "cpng"),
+            ("foo", "cpnmu"),
+            ("foob", "cpnmuog"),
+            ("fooba", "cpnmuoj1"),
+            ("foobar", "cpnmuoj1e8"),
+        ] {
+            assert_eq!(base32hex(input.as_bytes()), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn event_ids_follow_googles_rules_and_differ_per_booking() {
+        let id = event_id(&rid());
+        assert!((5..=1024).contains(&id.len()), "{}", id.len());
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)), "{id}");
+        let other = ReservationId::parse("rsv_demo_20261123T080000_2579e728486449b88d897c1ecf3b632d").unwrap();
+        assert_ne!(event_id(&other), id);
+    }
+
+    #[test]
+    fn inserts_carry_utc_times_attendee_and_marker() {
+        let event = BookingEvent {
+            reservation_id: rid(),
+            summary: "Demo: Ada".into(),
+            start: DateTime::parse_from_rfc3339("2026-11-23T09:00:00+01:00").unwrap().with_timezone(&Utc),
+            end: DateTime::parse_from_rfc3339("2026-11-23T08:30:00Z").unwrap().with_timezone(&Utc),
+            customer: Customer::parse("Ada", "ada@example.com").unwrap(),
+            description: format!("Reservation {}", rid()),
+        };
+        let body = event_json("abcde", &event);
+        assert_eq!(body["start"]["dateTime"], "2026-11-23T08:00:00Z");
+        assert_eq!(body["end"]["dateTime"], "2026-11-23T08:30:00Z");
+        assert_eq!(body["attendees"][0]["email"], "ada@example.com");
+        assert_eq!(body["attendees"][0]["displayName"], "Ada");
+        assert_eq!(body["extendedProperties"]["private"]["slotguardBooking"], rid().as_str());
+        assert_eq!(body["id"], "abcde");
+    }
+
+    #[test]
+    fn listing_keeps_standing_slotguard_events_only() {
+        let item = |v: Value| serde_json::from_value::<ApiEvent>(v).unwrap();
+        let private = json!({ "slotguardBooking": rid().as_str() });
+        let ours = found_event(item(json!({
+            "id": "e1", "status": "confirmed",
+            "start": { "dateTime": "2026-11-23T09:00:00+01:00" },
+            "extendedProperties": { "private": private },
+        })))
+        .unwrap();
+        assert_eq!(ours.event_ref, "e1");
+        assert_eq!(ours.start, DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z").unwrap());
+        let cancelled = json!({ "id": "e2", "status": "cancelled", "start": { "dateTime": "2026-11-23T08:00:00Z" },
+                                "extendedProperties": { "private": private } });
+        assert!(found_event(item(cancelled)).is_none());
+        let foreign = json!({ "id": "e3", "start": { "dateTime": "2026-11-23T08:00:00Z" } });
+        assert!(found_event(item(foreign)).is_none());
+        let bad_id = json!({ "id": "e4", "start": { "date": "2026-11-23" },
+                             "extendedProperties": { "private": { "slotguardBooking": "nope" } } });
+        assert!(found_event(item(bad_id)).is_none());
+        let all_day = found_event(item(json!({ "id": "e5", "start": { "date": "2026-11-23" },
+                                               "extendedProperties": { "private": private } })))
+        .unwrap();
+        assert_eq!(all_day.start, DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap());
+    }
+
+    #[test]
+    fn rate_limit_403s_are_transient_other_403s_are_not() {
+        let limited = r#"{"error":{"code":403,"errors":[{"domain":"usageLimits","reason":"rateLimitExceeded"}]}}"#;
+        let err = google_error("insert", StatusCode::FORBIDDEN, limited);
+        assert!(err.is_transient());
+        assert_eq!(err.kind(), "rate_limited");
+        let denied = r#"{"error":{"code":403,"errors":[{"domain":"global","reason":"forbiddenForNonOrganizer"}]}}"#;
+        assert_eq!(google_error("insert", StatusCode::FORBIDDEN, denied).kind(), "http_403");
+        assert!(!google_error("insert", StatusCode::FORBIDDEN, "<html>").is_transient());
+        assert_eq!(google_error("insert", StatusCode::TOO_MANY_REQUESTS, "").kind(), "http_429");
+    }
+
+    #[test]
+    fn targets_other_than_google_are_refused() {
+        assert_eq!(calendar_id(&CalendarTarget::None).unwrap_err().kind(), "wrong_target");
+        let caldav = CalendarTarget::Caldav { url: "https://x/".into() };
+        assert_eq!(calendar_id(&caldav).unwrap_err().kind(), "wrong_target");
+        let blank = CalendarTarget::Google { calendar_id: " ".into() };
+        assert_eq!(calendar_id(&blank).unwrap_err().kind(), "invalid_calendar_id");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = GoogleConfig::new(GoogleCredentials::new("client-1", "very-secret", "1//refresh-secret"));
+        let calendar = GoogleCalendar::new(config.clone()).unwrap();
+        for shown in [format!("{config:?}"), format!("{calendar:?}")] {
+            assert!(!shown.contains("very-secret") && !shown.contains("refresh-secret"), "{shown}");
+            assert!(shown.contains("client-1"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        let creds = GoogleCredentials::new("c", "s", "r");
+        assert!(GoogleCalendar::new(GoogleConfig::new(creds.clone()).with_api_base("not a url")).is_err());
+        assert!(GoogleCalendar::new(GoogleConfig::new(creds).with_token_url("ftp://x/token")).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! Calendars: the port every calendar adapter implements, and the router that
+//! picks the adapter a resource's [`CalendarTarget`] names.
+//!
+//! Events are keyed by the booking: the event id (CalDAV href and UID, Google
+//! event id) is derived from the reservation id, so writing the same booking
+//! twice finds the first event instead of making a second one, and deleting it
+//! needs nothing but the reservation id.
+
+pub mod caldav;
+pub mod google;
+mod http;
+pub mod ics;
+pub mod router;
+mod xml;
+
+use crate::domain::{CalendarTarget, Customer, ReservationId};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+
+/// Marks events slotguard wrote (an `X-` property on CalDAV, a private
+/// extended property on Google), so reconcile never touches anything else.
+pub const MARKER: &str = "X-SLOTGUARD-BOOKING";
+
+/// A booking as it appears on the host's calendar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookingEvent {
+    pub reservation_id: ReservationId,
+    /// E.g. "Demo coaching call: Ada Lovelace".
+    pub summary: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Added as the event's attendee.
+    pub customer: Customer,
+    /// Free text; contains the reservation id.
+    pub description: String,
+}
+
+/// A slotguard event found on a calendar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundEvent {
+    pub reservation_id: ReservationId,
+    /// Where the event lives: the CalDAV href or the Google event id.
+    pub event_ref: String,
+    pub start: DateTime<Utc>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The event was created; `event_ref` says where.
+    Created { event_ref: String },
+    /// An event with this booking's id was already there (412/409): success.
+    AlreadyThere { event_ref: String },
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Nothing was there (404/410): success.
+    AlreadyGone,
+}
+
+/// Why a calendar call failed, classified by what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    /// 429, 5xx, timeouts, refused connections: retry with backoff.
+    #[error("calendar temporarily unavailable ({kind}): {message}")]
+    Transient { kind: &'static str, message: String },
+    /// Any other 4xx (bad credentials, calendar not found, ...): retrying
+    /// will not help; the job goes to the dead-letter queue at once.
+    #[error("calendar refused the request ({kind}): {message}")]
+    Permanent { kind: &'static str, message: String },
+}
+
+impl CalendarError {
+    /// A short label for metrics and logs: `timeout`, `http_429`, `http_503`, `http_401`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Transient { kind, .. } | Self::Permanent { kind, .. } => kind,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
+
+/// A calendar slotguard can write booking events to.
+pub trait Calendar: Send + Sync {
+    /// Creates the booking's event unless it exists (idempotent).
+    fn put_event(
+        &self,
+        target: &CalendarTarget,
+        event: &BookingEvent,
+    ) -> impl Future<Output = Result<WriteOutcome, CalendarError>> + Send;
+    /// Deletes the booking's event if it exists (idempotent).
+    fn delete_event(
+        &self,
+        target: &CalendarTarget,
+        reservation_id: &ReservationId,
+    ) -> impl Future<Output = Result<DeleteOutcome, CalendarError>> + Send;
+    /// The slotguard events (those carrying [`MARKER`]) starting in `[from, to)`.
+    fn list_events(
+        &self,
+        target: &CalendarTarget,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<FoundEvent>, CalendarError>> + Send;
+}

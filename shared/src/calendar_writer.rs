@@ -1,0 +1,311 @@
+//! The calendar writer: consumes calendar jobs from SQS and writes (or
+//! deletes) each booking's calendar event.
+//!
+//! Per message: load the booking; skip a write if it is no longer confirmed;
+//! write the event (idempotent: the event id derives from the booking id);
+//! note where it lives on the booking. Transient failures (429, 5xx, timeouts)
+//! are retried with exponential backoff and full jitter while the invocation
+//! has time; a message that still fails is reported as a batch item failure
+//! (SQS partial batch response), so only it comes back. A permanent failure
+//! (other 4xx: bad credentials, calendar not found) or a message on its last
+//! allowed receive goes to the dead-letter queue at once, with its reason.
+
+use crate::calendar::{BookingEvent, Calendar, CalendarError, WriteOutcome};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, rfc3339};
+use crate::metrics;
+use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Backoff settings and the receive limit shared with the queue's redrive policy.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Delay cap of the first retry; doubles each attempt.
+    pub base: Duration,
+    /// Largest delay between attempts.
+    pub cap: Duration,
+    /// Time one more attempt needs; no retry starts unless it fits before the deadline.
+    pub attempt_budget: Duration,
+    /// The queue's `maxReceiveCount`: on this receive a failing job is dead-lettered by the
+    /// writer itself, with its reason, instead of silently by SQS.
+    pub max_receives: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+            attempt_budget: Duration::from_secs(6),
+            max_receives: 5,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a uniformly random delay in
+/// `[0, min(cap, base * 2^attempt))`; `jitter` is the random draw in `[0, 1)`.
+pub fn backoff(policy: &RetryPolicy, attempt: u32, jitter: f64) -> Duration {
+    let ceiling = policy.base.saturating_mul(2u32.saturating_pow(attempt.min(20))).min(policy.cap);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// What the writer needs from storage.
+pub trait WriterStore: ClaimStore + ResourceStore + BookingStore {}
+impl<T: ClaimStore + ResourceStore + BookingStore> WriterStore for T {}
+
+/// Everything the writer talks to.
+pub struct WriterDeps<'a, S, C, D> {
+    pub store: &'a S,
+    pub calendar: &'a C,
+    pub dead_letters: &'a D,
+    pub policy: RetryPolicy,
+}
+
+/// Handles one SQS batch; every message runs concurrently, in its own span,
+/// until `deadline` (the invocation's end less a safety margin).
+pub async fn write_batch<S: WriterStore, C: Calendar, D: DeadLetters>(
+    deps: &WriterDeps<'_, S, C, D>,
+    event: SqsEvent,
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let results = futures::future::join_all(event.records.into_iter().map(|message| async move {
+        let id = message.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("calendar_job", message_id = %id);
+        let done = handle_message(deps, message, deadline).instrument(span).await;
+        (id, done)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = results
+        .into_iter()
+        .filter(|(_, done)| !done)
+        .map(|(id, _)| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("malformed job: {0}")]
+    Malformed(String),
+}
+
+/// `true` when the message is finished with (done, skipped or dead-lettered).
+async fn handle_message<S: WriterStore, C: Calendar, D: DeadLetters>(
+    deps: &WriterDeps<'_, S, C, D>,
+    message: SqsMessage,
+    deadline: Instant,
+) -> bool {
+    let body = message.body.clone().unwrap_or_default();
+    let receive_count: u32 =
+        message.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+    let outcome = match serde_json::from_str::<CalendarJob>(&body) {
+        Ok(job) => run_job(deps, &job, deadline).await,
+        Err(e) => Err(JobError::Malformed(e.to_string())),
+    };
+    let error = match outcome {
+        Ok(done) => {
+            tracing::info!(outcome = done, "calendar job done");
+            return true;
+        }
+        Err(error) => error,
+    };
+    let (kind, permanent) = match &error {
+        JobError::Calendar(e) => (e.kind().to_owned(), !e.is_transient()),
+        JobError::Store(_) => ("storage".to_owned(), false),
+        JobError::Malformed(_) => ("malformed_job".to_owned(), true),
+    };
+    if !permanent && receive_count < deps.policy.max_receives {
+        tracing::warn!(%error, receive_count, "calendar job failed; SQS will deliver it again");
+        return false;
+    }
+    let first_failure_at = message
+        .attributes
+        .get("ApproximateFirstReceiveTimestamp")
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis)
+        .unwrap_or_else(Utc::now);
+    let reason = DeadLetterReason { kind, message: error.to_string(), first_failure_at, receive_count };
+    match deps.dead_letters.send_dead_letter(&body, &reason).await {
+        Ok(()) => true,
+        Err(e) => {
+            // Left on the queue: the redrive policy still moves it to the DLQ.
+            tracing::error!(error = %e, "could not dead-letter a failed calendar job");
+            false
+        }
+    }
+}
+
+async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
+    deps: &WriterDeps<'_, S, C, D>,
+    job: &CalendarJob,
+    deadline: Instant,
+) -> Result<&'static str, JobError> {
+    let slot = job.reservation_id.slot_key();
+    let claim = deps.store.get_claim(&slot).await?.filter(|c| c.reservation_id == job.reservation_id);
+    let confirmed = claim.filter(|c| c.status == ClaimStatus::Confirmed);
+    let Some(resource) = deps.store.get_resource(&slot.resource_id).await? else {
+        return Ok("skipped_resource_gone");
+    };
+    if resource.calendar == CalendarTarget::None {
+        return Ok("skipped_no_calendar");
+    }
+    match job.action {
+        CalendarAction::Write => {
+            let Some(booking) = confirmed else { return Ok("skipped_not_confirmed") };
+            let event = BookingEvent {
+                reservation_id: booking.reservation_id.clone(),
+                summary: format!("{}: {}", resource.name, booking.customer.name),
+                start: booking.slot.start,
+                end: booking.end,
+                description: format!(
+                    "Booked through slotguard.\nReservation: {}\nCustomer: {} <{}>\nStart: {}",
+                    booking.reservation_id,
+                    booking.customer.name,
+                    booking.customer.email.as_str(),
+                    rfc3339(booking.slot.start)
+                ),
+                customer: booking.customer.clone(),
+            };
+            let started = std::time::Instant::now();
+            let outcome =
+                with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
+            metrics::emit(
+                "CalendarWriteLatency",
+                started.elapsed().as_secs_f64() * 1000.0,
+                metrics::Unit::Milliseconds,
+                &[("Provider", provider(&resource.calendar))],
+            );
+            let (event_ref, done) = match outcome {
+                WriteOutcome::Created { event_ref } => (event_ref, "created"),
+                WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
+            };
+            deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
+            Ok(done)
+        }
+        CalendarAction::Delete => {
+            if confirmed.is_some() {
+                // Booked again by the same reservation (never after a cancel): keep it.
+                return Ok("skipped_still_booked");
+            }
+            with_retries(&deps.policy, deadline, || {
+                deps.calendar.delete_event(&resource.calendar, &job.reservation_id)
+            })
+            .await?;
+            Ok("deleted")
+        }
+    }
+}
+
+fn provider(target: &CalendarTarget) -> &'static str {
+    match target {
+        CalendarTarget::None => "none",
+        CalendarTarget::Caldav { .. } => "caldav",
+        CalendarTarget::Google { .. } => "google",
+    }
+}
+
+/// Runs `call` until it succeeds, fails permanently, or no further attempt
+/// fits before `deadline`; sleeps a jittered backoff between attempts.
+pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, deadline: Instant, mut call: F) -> Result<T, CalendarError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CalendarError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let error = match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        metrics::count("CalendarWriteFailures", &[("Kind", error.kind())]);
+        if !error.is_transient() {
+            return Err(error);
+        }
+        let delay = backoff(policy, attempt, fastrand::f64());
+        if Instant::now() + delay + policy.attempt_budget > deadline {
+            return Err(error);
+        }
+        tracing::info!(%error, attempt, delay_ms = delay.as_millis() as u64, "calendar busy; retrying");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap_with_full_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(backoff(&p, 0, 0.999_999), Duration::from_millis(200).mul_f64(0.999_999));
+        assert_eq!(backoff(&p, 3, 0.5), Duration::from_millis(800));
+        assert_eq!(backoff(&p, 10, 0.5), Duration::from_millis(2500), "capped at 5 s");
+        assert_eq!(backoff(&p, 40, 1.0), Duration::from_secs(5), "no overflow");
+        assert_eq!(backoff(&p, 5, 0.0), Duration::ZERO, "full jitter reaches zero");
+    }
+
+    fn transient() -> CalendarError {
+        CalendarError::Transient { kind: "http_503", message: "busy".into() }
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            attempt_budget: Duration::ZERO,
+            max_receives: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let calls = AtomicU32::new(0);
+        let result = with_retries(&fast(), Instant::now() + Duration::from_secs(5), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(transient()) } else { Ok("written") }
+        })
+        .await;
+        assert_eq!(result, Ok("written"));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_not_retried() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = with_retries(&fast(), Instant::now() + Duration::from_secs(5), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(CalendarError::Permanent { kind: "http_401", message: "no".into() })
+        })
+        .await;
+        assert_eq!(result.unwrap_err().kind(), "http_401");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_when_the_invocation_has_no_time_left() {
+        let calls = AtomicU32::new(0);
+        let policy = RetryPolicy { attempt_budget: Duration::from_secs(10), ..fast() };
+        let result: Result<(), _> = with_retries(&policy, Instant::now() + Duration::from_secs(1), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(transient())
+        })
+        .await;
+        assert!(result.unwrap_err().is_transient());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt fits in the remaining second");
+    }
+}
