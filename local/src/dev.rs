@@ -127,3 +127,25 @@ pub fn demo_resource(caldav_url: Option<&str>) -> ResourceSpec {
     }))
     .expect("the demo resource is a valid spec")
 }
+
+/// Prepares a local stack for slotguard: the table, the calendar queues
+/// (named after `SLOTGUARD_CALENDAR_QUEUE_URL`, if set) and, with `demo`, the
+/// `demo` resource writing to `SLOTGUARD_CALDAV_URL` (if set).
+pub async fn setup(
+    aws: &aws_config::SdkConfig,
+    store: &slotguard::dynamo::DynamoStore,
+    demo: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use slotguard::ports::ResourceStore;
+    ensure_table(store.client(), store.table()).await?;
+    if let Ok(url) = std::env::var("SLOTGUARD_CALENDAR_QUEUE_URL") {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        create_calendar_queues(&aws_sdk_sqs::Client::new(aws), name, 30).await?;
+    }
+    if demo {
+        let caldav = std::env::var("SLOTGUARD_CALDAV_URL").ok();
+        let id = slotguard::domain::ResourceId::parse("demo")?;
+        store.put_resource(&slotguard::domain::Resource::from_spec(id, demo_resource(caldav.as_deref()))?).await?;
+    }
+    Ok(())
+}

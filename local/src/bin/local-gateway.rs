@@ -10,8 +10,6 @@
 
 use slotguard::calendar_writer::{WriterDeps, write_batch};
 use slotguard::config;
-use slotguard::domain::{Resource, ResourceId};
-use slotguard::ports::ResourceStore;
 use slotguard_local::{dev, gateway, poller};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -23,14 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = config::store(&aws)?;
     let secrets = config::Secrets::load(&aws).await?;
     if std::env::args().any(|a| a == "--setup") {
-        dev::ensure_table(store.client(), store.table()).await?;
-        if let Ok(url) = std::env::var("SLOTGUARD_CALENDAR_QUEUE_URL") {
-            let name = url.rsplit('/').next().unwrap_or_default();
-            dev::create_calendar_queues(&aws_sdk_sqs::Client::new(&aws), name, 30).await?;
-        }
-        let caldav = std::env::var("SLOTGUARD_CALDAV_URL").ok();
-        let demo = Resource::from_spec(ResourceId::parse("demo")?, dev::demo_resource(caldav.as_deref()))?;
-        store.put_resource(&demo).await?;
+        dev::setup(&aws, &store, true).await?;
         tracing::info!(table = store.table(), "table and queues ready, demo resource seeded");
     }
     let addr = std::env::var("SLOTGUARD_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());

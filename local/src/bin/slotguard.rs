@@ -5,6 +5,7 @@
 //! slotguard dlq redrive               move it back to the calendar queue
 //! slotguard reconcile [FROM [TO]]     compare bookings with calendars (RFC 3339; default: a day ago .. 30 days ahead)
 //! slotguard sign-event FILE SECRET    wrap a Stripe event file in an API Gateway event, signed now
+//! slotguard setup [--demo]            local stack only: create the table and queues (and the demo resource)
 //! ```
 //!
 //! `sign-event` prints the event `cargo lambda invoke stripe-webhook --data-file`
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: slotguard dlq list | slotguard dlq redrive | slotguard reconcile [FROM [TO]] | slotguard sign-event FILE SECRET"
+        "usage: slotguard dlq list | dlq redrive | reconcile [FROM [TO]] | sign-event FILE SECRET | setup [--demo]"
     );
     ExitCode::from(2)
 }
@@ -108,6 +109,12 @@ async fn main_result(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+            Ok(())
+        }
+        ["setup", rest @ ..] if rest.is_empty() || rest == ["--demo"] => {
+            let store = config::store(&aws).map_err(|e| e.to_string())?;
+            slotguard_local::dev::setup(&aws, &store, !rest.is_empty()).await.map_err(|e| e.to_string())?;
+            eprintln!("table {} and queues ready", store.table());
             Ok(())
         }
         _ => Err(String::new()),
