@@ -284,3 +284,23 @@ async fn checkout_refuses_what_is_not_a_live_hold() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_calendar_queue_outage_makes_stripe_redeliver_and_the_redelivery_queues_the_job() {
+    let app = app_with_room().await;
+    let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
+    let sqs = app.queue.client();
+    sqs.delete_queue().queue_url(app.queue.queue_url()).send().await.unwrap();
+
+    let paid = app.pay(&c.session_id, "").await;
+    assert_eq!(paid["deliveries"], json!([503]), "the webhook fails so Stripe tries again");
+    assert_eq!(app.status_text(&c.reservation_id).await, "confirmed", "the confirmation itself stands");
+
+    let name = app.queue.queue_url().rsplit('/').next().unwrap().to_owned();
+    sqs.create_queue().queue_name(name).send().await.unwrap();
+    let event_id = paid["event_id"].as_str().unwrap();
+    let again = app.sim_control(&format!("/_sim/events/{event_id}/redeliver")).await;
+    assert_eq!(again["deliveries"], json!([200]));
+    assert_eq!(app.queued_jobs().await, vec![json!({"action": "write", "reservation_id": c.reservation_id})]);
+    assert!(app.refunds().await.is_empty());
+}

@@ -156,4 +156,21 @@ mod tests {
         }
         assert_eq!(files, 5, "one sample per handled event (completed paid and unpaid, async ok and failed, expired)");
     }
+
+    /// API Gateway may hand the body over base64-encoded; the signature is
+    /// over the decoded bytes, which is what the handler must verify.
+    #[test]
+    fn a_base64_encoded_body_verifies_on_its_decoded_bytes() {
+        use base64::Engine;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/stripe/checkout.session.expired.json");
+        let body = std::fs::read_to_string(path).unwrap();
+        let mut event = signed_webhook_event(&body, "whsec_test", Utc::now());
+        event["body"] = base64::engine::general_purpose::STANDARD.encode(&body).into();
+        event["isBase64Encoded"] = true.into();
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert!(matches!(request.body(), lambda_http::Body::Binary(_)), "decoded by lambda_http");
+        let signature = request.headers()["stripe-signature"].to_str().unwrap();
+        let delivery = WebhookVerifier::new("whsec_test").verify(request.body().as_ref(), Some(signature)).unwrap();
+        assert!(matches!(delivery, Delivery::Session(_)), "{delivery:?}");
+    }
 }
