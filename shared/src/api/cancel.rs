@@ -9,7 +9,7 @@
 //! with no second refund.
 
 use super::put_resource::{AdminAuth, same_secret};
-use super::{Problem, json_response, path_param, respond};
+use super::{Problem, json_response, reservation_id_param, respond};
 use crate::domain::{CalendarAction, CalendarJob, Claim, ClaimStatus, ReservationId, ReservationStatus};
 use crate::ports::{
     BookingStore, CalendarQueue, ClaimStore, Payments, RefundCause, ReservationHistory, ReservationRecord,
@@ -48,9 +48,8 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     req: &Request,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
-    let raw = path_param(req, "id")?;
-    let not_found = || Problem::not_found("booking_not_found", format!("there is no booking {raw:?}"));
-    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let id = reservation_id_param(req, "booking_not_found", "booking")?;
+    let not_found = || Problem::not_found("booking_not_found", format!("there is no booking {id}"));
     let claim = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
 
     let booking = match claim {

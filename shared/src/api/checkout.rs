@@ -8,7 +8,7 @@
 //! answer is `503`, the hold stays, and a retry sends Stripe the very same
 //! request under the same key.
 
-use super::{Problem, json_body, json_response, path_param, respond};
+use super::{Problem, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::session_window;
 use crate::domain::{CheckoutLink, CheckoutRequest, Claim, ReservationId, ReservationStatus, rfc3339};
 use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore};
@@ -99,9 +99,7 @@ async fn run<S: CheckoutStore, P: Payments>(
     req: &Request,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
-    let raw = path_param(req, "id")?;
-    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {raw:?}"));
-    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
     let body: CheckoutBody =
         if req.body().as_ref().iter().all(u8::is_ascii_whitespace) { CheckoutBody::default() } else { json_body(req)? };
     let success_url =

@@ -15,6 +15,7 @@ pub mod reservation_status;
 pub mod reserve;
 pub mod stripe_webhook;
 
+use crate::domain::ReservationId;
 use crate::ports::StoreError;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -146,6 +147,13 @@ pub fn path_param(req: &Request, name: &str) -> Result<String, Problem> {
         .first(name)
         .map(str::to_owned)
         .ok_or_else(|| Problem::not_found("not_found", format!("missing path parameter {name}")))
+}
+
+/// The `{id}` path parameter as a reservation id, or a 404 problem of `kind`
+/// (e.g. `reservation_not_found`) naming it as a `what`.
+pub fn reservation_id_param(req: &Request, kind: &'static str, what: &str) -> Result<ReservationId, Problem> {
+    let raw = path_param(req, "id")?;
+    ReservationId::parse(&raw).ok_or_else(|| Problem::not_found(kind, format!("there is no {what} {raw:?}")))
 }
 
 /// Runs a handler body and turns its problem into a response.

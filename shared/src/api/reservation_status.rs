@@ -4,7 +4,7 @@
 //! claim; only when the claim now belongs to someone else (or is gone) does it
 //! read the reservation's record.
 
-use super::{Problem, json_response, path_param, respond};
+use super::{Problem, json_response, reservation_id_param, respond};
 use crate::domain::{ReservationId, ReservationStatus, ResourceId, rfc3339};
 use crate::ports::{ClaimStore, ReservationHistory};
 use chrono::{DateTime, Utc};
@@ -40,9 +40,8 @@ async fn run<S: ClaimStore + ReservationHistory>(
     req: &Request,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
-    let raw = path_param(req, "id")?;
-    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {raw:?}"));
-    let id = ReservationId::parse(&raw).ok_or_else(not_found)?;
+    let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
+    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {id}"));
     let slot = id.slot_key();
     if let Some(claim) = store.get_claim(&slot).await?.filter(|c| c.reservation_id == id) {
         let status = claim.reservation_status(now);

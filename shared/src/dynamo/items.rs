@@ -126,6 +126,15 @@ pub fn resource_item(resource: &Resource) -> Item {
     item
 }
 
+impl TryFrom<&Item> for PaymentOutcome {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let outcome = get_s(item, "outcome")?;
+        PaymentOutcome::parse(outcome).ok_or_else(|| ItemError(format!("unknown payment outcome {outcome:?}")))
+    }
+}
+
 impl TryFrom<&Item> for Resource {
     type Error = ItemError;
 
@@ -315,6 +324,19 @@ mod tests {
             item.insert(attr.into(), value);
             assert!(Claim::try_from(&item).is_err(), "{attr} accepted");
         }
+    }
+
+    #[test]
+    fn payment_outcomes_round_trip() {
+        let id = claim(ClaimStatus::Confirmed, None).reservation_id;
+        for outcome in [PaymentOutcome::Confirmed, PaymentOutcome::Refunded] {
+            let item = payment_item("cs_test_1", outcome, &id, DateTime::from_timestamp(0, 0).unwrap());
+            assert_eq!(PaymentOutcome::try_from(&item).unwrap(), outcome);
+        }
+        let mut item =
+            payment_item("cs_test_1", PaymentOutcome::Confirmed, &id, DateTime::from_timestamp(0, 0).unwrap());
+        item.insert("outcome".into(), s("MAYBE"));
+        assert!(PaymentOutcome::try_from(&item).is_err());
     }
 
     #[test]

@@ -96,17 +96,7 @@ fn build_error(op: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> Stor
 
 impl ResourceStore for DynamoStore {
     async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
-        const OP: &str = "get resource";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(resource_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        out.item().map(|item| Resource::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
+        self.get("get resource", resource_key(id)).await
     }
 
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
@@ -177,17 +167,7 @@ impl ClaimStore for DynamoStore {
     }
 
     async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
-        const OP: &str = "get claim";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        out.item().map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
+        self.get("get claim", slot_key(slot)).await
     }
 
     async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
@@ -223,21 +203,28 @@ impl ReservationHistory for DynamoStore {
     }
 
     async fn get_reservation_record(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
-        const OP: &str = "get reservation record";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(reservation_record_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        out.item().map(|item| ReservationRecord::try_from(item).map_err(|e| corrupt(OP, e))).transpose()
+        self.get("get reservation record", reservation_record_key(id)).await
     }
 }
 
 impl DynamoStore {
+    /// A consistent `GetItem`, read into `T`.
+    async fn get<T>(&self, op: &'static str, key: Item) -> Result<Option<T>, StoreError>
+    where
+        T: for<'a> TryFrom<&'a Item, Error = ItemError>,
+    {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(op, e))?;
+        out.item().map(|item| T::try_from(item).map_err(|e| corrupt(op, e))).transpose()
+    }
+
     /// The transaction item writing a reservation record.
     fn record_put(&self, op: &'static str, record: &ReservationRecord) -> Result<TransactWriteItem, StoreError> {
         let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
@@ -371,21 +358,7 @@ impl PaymentStore for DynamoStore {
     }
 
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
-        const OP: &str = "get payment outcome";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(payment_key(session_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        let Some(item) = out.item() else { return Ok(None) };
-        let outcome = get_s(item, "outcome").map_err(|e| corrupt(OP, e))?;
-        PaymentOutcome::parse(outcome)
-            .map(Some)
-            .ok_or_else(|| corrupt(OP, ItemError(format!("unknown payment outcome {outcome:?}"))))
+        self.get::<PaymentOutcome>("get payment outcome", payment_key(session_id)).await
     }
 
     async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
