@@ -225,6 +225,30 @@ impl DynamoStore {
         out.item().map(|item| T::try_from(item).map_err(|e| corrupt(op, e))).transpose()
     }
 
+    /// In one transaction: deletes the slot's claim if it is `record`'s
+    /// reservation's and in one of `statuses`, and writes `record`. `Ok(false)`
+    /// if there was no such claim (nothing written).
+    async fn retire_claim(
+        &self,
+        op: &'static str,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+        statuses: &[ClaimStatus],
+    ) -> Result<bool, StoreError> {
+        let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
+        let mut delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(slot)))
+            .condition_expression(format!("reservation_id = :me AND #status IN ({})", placeholders.join(", ")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":me", s(record.reservation_id.as_str()));
+        for (placeholder, status) in placeholders.iter().zip(statuses) {
+            delete = delete.expression_attribute_values(placeholder, s(status.as_str()));
+        }
+        let delete = delete.build().map_err(|e| build_error(op, e))?;
+        self.transact(op, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(op, record)?]).await
+    }
+
     /// The transaction item writing a reservation record.
     fn record_put(&self, op: &'static str, record: &ReservationRecord) -> Result<TransactWriteItem, StoreError> {
         let expires_at = record.recorded_at + Duration::days(RESERVATION_RECORD_DAYS);
@@ -406,18 +430,7 @@ impl PaymentStore for DynamoStore {
     }
 
     async fn release(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        const OP: &str = "release hold";
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
-            .condition_expression("reservation_id = :me AND #status IN (:held, :pending)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":me", s(record.reservation_id.as_str()))
-            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
-            .expression_attribute_values(":pending", s(ClaimStatus::PaymentPending.as_str()))
-            .build()
-            .map_err(|e| build_error(OP, e))?;
-        self.transact(OP, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(OP, record)?]).await
+        self.retire_claim("release hold", slot, record, &[ClaimStatus::Held, ClaimStatus::PaymentPending]).await
     }
 }
 
@@ -451,17 +464,7 @@ impl BookingStore for DynamoStore {
     }
 
     async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        const OP: &str = "cancel booking";
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
-            .condition_expression("reservation_id = :me AND #status = :confirmed")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":me", s(record.reservation_id.as_str()))
-            .expression_attribute_values(":confirmed", s(ClaimStatus::Confirmed.as_str()))
-            .build()
-            .map_err(|e| build_error(OP, e))?;
-        self.transact(OP, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(OP, record)?]).await
+        self.retire_claim("cancel booking", slot, record, &[ClaimStatus::Confirmed]).await
     }
 }
 
