@@ -345,9 +345,9 @@ fn found_event(collection: &Url, response: DavResponse) -> Option<FoundEvent> {
     Some(FoundEvent { reservation_id, event_ref, start })
 }
 
-/// A calendar-query for VEVENTs overlapping `[from, to)` (RFC 4791 §9.9),
-/// returning their calendar data.
-fn time_range_query(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+/// A calendar-query (RFC 4791 §7.8) returning the calendar data of the
+/// VEVENTs that match `vevent_filter`.
+fn calendar_query(vevent_filter: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?>
 <C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
@@ -355,32 +355,25 @@ fn time_range_query(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
   <C:filter>
     <C:comp-filter name="VCALENDAR">
       <C:comp-filter name="VEVENT">
-        <C:time-range start="{}" end="{}"/>
+        {vevent_filter}
       </C:comp-filter>
     </C:comp-filter>
   </C:filter>
-</C:calendar-query>"#,
-        ics::utc_datetime(from),
-        ics::utc_datetime(to)
+</C:calendar-query>"#
     )
 }
 
-/// A calendar-query for VEVENTs whose UID is `uid` (RFC 4791 §7.8.6).
+/// VEVENTs overlapping `[from, to)` (RFC 4791 §9.9).
+fn time_range_query(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    calendar_query(&format!(r#"<C:time-range start="{}" end="{}"/>"#, ics::utc_datetime(from), ics::utc_datetime(to)))
+}
+
+/// VEVENTs whose UID is `uid` (RFC 4791 §7.8.6).
 fn uid_query(uid: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
-  <D:prop><D:getetag/><C:calendar-data/></D:prop>
-  <C:filter>
-    <C:comp-filter name="VCALENDAR">
-      <C:comp-filter name="VEVENT">
-        <C:prop-filter name="UID"><C:text-match collation="i;octet">{}</C:text-match></C:prop-filter>
-      </C:comp-filter>
-    </C:comp-filter>
-  </C:filter>
-</C:calendar-query>"#,
+    calendar_query(&format!(
+        r#"<C:prop-filter name="UID"><C:text-match collation="i;octet">{}</C:text-match></C:prop-filter>"#,
         xml_escape(uid)
-    )
+    ))
 }
 
 fn xml_escape(s: &str) -> String {
