@@ -41,7 +41,16 @@ struct AvailabilityView<'a> {
 
 /// Handles `GET /v1/resources/{id}/slots`.
 pub async fn availability<S: ResourceStore + ClaimStore>(store: &S, req: Request) -> Response<Body> {
-    respond(run(store, &req, Utc::now()).await)
+    availability_at(store, req, Utc::now()).await
+}
+
+/// [`availability`] at a given instant (tests drive the clock).
+pub async fn availability_at<S: ResourceStore + ClaimStore>(
+    store: &S,
+    req: Request,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    respond(run(store, &req, now).await)
 }
 
 async fn run<S: ResourceStore + ClaimStore>(

@@ -36,7 +36,16 @@ pub async fn cancel<S: CancelStore, P: Payments, Q: CalendarQueue>(
     deps: CancelDeps<'_, S, P, Q>,
     req: Request,
 ) -> Response<Body> {
-    respond(run(&deps, &req, Utc::now()).await)
+    cancel_at(deps, req, Utc::now()).await
+}
+
+/// [`cancel`] at a given instant (tests drive the clock).
+pub async fn cancel_at<S: CancelStore, P: Payments, Q: CalendarQueue>(
+    deps: CancelDeps<'_, S, P, Q>,
+    req: Request,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    respond(run(&deps, &req, now).await)
 }
 
 fn bearer(req: &Request) -> Option<&str> {

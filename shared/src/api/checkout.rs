@@ -53,7 +53,18 @@ pub async fn checkout<S: CheckoutStore, P: Payments>(
     urls: &CheckoutUrls,
     req: Request,
 ) -> Response<Body> {
-    respond(run(store, payments, urls, &req, Utc::now()).await)
+    checkout_at(store, payments, urls, req, Utc::now()).await
+}
+
+/// [`checkout`] at a given instant (tests drive the clock).
+pub async fn checkout_at<S: CheckoutStore, P: Payments>(
+    store: &S,
+    payments: &P,
+    urls: &CheckoutUrls,
+    req: Request,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    respond(run(store, payments, urls, &req, now).await)
 }
 
 impl From<PaymentError> for Problem {

@@ -32,7 +32,16 @@ pub struct ReservationView {
 
 /// Handles `GET /v1/reservations/{id}`.
 pub async fn reservation_status<S: ClaimStore + ReservationHistory>(store: &S, req: Request) -> Response<Body> {
-    respond(run(store, &req, Utc::now()).await)
+    reservation_status_at(store, req, Utc::now()).await
+}
+
+/// [`reservation_status`] at a given instant (tests drive the clock).
+pub async fn reservation_status_at<S: ClaimStore + ReservationHistory>(
+    store: &S,
+    req: Request,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    respond(run(store, &req, now).await)
 }
 
 async fn run<S: ClaimStore + ReservationHistory>(

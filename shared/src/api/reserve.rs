@@ -51,7 +51,12 @@ pub struct HoldView {
 
 /// Handles `POST /v1/reservations`.
 pub async fn reserve<S: ReserveStore>(store: &S, req: Request) -> Response<Body> {
-    respond(run(store, &req, Utc::now()).await)
+    reserve_at(store, req, Utc::now()).await
+}
+
+/// [`reserve`] at a given instant (tests drive the clock).
+pub async fn reserve_at<S: ReserveStore>(store: &S, req: Request, now: DateTime<Utc>) -> Response<Body> {
+    respond(run(store, &req, now).await)
 }
 
 async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {

@@ -53,7 +53,17 @@ pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue>(
     deps: WebhookDeps<'_, S, P, Q>,
     req: Request,
 ) -> Response<Body> {
-    respond(run(&deps, &req, Utc::now()).await)
+    stripe_webhook_at(deps, req, Utc::now()).await
+}
+
+/// [`stripe_webhook`] at a given instant (tests drive the clock; the
+/// signature's 300 s tolerance is still checked against the real clock).
+pub async fn stripe_webhook_at<S: WebhookStore, P: Payments, Q: CalendarQueue>(
+    deps: WebhookDeps<'_, S, P, Q>,
+    req: Request,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    respond(run(&deps, &req, now).await)
 }
 
 impl From<QueueError> for Problem {
