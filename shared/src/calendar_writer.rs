@@ -3,7 +3,8 @@
 //!
 //! Per message: load the booking; skip a write if it is no longer confirmed;
 //! write the event (idempotent: the event id derives from the booking id);
-//! note where it lives on the booking. Transient failures (429, 5xx, timeouts)
+//! load the booking again and remove the event if it was cancelled meanwhile
+//! (a cancel racing a slow write); note where it lives on the booking. Transient failures (429, 5xx, timeouts)
 //! are retried with exponential backoff and full jitter while the invocation
 //! has time; a message that still fails is reported as a batch item failure
 //! (SQS partial batch response), so only it comes back. A permanent failure
@@ -193,6 +194,19 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
                 WriteOutcome::Created { event_ref } => (event_ref, "created"),
                 WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
             };
+            // The booking may have been cancelled while the write was in
+            // flight, and its delete job may have run before the write
+            // landed: look again, and take the event back off if so. (If a
+            // cancel starts after this read, its delete job runs after it and
+            // so after the write.)
+            let still = deps.store.get_claim(&slot).await?;
+            if !still.is_some_and(|c| c.reservation_id == job.reservation_id && c.status == ClaimStatus::Confirmed) {
+                with_retries(&deps.policy, deadline, || {
+                    deps.calendar.delete_event(&resource.calendar, &job.reservation_id)
+                })
+                .await?;
+                return Ok("undone_no_longer_confirmed");
+            }
             deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
             Ok(done)
         }

@@ -4,8 +4,8 @@
 //! implements them all against one DynamoDB table.
 
 use crate::domain::{
-    CalendarJob, CheckoutLink, CheckoutRequest, CheckoutSession, Claim, PaymentOutcome, ReservationId,
-    ReservationStatus, Resource, ResourceId, SlotKey,
+    CalendarJob, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim, PaymentOutcome,
+    ReservationId, ReservationStatus, Resource, ResourceId, SlotKey,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -129,27 +129,37 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// Claim transitions driven by checkout and payment. Every write is
-/// conditional on the claim's current owner and state, so running any of them
-/// twice, or racing two of them, cannot produce a second owner.
+/// conditional on the claim's current owner and state, and every session
+/// outcome is written at most once, so running any of them twice, or racing
+/// two of them, cannot produce a second owner or a second outcome.
 pub trait PaymentStore: Send + Sync {
-    /// Fixes the Checkout Session expiry of a live hold and extends the hold to
-    /// `hold_expires_at`: only if the hold is still `claim`'s, HELD, unexpired at
-    /// `now`, unchanged since `claim` was read, and has no session expiry yet.
-    /// `Ok(false)` when that condition failed.
+    /// Fixes the Checkout Session's parameters on a live hold and extends the
+    /// hold to `hold_expires_at`: only if the hold is still `claim`'s, HELD,
+    /// unexpired at `now`, unchanged since `claim` was read, and has no terms
+    /// yet. `Ok(false)` when that condition failed.
     fn start_checkout(
         &self,
         claim: &Claim,
-        session_expires_at: DateTime<Utc>,
+        terms: &CheckoutTerms,
         hold_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Stores the created Checkout Session on the reservation's claim.
+    /// Records the reservation's own Checkout Session (once; the same session
+    /// again is a no-op), then stores its link on the claim if the claim is
+    /// still the reservation's. `Ok(false)` if another session is already
+    /// recorded for the reservation.
     fn attach_checkout(
         &self,
         claim: &Claim,
+        record: &CheckoutRecord,
         link: &CheckoutLink,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The outcome already decided for a paid session, if any.
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The Checkout Session slotguard created for a reservation, if any.
+    fn checkout_record(
+        &self,
+        reservation_id: &ReservationId,
+    ) -> impl Future<Output = Result<Option<CheckoutRecord>, StoreError>> + Send;
+    /// The outcome already recorded for a session, if any.
     fn payment_outcome(
         &self,
         session_id: &str,
@@ -163,27 +173,55 @@ pub trait PaymentStore: Send + Sync {
         session_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records the session's outcome as REFUNDED if none is recorded. `Ok(false)` if one was.
+    /// Records the session's outcome as REFUNDED for `cause` if none is
+    /// recorded, or if the recorded one took no money (FAILED, EXPIRED: a
+    /// payment that shows up after that is returned, never honoured).
+    /// `Ok(false)` otherwise.
     fn decide_refund(
         &self,
         session_id: &str,
         reservation_id: &ReservationId,
+        cause: RefundCause,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Writes `pending` (status PAYMENT_PENDING, no TTL) if the slot is free or
-    /// held by this reservation. `Ok(false)` if it is not.
+    /// In one transaction: writes `pending` (status PAYMENT_PENDING, no TTL)
+    /// if the slot is free or held by this reservation, and only while
+    /// `session_id` has no recorded outcome. `Ok(false)` if either failed.
     fn hold_for_pending_payment(
         &self,
         pending: &Claim,
+        session_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// In one transaction: deletes the slot's claim if it is `record`'s
-    /// reservation's and HELD or PAYMENT_PENDING, and writes `record`.
-    /// `Ok(false)` if there was no such claim (nothing written).
+    /// In one transaction: records `outcome` (FAILED or EXPIRED) for the
+    /// session if none is recorded, deletes the slot's claim if it is
+    /// `record`'s reservation's and HELD or PAYMENT_PENDING, and writes
+    /// `record`. `Ok(false)` if either condition failed (nothing written).
     fn release(
         &self,
         slot: &SlotKey,
         record: &ReservationRecord,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// In one transaction: deletes the slot's claim if it is `record`'s
+    /// reservation's and HELD or PAYMENT_PENDING, and writes `record` (a paid
+    /// session of the reservation was refunded: its hold must not outlive it).
+    /// `Ok(false)` if there was no such claim (nothing written).
+    fn retire_hold(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records an unpaid `outcome` (FAILED or EXPIRED) for a session whose
+    /// reservation has no claim to release. `Ok(false)` if one was recorded.
+    fn record_unpaid_outcome(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
@@ -198,8 +236,16 @@ pub trait BookingStore: Send + Sync {
         event_ref: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records the intent to cancel: the claim goes from CONFIRMED to
+    /// CANCELLING if it is still this reservation's confirmed booking.
+    /// `Ok(false)` if it was not.
+    fn start_cancel(
+        &self,
+        slot: &SlotKey,
+        reservation_id: &ReservationId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// In one transaction: deletes the slot's claim if it is `record`'s
-    /// reservation's CONFIRMED booking, and writes `record` (status cancelled).
+    /// reservation's CANCELLING booking, and writes `record` (status cancelled).
     /// `Ok(false)` if there was no such booking (nothing written).
     fn cancel_booking(
         &self,
@@ -208,23 +254,31 @@ pub trait BookingStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Why a payment is refunded, recorded on the refund at Stripe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefundCause {
-    /// Paid after the slot went to someone else.
-    SlotTaken,
-    /// The confirmed booking was cancelled.
-    Cancelled,
+/// Something only a person can settle: a refund Stripe refused, a paid
+/// session with nothing to refund. Kept in the table (`slotguard attention`
+/// lists them) and counted by the `NeedsAttention` metric, whose alarm pages
+/// the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attention {
+    /// What the item is about, unique per problem (e.g. `refund-{session}`),
+    /// so raising it twice keeps one item.
+    pub reference: String,
+    /// `refund_rejected`, `paid_without_payment_intent`, ...
+    pub kind: String,
+    pub reservation_id: Option<ReservationId>,
+    pub detail: String,
+    pub raised_at: DateTime<Utc>,
 }
 
-impl RefundCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundCause::SlotTaken => "slot_taken",
-            RefundCause::Cancelled => "cancelled",
-        }
-    }
+/// The operator queue.
+pub trait AttentionStore: Send + Sync {
+    /// Records `attention` unless an item with its reference exists.
+    fn raise_attention(&self, attention: &Attention) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every open item, oldest first.
+    fn list_attention(&self) -> impl Future<Output = Result<Vec<Attention>, StoreError>> + Send;
 }
+
+pub use crate::domain::RefundCause;
 
 /// Why a payment provider call failed.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +289,10 @@ pub enum PaymentError {
     /// Refused the request: a bug or misconfiguration on our side (500).
     #[error("payment provider refused the request: {0}")]
     Rejected(String),
+    /// A refund found the payment already refunded in full (e.g. a retry after
+    /// Stripe forgot the idempotency key): the refund's goal is met.
+    #[error("the payment is already refunded")]
+    AlreadyRefunded,
 }
 
 /// The payment provider (Stripe). Every call is idempotent: it sends an

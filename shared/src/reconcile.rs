@@ -2,15 +2,17 @@
 //!
 //! For a window of slot starts and every resource with a calendar: a confirmed
 //! booking without its event is re-enqueued (the writer creates it); a
-//! slotguard event whose booking is not confirmed (cancelled, refunded, gone)
-//! is deleted; two events for one booking are reported. Events without
+//! slotguard event of this resource whose booking is not confirmed
+//! (cancelled, refunded, gone), looked up again right before the delete, is
+//! deleted; two events for one booking are reported. Events of other
+//! resources sharing the calendar are left to their own resource. Events without
 //! slotguard's marker are never looked at. Run by a schedule and by
 //! `slotguard reconcile`.
 
 use crate::calendar::{Calendar, FoundEvent};
 use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, ReservationId, rfc3339};
 use crate::metrics;
-use crate::ports::{CalendarQueue, ClaimStore, ResourceStore, StoreError};
+use crate::ports::{CalendarQueue, ClaimStore, QueueError, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,14 +85,15 @@ where
                 continue;
             }
         };
-        report.calendar_events += events.len();
         let mut by_booking: BTreeMap<ReservationId, Vec<FoundEvent>> = BTreeMap::new();
-        for event in events {
+        // Several resources may write to one calendar: only this resource's
+        // events are its to judge (the reservation id names its resource).
+        for event in events.into_iter().filter(|e| e.reservation_id.slot_key().resource_id == resource.id) {
             by_booking.entry(event.reservation_id.clone()).or_default().push(event);
         }
+        report.calendar_events += by_booking.values().map(Vec::len).sum::<usize>();
         for id in confirmed.iter().filter(|id| !by_booking.contains_key(*id)) {
-            let job = CalendarJob { action: CalendarAction::Write, reservation_id: id.clone() };
-            match queue.enqueue(&job).await {
+            match enqueue_write(queue, id).await {
                 Ok(()) => report.missing.push(id.clone()),
                 Err(e) => report.errors.push(format!("{id}: re-enqueue failed: {e}")),
             }
@@ -100,8 +103,9 @@ where
                 report.duplicates.push(id.clone());
             }
             if !confirmed.contains(id) {
-                match calendar.delete_event(&resource.calendar, id).await {
-                    Ok(_) => report.orphans_removed.push(id.clone()),
+                match remove_orphan(store, calendar, queue, &resource.calendar, id).await {
+                    Ok(true) => report.orphans_removed.push(id.clone()),
+                    Ok(false) => {}
                     Err(e) => report.errors.push(format!("{id}: removing the orphan event failed: {e}")),
                 }
             }
@@ -122,6 +126,36 @@ where
         "reconciled"
     );
     Ok(report)
+}
+
+async fn enqueue_write<Q: CalendarQueue>(queue: &Q, id: &ReservationId) -> Result<(), QueueError> {
+    queue.enqueue(&CalendarJob { action: CalendarAction::Write, reservation_id: id.clone() }).await
+}
+
+/// Removes the event of a booking read as not confirmed, unless it is
+/// confirmed by now (the bookings were read before the calendar was listed).
+/// A confirmation landing between that last look and the delete gets its
+/// write job queued again, so the end state is right either way. `Ok(true)`
+/// if the event was removed.
+async fn remove_orphan<S: ClaimStore, C: Calendar, Q: CalendarQueue>(
+    store: &S,
+    calendar: &C,
+    queue: &Q,
+    target: &CalendarTarget,
+    id: &ReservationId,
+) -> Result<bool, String> {
+    let confirmed = || async {
+        let claim = store.get_claim(&id.slot_key()).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(claim.is_some_and(|c| &c.reservation_id == id && c.status == ClaimStatus::Confirmed))
+    };
+    if confirmed().await? {
+        return Ok(false);
+    }
+    calendar.delete_event(target, id).await.map_err(|e| e.to_string())?;
+    if confirmed().await? {
+        enqueue_write(queue, id).await.map_err(|e| e.to_string())?;
+    }
+    Ok(true)
 }
 
 /// The UTC dates whose claim partitions can hold slots starting in `[from, to)`.

@@ -53,6 +53,9 @@ impl StripePayments {
 /// retry; other Stripe errors are our mistake.
 fn classify(err: StripeError) -> PaymentError {
     match err {
+        StripeError::Stripe(e, _) if e.code.as_ref().is_some_and(|c| c.as_str() == "charge_already_refunded") => {
+            PaymentError::AlreadyRefunded
+        }
         StripeError::Stripe(e, status) if matches!(status, 409 | 429) || status >= 500 => {
             PaymentError::Unavailable(format!("status {status}: {}", e.message.unwrap_or_default()))
         }
@@ -167,9 +170,23 @@ pub enum Delivery {
     /// A Checkout Session event slotguard acts on.
     Session(SessionEvent),
     /// A genuine event slotguard does not act on (another type, or a shape
-    /// this library version cannot read): acknowledge it so Stripe stops.
+    /// this library version cannot read of a type slotguard does not act
+    /// on): acknowledge it so Stripe stops.
     Ignored { event_id: Option<String>, reason: String },
+    /// A genuine Checkout Session event slotguard acts on, whose session it
+    /// cannot read even leniently. It must not be dropped (a paid customer
+    /// would get neither booking nor refund): answer 5xx so Stripe retries,
+    /// and alarm.
+    Unreadable { event_id: Option<String>, reason: String },
 }
+
+/// The event types slotguard subscribes to.
+pub const SESSION_EVENT_TYPES: [&str; 4] = [
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+];
 
 impl WebhookVerifier {
     pub fn new(secret: impl Into<String>) -> Self {
@@ -187,26 +204,85 @@ impl WebhookVerifier {
             Err(WebhookError::BadSignature) => Err(SignatureError::Mismatch),
             Err(WebhookError::BadTimestamp(_)) => Err(SignatureError::Stale),
             Err(WebhookError::BadHeader(_) | WebhookError::BadKey) => Err(SignatureError::Malformed),
-            // The signature checked out; only reading the event failed.
-            Err(WebhookError::BadParse(reason)) => {
-                let event_id = serde_json::from_str::<serde_json::Value>(payload)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(str::to_owned));
-                Ok(Delivery::Ignored { event_id, reason })
-            }
+            // The signature checked out; only reading the event failed (a
+            // field this client version does not know, a new enum value...).
+            Err(WebhookError::BadParse(reason)) => Ok(lenient_session_event(payload, reason)),
         }
     }
+}
+
+/// Reads a verified event the typed client could not parse, taking only the
+/// fields booking needs from the raw JSON.
+fn lenient_session_event(payload: &str, reason: String) -> Delivery {
+    let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Delivery::Unreadable { event_id: None, reason: format!("not JSON: {reason}") };
+    };
+    let event_id = event["id"].as_str().map(str::to_owned);
+    let type_ = event["type"].as_str().unwrap_or_default();
+    if !SESSION_EVENT_TYPES.contains(&type_) {
+        return Delivery::Ignored { event_id, reason };
+    }
+    let unreadable =
+        |why: &str| Delivery::Unreadable { event_id: event_id.clone(), reason: format!("{why} ({reason})") };
+    let Some(id) = event_id.clone() else { return unreadable("no event id") };
+    let session = &event["data"]["object"];
+    let Some(session_id) = session["id"].as_str().filter(|id| !id.is_empty()) else {
+        return unreadable("no session id");
+    };
+    let kind = match type_ {
+        "checkout.session.completed" => match session["payment_status"].as_str() {
+            Some("paid") => SessionEventKind::Completed { paid: true },
+            Some("unpaid") => SessionEventKind::Completed { paid: false },
+            Some("no_payment_required") => SessionEventKind::CompletedWithoutPayment,
+            _ => return unreadable("unknown payment_status"),
+        },
+        "checkout.session.async_payment_succeeded" => SessionEventKind::AsyncPaymentSucceeded,
+        "checkout.session.async_payment_failed" => SessionEventKind::AsyncPaymentFailed,
+        _ => SessionEventKind::Expired,
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let meta = |key: &str| text(&session["metadata"][key]);
+    let payment_intent = text(&session["payment_intent"]).or_else(|| text(&session["payment_intent"]["id"]));
+    let facts = SessionFacts {
+        session_id: session_id.to_owned(),
+        reservation_id: meta(metadata::RESERVATION_ID)
+            .or_else(|| text(&session["client_reference_id"]))
+            .and_then(|id| ReservationId::parse(&id)),
+        payment_intent,
+        customer: match (
+            meta(metadata::CUSTOMER_NAME),
+            text(&session["customer_details"]["email"]).or_else(|| text(&session["customer_email"])),
+        ) {
+            (Some(name), Some(email)) => Customer::parse(&name, &email).ok(),
+            _ => None,
+        },
+        slot_end: meta(metadata::SLOT_END)
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        amount: session["amount_total"].as_i64(),
+        currency: text(&session["currency"]),
+    };
+    tracing::warn!(event_id = %id, %reason, "session event read leniently");
+    Delivery::Session(SessionEvent { event_id: id, kind, session: facts })
 }
 
 fn session_event(event: stripe_webhook::Event) -> Delivery {
     let event_id = event.id.to_string();
     let (kind, session) = match event.data.object {
         EventObject::CheckoutSessionCompleted(s) => {
-            let paid = matches!(
-                s.payment_status,
-                CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired
-            );
-            (SessionEventKind::Completed { paid }, s)
+            let kind = match s.payment_status {
+                CheckoutSessionPaymentStatus::Paid => SessionEventKind::Completed { paid: true },
+                CheckoutSessionPaymentStatus::Unpaid => SessionEventKind::Completed { paid: false },
+                CheckoutSessionPaymentStatus::NoPaymentRequired => SessionEventKind::CompletedWithoutPayment,
+                // A status this client version does not know: read the raw event instead.
+                _ => {
+                    return Delivery::Unreadable {
+                        event_id: Some(event_id),
+                        reason: format!("unknown payment_status {:?}", s.payment_status),
+                    };
+                }
+            };
+            (kind, s)
         }
         EventObject::CheckoutSessionAsyncPaymentSucceeded(s) => (SessionEventKind::AsyncPaymentSucceeded, s),
         EventObject::CheckoutSessionAsyncPaymentFailed(s) => (SessionEventKind::AsyncPaymentFailed, s),

@@ -68,10 +68,11 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
         currency: "eur".into(),
         expires_at: Some(Utc::now() - Duration::minutes(1)),
         created_at: Utc::now() - Duration::minutes(31),
-        session_expires_at: None,
+        checkout_terms: None,
         checkout: None,
         payment_intent: None,
         cancel_token: None,
+        request_ref: None,
     };
     assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), HoldOutcome::Placed { .. }));
     id

@@ -10,6 +10,7 @@
 mod bad_input;
 mod calendar_adapters;
 mod calendar_flow;
+mod event_orders;
 mod fakes;
 mod helpers;
 mod holds;

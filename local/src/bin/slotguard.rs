@@ -4,6 +4,7 @@
 //! slotguard dlq list                  what sits in the calendar dead-letter queue, and why
 //! slotguard dlq redrive               move it back to the calendar queue
 //! slotguard reconcile [FROM [TO]]     compare bookings with calendars (RFC 3339; default: a day ago .. 30 days ahead)
+//! slotguard attention                 payment problems only a person can settle (refunds Stripe refused, ...)
 //! slotguard sign-event FILE SECRET    wrap a Stripe event file in an API Gateway event, signed now
 //! slotguard setup [--demo]            local stack only: create the table and queues (and the demo resource)
 //! ```
@@ -21,12 +22,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 use slotguard::config;
+use slotguard::ports::AttentionStore;
 use slotguard::sqs::{Redrive, list_dead_letters, redrive};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: slotguard dlq list | dlq redrive | reconcile [FROM [TO]] | sign-event FILE SECRET | setup [--demo]"
+        "usage: slotguard dlq list | dlq redrive | reconcile [FROM [TO]] | attention | sign-event FILE SECRET | setup [--demo]"
     );
     ExitCode::from(2)
 }
@@ -109,6 +111,23 @@ async fn main_result(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+            Ok(())
+        }
+        ["attention"] => {
+            let store = config::store(&aws).map_err(|e| e.to_string())?;
+            let open = store.list_attention().await.map_err(|e| e.to_string())?;
+            for item in &open {
+                let reservation = item.reservation_id.as_ref().map(|r| r.as_str()).unwrap_or("-");
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    slotguard::domain::rfc3339(item.raised_at),
+                    item.kind,
+                    item.reference,
+                    reservation,
+                    item.detail
+                );
+            }
+            eprintln!("{} item(s) need attention", open.len());
             Ok(())
         }
         ["setup", rest @ ..] if rest.is_empty() || rest == ["--demo"] => {

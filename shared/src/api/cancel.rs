@@ -1,18 +1,23 @@
 //! `POST /v1/bookings/{id}/cancel`: cancel a confirmed booking.
 //!
 //! Authorised by `Authorization: Bearer {cancel_token}` (the token the
-//! reservation status shows once confirmed) or by the admin. Refunds the
-//! payment in full (idempotency key `cancel-{reservation_id}`), then in one
-//! transaction frees the slot and records the reservation as cancelled, then
-//! queues the removal of the calendar event. Each step is safe to repeat, so a
-//! retry after any failure finishes the job; cancelling twice answers `200`
-//! with no second refund.
+//! reservation status shows once confirmed) or by the admin. First records the
+//! intent (the booking becomes CANCELLING: still holding its slot, never again
+//! confirmable), then refunds the payment in full (idempotency key
+//! `cancel-{reservation_id}`; a payment Stripe reports already refunded counts
+//! as done), then in one transaction frees the slot and records the
+//! reservation as cancelled, then queues the removal of the calendar event.
+//! Each step is safe to repeat, so a retry after any failure finishes the
+//! job; cancelling twice answers `200` with no second refund. A refund Stripe
+//! refuses is a `502` and goes to the operator queue; the booking stays
+//! `cancelling`.
 
 use super::put_resource::{AdminAuth, same_secret};
 use super::{Problem, json_response, reservation_id_param, respond};
 use crate::domain::{CalendarAction, CalendarJob, Claim, ClaimStatus, ReservationId, ReservationStatus};
 use crate::ports::{
-    BookingStore, CalendarQueue, ClaimStore, Payments, RefundCause, ReservationHistory, ReservationRecord,
+    AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, RefundCause, ReservationHistory,
+    ReservationRecord,
 };
 use chrono::{DateTime, Utc};
 use lambda_http::http::{StatusCode, header};
@@ -20,8 +25,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 /// What cancel needs from storage.
-pub trait CancelStore: ClaimStore + BookingStore + ReservationHistory {}
-impl<T: ClaimStore + BookingStore + ReservationHistory> CancelStore for T {}
+pub trait CancelStore: ClaimStore + BookingStore + ReservationHistory + AttentionStore {}
+impl<T: ClaimStore + BookingStore + ReservationHistory + AttentionStore> CancelStore for T {}
 
 /// Everything the cancel handler talks to.
 pub struct CancelDeps<'a, S, P, Q> {
@@ -62,7 +67,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     let claim = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
 
     let booking = match claim {
-        Some(claim) if claim.status == ClaimStatus::Confirmed => claim,
+        Some(claim) if matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) => claim,
         Some(claim) => {
             return Err(not_cancellable(claim.reservation_status(now)));
         }
@@ -78,17 +83,40 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     };
     authorize(deps.admin, req, &booking)?;
 
-    let Some(payment_intent) = &booking.payment_intent else {
-        tracing::error!(reservation_id = %id, "confirmed booking without a payment intent");
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal error",
-            "this booking has no payment to refund",
-        ));
+    // The intent first: from here on a retry, whatever failed, finishes the
+    // cancellation, and the booking can never be both refunded and confirmed.
+    if booking.status == ClaimStatus::Confirmed && !deps.store.start_cancel(&booking.slot, &id).await? {
+        // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
+        let current = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
+        if !current.is_some_and(|c| c.status == ClaimStatus::Cancelling) {
+            return Err(Problem {
+                retry_after: Some(1),
+                ..Problem::new(
+                    StatusCode::CONFLICT,
+                    "request_in_progress",
+                    "Request in progress",
+                    "this booking was cancelled concurrently; retry to see the result",
+                )
+            });
+        }
+    }
+    let refund_id = match &booking.payment_intent {
+        Some(payment_intent) => {
+            let key = format!("cancel-{id}");
+            match deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled).await {
+                Ok(refund_id) => Some(refund_id),
+                // Refunded by an earlier attempt whose key Stripe has forgotten.
+                Err(PaymentError::AlreadyRefunded) => None,
+                Err(PaymentError::Rejected(message)) => {
+                    super::stripe_webhook::raise(deps.store, &key, "refund_rejected", &id, &message, now).await?;
+                    return Err(PaymentError::Rejected(message).into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Nothing was charged (never for bookings slotguard confirmed): nothing to refund.
+        None => None,
     };
-    let key = format!("cancel-{id}");
-    let refund_id = deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled).await?;
     let record = ReservationRecord {
         reservation_id: id.clone(),
         end: booking.end,
@@ -102,8 +130,8 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         tracing::info!(reservation_id = %id, "booking cancelled concurrently");
     }
     enqueue_removal(deps, &id).await?;
-    tracing::info!(reservation_id = %id, %refund_id, "booking cancelled");
-    Ok(answer(&id, Some(&refund_id)))
+    tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), "booking cancelled");
+    Ok(answer(&id, refund_id.as_deref()))
 }
 
 fn authorize(admin: &AdminAuth, req: &Request, booking: &Claim) -> Result<(), Problem> {

@@ -1,16 +1,21 @@
 //! `POST /v1/reservations/{id}/checkout`: the Stripe Checkout Session of a hold.
 //!
 //! Optional body `{"success_url", "cancel_url"}` (defaults from configuration).
-//! The first call fixes the session's expiry on the hold (extending the hold so
-//! it outlives the session; Stripe wants 30 min – 24 h), creates the session
-//! with idempotency key `checkout-{reservation_id}` and stores it on the hold:
-//! `201`. Later calls return the same session: `200`. If Stripe is down the
-//! answer is `503`, the hold stays, and a retry sends Stripe the very same
+//! The first call fixes the session's parameters on the hold (its expiry,
+//! extending the hold so it outlives the session, Stripe wants 30 min – 24 h;
+//! and its return URLs), then creates the session with idempotency key
+//! `checkout-{reservation_id}`, records it as the reservation's own session
+//! and stores it on the hold: `201`. Later calls return the same session:
+//! `200`; a later call asking for other URLs is `409 checkout_urls_differ`
+//! (omitting them is fine). If Stripe is down the answer is `503`, the hold
+//! stays, and a retry, or a concurrent call, sends Stripe the very same
 //! request under the same key.
 
 use super::{Problem, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::session_window;
-use crate::domain::{CheckoutLink, CheckoutRequest, Claim, ReservationId, ReservationStatus, rfc3339};
+use crate::domain::{
+    CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339,
+};
 use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
@@ -82,7 +87,7 @@ impl From<PaymentError> for Problem {
                     )
                 }
             }
-            PaymentError::Rejected(_) => {
+            PaymentError::Rejected(_) | PaymentError::AlreadyRefunded => {
                 tracing::error!(error = %err, "payment provider refused a request");
                 Problem::new(
                     StatusCode::BAD_GATEWAY,
@@ -95,8 +100,7 @@ impl From<PaymentError> for Problem {
     }
 }
 
-fn checked_url(name: &str, value: Option<String>, default: &str) -> Result<String, Problem> {
-    let url = value.unwrap_or_else(|| default.to_owned());
+fn checked_url(name: &str, url: String) -> Result<String, Problem> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -113,25 +117,43 @@ async fn run<S: CheckoutStore, P: Payments>(
     let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
     let body: CheckoutBody =
         if req.body().as_ref().iter().all(u8::is_ascii_whitespace) { CheckoutBody::default() } else { json_body(req)? };
-    let success_url =
-        checked_url("success_url", body.success_url, &urls.success_url)?.replace("{RESERVATION_ID}", id.as_str());
-    let cancel_url =
-        checked_url("cancel_url", body.cancel_url, &urls.cancel_url)?.replace("{RESERVATION_ID}", id.as_str());
+    let fill = |url: String| url.replace("{RESERVATION_ID}", id.as_str());
+    let success_url = body.success_url.map(|u| checked_url("success_url", u)).transpose()?.map(fill);
+    let cancel_url = body.cancel_url.map(|u| checked_url("cancel_url", u)).transpose()?.map(fill);
 
-    // Two rounds: a concurrent call may fix the session expiry between our read and write.
+    // Two rounds: a concurrent call may fix the session's terms between our read and write.
     for _ in 0..2 {
         let claim = live_hold(store, &id, now).await?;
-        if let Some(link) = &claim.checkout {
-            return Ok(json_response(StatusCode::OK, &view(&claim, link)));
-        }
-        let session_expires_at = match claim.session_expires_at {
-            Some(t) => t,
+        let terms = match &claim.checkout_terms {
+            Some(terms) => {
+                // Fixed by an earlier call: every call sends Stripe these, so
+                // a request asking for other URLs cannot be honoured.
+                let differs = |asked: &Option<String>, fixed: &str| asked.as_deref().is_some_and(|a| a != fixed);
+                if differs(&success_url, &terms.success_url) || differs(&cancel_url, &terms.cancel_url) {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "checkout_urls_differ",
+                        "Checkout URLs differ",
+                        "this reservation's checkout was started with other success_url/cancel_url; \
+                         send the same URLs, or none",
+                    ));
+                }
+                if let Some(link) = &claim.checkout {
+                    return Ok(json_response(StatusCode::OK, &view(&claim, link)));
+                }
+                terms.clone()
+            }
             None => {
-                let (session, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
-                if !store.start_checkout(&claim, session, hold, now).await? {
+                let (session_expires_at, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
+                let terms = CheckoutTerms {
+                    expires_at: session_expires_at,
+                    success_url: success_url.clone().unwrap_or_else(|| fill(urls.success_url.clone())),
+                    cancel_url: cancel_url.clone().unwrap_or_else(|| fill(urls.cancel_url.clone())),
+                };
+                if !store.start_checkout(&claim, &terms, hold, now).await? {
                     continue;
                 }
-                session
+                terms
             }
         };
         let product_name = store
@@ -147,16 +169,31 @@ async fn run<S: CheckoutStore, P: Payments>(
             amount: claim.amount,
             currency: claim.currency.clone(),
             customer: claim.customer.clone(),
-            expires_at: session_expires_at,
-            success_url: success_url.clone(),
-            cancel_url: cancel_url.clone(),
+            expires_at: terms.expires_at,
+            success_url: terms.success_url.clone(),
+            cancel_url: terms.cancel_url.clone(),
         };
         let session = payments.create_checkout_session(&request).await?;
         let link = CheckoutLink { session_id: session.id, url: session.url };
-        store.attach_checkout(&claim, &link).await?;
+        let record = CheckoutRecord {
+            reservation_id: id.clone(),
+            session_id: link.session_id.clone(),
+            amount: claim.amount,
+            currency: claim.currency.clone(),
+            end: claim.end,
+            customer: claim.customer.clone(),
+        };
+        if !store.attach_checkout(&claim, &record, &link).await? {
+            tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "Request in progress",
+                "another checkout for this reservation was set up; retry to get it",
+            ));
+        }
         tracing::info!(reservation_id = %id, session_id = %link.session_id, "checkout session created");
-        let mut claim = claim;
-        claim.session_expires_at = Some(session_expires_at);
+        let claim = Claim { checkout_terms: Some(terms), ..claim };
         return Ok(json_response(StatusCode::CREATED, &view(&claim, &link)));
     }
     Err(Problem::new(
@@ -172,7 +209,7 @@ fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
         reservation_id: claim.reservation_id.clone(),
         session_id: link.session_id.clone(),
         checkout_url: link.url.clone(),
-        expires_at: claim.session_expires_at.map(rfc3339),
+        expires_at: claim.checkout_terms.as_ref().map(|t| rfc3339(t.expires_at)),
     }
 }
 
@@ -196,6 +233,7 @@ async fn live_hold<S: CheckoutStore>(store: &S, id: &ReservationId, now: DateTim
         )),
         ReservationStatus::PaymentPending
         | ReservationStatus::Confirmed
+        | ReservationStatus::Cancelling
         | ReservationStatus::Refunded
         | ReservationStatus::Cancelled => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -211,11 +249,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_default_and_are_checked() {
-        assert_eq!(checked_url("u", None, "https://d/").unwrap(), "https://d/");
-        assert_eq!(checked_url("u", Some("http://x/ok".into()), "https://d/").unwrap(), "http://x/ok");
+    fn urls_are_checked() {
+        assert_eq!(checked_url("u", "http://x/ok".into()).unwrap(), "http://x/ok");
         for bad in ["javascript:alert(1)", "ftp://x", "https://a b", ""] {
-            assert_eq!(checked_url("u", Some(bad.into()), "https://d/").unwrap_err().status, 422, "{bad}");
+            assert_eq!(checked_url("u", bad.into()).unwrap_err().status, 422, "{bad}");
         }
     }
 }

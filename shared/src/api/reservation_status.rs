@@ -63,7 +63,9 @@ async fn run<S: ClaimStore + ReservationHistory>(
             expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
             amount: claim.amount,
             currency: claim.currency,
-            cancel_token: claim.cancel_token.filter(|_| status == ReservationStatus::Confirmed),
+            cancel_token: claim
+                .cancel_token
+                .filter(|_| matches!(status, ReservationStatus::Confirmed | ReservationStatus::Cancelling)),
         };
         return Ok(json_response(StatusCode::OK, &view));
     }

@@ -64,10 +64,19 @@ async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> R
     let payload: serde_json::Value = json_body(req)?;
     let body: ReserveRequest = serde_json::from_value(payload.clone())
         .map_err(|e| Problem::bad_request("invalid_field", format!("the body is not valid: {e}")))?;
-    idempotency::run_once(store, "reserve", key, &payload, now, || hold(store, body, now)).await
+    // Marks the hold with its request, so a retry of the same request after a
+    // crash (its key's record lost or released) gets this hold back.
+    let request_ref =
+        key.as_ref().map(|k| idempotency::payload_hash(&serde_json::json!({ "key": k, "body": payload })));
+    idempotency::run_once(store, "reserve", key, &payload, now, || hold(store, body, request_ref, now)).await
 }
 
-async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
+async fn hold<S: ReserveStore>(
+    store: &S,
+    body: ReserveRequest,
+    request_ref: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
     let resource_id = ResourceId::parse(&body.resource_id)
         .map_err(|e| Problem::unprocessable("invalid_field", format!("resource_id: {e}")))?;
     let start = DateTime::parse_from_rfc3339(&body.start)
@@ -103,10 +112,11 @@ async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Ut
         currency: resource.price.currency.clone(),
         expires_at: Some(now + Duration::minutes(i64::from(resource.hold_minutes))),
         created_at: now,
-        session_expires_at: None,
+        checkout_terms: None,
         checkout: None,
         payment_intent: None,
         cancel_token: Some(new_cancel_token()),
+        request_ref,
     };
     match store.place_hold(&claim, now).await? {
         HoldOutcome::Placed { replaced } => {
@@ -114,31 +124,42 @@ async fn hold<S: ReserveStore>(store: &S, body: ReserveRequest, now: DateTime<Ut
                 keep_record_of_expired(store, &old, now).await;
             }
             tracing::info!(reservation_id = %claim.reservation_id, slot = %claim.slot, "slot held");
-            let view = HoldView {
-                reservation_id: claim.reservation_id.clone(),
-                resource_id: claim.slot.resource_id.clone(),
-                start: rfc3339(claim.slot.start),
-                end: rfc3339(claim.end),
-                status: ReservationStatus::Held,
-                expires_at: rfc3339(claim.expires_at.expect("a hold expires")),
-                amount: claim.amount,
-                currency: claim.currency.clone(),
-            };
-            let mut response = json_response(StatusCode::CREATED, &view);
-            let location = format!("/v1/reservations/{}", claim.reservation_id);
-            response.headers_mut().insert(header::LOCATION, location.parse().expect("ids are URL-safe"));
-            Ok(response)
+            Ok(created(&claim, now))
+        }
+        HoldOutcome::Taken { by } if by.request_ref.is_some() && by.request_ref == claim.request_ref => {
+            tracing::info!(reservation_id = %by.reservation_id, "the same request's hold, placed by an earlier attempt");
+            Ok(created(&by, now))
         }
         HoldOutcome::Taken { by } => {
             tracing::info!(slot = %claim.slot, "slot taken");
             crate::metrics::count("ReservationConflicts", &[]);
             let detail = match by.status {
                 ClaimStatus::Held => "this slot is held by another customer; try another slot".to_owned(),
-                ClaimStatus::PaymentPending | ClaimStatus::Confirmed => "this slot is already booked".to_owned(),
+                ClaimStatus::PaymentPending | ClaimStatus::Confirmed | ClaimStatus::Cancelling => {
+                    "this slot is already booked".to_owned()
+                }
             };
             Err(Problem::new(StatusCode::CONFLICT, "slot_taken", "Slot taken", detail))
         }
     }
+}
+
+/// The `201` for a hold (also what an idempotent replay returns).
+fn created(claim: &Claim, now: DateTime<Utc>) -> Response<Body> {
+    let view = HoldView {
+        reservation_id: claim.reservation_id.clone(),
+        resource_id: claim.slot.resource_id.clone(),
+        start: rfc3339(claim.slot.start),
+        end: rfc3339(claim.end),
+        status: claim.reservation_status(now),
+        expires_at: claim.expires_at.map(rfc3339).unwrap_or_default(),
+        amount: claim.amount,
+        currency: claim.currency.clone(),
+    };
+    let mut response = json_response(StatusCode::CREATED, &view);
+    let location = format!("/v1/reservations/{}", claim.reservation_id);
+    response.headers_mut().insert(header::LOCATION, location.parse().expect("ids are URL-safe"));
+    response
 }
 
 /// Keeps an overwritten, expired hold readable at its status route. Best

@@ -5,26 +5,39 @@
 //! (Powertools-style idempotency record; a concurrent redelivery gets `409` and
 //! Stripe tries again later), and every step is also safe to repeat on its own:
 //!
-//! - `completed` + `paid`, `async_payment_succeeded`: the session gets exactly
-//!   one outcome, recorded in the same transaction that confirms the claim.
-//!   If the slot is free or still this reservation's, the claim becomes
-//!   CONFIRMED without TTL and a calendar job is queued (a failed send is a 503,
-//!   so Stripe redelivers). If someone else holds or owns the slot, the outcome
-//!   is REFUNDED and the payment is refunded with key `refund-{session}`.
-//! - `completed` + `unpaid` (delayed payment methods): the slot is kept, without
-//!   TTL, until the async result arrives.
-//! - `expired`, `async_payment_failed`: the hold is released, only if it is
-//!   still this reservation's and not confirmed.
-//! - Anything else, including events this library version cannot read: `200`, ignored.
+//! Every session gets one final outcome (`PAYMENT#{session}`), written once,
+//! whatever order Stripe delivers its events in:
+//!
+//! - A session settles a reservation only if it is the one slotguard created
+//!   for it (recorded at checkout), for the expected amount and currency.
+//! - `completed` + `paid`, `async_payment_succeeded`: if the session is the
+//!   reservation's own, the slot has not started, and the slot is free or
+//!   still this reservation's, the outcome CONFIRMED is recorded in the same
+//!   transaction that confirms the claim (CONFIRMED, no TTL), and a calendar
+//!   job is queued (a failed send is a 503, so Stripe redelivers). Otherwise
+//!   (someone else has the slot, the slot started, another session naming the
+//!   reservation, or the session was already recorded failed or expired) the
+//!   outcome is REFUNDED with its cause, and the payment is refunded with key
+//!   `refund-{session}`. A refund Stripe refuses goes to the operator queue.
+//! - `completed` + `unpaid` (delayed payment methods): the reservation's own
+//!   session keeps the slot, without TTL, until the async result arrives, but
+//!   only while the session has no outcome (one transaction).
+//! - `expired`, `async_payment_failed`: the outcome FAILED or EXPIRED is
+//!   recorded and, for the reservation's own session, its hold released, in
+//!   one transaction; a later `completed` + `unpaid` then keeps nothing.
+//! - `completed` + `no_payment_required`: nothing was charged; ignored.
+//! - Another event type: `200`, ignored. A Checkout Session event the typed
+//!   client cannot read is read leniently from the signed JSON; if even that
+//!   fails, `503` (Stripe retries) and the `UnreadableSessionEvents` alarm.
 
 use super::{Problem, idempotency, json_response, respond};
 use crate::domain::{
-    CalendarAction, CalendarJob, Claim, ClaimStatus, PaymentOutcome, ReservationId, ReservationStatus, SessionEvent,
-    SessionEventKind, SessionFacts,
+    CalendarAction, CalendarJob, CheckoutRecord, Claim, ClaimStatus, PaymentOutcome, ReservationId, ReservationStatus,
+    SessionEvent, SessionEventKind, SessionFacts,
 };
 use crate::ports::{
-    CalendarQueue, ClaimStore, IdempotencyStore, PaymentStore, Payments, QueueError, RefundCause, ReservationHistory,
-    ReservationRecord,
+    Attention, AttentionStore, CalendarQueue, ClaimStore, IdempotencyStore, PaymentError, PaymentStore, Payments,
+    QueueError, RefundCause, ReservationHistory, ReservationRecord,
 };
 use crate::stripe::{Delivery, WebhookVerifier};
 use chrono::{DateTime, Utc};
@@ -37,8 +50,8 @@ use tracing::Instrument;
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
 /// What the webhook handler needs from storage.
-pub trait WebhookStore: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore {}
-impl<T: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore> WebhookStore for T {}
+pub trait WebhookStore: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore + AttentionStore {}
+impl<T: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore + AttentionStore> WebhookStore for T {}
 
 /// Everything the webhook handler talks to.
 pub struct WebhookDeps<'a, S, P, Q> {
@@ -96,6 +109,19 @@ async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue>(
             tracing::info!(event_id = event_id.as_deref().unwrap_or("?"), %reason, "webhook event ignored");
             return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": reason })));
         }
+        Delivery::Unreadable { event_id, reason } => {
+            tracing::error!(event_id = event_id.as_deref().unwrap_or("?"), %reason, "checkout session event unreadable");
+            crate::metrics::count("UnreadableSessionEvents", &[]);
+            return Err(Problem {
+                retry_after: Some(60),
+                ..Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unreadable_event",
+                    "Unreadable event",
+                    "this Checkout Session event could not be read; it is kept for retry",
+                )
+            });
+        }
         Delivery::Session(event) => event,
     };
     let key = Some(event.event_id.clone());
@@ -112,18 +138,21 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue>(
         tracing::info!(event_id = %event.event_id, "session not created by slotguard; ignored");
         return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": "not a slotguard session" })));
     };
-    let span = tracing::info_span!("stripe_event", event_id = %event.event_id, %reservation_id);
+    let span = tracing::info_span!("stripe_event", event_id = %event.event_id, %reservation_id, session_id = %event.session.session_id);
     let outcome = async {
+        let paid =
+            matches!(event.kind, SessionEventKind::Completed { paid: true } | SessionEventKind::AsyncPaymentSucceeded);
+        let own = deps.store.checkout_record(&reservation_id).await?.filter(|r| r.is_own(&event.session, paid));
+        let session = Session { reservation_id: &reservation_id, facts: &event.session, own: own.as_ref() };
         match event.kind {
             SessionEventKind::Completed { paid: true } | SessionEventKind::AsyncPaymentSucceeded => {
-                settle_paid(deps, &reservation_id, &event.session, now).await
+                settle_paid(deps, &session, now).await
             }
-            SessionEventKind::Completed { paid: false } => {
-                keep_for_pending_payment(deps.store, &reservation_id, &event.session, now).await
-            }
-            SessionEventKind::AsyncPaymentFailed | SessionEventKind::Expired => {
-                release(deps.store, &reservation_id, &event.session, now).await
-            }
+            SessionEventKind::Completed { paid: false } => keep_for_pending_payment(deps.store, &session, now).await,
+            // Nothing was charged: nothing is bought; the hold lapses on its own.
+            SessionEventKind::CompletedWithoutPayment => Ok("ignored_no_payment"),
+            SessionEventKind::AsyncPaymentFailed => release(deps.store, &session, PaymentOutcome::Failed, now).await,
+            SessionEventKind::Expired => release(deps.store, &session, PaymentOutcome::Expired, now).await,
         }
     }
     .instrument(span)
@@ -132,39 +161,49 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue>(
     Ok(json_response(StatusCode::OK, &json!({ "received": true, "outcome": outcome })))
 }
 
+/// A session event's reservation, facts, and the reservation's own checkout
+/// record if (and only if) this session is the one slotguard created for it.
+struct Session<'a> {
+    reservation_id: &'a ReservationId,
+    facts: &'a SessionFacts,
+    own: Option<&'a CheckoutRecord>,
+}
+
 /// The claim this reservation would own once paid: its current claim if it
-/// still has one, else rebuilt from the session's metadata.
+/// still has one, else rebuilt from its checkout record.
 fn claim_for(
     reservation_id: &ReservationId,
     current: Option<Claim>,
+    own: &CheckoutRecord,
     facts: &SessionFacts,
     status: ClaimStatus,
     now: DateTime<Utc>,
-) -> Option<Claim> {
+) -> Claim {
     let base = match current.filter(|c| &c.reservation_id == reservation_id) {
         Some(claim) => claim,
         None => Claim {
             slot: reservation_id.slot_key(),
-            end: facts.slot_end?,
+            end: own.end,
             reservation_id: reservation_id.clone(),
             status,
-            customer: facts.customer.clone()?,
-            amount: facts.amount?,
-            currency: facts.currency.clone()?,
+            customer: own.customer.clone(),
+            amount: own.amount,
+            currency: own.currency.clone(),
             expires_at: None,
             created_at: now,
-            session_expires_at: None,
+            checkout_terms: None,
             checkout: None,
             payment_intent: None,
             cancel_token: Some(crate::domain::new_cancel_token()),
+            request_ref: None,
         },
     };
-    Some(Claim {
+    Claim {
         status,
         expires_at: None,
         payment_intent: facts.payment_intent.clone().or(base.payment_intent.clone()),
         ..base
-    })
+    }
 }
 
 /// Gives a paid session its one outcome, then carries it out. Every round
@@ -172,71 +211,119 @@ fn claim_for(
 /// or a crash between steps all end the same way.
 async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
     deps: &WebhookDeps<'_, S, P, Q>,
-    reservation_id: &ReservationId,
-    facts: &SessionFacts,
+    session: &Session<'_>,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Problem> {
     let store = deps.store;
+    let (reservation_id, facts) = (session.reservation_id, session.facts);
     for _ in 0..4 {
-        match store.payment_outcome(&facts.session_id).await? {
+        let recorded = store.payment_outcome(&facts.session_id).await?;
+        let cause = match recorded {
             Some(PaymentOutcome::Confirmed) => {
                 let job = CalendarJob { action: CalendarAction::Write, reservation_id: reservation_id.clone() };
                 deps.calendar.enqueue(&job).await?;
                 return Ok("confirmed");
             }
-            Some(PaymentOutcome::Refunded) => {
-                refund(deps, reservation_id, facts, now).await?;
-                return Ok("refunded");
-            }
-            None => {
-                let current = store.get_claim(&reservation_id.slot_key()).await?;
-                let free_or_mine =
-                    current.as_ref().is_none_or(|c| &c.reservation_id == reservation_id || !c.is_live(now));
-                let confirmed = claim_for(reservation_id, current, facts, ClaimStatus::Confirmed, now);
-                match confirmed {
-                    Some(confirmed) if free_or_mine => {
+            Some(PaymentOutcome::Refunded(cause)) => return refund(deps, session, cause, now).await,
+            // The session was recorded failed or expired, and now says paid:
+            // never resurrect the claim; return the money.
+            Some(PaymentOutcome::Failed | PaymentOutcome::Expired) => RefundCause::AfterOutcome,
+            None => match session.own {
+                None => RefundCause::NotOwnSession,
+                Some(_) if now >= reservation_id.slot_key().start => RefundCause::TooLate,
+                Some(own) => {
+                    let current = store.get_claim(&reservation_id.slot_key()).await?;
+                    if current.as_ref().is_some_and(|c| &c.reservation_id != reservation_id && c.is_live(now)) {
+                        RefundCause::SlotTaken
+                    } else {
+                        let confirmed = claim_for(reservation_id, current, own, facts, ClaimStatus::Confirmed, now);
                         if store.confirm_paid(&confirmed, &facts.session_id, now).await? {
                             tracing::info!(slot = %confirmed.slot, "booking confirmed");
                         }
-                    }
-                    // Someone else has the slot, or (never for sessions slotguard
-                    // made) the booking cannot be rebuilt: the money goes back.
-                    _ => {
-                        if store.decide_refund(&facts.session_id, reservation_id, now).await? {
-                            tracing::warn!(session_id = %facts.session_id, "paid after the slot was taken: refunding");
-                            crate::metrics::count("GhostPaymentRefunds", &[]);
-                        }
+                        continue;
                     }
                 }
-            }
+            },
+        };
+        if store.decide_refund(&facts.session_id, reservation_id, cause, now).await? {
+            tracing::warn!(cause = cause.as_str(), "paid session cannot buy the booking: refunding");
+            let metric = match cause {
+                RefundCause::SlotTaken => "GhostPaymentRefunds",
+                RefundCause::NotOwnSession => "ForeignPaymentRefunds",
+                _ => "LatePaymentRefunds",
+            };
+            crate::metrics::count(metric, &[]);
         }
     }
     Err(Problem {
         retry_after: Some(1),
-        ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "conflict", "Conflict", "concurrent updates; retry")
+        ..Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "concurrent_update",
+            "Concurrent update",
+            "concurrent updates; retry",
+        )
     })
 }
 
+/// Refunds a paid session whose outcome is REFUNDED, under key
+/// `refund-{session}`: one refund per session, however often this runs.
+/// A refund Stripe refuses goes to the operator queue and the event is
+/// acknowledged: retrying would not change Stripe's mind.
 async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue>(
     deps: &WebhookDeps<'_, S, P, Q>,
+    session: &Session<'_>,
+    cause: RefundCause,
+    now: DateTime<Utc>,
+) -> Result<&'static str, Problem> {
+    let (reservation_id, facts) = (session.reservation_id, session.facts);
+    let reference = format!("refund-{}", facts.session_id);
+    let Some(payment_intent) = &facts.payment_intent else {
+        let detail = "the paid session names no payment to refund";
+        raise(deps.store, &reference, "paid_without_payment_intent", reservation_id, detail, now).await?;
+        return Ok("needs_attention");
+    };
+    match deps.payments.refund_payment(payment_intent, &reference, reservation_id, cause).await {
+        Ok(refund_id) => tracing::info!(%refund_id, "payment refunded"),
+        Err(PaymentError::AlreadyRefunded) => tracing::info!("payment was already refunded"),
+        Err(e @ PaymentError::Unavailable(_)) => return Err(e.into()),
+        Err(PaymentError::Rejected(message)) => {
+            raise(deps.store, &reference, "refund_rejected", reservation_id, &message, now).await?;
+            return Ok("needs_attention");
+        }
+    }
+    // Only the reservation's own payment tells its story; another session
+    // naming it leaves the reservation as it is.
+    if session.own.is_some() && cause != RefundCause::NotOwnSession {
+        // A hold (or a pending payment's claim) of this reservation must not
+        // outlive its refunded payment.
+        let record = record_of(reservation_id, facts, ReservationStatus::Refunded, now);
+        if !deps.store.retire_hold(&reservation_id.slot_key(), &record).await? {
+            deps.store.record_reservation(&record).await?;
+        }
+    }
+    Ok("refunded")
+}
+
+/// Puts a problem only a person can settle on the operator queue, and counts it.
+pub(crate) async fn raise<S: AttentionStore>(
+    store: &S,
+    reference: &str,
+    kind: &str,
     reservation_id: &ReservationId,
-    facts: &SessionFacts,
+    detail: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Problem> {
-    let Some(payment_intent) = &facts.payment_intent else {
-        tracing::error!(session_id = %facts.session_id, "paid session without a payment intent: cannot refund");
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal error",
-            "the paid session names no payment",
-        ));
+    tracing::error!(reference, kind, detail, "needs an operator");
+    crate::metrics::count("NeedsAttention", &[]);
+    let attention = Attention {
+        reference: reference.to_owned(),
+        kind: kind.to_owned(),
+        reservation_id: Some(reservation_id.clone()),
+        detail: detail.to_owned(),
+        raised_at: now,
     };
-    let key = format!("refund-{}", facts.session_id);
-    let refund_id = deps.payments.refund_payment(payment_intent, &key, reservation_id, RefundCause::SlotTaken).await?;
-    tracing::info!(%refund_id, "payment refunded");
-    let record = record_of(reservation_id, facts, ReservationStatus::Refunded, now);
-    deps.store.record_reservation(&record).await?;
+    store.raise_attention(&attention).await?;
     Ok(())
 }
 
@@ -256,45 +343,97 @@ fn record_of(
     }
 }
 
+/// `completed` with `unpaid`: a delayed payment method was accepted. Keeps
+/// the slot for it, without expiry, unless the session already has its final
+/// outcome (events come in any order) or the slot is someone else's.
 async fn keep_for_pending_payment<S: WebhookStore>(
     store: &S,
-    reservation_id: &ReservationId,
-    facts: &SessionFacts,
+    session: &Session<'_>,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Problem> {
-    if store.payment_outcome(&facts.session_id).await?.is_some() {
-        // The async result already arrived (events come in any order).
-        return Ok("already_settled");
-    }
-    let current = store.get_claim(&reservation_id.slot_key()).await?;
-    if current.as_ref().is_some_and(|c| {
-        &c.reservation_id == reservation_id && matches!(c.status, ClaimStatus::PaymentPending | ClaimStatus::Confirmed)
-    }) {
-        return Ok("payment_pending");
-    }
-    let Some(pending) = claim_for(reservation_id, current, facts, ClaimStatus::PaymentPending, now) else {
-        return Ok("ignored");
+    let (reservation_id, facts) = (session.reservation_id, session.facts);
+    let Some(own) = session.own else {
+        // Not the reservation's session: it cannot hold the slot. If it is paid later, it is refunded then.
+        return Ok("ignored_not_own_session");
     };
-    if store.hold_for_pending_payment(&pending, now).await? {
-        Ok("payment_pending")
-    } else {
-        // Someone else has the slot; if the payment succeeds, it is refunded then.
-        Ok("slot_taken")
+    if now >= reservation_id.slot_key().start {
+        // Too late to keep anything; if the payment succeeds, it is refunded then.
+        return Ok("slot_started");
     }
+    for _ in 0..4 {
+        if store.payment_outcome(&facts.session_id).await?.is_some() {
+            return Ok("already_settled");
+        }
+        let current = store.get_claim(&reservation_id.slot_key()).await?;
+        if current
+            .as_ref()
+            .is_some_and(|c| &c.reservation_id == reservation_id && !matches!(c.status, ClaimStatus::Held))
+        {
+            return Ok("payment_pending");
+        }
+        if current.as_ref().is_some_and(|c| &c.reservation_id != reservation_id && c.is_live(now)) {
+            // Someone else has the slot; if the payment succeeds, it is refunded then.
+            return Ok("slot_taken");
+        }
+        let pending = claim_for(reservation_id, current, own, facts, ClaimStatus::PaymentPending, now);
+        if store.hold_for_pending_payment(&pending, &facts.session_id, now).await? {
+            return Ok("payment_pending");
+        }
+    }
+    Err(Problem {
+        retry_after: Some(1),
+        ..Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "concurrent_update",
+            "Concurrent update",
+            "concurrent updates; retry",
+        )
+    })
 }
 
+/// `async_payment_failed`, `expired`: records the session's final unpaid
+/// outcome and, if the session is the reservation's own, releases its hold in
+/// the same transaction. A later event of the same session (a late
+/// `completed` with `unpaid`) then finds the outcome and keeps nothing.
 async fn release<S: WebhookStore>(
     store: &S,
-    reservation_id: &ReservationId,
-    facts: &SessionFacts,
+    session: &Session<'_>,
+    outcome: PaymentOutcome,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Problem> {
-    let record = record_of(reservation_id, facts, ReservationStatus::Released, now);
-    if store.release(&reservation_id.slot_key(), &record).await? {
-        tracing::info!("hold released");
-        Ok("released")
-    } else {
-        // Confirmed, already released, or someone else's: nothing to give up.
-        Ok("nothing_to_release")
+    let (reservation_id, facts) = (session.reservation_id, session.facts);
+    for _ in 0..4 {
+        if session.own.is_some() {
+            let record = record_of(reservation_id, facts, ReservationStatus::Released, now);
+            if store.release(&reservation_id.slot_key(), &record, &facts.session_id, outcome, now).await? {
+                tracing::info!("hold released");
+                return Ok("released");
+            }
+            if store.payment_outcome(&facts.session_id).await?.is_some() {
+                return Ok("already_settled");
+            }
+            let current = store.get_claim(&reservation_id.slot_key()).await?;
+            if current.is_some_and(|c| {
+                &c.reservation_id == reservation_id
+                    && matches!(c.status, ClaimStatus::Held | ClaimStatus::PaymentPending)
+            }) {
+                continue; // it changed between the transaction and the read: decide again
+            }
+        }
+        // Nothing of this reservation's to release (confirmed, gone, someone
+        // else's, or not its session): only the outcome is recorded.
+        if store.record_unpaid_outcome(&facts.session_id, reservation_id, outcome, now).await? {
+            return Ok("nothing_to_release");
+        }
+        return Ok("already_settled");
     }
+    Err(Problem {
+        retry_after: Some(1),
+        ..Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "concurrent_update",
+            "Concurrent update",
+            "concurrent updates; retry",
+        )
+    })
 }

@@ -7,11 +7,11 @@ pub mod resource;
 
 pub use grid::{GridError, Slot};
 pub use payment::{
-    CalendarAction, CalendarJob, CheckoutRequest, CheckoutSession, PaymentOutcome, SessionEvent, SessionEventKind,
-    SessionFacts,
+    CalendarAction, CalendarJob, CheckoutRecord, CheckoutRequest, CheckoutSession, PaymentOutcome, RefundCause,
+    SessionEvent, SessionEventKind, SessionFacts,
 };
 pub use reservation::{
-    CheckoutLink, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey, new_cancel_token,
-    rfc3339,
+    CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey,
+    new_cancel_token, rfc3339,
 };
 pub use resource::{CalendarTarget, Price, Resource, ResourceError, ResourceId, ResourceSpec};

@@ -78,6 +78,10 @@ pub struct SessionEvent {
 pub enum SessionEventKind {
     /// `checkout.session.completed`; `paid` is false for delayed payment methods.
     Completed { paid: bool },
+    /// `checkout.session.completed` with `payment_status: no_payment_required`:
+    /// nothing was charged, so nothing is bought (slotguard never creates such
+    /// a session: every price is at least 1 minor unit).
+    CompletedWithoutPayment,
     /// `checkout.session.async_payment_succeeded`
     AsyncPaymentSucceeded,
     /// `checkout.session.async_payment_failed`
@@ -99,29 +103,110 @@ pub struct SessionFacts {
     pub currency: Option<String>,
 }
 
-/// The one outcome a paid Checkout Session ever gets.
+/// The one final outcome a Checkout Session gets, recorded once per session
+/// id, whatever order Stripe delivers its events in.
+///
+/// Once recorded, no event of the same session can contradict it: a paid
+/// session is never confirmed after it was recorded failed or expired (such a
+/// payment is refunded instead), and a failed or expired one never brings a
+/// claim back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentOutcome {
     /// The payment bought the booking.
     Confirmed,
-    /// The slot belonged to someone else: the payment is refunded.
-    Refunded,
+    /// The payment could not buy the booking: it is refunded. The cause is
+    /// recorded with the outcome, so every retry of the refund sends Stripe
+    /// identical parameters under its idempotency key.
+    Refunded(RefundCause),
+    /// The delayed payment failed: nothing was charged, the hold is released.
+    Failed,
+    /// The session expired unpaid: the hold is released.
+    Expired,
 }
 
 impl PaymentOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Confirmed => "CONFIRMED",
-            Self::Refunded => "REFUNDED",
+            Self::Refunded(_) => "REFUNDED",
+            Self::Failed => "FAILED",
+            Self::Expired => "EXPIRED",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    /// Reads the stored form; a refund's cause is stored beside it.
+    pub fn parse(s: &str, cause: Option<&str>) -> Option<Self> {
         match s {
             "CONFIRMED" => Some(Self::Confirmed),
-            "REFUNDED" => Some(Self::Refunded),
+            "REFUNDED" => Some(Self::Refunded(cause.and_then(RefundCause::parse).unwrap_or(RefundCause::SlotTaken))),
+            "FAILED" => Some(Self::Failed),
+            "EXPIRED" => Some(Self::Expired),
             _ => None,
         }
+    }
+}
+
+/// Why a payment is refunded, recorded on the refund at Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundCause {
+    /// Paid after the slot went to someone else.
+    SlotTaken,
+    /// Paid after the slot had started.
+    TooLate,
+    /// A paid session that is not the reservation's own (another session
+    /// naming it, or the wrong amount or currency).
+    NotOwnSession,
+    /// Paid for a session whose outcome was already recorded failed or expired.
+    AfterOutcome,
+    /// The confirmed booking was cancelled.
+    Cancelled,
+}
+
+impl RefundCause {
+    const ALL: [Self; 5] = [Self::SlotTaken, Self::TooLate, Self::NotOwnSession, Self::AfterOutcome, Self::Cancelled];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundCause::SlotTaken => "slot_taken",
+            RefundCause::TooLate => "slot_started",
+            RefundCause::NotOwnSession => "not_own_session",
+            RefundCause::AfterOutcome => "after_outcome",
+            RefundCause::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The Checkout Session slotguard created for a reservation, recorded before
+/// its URL is handed out. A paid session settles a reservation only if it is
+/// this one, for this amount and currency; any other paid session naming the
+/// reservation is refunded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckoutRecord {
+    pub reservation_id: ReservationId,
+    pub session_id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The booking's end and customer, so a late payment can rebuild the
+    /// booking when the hold's item is gone.
+    pub end: DateTime<Utc>,
+    pub customer: Customer,
+}
+
+impl CheckoutRecord {
+    /// Whether `session` is this reservation's own session. For a paid
+    /// session the amount and currency must be present and equal.
+    pub fn is_own(&self, session: &SessionFacts, paid: bool) -> bool {
+        let same = |expected: i64, currency: &str| {
+            session.amount.is_none_or(|a| a == expected)
+                && session.currency.as_deref().is_none_or(|c| c.eq_ignore_ascii_case(currency))
+        };
+        session.session_id == self.session_id
+            && same(self.amount, &self.currency)
+            && (!paid || (session.amount.is_some() && session.currency.is_some()))
     }
 }
 
@@ -187,6 +272,51 @@ mod tests {
         let now = t("2026-06-10T10:00:00.750Z");
         let (session, _) = session_window(t("2026-06-10T11:00:00.250Z"), now);
         assert_eq!(session.timestamp_subsec_nanos(), 0);
+    }
+
+    #[test]
+    fn only_the_recorded_session_for_the_expected_amount_is_the_reservations_own() {
+        let id = ReservationId::parse("rsv_demo_20260610T090000_0123456789abcdef0123456789abcdef").unwrap();
+        let record = CheckoutRecord {
+            reservation_id: id.clone(),
+            session_id: "cs_own".into(),
+            amount: 4500,
+            currency: "eur".into(),
+            end: t("2026-06-10T09:30:00Z"),
+            customer: Customer::parse("Ada", "ada@example.com").unwrap(),
+        };
+        let facts = SessionFacts {
+            session_id: "cs_own".into(),
+            reservation_id: Some(id),
+            payment_intent: Some("pi_1".into()),
+            customer: None,
+            slot_end: None,
+            amount: Some(4500),
+            currency: Some("eur".into()),
+        };
+        assert!(record.is_own(&facts, true));
+        assert!(record.is_own(&SessionFacts { currency: Some("EUR".into()), ..facts.clone() }, true));
+        assert!(!record.is_own(&SessionFacts { session_id: "cs_other".into(), ..facts.clone() }, true));
+        assert!(!record.is_own(&SessionFacts { amount: Some(100), ..facts.clone() }, true));
+        assert!(!record.is_own(&SessionFacts { currency: Some("usd".into()), ..facts.clone() }, true));
+        assert!(
+            !record.is_own(&SessionFacts { amount: None, ..facts.clone() }, true),
+            "a paid session states its amount"
+        );
+        assert!(record.is_own(&SessionFacts { amount: None, currency: None, ..facts }, false));
+    }
+
+    #[test]
+    fn outcomes_and_refund_causes_round_trip_their_stored_form() {
+        for cause in RefundCause::ALL {
+            assert_eq!(RefundCause::parse(cause.as_str()), Some(cause));
+            let outcome = PaymentOutcome::Refunded(cause);
+            assert_eq!(PaymentOutcome::parse(outcome.as_str(), Some(cause.as_str())), Some(outcome));
+        }
+        for outcome in [PaymentOutcome::Confirmed, PaymentOutcome::Failed, PaymentOutcome::Expired] {
+            assert_eq!(PaymentOutcome::parse(outcome.as_str(), None), Some(outcome));
+        }
+        assert_eq!(PaymentOutcome::parse("MAYBE", None), None);
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub enum ClaimStatus {
     PaymentPending,
     /// Paid and booked; never expires.
     Confirmed,
+    /// A cancellation of the confirmed booking has started: the refund may or
+    /// may not have gone out yet. Still live (the slot stays taken) until the
+    /// cancellation finishes; a retry of the cancel completes it.
+    Cancelling,
 }
 
 impl ClaimStatus {
@@ -157,6 +161,7 @@ impl ClaimStatus {
             Self::Held => "HELD",
             Self::PaymentPending => "PAYMENT_PENDING",
             Self::Confirmed => "CONFIRMED",
+            Self::Cancelling => "CANCELLING",
         }
     }
 
@@ -165,6 +170,7 @@ impl ClaimStatus {
             "HELD" => Some(Self::Held),
             "PAYMENT_PENDING" => Some(Self::PaymentPending),
             "CONFIRMED" => Some(Self::Confirmed),
+            "CANCELLING" => Some(Self::Cancelling),
             _ => None,
         }
     }
@@ -191,15 +197,29 @@ pub struct Claim {
     /// payment is confirmed or pending.
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    /// When the Checkout Session of this hold expires, fixed by the first
-    /// checkout call so every retry sends Stripe identical parameters.
-    pub session_expires_at: Option<DateTime<Utc>>,
+    /// The Checkout Session's parameters (expiry, return URLs), fixed by the
+    /// first checkout call so every call for this hold sends Stripe identical
+    /// parameters under its one idempotency key.
+    pub checkout_terms: Option<CheckoutTerms>,
     /// The Checkout Session, once created.
     pub checkout: Option<CheckoutLink>,
     /// The PaymentIntent that paid for the booking.
     pub payment_intent: Option<String>,
     /// Lets the customer cancel the booking; shown once it is confirmed.
     pub cancel_token: Option<String>,
+    /// A digest of the `Idempotency-Key` (and body) of the request that placed
+    /// this hold, so a retry of that request after a crash gets its own hold
+    /// back instead of `409 slot_taken`.
+    pub request_ref: Option<String>,
+}
+
+/// The parameters of a hold's Checkout Session, fixed before Stripe is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutTerms {
+    /// When the session expires (whole seconds).
+    pub expires_at: DateTime<Utc>,
+    pub success_url: String,
+    pub cancel_url: String,
 }
 
 /// A fresh cancel token: 128 random bits.
@@ -215,7 +235,7 @@ impl Claim {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         match self.status {
             ClaimStatus::Held => self.expires_at.is_some_and(|t| t > now),
-            ClaimStatus::PaymentPending | ClaimStatus::Confirmed => true,
+            ClaimStatus::PaymentPending | ClaimStatus::Confirmed | ClaimStatus::Cancelling => true,
         }
     }
 
@@ -226,6 +246,7 @@ impl Claim {
             ClaimStatus::Held => ReservationStatus::Expired,
             ClaimStatus::PaymentPending => ReservationStatus::PaymentPending,
             ClaimStatus::Confirmed => ReservationStatus::Confirmed,
+            ClaimStatus::Cancelling => ReservationStatus::Cancelling,
         }
     }
 }
@@ -246,18 +267,22 @@ pub enum ReservationStatus {
     Released,
     /// Paid after the slot went to someone else: the payment was refunded.
     Refunded,
+    /// A cancellation is under way (refund sent or about to be); the slot is
+    /// freed when it finishes.
+    Cancelling,
     /// Cancelled after confirmation: refunded, slot freed, calendar event removed.
     Cancelled,
 }
 
 impl ReservationStatus {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Held,
         Self::Expired,
         Self::PaymentPending,
         Self::Confirmed,
         Self::Released,
         Self::Refunded,
+        Self::Cancelling,
         Self::Cancelled,
     ];
 
@@ -269,6 +294,7 @@ impl ReservationStatus {
             Self::Confirmed => "confirmed",
             Self::Released => "released",
             Self::Refunded => "refunded",
+            Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
         }
     }
@@ -341,10 +367,11 @@ mod tests {
             currency: "eur".into(),
             expires_at: Some(now + Duration::seconds(1)),
             created_at: now,
-            session_expires_at: None,
+            checkout_terms: None,
             checkout: None,
             payment_intent: None,
             cancel_token: None,
+            request_ref: None,
         };
         assert!(claim.is_live(now));
         assert_eq!(claim.reservation_status(now), ReservationStatus::Held);
@@ -365,7 +392,8 @@ mod tests {
             assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
-        for status in [ClaimStatus::Held, ClaimStatus::PaymentPending, ClaimStatus::Confirmed] {
+        for status in [ClaimStatus::Held, ClaimStatus::PaymentPending, ClaimStatus::Confirmed, ClaimStatus::Cancelling]
+        {
             assert_eq!(ClaimStatus::parse(status.as_str()), Some(status));
         }
     }

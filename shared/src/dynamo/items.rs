@@ -7,6 +7,8 @@
 //! | reservation record | `RESERVATION#{id}` | `RESERVATION` |
 //! | idempotency record | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
 //! | payment outcome | `PAYMENT#{checkout session id}` | `PAYMENT` |
+//! | a reservation's own Checkout Session | `CHECKOUT#{reservation id}` | `CHECKOUT` |
+//! | operator queue | `ATTENTION` | the item's reference |
 //!
 //! Claims of one resource-day share a partition, so availability lists a day
 //! with one Query. `expires_at` (epoch seconds) is the table's TTL attribute:
@@ -14,10 +16,10 @@
 //! confirmed claim.
 
 use crate::domain::{
-    CheckoutLink, Claim, ClaimStatus, Customer, PaymentOutcome, ReservationId, ReservationStatus, Resource, ResourceId,
-    ResourceSpec, SlotKey, rfc3339,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, PaymentOutcome, ReservationId,
+    ReservationStatus, Resource, ResourceId, ResourceSpec, SlotKey, rfc3339,
 };
-use crate::ports::ReservationRecord;
+use crate::ports::{Attention, ReservationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -48,6 +50,18 @@ pub fn reservation_record_key(id: &ReservationId) -> Item {
 
 pub fn payment_key(session_id: &str) -> Item {
     key(format!("PAYMENT#{session_id}"), "PAYMENT".into())
+}
+
+pub fn checkout_record_key(id: &ReservationId) -> Item {
+    key(format!("CHECKOUT#{id}"), "CHECKOUT".into())
+}
+
+/// Every operator-queue item shares one partition: there are few, and the
+/// operator lists them all with one Query.
+pub const ATTENTION_PARTITION: &str = "ATTENTION";
+
+pub fn attention_key(reference: &str) -> Item {
+    key(ATTENTION_PARTITION.into(), reference.into())
 }
 
 pub fn idempotency_key(key_text: &str) -> Item {
@@ -114,6 +128,9 @@ pub fn payment_item(
     let mut item = payment_key(session_id);
     item.insert("kind".into(), s("payment"));
     item.insert("outcome".into(), s(outcome.as_str()));
+    if let PaymentOutcome::Refunded(cause) = outcome {
+        item.insert("refund_cause".into(), s(cause.as_str()));
+    }
     item.insert("reservation_id".into(), s(reservation_id.as_str()));
     item.insert("decided_at".into(), s(rfc3339(now)));
     item
@@ -131,7 +148,8 @@ impl TryFrom<&Item> for PaymentOutcome {
 
     fn try_from(item: &Item) -> Result<Self, ItemError> {
         let outcome = get_s(item, "outcome")?;
-        PaymentOutcome::parse(outcome).ok_or_else(|| ItemError(format!("unknown payment outcome {outcome:?}")))
+        PaymentOutcome::parse(outcome, get_s(item, "refund_cause").ok())
+            .ok_or_else(|| ItemError(format!("unknown payment outcome {outcome:?}")))
     }
 }
 
@@ -169,8 +187,11 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(expires_at) = claim.expires_at {
         item.insert(EXPIRES_AT.into(), epoch(expires_at));
     }
-    if let Some(t) = claim.session_expires_at {
-        item.insert("session_expires_at".into(), epoch(t));
+    if let Some(terms) = &claim.checkout_terms {
+        item.extend(checkout_terms_attributes(terms));
+    }
+    if let Some(r) = &claim.request_ref {
+        item.insert("request_ref".into(), s(r));
     }
     if let Some(link) = &claim.checkout {
         item.insert("checkout_session_id".into(), s(&link.session_id));
@@ -197,8 +218,14 @@ impl TryFrom<&Item> for Claim {
         let customer =
             Customer::parse(get_s(item, "customer_name")?, get_s(item, "customer_email")?).map_err(ItemError)?;
         let expires_at = get_opt_n(item, EXPIRES_AT)?.map(|t| from_epoch(t, EXPIRES_AT)).transpose()?;
-        let session_expires_at =
-            get_opt_n(item, "session_expires_at")?.map(|t| from_epoch(t, "session_expires_at")).transpose()?;
+        let checkout_terms = match get_opt_n(item, "session_expires_at")? {
+            Some(t) => Some(CheckoutTerms {
+                expires_at: from_epoch(t, "session_expires_at")?,
+                success_url: get_s(item, "checkout_success_url")?.to_owned(),
+                cancel_url: get_s(item, "checkout_cancel_url")?.to_owned(),
+            }),
+            None => None,
+        };
         let checkout = match (get_s(item, "checkout_session_id"), get_s(item, "checkout_url")) {
             (Ok(session_id), Ok(url)) => Some(CheckoutLink { session_id: session_id.to_owned(), url: url.to_owned() }),
             _ => None,
@@ -213,10 +240,83 @@ impl TryFrom<&Item> for Claim {
             currency: get_s(item, "currency")?.to_owned(),
             expires_at,
             created_at: get_time(item, "created_at")?,
-            session_expires_at,
+            checkout_terms,
             checkout,
             payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
             cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
+            request_ref: get_s(item, "request_ref").ok().map(str::to_owned),
+        })
+    }
+}
+
+/// The claim attributes holding a hold's fixed Checkout Session parameters.
+pub fn checkout_terms_attributes(terms: &CheckoutTerms) -> [(String, AttributeValue); 3] {
+    [
+        ("session_expires_at".into(), epoch(terms.expires_at)),
+        ("checkout_success_url".into(), s(&terms.success_url)),
+        ("checkout_cancel_url".into(), s(&terms.cancel_url)),
+    ]
+}
+
+pub fn checkout_record_item(record: &CheckoutRecord, expires_at: DateTime<Utc>) -> Item {
+    let mut item = checkout_record_key(&record.reservation_id);
+    let fields = [
+        ("kind", s("checkout")),
+        ("reservation_id", s(record.reservation_id.as_str())),
+        ("session_id", s(&record.session_id)),
+        ("amount", n(record.amount)),
+        ("currency", s(&record.currency)),
+        ("end", s(rfc3339(record.end))),
+        ("customer_name", s(&record.customer.name)),
+        ("customer_email", s(record.customer.email.as_str())),
+        (EXPIRES_AT, epoch(expires_at)),
+    ];
+    item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    item
+}
+
+impl TryFrom<&Item> for CheckoutRecord {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        Ok(CheckoutRecord {
+            reservation_id: ReservationId::parse(get_s(item, "reservation_id")?)
+                .ok_or_else(|| ItemError("reservation_id is malformed".into()))?,
+            session_id: get_s(item, "session_id")?.to_owned(),
+            amount: get_n(item, "amount")?,
+            currency: get_s(item, "currency")?.to_owned(),
+            end: get_time(item, "end")?,
+            customer: Customer::parse(get_s(item, "customer_name")?, get_s(item, "customer_email")?)
+                .map_err(ItemError)?,
+        })
+    }
+}
+
+pub fn attention_item(attention: &Attention) -> Item {
+    let mut item = attention_key(&attention.reference);
+    let fields = [
+        ("kind", s("attention")),
+        ("attention_kind", s(&attention.kind)),
+        ("detail", s(&attention.detail)),
+        ("raised_at", s(rfc3339(attention.raised_at))),
+    ];
+    item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(id) = &attention.reservation_id {
+        item.insert("reservation_id".into(), s(id.as_str()));
+    }
+    item
+}
+
+impl TryFrom<&Item> for Attention {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        Ok(Attention {
+            reference: get_s(item, SK)?.to_owned(),
+            kind: get_s(item, "attention_kind")?.to_owned(),
+            reservation_id: get_s(item, "reservation_id").ok().and_then(ReservationId::parse),
+            detail: get_s(item, "detail")?.to_owned(),
+            raised_at: get_time(item, "raised_at")?,
         })
     }
 }
@@ -276,10 +376,11 @@ mod tests {
             currency: "eur".into(),
             expires_at,
             created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
-            session_expires_at: None,
+            checkout_terms: None,
             checkout: None,
             payment_intent: None,
             cancel_token: Some("ct_1".into()),
+            request_ref: None,
         }
     }
 
@@ -296,10 +397,40 @@ mod tests {
     #[test]
     fn checkout_and_payment_fields_round_trip() {
         let mut c = claim(ClaimStatus::PaymentPending, None);
-        c.session_expires_at = DateTime::from_timestamp(1_780_001_800, 0);
+        c.checkout_terms = Some(CheckoutTerms {
+            expires_at: DateTime::from_timestamp(1_780_001_800, 0).unwrap(),
+            success_url: "https://shop.example/ok".into(),
+            cancel_url: "https://shop.example/back".into(),
+        });
         c.checkout = Some(CheckoutLink { session_id: "cs_test_1".into(), url: "https://checkout/x".into() });
         c.payment_intent = Some("pi_1".into());
+        c.request_ref = Some("ref".into());
         assert_eq!(Claim::try_from(&claim_item(&c)).unwrap(), c);
+        let cancelling = Claim { status: ClaimStatus::Cancelling, ..c };
+        assert_eq!(Claim::try_from(&claim_item(&cancelling)).unwrap(), cancelling);
+    }
+
+    #[test]
+    fn checkout_records_and_attention_items_round_trip() {
+        let c = claim(ClaimStatus::Held, None);
+        let record = CheckoutRecord {
+            reservation_id: c.reservation_id.clone(),
+            session_id: "cs_test_1".into(),
+            amount: 4500,
+            currency: "eur".into(),
+            end: c.end,
+            customer: c.customer.clone(),
+        };
+        let item = checkout_record_item(&record, DateTime::from_timestamp(1_790_000_000, 0).unwrap());
+        assert_eq!(CheckoutRecord::try_from(&item).unwrap(), record);
+        let attention = Attention {
+            reference: "refund-cs_test_1".into(),
+            kind: "refund_rejected".into(),
+            reservation_id: Some(c.reservation_id),
+            detail: "status 400".into(),
+            raised_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+        };
+        assert_eq!(Attention::try_from(&attention_item(&attention)).unwrap(), attention);
     }
 
     #[test]
@@ -329,7 +460,12 @@ mod tests {
     #[test]
     fn payment_outcomes_round_trip() {
         let id = claim(ClaimStatus::Confirmed, None).reservation_id;
-        for outcome in [PaymentOutcome::Confirmed, PaymentOutcome::Refunded] {
+        for outcome in [
+            PaymentOutcome::Confirmed,
+            PaymentOutcome::Refunded(crate::domain::RefundCause::NotOwnSession),
+            PaymentOutcome::Failed,
+            PaymentOutcome::Expired,
+        ] {
             let item = payment_item("cs_test_1", outcome, &id, DateTime::from_timestamp(0, 0).unwrap());
             assert_eq!(PaymentOutcome::try_from(&item).unwrap(), outcome);
         }

@@ -2,16 +2,19 @@
 
 pub mod items;
 
-use crate::domain::{CheckoutLink, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey};
+use crate::domain::{
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource,
+    ResourceId, SlotKey,
+};
 use crate::ports::{
-    BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore, ReservationHistory,
-    ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore,
+    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use items::*;
@@ -235,18 +238,60 @@ impl DynamoStore {
         record: &ReservationRecord,
         statuses: &[ClaimStatus],
     ) -> Result<bool, StoreError> {
+        let delete = self.retire_claim_item(op, slot, &record.reservation_id, statuses)?;
+        self.transact(op, vec![delete, self.record_put(op, record)?]).await
+    }
+
+    /// The transaction item deleting the slot's claim if it is `me`'s and in one of `statuses`.
+    fn retire_claim_item(
+        &self,
+        op: &'static str,
+        slot: &SlotKey,
+        me: &ReservationId,
+        statuses: &[ClaimStatus],
+    ) -> Result<TransactWriteItem, StoreError> {
         let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
         let mut delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(slot_key(slot)))
             .condition_expression(format!("reservation_id = :me AND #status IN ({})", placeholders.join(", ")))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":me", s(record.reservation_id.as_str()));
+            .expression_attribute_values(":me", s(me.as_str()));
         for (placeholder, status) in placeholders.iter().zip(statuses) {
             delete = delete.expression_attribute_values(placeholder, s(status.as_str()));
         }
         let delete = delete.build().map_err(|e| build_error(op, e))?;
-        self.transact(op, vec![TransactWriteItem::builder().delete(delete).build(), self.record_put(op, record)?]).await
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// A session's outcome item, kept [`PAYMENT_RECORD_DAYS`].
+    fn outcome_item(
+        &self,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        reservation_id: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> Item {
+        let mut item = payment_item(session_id, outcome, reservation_id, now);
+        item.insert(EXPIRES_AT.into(), epoch(now + Duration::days(PAYMENT_RECORD_DAYS)));
+        item
+    }
+
+    /// The transaction item recording a session's outcome if none is recorded.
+    fn outcome_put(
+        &self,
+        op: &'static str,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        reservation_id: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        self.put(
+            op,
+            self.outcome_item(session_id, outcome, reservation_id, now),
+            "attribute_not_exists(pk)",
+            HashMap::new(),
+        )
     }
 
     /// The transaction item writing a reservation record.
@@ -298,69 +343,68 @@ impl DynamoStore {
             .map_err(|e| build_error(op, e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
-
-    /// Puts a claim if `condition` holds; `Ok(false)` if it did not.
-    async fn put_claim_if(
-        &self,
-        op: &'static str,
-        claim: &Claim,
-        condition: &str,
-        values: HashMap<String, AttributeValue>,
-    ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(claim_item(claim)))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names()))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(store_error(op, e)),
-        }
-    }
 }
+
+/// How long a reservation's checkout record and its sessions' outcomes are
+/// kept: longer than Stripe redelivers (3 days) and than a delayed payment
+/// takes to settle (SEPA: up to 14 days).
+const PAYMENT_RECORD_DAYS: i64 = 90;
 
 impl PaymentStore for DynamoStore {
     async fn start_checkout(
         &self,
         claim: &Claim,
-        session_expires_at: DateTime<Utc>,
+        terms: &CheckoutTerms,
         hold_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let observed = claim.expires_at.map(epoch).unwrap_or_else(|| n(0));
-        let result = self
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(slot_key(&claim.slot)))
-            .update_expression("SET session_expires_at = :session, #expires_at = :hold")
+            .update_expression(
+                "SET session_expires_at = :session_expires_at, checkout_success_url = :checkout_success_url, \
+                 checkout_cancel_url = :checkout_cancel_url, #expires_at = :hold",
+            )
             .condition_expression(
                 "reservation_id = :me AND #status = :held AND #expires_at = :observed AND #expires_at > :now \
                  AND attribute_not_exists(session_expires_at)",
             )
             .set_expression_attribute_names(Some(names()))
-            .expression_attribute_values(":session", epoch(session_expires_at))
             .expression_attribute_values(":hold", epoch(hold_expires_at))
             .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
             .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
             .expression_attribute_values(":observed", observed)
-            .expression_attribute_values(":now", epoch(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(store_error("start checkout", e)),
+            .expression_attribute_values(":now", epoch(now));
+        for (name, value) in checkout_terms_attributes(terms) {
+            update = update.expression_attribute_values(format!(":{name}"), value);
         }
+        conditional("start checkout", update.send().await)
     }
 
-    async fn attach_checkout(&self, claim: &Claim, link: &CheckoutLink) -> Result<(), StoreError> {
+    async fn attach_checkout(
+        &self,
+        claim: &Claim,
+        record: &CheckoutRecord,
+        link: &CheckoutLink,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "attach checkout";
+        let expires_at = Utc::now() + Duration::days(PAYMENT_RECORD_DAYS);
+        // The record first: once the URL is handed out, a payment must find it.
+        let recorded = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(checkout_record_item(record, expires_at)))
+            .condition_expression("attribute_not_exists(pk) OR session_id = :sid")
+            .expression_attribute_values(":sid", s(&record.session_id))
+            .send()
+            .await;
+        if !conditional(OP, recorded)? {
+            return Ok(false);
+        }
         let result = self
             .client
             .update_item()
@@ -373,12 +417,14 @@ impl PaymentStore for DynamoStore {
             .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
             .send()
             .await;
-        match result {
-            // The claim changed hands meanwhile: the session stays at Stripe and
-            // expires there; a payment for it is settled by the webhook.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            other => other.map(|_| ()).map_err(|e| store_error("attach checkout", e)),
-        }
+        // The claim changed hands meanwhile: the session stays at Stripe and
+        // expires there; a payment for it is settled by the webhook.
+        conditional(OP, result)?;
+        Ok(true)
+    }
+
+    async fn checkout_record(&self, reservation_id: &ReservationId) -> Result<Option<CheckoutRecord>, StoreError> {
+        self.get("get checkout record", checkout_record_key(reservation_id)).await
     }
 
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
@@ -389,12 +435,7 @@ impl PaymentStore for DynamoStore {
         const OP: &str = "confirm paid booking";
         let claim =
             self.put(OP, claim_item(confirmed), FREE_OR_MINE, free_or_mine_values(&confirmed.reservation_id, now))?;
-        let outcome = self.put(
-            OP,
-            payment_item(session_id, PaymentOutcome::Confirmed, &confirmed.reservation_id, now),
-            "attribute_not_exists(pk)",
-            HashMap::new(),
-        )?;
+        let outcome = self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, &confirmed.reservation_id, now)?;
         self.transact(OP, vec![claim, outcome]).await
     }
 
@@ -402,35 +443,83 @@ impl PaymentStore for DynamoStore {
         &self,
         session_id: &str,
         reservation_id: &ReservationId,
+        cause: RefundCause,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(payment_item(session_id, PaymentOutcome::Refunded, reservation_id, now)))
+            .set_item(Some(self.outcome_item(session_id, PaymentOutcome::Refunded(cause), reservation_id, now)))
+            .condition_expression("attribute_not_exists(pk) OR outcome IN (:failed, :expired)")
+            .expression_attribute_values(":failed", s(PaymentOutcome::Failed.as_str()))
+            .expression_attribute_values(":expired", s(PaymentOutcome::Expired.as_str()))
+            .send()
+            .await;
+        conditional("decide refund", result)
+    }
+
+    async fn hold_for_pending_payment(
+        &self,
+        pending: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "hold for pending payment";
+        let claim = self.put(
+            OP,
+            claim_item(pending),
+            "attribute_not_exists(pk) OR (reservation_id = :me AND #status = :held) OR (#status = :held AND #expires_at <= :now)",
+            free_or_mine_values(&pending.reservation_id, now),
+        )?;
+        let no_outcome = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(payment_key(session_id)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        self.transact(OP, vec![claim, TransactWriteItem::builder().condition_check(no_outcome).build()]).await
+    }
+
+    async fn release(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "release hold";
+        let delete = self.retire_claim_item(
+            OP,
+            slot,
+            &record.reservation_id,
+            &[ClaimStatus::Held, ClaimStatus::PaymentPending],
+        )?;
+        let outcome = self.outcome_put(OP, session_id, outcome, &record.reservation_id, now)?;
+        self.transact(OP, vec![delete, self.record_put(OP, record)?, outcome]).await
+    }
+
+    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        self.retire_claim("retire hold", slot, record, &[ClaimStatus::Held, ClaimStatus::PaymentPending]).await
+    }
+
+    async fn record_unpaid_outcome(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.outcome_item(session_id, outcome, reservation_id, now)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(store_error("decide refund", e)),
-        }
-    }
-
-    async fn hold_for_pending_payment(&self, pending: &Claim, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.put_claim_if(
-            "hold for pending payment",
-            pending,
-            "attribute_not_exists(pk) OR (reservation_id = :me AND #status = :held) OR (#status = :held AND #expires_at <= :now)",
-            free_or_mine_values(&pending.reservation_id, now),
-        )
-        .await
-    }
-
-    async fn release(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        self.retire_claim("release hold", slot, record, &[ClaimStatus::Held, ClaimStatus::PaymentPending]).await
+        conditional("record session outcome", result)
     }
 }
 
@@ -456,15 +545,78 @@ impl BookingStore for DynamoStore {
             .expression_attribute_values(":confirmed", s(ClaimStatus::Confirmed.as_str()))
             .send()
             .await;
-        match result {
-            // Cancelled meanwhile: its delete job removes the event.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            other => other.map(|_| ()).map_err(|e| store_error("record calendar write", e)),
-        }
+        // Cancelled meanwhile: the writer's re-check removes the event.
+        conditional("record calendar write", result).map(|_| ())
+    }
+
+    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(slot_key(slot)))
+            .update_expression("SET #status = :cancelling")
+            .condition_expression("reservation_id = :me AND #status = :confirmed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":cancelling", s(ClaimStatus::Cancelling.as_str()))
+            .expression_attribute_values(":me", s(reservation_id.as_str()))
+            .expression_attribute_values(":confirmed", s(ClaimStatus::Confirmed.as_str()))
+            .send()
+            .await;
+        conditional("start cancel", result)
     }
 
     async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        self.retire_claim("cancel booking", slot, record, &[ClaimStatus::Confirmed]).await
+        self.retire_claim("cancel booking", slot, record, &[ClaimStatus::Cancelling]).await
+    }
+}
+
+impl AttentionStore for DynamoStore {
+    async fn raise_attention(&self, attention: &Attention) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attention_item(attention)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional("raise attention", result).map(|_| ())
+    }
+
+    async fn list_attention(&self) -> Result<Vec<Attention>, StoreError> {
+        const OP: &str = "list attention";
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(ATTENTION_PARTITION))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        let mut all: Vec<Attention> =
+            items.iter().map(|item| Attention::try_from(item).map_err(|e| corrupt(OP, e))).collect::<Result<_, _>>()?;
+        all.sort_by_key(|a| a.raised_at);
+        Ok(all)
+    }
+}
+
+/// `Ok(true)` if a conditional write went through, `Ok(false)` if its
+/// condition failed; any other failure is classified by [`store_error`].
+fn conditional<T, E, R>(op: &'static str, result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(store_error(op, e)),
     }
 }
 
