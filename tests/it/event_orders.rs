@@ -157,6 +157,8 @@ async fn an_async_failure_delivered_before_the_unpaid_completion_frees_the_slot_
     assert!(app.refunds().await.is_empty(), "nothing was charged, nothing refunded");
 }
 
+type Hook = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Keeps its `put_event` waiting until released, and runs a hook before
 /// `list_events`: a calendar slow or listed at exactly the wrong moment.
 struct SlowCalendar {
@@ -164,6 +166,7 @@ struct SlowCalendar {
     hold_puts: bool,
     put_started: Notify,
     release_put: Notify,
+    before_list: tokio::sync::Mutex<Option<Hook>>,
 }
 
 impl SlowCalendar {
@@ -174,6 +177,7 @@ impl SlowCalendar {
             hold_puts,
             put_started: Notify::new(),
             release_put: Notify::new(),
+            before_list: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -197,6 +201,9 @@ impl Calendar for SlowCalendar {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
+        if let Some(hook) = self.before_list.lock().await.take() {
+            hook.await;
+        }
         self.inner.list_events(target, from, to).await
     }
 }
@@ -264,6 +271,41 @@ async fn reconcile_leaves_the_events_of_other_resources_on_a_shared_calendar_alo
 }
 
 // --- The rest of the family ---------------------------------------------
+
+#[tokio::test]
+async fn reconcile_keeps_the_event_of_a_booking_confirmed_while_it_runs() {
+    let app = spawn_app().await;
+    let collection = fresh_collection().await;
+    put_caldav_resource(&app, "room", &collection, 2500).await;
+    let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
+
+    // Reconcile reads the bookings (this one is only held), then, before it
+    // lists the calendar, the customer pays and the writer puts the event.
+    let calendar = SlowCalendar::new(false);
+    let (http, sim, session) = (app.http.clone(), app.sim.clone(), c.session_id.clone());
+    let (store, queue, dlq) = (app.store.clone(), app.queue.clone(), app.dlq_url.clone());
+    *calendar.before_list.lock().await = Some(Box::pin(async move {
+        let r = http.post(format!("{sim}/_sim/checkout/sessions/{session}/complete")).send().await.unwrap();
+        assert!(r.status().is_success());
+        let writer_calendar = SlowCalendar::new(false);
+        let dead_letters = SqsDeadLetters::new(queue.client().clone(), dlq);
+        let deps = WriterDeps {
+            store: &store,
+            calendar: &writer_calendar,
+            dead_letters: &dead_letters,
+            policy: fast_policy(),
+        };
+        let handler =
+            |event| write_batch(&deps, event, tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+        assert_eq!(poller::poll_once(queue.client(), queue.queue_url(), handler).await.unwrap(), 1);
+    }));
+    let now = Utc::now();
+    let report =
+        slotguard::reconcile::reconcile(&app.store, &calendar, &app.queue, now, now + Duration::days(3)).await.unwrap();
+    assert!(report.orphans_removed.is_empty(), "{report:?}");
+    assert_eq!(app.status_text(&c.reservation_id).await, "confirmed");
+    assert_eq!(count_events(&collection).await, 1, "the fresh event survives");
+}
 
 #[tokio::test]
 async fn a_cancel_racing_a_slow_calendar_write_leaves_no_event() {
