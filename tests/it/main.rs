@@ -11,6 +11,7 @@ mod bad_input;
 mod calendar_adapters;
 mod calendar_flow;
 mod fakes;
+mod harness;
 mod helpers;
 mod holds;
 mod idempotency;
