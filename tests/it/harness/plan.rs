@@ -138,9 +138,21 @@ pub const DEFAULT_STEPS: usize = 60;
 /// event, a checkout likely right after a reserve, a payment after a
 /// checkout, ...), so few steps find nothing to act on and most histories
 /// reach payments, refunds, cancels and calendar writes.
+///
+/// `SLOTGUARD_HARNESS_WITHOUT` (comma-separated) leaves kinds of steps out
+/// (`reserve`, `checkout`, `pay`, `settle`, `expire`, `foreign`, `deliver`,
+/// `cancel`, `calendar`, `reconcile`, `clock`, `resume`) or faults (`faults`:
+/// no fault scripts; `pauses`: no pauses), to focus on the rest, e.g. while a
+/// known bug is being fixed.
 pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
     let mut rng = Rng::with_seed(seed);
-    let mut g = Gen::default();
+    let without: Vec<String> = std::env::var("SLOTGUARD_HARNESS_WITHOUT")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut g = Gen { without: without.clone(), ..Gen::default() };
     (0..steps)
         .map(|_| {
             let step = g.next(&mut rng);
@@ -155,13 +167,24 @@ pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
                 | Step::Resume { .. } => Vec::new(),
                 _ => script(&mut rng),
             };
+            let script = if without.iter().any(|w| w == "faults") {
+                Vec::new()
+            } else if without.iter().any(|w| w == "pauses") {
+                script.into_iter().map(|d| if d == Decision::Pause { Decision::Proceed } else { d }).collect()
+            } else {
+                script
+            };
             let pauses = script.iter().filter(|d| **d == Decision::Pause).count();
             g.pauses += pauses;
             if pauses > 0 {
-                // Let a few steps run past a parked op before it may resume.
+                // Let a few steps run past a parked op before it may resume,
+                // most likely ones that touch what it touches.
                 g.hold_resume = 2;
+                g.parked_kind = g.last;
+                g.contend = 3;
             } else {
                 g.hold_resume = g.hold_resume.saturating_sub(1);
+                g.contend = g.contend.saturating_sub(1);
             }
             PlanStep { step, script }
         })
@@ -181,7 +204,27 @@ struct Gen {
     keys: usize,
     /// Steps to go before a resume may be drawn.
     hold_resume: usize,
+    /// Kinds of steps left out.
+    without: Vec<String>,
     last: Option<&'static str>,
+    /// The kind of the step whose script parks last, and for how many more
+    /// steps the steps that race it are favoured.
+    parked_kind: Option<&'static str>,
+    contend: usize,
+}
+
+/// What races a parked op of a kind: the steps favoured while it waits
+/// (cancel vs calendar write, two checkouts, concurrent deliveries, ...).
+fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
+    match kind {
+        "calendar" => &[("cancel", 15), ("calendar", 15), ("deliver", 5)],
+        "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("reserve", 4), ("clock", 3)],
+        "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5)],
+        "cancel" => &[("cancel", 10), ("calendar", 10), ("deliver", 5)],
+        "reserve" => &[("reserve", 15), ("checkout", 5)],
+        "reconcile" => &[("calendar", 10), ("deliver", 10), ("cancel", 6)],
+        _ => &[],
+    }
 }
 
 impl Gen {
@@ -203,8 +246,16 @@ impl Gen {
             ("clock", 5),
             ("resume", if self.pauses > self.resumes && self.hold_resume == 0 { 6 } else { 0 }),
         ];
+        let boost = |n: &str| match (self.contend > 0, self.parked_kind) {
+            (true, Some(kind)) => rivals(kind).iter().find(|(r, _)| *r == n).map(|(_, w)| *w).unwrap_or(0),
+            _ => 0,
+        };
+        let table = table.map(|(n, w)| {
+            let w = if w > 0 || matches!(n, "reserve" | "clock") { w + boost(n) } else { w };
+            (n, if self.without.iter().any(|x| x == n) { 0 } else { w })
+        });
         let total: u32 = table.iter().map(|(_, w)| w).sum();
-        let mut x = rng.u32(0..total);
+        let mut x = rng.u32(0..total.max(1));
         let mut name = "reserve";
         for (n, w) in table {
             if x < w {

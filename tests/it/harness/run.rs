@@ -62,6 +62,8 @@ pub struct Mail {
     pub id: String,
     pub kind: String,
     pub session: String,
+    /// The reservation the session names (its metadata).
+    pub reservation: String,
     pub body: String,
     /// Some delivery got a 2xx.
     pub acked: bool,
@@ -384,10 +386,13 @@ impl Runner {
                 .expect("the simulator answers");
             assert_eq!(r.status().as_u16(), 200);
             let body = r.text().await.unwrap();
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let reservation = parsed["data"]["object"]["metadata"]["reservation_id"].as_str().unwrap_or_default();
             self.mailbox.push(Mail {
                 id,
                 kind: e["type"].as_str().unwrap_or_default().to_owned(),
                 session: e["session_id"].as_str().unwrap_or_default().to_owned(),
+                reservation: reservation.to_owned(),
                 body,
                 acked: false,
                 deliveries: 0,
@@ -521,6 +526,10 @@ impl Runner {
                 self.mailbox[mail].deliveries += 1;
                 if (200..300).contains(&outcome.status) {
                     self.mailbox[mail].acked = true;
+                    // The customer's success page polls the status, which
+                    // shows the cancel token once the booking is confirmed.
+                    let reservation = self.mailbox[mail].reservation.clone();
+                    self.learn_token(&reservation).await;
                 }
             }
             Pending::Cancel { reservation, auth, bearer } => {
@@ -758,7 +767,18 @@ impl Runner {
                 if self.reservations.is_empty() {
                     return self.noop("cancel (no reservation yet)");
                 }
-                let k = recent(reservation, self.reservations.len());
+                // A customer cancels a booking whose token they were shown;
+                // anyone may try any reservation without it.
+                let k = if auth == Auth::Token {
+                    let known: Vec<usize> =
+                        (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
+                    if known.is_empty() {
+                        return self.noop("cancel with a token (no booking has shown one yet)");
+                    }
+                    known[recent(reservation, known.len())]
+                } else {
+                    recent(reservation, self.reservations.len())
+                };
                 let id = self.reservations[k].id.clone();
                 // The client reads the status page, which shows the token once confirmed.
                 let (_, status) = self.status_of(&id).await;
@@ -826,6 +846,14 @@ impl Runner {
         let first = slots.clone().min().unwrap();
         let last = slots.max().unwrap();
         (first - Duration::hours(2), last + Duration::hours(2))
+    }
+
+    async fn learn_token(&mut self, id: &str) {
+        let Some(k) = self.reservations.iter().position(|r| r.id == id) else { return };
+        let (_, status) = self.status_of(id).await;
+        if let Some(token) = status["cancel_token"].as_str() {
+            self.reservations[k].token = Some(token.to_owned());
+        }
     }
 
     pub async fn status_of(&self, id: &str) -> (u16, Value) {
