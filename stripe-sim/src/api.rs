@@ -7,7 +7,7 @@
 
 use crate::form;
 use crate::objects;
-use crate::state::{IdempotencyRecord, Origin, Refund, Session, State, new_id, now};
+use crate::state::{IdempotencyRecord, Origin, Refund, Session, State, new_id};
 use hyper::HeaderMap;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -449,7 +449,7 @@ fn create_session(st: &mut State, params: &Value, ctx: &Ctx) -> Result<Executed,
             "payment_method_types",
         ],
     )?;
-    let now = now();
+    let now = st.now();
     match string_param(params, "mode", "mode")?.as_deref() {
         None | Some("payment") => {}
         Some(other) => {
@@ -644,6 +644,7 @@ fn create_refund(st: &mut State, params: &Value, ctx: &Ctx) -> Result<Executed, 
         .param("reason"));
     }
     let metadata = metadata_param(params, "metadata", "metadata")?;
+    let created = st.now();
     let intent = st.payment_intents.get_mut(&pi_id).ok_or_else(|| {
         ApiError::invalid(format!("No such payment_intent: '{pi_id}'")).code("resource_missing").param("payment_intent")
     })?;
@@ -681,7 +682,7 @@ fn create_refund(st: &mut State, params: &Value, ctx: &Ctx) -> Result<Executed, 
         currency: intent.currency.clone(),
         reason,
         metadata,
-        created: now(),
+        created,
         idempotency_key: ctx.idempotency_key.map(str::to_owned),
     };
     let body = objects::refund(&refund);

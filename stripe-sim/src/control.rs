@@ -28,6 +28,13 @@
 //! - `POST /_sim/fail?status=500&count=N`: the next N `/v1` requests answer
 //!   `status` (400–599) with an `api_error` body without running; `count=0`
 //!   clears. Answers `{"status", "remaining"}`.
+//! - `POST /_sim/clock?advance_secs=N`: moves the simulator's clock N seconds
+//!   later (N may be negative, to step back onto a caller's clock), then at
+//!   once expires every open session whose `expires_at` the new now has
+//!   reached (as the sweep would within a second) and delivers their
+//!   `checkout.session.expired` events. Answers
+//!   `{"now", "offset_secs", "expired": ["evt_...", ...], "deliveries": [...]}`.
+//! - `GET /_sim/clock`: `{"now", "offset_secs"}`.
 //! - `GET /_sim/events`: `{"events": [{"id", "type", "session_id",
 //!   "payment_intent", "created", "deliveries": [...]}]}`, oldest first.
 //! - `GET /_sim/refunds`: `{"refunds": [{"id", "payment_intent", "amount",
@@ -51,6 +58,8 @@ use std::sync::Arc;
 const MAX_DELIVERIES: usize = 100;
 /// At most ten minutes of delay.
 const MAX_DELAY_MS: u64 = 600_000;
+/// One clock move spans at most a year either way.
+const MAX_CLOCK_STEP_SECS: i64 = 366 * 24 * 3600;
 
 /// Serves one `/_sim` request: status and JSON body.
 pub async fn handle(sim: &Arc<Sim>, method: &str, path: &str, query: Option<&str>) -> (u16, Value) {
@@ -117,6 +126,34 @@ async fn dispatch(sim: &Arc<Sim>, method: &str, path: &str, query: Option<&str>)
             }
             sim.lock().failure = (count > 0).then_some(Failure { status, remaining: count });
             Ok((200, json!({"status": status, "remaining": count})))
+        }
+        ("GET", ["", "_sim", "clock"]) => {
+            let st = sim.lock();
+            Ok((200, json!({"now": st.now(), "offset_secs": st.clock_offset})))
+        }
+        ("POST", ["", "_sim", "clock"]) => {
+            let advance = match q.get("advance_secs") {
+                Some(v) => v.parse::<i64>().ok().filter(|n| n.abs() <= MAX_CLOCK_STEP_SECS),
+                None => None,
+            }
+            .ok_or_else(|| {
+                ControlError::new(
+                    400,
+                    format!("query parameter advance_secs must be an integer of at most {MAX_CLOCK_STEP_SECS} in size"),
+                )
+            })?;
+            let (now, offset, expired) = {
+                let mut st = sim.lock();
+                st.clock_offset += advance;
+                let now = st.now();
+                let expired = st.expire_due(now);
+                (now, st.clock_offset, expired)
+            };
+            let mut statuses = Vec::new();
+            for event in &expired {
+                statuses.extend(webhooks::deliver(sim, event, 1).await);
+            }
+            Ok((200, json!({"now": now, "offset_secs": offset, "expired": expired, "deliveries": statuses})))
         }
         ("GET", ["", "_sim", "events"]) => {
             let st = sim.lock();

@@ -38,8 +38,20 @@
 //! `POST /_sim/checkout/sessions/{id}/async_payment?result=succeeded|failed`,
 //! `POST /_sim/checkout/sessions/{id}/expire`,
 //! `POST /_sim/events/{id}/redeliver?deliveries=`, `POST /_sim/fail?status=&count=`,
+//! `POST /_sim/clock?advance_secs=`, `GET /_sim/clock`,
 //! `GET /_sim/events`, `GET /_sim/refunds`, `GET /_sim/checkout/sessions`,
 //! `GET /_sim/health`.
+//!
+//! # Time
+//!
+//! The simulator keeps its own clock: the real clock plus an offset
+//! ([`SimConfig::clock_offset_secs`], moved by `POST /_sim/clock?advance_secs=N`).
+//! Session `created` and the `expires_at` bounds (30 min – 24 h from
+//! creation), whether a session can still be paid, the expiry sweep that emits
+//! `checkout.session.expired`, and the `created` of events and refunds all read
+//! that clock, so a test that drives its own clock forward can keep the
+//! simulator in step. Webhook signatures (`t=`) stay on the real clock: the
+//! receiver checks them against its own 300 s tolerance.
 //!
 //! # What it does not do
 //!
@@ -89,11 +101,19 @@ pub struct SimConfig {
     /// The origin sessions' hosted-page `url`s use. `None`: `http://` plus the
     /// listener's local address.
     pub public_url: Option<String>,
+    /// Where the simulator's clock starts, in seconds ahead of the real clock
+    /// (negative: behind); `POST /_sim/clock?advance_secs=N` moves it later.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { webhook_url: None, webhook_secret: "whsec_local_simulator".into(), public_url: None }
+        Self {
+            webhook_url: None,
+            webhook_secret: "whsec_local_simulator".into(),
+            public_url: None,
+            clock_offset_secs: 0,
+        }
     }
 }
 
@@ -123,7 +143,9 @@ pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: impl Futu
         None => format!("http://{}", listener.local_addr().expect("a bound listener has an address")),
     };
     let http = reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build().expect("a plain HTTP client builds");
-    let sim = Arc::new(Sim { config, state: Mutex::new(State::new(base_url)), http });
+    let mut state = State::new(base_url);
+    state.clock_offset = config.clock_offset_secs;
+    let sim = Arc::new(Sim { config, state: Mutex::new(state), http });
 
     let sweeper = tokio::spawn(sweep_expired(sim.clone()));
     tokio::pin!(shutdown);
@@ -158,7 +180,11 @@ async fn sweep_expired(sim: Arc<Sim>) {
     let mut tick = tokio::time::interval(EXPIRY_SWEEP);
     loop {
         tick.tick().await;
-        let events = sim.lock().expire_due(state::now());
+        let events = {
+            let mut st = sim.lock();
+            let now = st.now();
+            st.expire_due(now)
+        };
         webhooks::spawn_deliveries(&sim, events, 1, 0);
     }
 }

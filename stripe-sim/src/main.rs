@@ -3,7 +3,9 @@
 //! Environment: `STRIPE_SIM_ADDR` (default `127.0.0.1:12111`),
 //! `STRIPE_SIM_WEBHOOK_URL` (unset: events are recorded, not delivered),
 //! `STRIPE_SIM_WEBHOOK_SECRET` (default `whsec_local_simulator`),
-//! `STRIPE_SIM_PUBLIC_URL` (default `http://` plus the bound address).
+//! `STRIPE_SIM_PUBLIC_URL` (default `http://` plus the bound address),
+//! `STRIPE_SIM_CLOCK_OFFSET_SECS` (default 0: the simulator's clock, in
+//! seconds ahead of the real one).
 
 use stripe_sim::{SimConfig, serve};
 
@@ -18,6 +20,7 @@ async fn main() {
             .filter(|s| !s.is_empty())
             .unwrap_or(defaults.webhook_secret),
         public_url: std::env::var("STRIPE_SIM_PUBLIC_URL").ok().filter(|u| !u.is_empty()),
+        clock_offset_secs: std::env::var("STRIPE_SIM_CLOCK_OFFSET_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0),
     };
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(listener) => listener,

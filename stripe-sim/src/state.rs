@@ -9,7 +9,8 @@ use crate::objects;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch, by the real clock. The simulator's own
+/// notion of now is [`State::now`]: this plus its clock offset.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -156,11 +157,21 @@ pub struct State {
     pub events: Vec<Event>,
     pub idempotency: HashMap<String, IdempotencyRecord>,
     pub failure: Option<Failure>,
+    /// Seconds the simulator's clock runs ahead of the real one (negative:
+    /// behind). Session creation times and expiry bounds, the expiry sweep and
+    /// `created` timestamps use [`State::now`]; webhook signatures stay on the
+    /// real clock, as the receiver checks them against its own.
+    pub clock_offset: i64,
 }
 
 impl State {
     pub fn new(base_url: String) -> Self {
         Self { base_url, ..Self::default() }
+    }
+
+    /// The simulator's now: the real clock plus [`State::clock_offset`].
+    pub fn now(&self) -> i64 {
+        now() + self.clock_offset
     }
 
     pub fn insert_session(&mut self, session: Session) {
@@ -182,9 +193,9 @@ impl State {
 
     /// Records an event carrying the session as it is now; returns its id.
     pub fn emit(&mut self, type_: &'static str, session_id: &str, origin: Origin) -> String {
+        let created = self.now();
         let session = &self.sessions[session_id];
         let id = new_id("evt_", 24);
-        let created = now();
         let body = objects::event(&id, type_, created, objects::session(session, &self.base_url), &origin);
         self.events.push(Event {
             id: id.clone(),
@@ -199,7 +210,7 @@ impl State {
     }
 
     fn open_session(&mut self, id: &str) -> Result<&mut Session, ControlError> {
-        let now = now();
+        let now = self.now();
         let session = self
             .sessions
             .get_mut(id)

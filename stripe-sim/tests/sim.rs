@@ -143,7 +143,7 @@ impl Sim {
     async fn start(webhook_url: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = SimConfig { webhook_url, webhook_secret: SECRET.into(), public_url: None };
+        let config = SimConfig { webhook_url, webhook_secret: SECRET.into(), ..SimConfig::default() };
         tokio::spawn(stripe_sim::serve(listener, config, std::future::pending()));
         let client = stripe_client("sk_test_simulated").url(base.clone()).build().unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -776,4 +776,66 @@ async fn unsupported_parameters_are_rejected_loudly() {
 fn stripe_client(key: &str) -> ClientBuilder {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     ClientBuilder::new(key)
+}
+
+#[tokio::test]
+async fn the_clock_route_moves_expiry_creation_and_timestamps_but_not_signatures() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let (status, clock) = sim.control("GET", "/_sim/clock").await;
+    assert_eq!(status, 200);
+    assert_eq!(clock["offset_secs"], 0);
+
+    // A session with 40 minutes to go; the clock moves an hour on: it expires
+    // at once (not a sweep tick later) and its event is delivered, signed on
+    // the real clock so the receiver's 300 s tolerance still accepts it.
+    let a = sim.create(&session_request("rsv_clock_a", now() + 40 * 60), "clock-a").await.unwrap();
+    let (status, moved) = sim.control("POST", "/_sim/clock?advance_secs=3600").await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["offset_secs"], 3600);
+    assert!((moved["now"].as_i64().unwrap() - (now() + 3600)).abs() <= 2, "{moved}");
+    assert_eq!(moved["expired"].as_array().unwrap().len(), 1, "{moved}");
+    assert_eq!(moved["deliveries"], serde_json::json!([200]));
+    let expired = receiver.deliveries().pop().unwrap();
+    assert_eq!(expired.type_, EventType::CheckoutSessionExpired);
+    assert_eq!(expired.session.id, a.id);
+    assert_eq!(sim.complete(a.id.as_str(), "").await.0, 409, "an expired session cannot be paid");
+
+    // Creation is judged by the simulator's clock: 40 minutes of real time
+    // ahead is now in its past, 1 h 40 min ahead is 40 minutes ahead of it.
+    let (error, status) = stripe_error(sim.create(&session_request("rsv_clock_b", now() + 40 * 60), "clock-b").await);
+    assert_eq!(status, 400);
+    assert_eq!(error.param.as_deref(), Some("expires_at"));
+    let c = sim.create(&session_request("rsv_clock_c", now() + 3600 + 40 * 60), "clock-c").await.unwrap();
+    assert!((c.created - (now() + 3600)).abs() <= 2, "created on the simulator's clock");
+    let (status, paid) = sim.complete(c.id.as_str(), "").await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["deliveries"], serde_json::json!([200]), "signed on the real clock");
+    let (_, events) = sim.control("GET", "/_sim/events").await;
+    let completed = events["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(completed["type"], "checkout.session.completed");
+    assert!((completed["created"].as_i64().unwrap() - (now() + 3600)).abs() <= 2, "{completed}");
+    let refund = CreateRefund::new().payment_intent(paid["payment_intent"].as_str().unwrap()).send(&sim.client).await;
+    assert!((refund.unwrap().created - (now() + 3600)).abs() <= 2, "refunds too");
+
+    // Stepping back onto a caller's clock is allowed; nonsense is not.
+    let (status, back) = sim.control("POST", "/_sim/clock?advance_secs=-3600").await;
+    assert_eq!(status, 200);
+    assert_eq!(back["offset_secs"], 0);
+    assert_eq!(back["expired"], serde_json::json!([]));
+    for bad in ["", "?advance_secs=soon", "?advance_secs=99999999999"] {
+        let (status, body) = sim.control("POST", &format!("/_sim/clock{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_clock_can_start_ahead() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = SimConfig { clock_offset_secs: 86_400, ..SimConfig::default() };
+    tokio::spawn(stripe_sim::serve(listener, config, std::future::pending()));
+    let clock: Value = reqwest::get(format!("{base}/_sim/clock")).await.unwrap().json().await.unwrap();
+    assert_eq!(clock["offset_secs"], 86_400);
+    assert!((clock["now"].as_i64().unwrap() - (now() + 86_400)).abs() <= 2);
 }

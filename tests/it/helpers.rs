@@ -94,6 +94,7 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
         webhook_url: Some(format!("{base}/webhooks/stripe")),
         webhook_secret: WEBHOOK_SECRET.into(),
         public_url: None,
+        clock_offset_secs: 0,
     };
     tokio::spawn(stripe_sim::serve(sim_listener, sim_config, async move {
         let _ = sim_rx.await;

@@ -12,6 +12,7 @@ mod calendar_adapters;
 mod calendar_flow;
 mod event_orders;
 mod fakes;
+mod harness;
 mod helpers;
 mod holds;
 mod idempotency;

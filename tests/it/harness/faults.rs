@@ -1,0 +1,415 @@
+//! The fault layer: [`Faulty<T>`] implements every port trait the handlers,
+//! the calendar writer and reconcile use, by handing each call to the real
+//! adapter `T` after asking [`hook`] what to do with it.
+//!
+//! The hook reads the op the call belongs to from a task-local
+//! ([`OpCtx`], set by the scheduler around each op task) and takes the next
+//! decision of that op's fault script: the n-th port call of an op gets the
+//! n-th decision. A call outside any op (setup, the final read-out) or while
+//! faults are switched off (the quiesce phase) just proceeds.
+//!
+//! Covered, by trait (the name in quotes is what step logs show):
+//! - `ResourceStore`: "get_resource", "put_resource", "list_resources"
+//! - `ClaimStore`: "place_hold", "get_claim", "claims_on_day"
+//! - `ReservationHistory`: "record_reservation", "get_reservation_record"
+//! - `IdempotencyStore`: "start_idempotent", "complete_idempotent", "abandon_idempotent"
+//! - `PaymentStore`: "start_checkout", "attach_checkout", "payment_outcome",
+//!   "confirm_paid", "decide_refund", "hold_for_pending_payment", "release"
+//! - `BookingStore`: "record_calendar_write", "cancel_booking"
+//! - `Payments`: "create_checkout_session", "refund_payment"
+//! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
+//! - `Calendar`: "put_event", "delete_event", "list_events"
+//!
+//! A new port method needs one more line in the matching `impl` below: the
+//! `faulty!` macro takes the name, the real call and the transient error.
+
+use super::sched::Signal;
+use chrono::{DateTime, NaiveDate, Utc};
+use slotguard::calendar::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
+use slotguard::domain::{
+    CalendarJob, CalendarTarget, CheckoutLink, CheckoutRequest, CheckoutSession, Claim, PaymentOutcome, ReservationId,
+    Resource, ResourceId, SlotKey,
+};
+use slotguard::ports::{
+    BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome, IdempotencyStart,
+    IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause, ReservationHistory,
+    ReservationRecord, ResourceStore, SavedResponse, StoreError,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// What happens to one port call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Call the real adapter.
+    Proceed,
+    /// Return the port's transient error without calling (throttling,
+    /// unreachable, Stripe 5xx/429, SQS send failure, CalDAV 5xx).
+    FailBefore,
+    /// Call the real adapter, then return the transient error anyway: a
+    /// timeout after the effect happened.
+    FailAfter,
+    /// Like `FailBefore`, and every later call of the op fails the same way
+    /// without effect: the Lambda died here, no cleanup runs.
+    Crash,
+    /// Park the op here until the scheduler resumes it, then call.
+    Pause,
+}
+
+impl Decision {
+    pub fn short(self) -> &'static str {
+        match self {
+            Decision::Proceed => "ok",
+            Decision::FailBefore => "fail-before",
+            Decision::FailAfter => "fail-after",
+            Decision::Crash => "crash",
+            Decision::Pause => "pause",
+        }
+    }
+}
+
+/// Switches shared by every op of one history.
+#[derive(Debug)]
+pub struct Ctl {
+    /// Off in the quiesce phase: every call proceeds.
+    pub faults: AtomicBool,
+    /// Off while parked ops are being run to completion.
+    pub pauses: AtomicBool,
+    /// How many ops are parked right now (kept by the scheduler).
+    pub parked: AtomicUsize,
+    pub max_parked: usize,
+}
+
+impl Ctl {
+    pub fn new(max_parked: usize) -> Arc<Self> {
+        Arc::new(Self {
+            faults: AtomicBool::new(true),
+            pauses: AtomicBool::new(true),
+            parked: AtomicUsize::new(0),
+            max_parked,
+        })
+    }
+}
+
+/// A decision that fired (anything but `Proceed`), for the step log.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub call: usize,
+    pub port: &'static str,
+    pub decision: Decision,
+}
+
+impl std::fmt::Display for Fired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}#{}", self.decision.short(), self.port, self.call + 1)
+    }
+}
+
+/// The op a port call belongs to.
+pub struct OpCtx {
+    pub op: usize,
+    script: Vec<Decision>,
+    calls: AtomicUsize,
+    crashed: AtomicBool,
+    pub fired: Mutex<Vec<Fired>>,
+    ctl: Arc<Ctl>,
+    signal: mpsc::UnboundedSender<Signal>,
+}
+
+impl OpCtx {
+    pub fn new(op: usize, script: Vec<Decision>, ctl: Arc<Ctl>, signal: mpsc::UnboundedSender<Signal>) -> Self {
+        Self {
+            op,
+            script,
+            calls: AtomicUsize::new(0),
+            crashed: AtomicBool::new(false),
+            fired: Mutex::new(Vec::new()),
+            ctl,
+            signal,
+        }
+    }
+
+    pub fn fired(&self) -> Vec<Fired> {
+        self.fired.lock().unwrap().clone()
+    }
+
+    /// Whether a failure (not a pause) was injected into this op.
+    pub fn failed(&self) -> bool {
+        self.fired.lock().unwrap().iter().any(|f| f.decision != Decision::Pause)
+    }
+
+    pub fn paused(&self) -> bool {
+        self.fired.lock().unwrap().iter().any(|f| f.decision == Decision::Pause)
+    }
+
+    fn note(&self, call: usize, port: &'static str, decision: Decision) {
+        self.fired.lock().unwrap().push(Fired { call, port, decision });
+    }
+}
+
+tokio::task_local! {
+    pub static OP: Arc<OpCtx>;
+}
+
+/// What a wrapper does after the hook.
+pub enum Act {
+    Call,
+    FailBefore,
+    FailAfter,
+}
+
+/// Takes the current op's next decision for a call to `port` (parking here
+/// for a `Pause`).
+pub async fn hook(port: &'static str) -> Act {
+    let Ok(ctx) = OP.try_with(Arc::clone) else {
+        return Act::Call;
+    };
+    let call = ctx.calls.fetch_add(1, Ordering::SeqCst);
+    if !ctx.ctl.faults.load(Ordering::SeqCst) {
+        return Act::Call;
+    }
+    if ctx.crashed.load(Ordering::SeqCst) {
+        return Act::FailBefore;
+    }
+    match ctx.script.get(call).copied().unwrap_or(Decision::Proceed) {
+        Decision::Proceed => Act::Call,
+        d @ Decision::FailBefore => {
+            ctx.note(call, port, d);
+            Act::FailBefore
+        }
+        d @ Decision::FailAfter => {
+            ctx.note(call, port, d);
+            Act::FailAfter
+        }
+        d @ Decision::Crash => {
+            ctx.note(call, port, d);
+            ctx.crashed.store(true, Ordering::SeqCst);
+            Act::FailBefore
+        }
+        d @ Decision::Pause => {
+            if !ctx.ctl.pauses.load(Ordering::SeqCst) || ctx.ctl.parked.load(Ordering::SeqCst) >= ctx.ctl.max_parked {
+                return Act::Call;
+            }
+            ctx.note(call, port, d);
+            let (resume, resumed) = oneshot::channel();
+            if ctx.signal.send(Signal::Parked { op: ctx.op, resume }).is_ok() {
+                // A dropped sender (the history was abandoned) also resumes.
+                let _ = resumed.await;
+            }
+            Act::Call
+        }
+    }
+}
+
+/// A port adapter behind the fault hook.
+#[derive(Debug, Clone)]
+pub struct Faulty<T>(pub T);
+
+macro_rules! faulty {
+    ($port:literal, $call:expr, $err:expr) => {
+        match hook($port).await {
+            Act::Call => $call.await,
+            Act::FailBefore => Err($err),
+            Act::FailAfter => {
+                let _ = $call.await;
+                Err($err)
+            }
+        }
+    };
+}
+
+fn store(port: &'static str) -> StoreError {
+    StoreError::Unavailable { op: port, message: "injected fault".into() }
+}
+
+fn payment(port: &'static str) -> PaymentError {
+    PaymentError::Unavailable(format!("{port}: injected fault"))
+}
+
+fn queue(port: &'static str) -> QueueError {
+    QueueError(format!("{port}: injected fault"))
+}
+
+fn calendar(port: &'static str) -> CalendarError {
+    CalendarError::Transient { kind: "injected", message: format!("{port}: injected fault") }
+}
+
+impl<T: ResourceStore> ResourceStore for Faulty<T> {
+    async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
+        faulty!("get_resource", self.0.get_resource(id), store("get_resource"))
+    }
+    async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
+        faulty!("put_resource", self.0.put_resource(resource), store("put_resource"))
+    }
+    async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {
+        faulty!("list_resources", self.0.list_resources(), store("list_resources"))
+    }
+}
+
+impl<T: ClaimStore> ClaimStore for Faulty<T> {
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
+        faulty!("place_hold", self.0.place_hold(claim, now), store("place_hold"))
+    }
+    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
+        faulty!("get_claim", self.0.get_claim(slot), store("get_claim"))
+    }
+    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
+        faulty!("claims_on_day", self.0.claims_on_day(resource, day), store("claims_on_day"))
+    }
+}
+
+impl<T: ReservationHistory> ReservationHistory for Faulty<T> {
+    async fn record_reservation(&self, record: &ReservationRecord) -> Result<(), StoreError> {
+        faulty!("record_reservation", self.0.record_reservation(record), store("record_reservation"))
+    }
+    async fn get_reservation_record(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        faulty!("get_reservation_record", self.0.get_reservation_record(id), store("get_reservation_record"))
+    }
+}
+
+impl<T: IdempotencyStore> IdempotencyStore for Faulty<T> {
+    async fn start_idempotent(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyStart, StoreError> {
+        faulty!(
+            "start_idempotent",
+            self.0.start_idempotent(key, payload_hash, now, in_progress_until, expires_at),
+            store("start_idempotent")
+        )
+    }
+    async fn complete_idempotent(
+        &self,
+        key: &str,
+        response: &SavedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        faulty!(
+            "complete_idempotent",
+            self.0.complete_idempotent(key, response, expires_at),
+            store("complete_idempotent")
+        )
+    }
+    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
+        faulty!("abandon_idempotent", self.0.abandon_idempotent(key), store("abandon_idempotent"))
+    }
+}
+
+impl<T: PaymentStore> PaymentStore for Faulty<T> {
+    async fn start_checkout(
+        &self,
+        claim: &Claim,
+        session_expires_at: DateTime<Utc>,
+        hold_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        faulty!(
+            "start_checkout",
+            self.0.start_checkout(claim, session_expires_at, hold_expires_at, now),
+            store("start_checkout")
+        )
+    }
+    async fn attach_checkout(&self, claim: &Claim, link: &CheckoutLink) -> Result<(), StoreError> {
+        faulty!("attach_checkout", self.0.attach_checkout(claim, link), store("attach_checkout"))
+    }
+    async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
+        faulty!("payment_outcome", self.0.payment_outcome(session_id), store("payment_outcome"))
+    }
+    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        faulty!("confirm_paid", self.0.confirm_paid(confirmed, session_id, now), store("confirm_paid"))
+    }
+    async fn decide_refund(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        faulty!("decide_refund", self.0.decide_refund(session_id, reservation_id, now), store("decide_refund"))
+    }
+    async fn hold_for_pending_payment(&self, pending: &Claim, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        faulty!(
+            "hold_for_pending_payment",
+            self.0.hold_for_pending_payment(pending, now),
+            store("hold_for_pending_payment")
+        )
+    }
+    async fn release(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        faulty!("release", self.0.release(slot, record), store("release"))
+    }
+}
+
+impl<T: BookingStore> BookingStore for Faulty<T> {
+    async fn record_calendar_write(
+        &self,
+        slot: &SlotKey,
+        reservation_id: &ReservationId,
+        event_ref: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        faulty!(
+            "record_calendar_write",
+            self.0.record_calendar_write(slot, reservation_id, event_ref, at),
+            store("record_calendar_write")
+        )
+    }
+    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        faulty!("cancel_booking", self.0.cancel_booking(slot, record), store("cancel_booking"))
+    }
+}
+
+impl<T: Payments> Payments for Faulty<T> {
+    async fn create_checkout_session(&self, request: &CheckoutRequest) -> Result<CheckoutSession, PaymentError> {
+        faulty!("create_checkout_session", self.0.create_checkout_session(request), payment("create_checkout_session"))
+    }
+    async fn refund_payment(
+        &self,
+        payment_intent: &str,
+        idempotency_key: &str,
+        reservation_id: &ReservationId,
+        cause: RefundCause,
+    ) -> Result<String, PaymentError> {
+        faulty!(
+            "refund_payment",
+            self.0.refund_payment(payment_intent, idempotency_key, reservation_id, cause),
+            payment("refund_payment")
+        )
+    }
+}
+
+impl<T: CalendarQueue> CalendarQueue for Faulty<T> {
+    async fn enqueue(&self, job: &CalendarJob) -> Result<(), QueueError> {
+        faulty!("enqueue", self.0.enqueue(job), queue("enqueue"))
+    }
+}
+
+impl<T: DeadLetters> DeadLetters for Faulty<T> {
+    async fn send_dead_letter(&self, body: &str, reason: &DeadLetterReason) -> Result<(), QueueError> {
+        faulty!("send_dead_letter", self.0.send_dead_letter(body, reason), queue("send_dead_letter"))
+    }
+}
+
+impl<T: Calendar> Calendar for Faulty<T> {
+    async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+        faulty!("put_event", self.0.put_event(target, event), calendar("put_event"))
+    }
+    async fn delete_event(
+        &self,
+        target: &CalendarTarget,
+        reservation_id: &ReservationId,
+    ) -> Result<DeleteOutcome, CalendarError> {
+        faulty!("delete_event", self.0.delete_event(target, reservation_id), calendar("delete_event"))
+    }
+    async fn list_events(
+        &self,
+        target: &CalendarTarget,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<FoundEvent>, CalendarError> {
+        faulty!("list_events", self.0.list_events(target, from, to), calendar("list_events"))
+    }
+}

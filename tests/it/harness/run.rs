@@ -1,0 +1,1157 @@
+//! The interpreter: runs one plan against one world, step by step, through
+//! the scheduler; keeps the client-side model (reservations, idempotency
+//! keys, sessions, the Stripe mailbox, in-flight SQS messages); checks the
+//! cheap invariants after every step; then quiesces and runs the final checks.
+
+use super::check::{self, Snapshot, Violation};
+use super::faults::{Ctl, Decision};
+use super::plan::{Auth, EventPick, KeyMode, PlanStep, Step, UrlVariant};
+use super::sched::{Outcome, Ran, Sched};
+use super::world::{ADMIN_TOKEN, STRIPE_KEY, VISIBILITY_MINUTES, WEBHOOK_SECRET, World};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use chrono::{DateTime, Duration, Utc};
+use lambda_http::{Body, RequestExt, Response};
+use serde_json::{Value, json};
+use slotguard::api::cancel::{CancelDeps, cancel_at};
+use slotguard::api::checkout::checkout_at;
+use slotguard::api::reservation_status::reservation_status_at;
+use slotguard::api::reserve::reserve_at;
+use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
+use slotguard::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+pub const CUSTOMERS: [(&str, &str); 3] =
+    [("Ada Lovelace", "ada@example.com"), ("Grace Hopper", "grace@example.com"), ("Alan Turing", "alan@example.com")];
+
+/// A reservation the client knows about (it got its id in a 201).
+#[derive(Debug, Clone)]
+pub struct Res {
+    pub id: String,
+    pub resource: usize,
+    pub start: DateTime<Utc>,
+    pub customer: usize,
+    pub amount: i64,
+    pub currency: String,
+    /// The cancel token, once a status read showed it.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Made by slotguard's checkout.
+    Own,
+    /// Made directly at Stripe for 1.00, naming a reservation.
+    Foreign,
+    /// Made directly at Stripe for the reservation's own price.
+    Second,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sess {
+    pub id: String,
+    pub reservation: String,
+    pub kind: SessionKind,
+}
+
+/// A Stripe event as the harness delivers it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub id: String,
+    pub kind: String,
+    pub session: String,
+    /// The reservation the session names (its metadata).
+    pub reservation: String,
+    pub body: String,
+    /// Some delivery got a 2xx.
+    pub acked: bool,
+    pub deliveries: u32,
+}
+
+/// One line of the printed history.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// The plan step, or `None` in the quiesce phase.
+    pub step: Option<usize>,
+    pub desc: String,
+    pub status: String,
+    pub faults: Vec<String>,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            Some(i) => write!(f, "{i:>3}  ")?,
+            None => write!(f, "  q  ")?,
+        }
+        write!(f, "{:<70} -> {}", self.desc, self.status)?;
+        if !self.faults.is_empty() {
+            write!(f, "   [{}]", self.faults.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do when an op finishes.
+#[derive(Debug, Clone)]
+enum Pending {
+    Reserve { resource: usize, start: DateTime<Utc>, customer: usize },
+    Checkout,
+    Deliver { mail: usize },
+    Cancel { reservation: String, auth: Auth, bearer: Option<String> },
+    Calendar { receipt: String, lose_delete: bool },
+    Reconcile,
+}
+
+impl Pending {
+    fn http(&self) -> bool {
+        !matches!(self, Pending::Calendar { .. } | Pending::Reconcile)
+    }
+}
+
+struct OpRec {
+    log: usize,
+    desc: String,
+    pending: Pending,
+}
+
+/// Counters summed over every history for the summary line.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub histories: usize,
+    pub steps: usize,
+    pub noops: usize,
+    pub ops: usize,
+    pub fail_before: usize,
+    pub fail_after: usize,
+    pub crashes: usize,
+    pub pauses: usize,
+    pub resumed: usize,
+    pub faulted_5xx: usize,
+    pub paused_503: usize,
+    pub holds: usize,
+    pub sessions: usize,
+    pub paid: usize,
+    pub events: usize,
+    pub deliveries: usize,
+    pub confirmed: usize,
+    pub cancelled: usize,
+    pub refunds: usize,
+    pub calendar_events: usize,
+    pub clock_jumps: usize,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        let Stats {
+            histories,
+            steps,
+            noops,
+            ops,
+            fail_before,
+            fail_after,
+            crashes,
+            pauses,
+            resumed,
+            faulted_5xx,
+            paused_503,
+            holds,
+            sessions,
+            paid,
+            events,
+            deliveries,
+            confirmed,
+            cancelled,
+            refunds,
+            calendar_events,
+            clock_jumps,
+        } = o;
+        self.histories += histories;
+        self.steps += steps;
+        self.noops += noops;
+        self.ops += ops;
+        self.fail_before += fail_before;
+        self.fail_after += fail_after;
+        self.crashes += crashes;
+        self.pauses += pauses;
+        self.resumed += resumed;
+        self.faulted_5xx += faulted_5xx;
+        self.paused_503 += paused_503;
+        self.holds += holds;
+        self.sessions += sessions;
+        self.paid += paid;
+        self.events += events;
+        self.deliveries += deliveries;
+        self.confirmed += confirmed;
+        self.cancelled += cancelled;
+        self.refunds += refunds;
+        self.calendar_events += calendar_events;
+        self.clock_jumps += clock_jumps;
+    }
+}
+
+/// Builds the request API Gateway would hand a handler.
+fn request(
+    method: &str,
+    uri: &str,
+    id: Option<&str>,
+    headers: &[(&str, String)],
+    body: Option<String>,
+) -> lambda_http::Request {
+    let mut builder = lambda_http::http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    let req = builder.body(body.map(Body::Text).unwrap_or(Body::Empty)).unwrap();
+    match id {
+        Some(id) => req.with_path_parameters(HashMap::from([("id".to_owned(), id.to_owned())])),
+        None => req,
+    }
+}
+
+fn outcome(response: Response<Body>) -> Outcome {
+    Outcome { status: response.status().as_u16(), body: String::from_utf8_lossy(response.body().as_ref()).into_owned() }
+}
+
+/// The `k`-th most recent of `len` entities.
+fn recent(k: usize, len: usize) -> usize {
+    len - 1 - (k % len)
+}
+
+fn short(id: &str) -> String {
+    // rsv_ra_20261214T050000_<32 hex>: keep the slot and 6 hex digits.
+    if let Some(rest) = id.strip_prefix("rsv_") {
+        let (head, random) = rest.rsplit_once('_').unwrap_or((rest, ""));
+        return format!("{head}_{}", &random[..random.len().min(6)]);
+    }
+    if let Some(rest) = id.strip_prefix("cs_test_") {
+        return format!("cs_{}", &rest[..rest.len().min(6)]);
+    }
+    if let Some(rest) = id.strip_prefix("evt_") {
+        return format!("evt_{}", &rest[..rest.len().min(6)]);
+    }
+    id.to_owned()
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        base: std::time::Duration::from_millis(1),
+        cap: std::time::Duration::from_millis(5),
+        attempt_budget: std::time::Duration::ZERO,
+        max_receives: slotguard_local::dev::MAX_RECEIVES,
+    }
+}
+
+/// How long one calendar writer invocation may retry.
+const WRITER_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
+
+pub struct Runner {
+    pub world: Arc<World>,
+    sched: Sched,
+    ctl: Arc<Ctl>,
+    plan: Vec<PlanStep>,
+    pub now: DateTime<Utc>,
+    sim_offset: i64,
+    pub reservations: Vec<Res>,
+    keys: Vec<(String, Value)>,
+    pub sessions: Vec<Sess>,
+    pub mailbox: Vec<Mail>,
+    /// Received, never deleted: comes back after the visibility timeout.
+    inflight: Vec<(String, DateTime<Utc>)>,
+    ops: HashMap<usize, OpRec>,
+    next_quiesce_op: usize,
+    pub log: Vec<LogLine>,
+    cancel_retries: Vec<(String, Auth, Option<String>)>,
+    seen: HashMap<String, String>,
+    pub violations: Vec<Violation>,
+    pub stats: Stats,
+    rng: fastrand::Rng,
+    /// The plan step running now (`None` in the quiesce phase).
+    current: Option<usize>,
+    /// Where the time went, for tuning (`SLOTGUARD_HARNESS_TIMING=1`).
+    pub timing: String,
+}
+
+impl Runner {
+    pub fn new(seed: u64, world: Arc<World>, plan: Vec<PlanStep>, t0: DateTime<Utc>, sim_offset: i64) -> Self {
+        let ctl = Ctl::new(3);
+        Self {
+            world,
+            sched: Sched::new(ctl.clone()),
+            ctl,
+            plan,
+            now: t0,
+            sim_offset,
+            reservations: Vec::new(),
+            keys: Vec::new(),
+            sessions: Vec::new(),
+            mailbox: Vec::new(),
+            inflight: Vec::new(),
+            ops: HashMap::new(),
+            next_quiesce_op: 1_000_000,
+            log: Vec::new(),
+            cancel_retries: Vec::new(),
+            seen: HashMap::new(),
+            violations: Vec::new(),
+            stats: Stats { histories: 1, ..Stats::default() },
+            rng: fastrand::Rng::with_seed(seed ^ 0x0dd_ba11),
+            current: None,
+            timing: String::new(),
+        }
+    }
+
+    pub fn violate(&mut self, inv: &'static str, detail: String) {
+        // One history can keep tripping over one bug: the first few say it.
+        if self.violations.len() < 40 {
+            self.violations.push(Violation { inv, step: self.current, detail });
+        }
+    }
+
+    pub fn note(&mut self, desc: String, status: impl Into<String>) {
+        self.log.push(LogLine { step: self.current, desc, status: status.into(), faults: Vec::new() });
+    }
+
+    fn noop(&mut self, desc: &str) {
+        self.stats.noops += 1;
+        self.note(desc.to_owned(), "no-op");
+    }
+
+    pub async fn run(&mut self) {
+        let started = std::time::Instant::now();
+        let (mut in_steps, mut in_checks) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        for i in 0..self.plan.len() {
+            self.current = Some(i);
+            self.stats.steps += 1;
+            let t = std::time::Instant::now();
+            self.step(i).await;
+            in_steps += t.elapsed();
+            let t = std::time::Instant::now();
+            self.fetch_mailbox().await;
+            self.per_step_checks().await;
+            in_checks += t.elapsed();
+        }
+        self.current = None;
+        let t = std::time::Instant::now();
+        self.quiesce().await;
+        let quiesce = t.elapsed();
+        let t = std::time::Instant::now();
+        self.final_checks().await;
+        self.timing = format!(
+            "steps {in_steps:?}, per-step checks {in_checks:?}, quiesce {quiesce:?}, final {:?} (run {:?})",
+            t.elapsed(),
+            started.elapsed()
+        );
+    }
+
+    // ---- the Stripe simulator -------------------------------------------------
+
+    async fn sim_post(&self, path: &str) -> (u16, Value) {
+        let r = self.world.http.post(format!("{}{path}", self.world.sim)).send().await.expect("the simulator answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn sim_get(&self, path: &str) -> Value {
+        let r = self.world.http.get(format!("{}{path}", self.world.sim)).send().await.expect("the simulator answers");
+        r.json().await.expect("the simulator answers JSON")
+    }
+
+    /// Keeps the simulator's clock on the harness's (a few seconds ahead at most).
+    async fn sync_sim_clock(&mut self, force: bool) {
+        let desired = self.now.timestamp() - Utc::now().timestamp();
+        let advance = desired - self.sim_offset;
+        if advance == 0 || (!force && advance.abs() < 3) {
+            return;
+        }
+        let (status, body) = self.sim_post(&format!("/_sim/clock?advance_secs={advance}")).await;
+        assert_eq!(status, 200, "clock: {body}");
+        self.sim_offset = body["offset_secs"].as_i64().unwrap();
+    }
+
+    /// Fetches events the simulator recorded since the last look.
+    async fn fetch_mailbox(&mut self) {
+        let events = self.sim_get("/_sim/events").await;
+        let events = events["events"].as_array().cloned().unwrap_or_default();
+        for e in events.iter().skip(self.mailbox.len()) {
+            let id = e["id"].as_str().unwrap().to_owned();
+            let r = self
+                .world
+                .http
+                .get(format!("{}/v1/events/{id}", self.world.sim))
+                .bearer_auth(STRIPE_KEY)
+                .send()
+                .await
+                .expect("the simulator answers");
+            assert_eq!(r.status().as_u16(), 200);
+            let body = r.text().await.unwrap();
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let reservation = parsed["data"]["object"]["metadata"]["reservation_id"].as_str().unwrap_or_default();
+            self.mailbox.push(Mail {
+                id,
+                kind: e["type"].as_str().unwrap_or_default().to_owned(),
+                session: e["session_id"].as_str().unwrap_or_default().to_owned(),
+                reservation: reservation.to_owned(),
+                body,
+                acked: false,
+                deliveries: 0,
+            });
+            self.stats.events += 1;
+        }
+    }
+
+    // ---- ops ------------------------------------------------------------------
+
+    async fn start_op<F>(&mut self, op: usize, desc: String, pending: Pending, script: Vec<Decision>, fut: F)
+    where
+        F: std::future::Future<Output = Outcome> + Send + 'static,
+    {
+        self.stats.ops += 1;
+        let log = self.log.len();
+        self.log.push(LogLine { step: self.current, desc: desc.clone(), status: "…".into(), faults: Vec::new() });
+        self.ops.insert(op, OpRec { log, desc, pending });
+        let ran = self.sched.start(op, script, fut).await;
+        self.ran(ran).await;
+    }
+
+    async fn ran(&mut self, ran: Ran) {
+        match ran {
+            Ran::Parked(op) => {
+                self.stats.pauses += 1;
+                let fired: Vec<String> = self.sched.fired(op).iter().map(ToString::to_string).collect();
+                if let Some(rec) = self.ops.get(&op) {
+                    let line = &mut self.log[rec.log];
+                    line.status = match self.current {
+                        Some(i) if line.step != Some(i) => format!("parked again at step {i}"),
+                        _ => "parked".into(),
+                    };
+                    line.faults = fired;
+                }
+            }
+            Ran::Done(op, outcome) => self.complete(op, outcome).await,
+        }
+    }
+
+    async fn complete(&mut self, op: usize, outcome: Outcome) {
+        let Some(rec) = self.ops.remove(&op) else { return };
+        let fired = self.sched.fired(op);
+        for f in &fired {
+            match f.decision {
+                Decision::FailBefore => self.stats.fail_before += 1,
+                Decision::FailAfter => self.stats.fail_after += 1,
+                Decision::Crash => self.stats.crashes += 1,
+                _ => {}
+            }
+        }
+        let failed = self.sched.failed(op);
+        let paused = self.sched.paused(op);
+        {
+            let line = &mut self.log[rec.log];
+            let status = if rec.pending.http() {
+                outcome.status.to_string()
+            } else if outcome.status == 200 {
+                "done".to_owned()
+            } else {
+                "failed".to_owned()
+            };
+            line.status = match self.current {
+                Some(i) if line.step != Some(i) => format!("{status} (finished at step {i})"),
+                None if line.step.is_some() => format!("{status} (finished in quiesce)"),
+                _ => status,
+            };
+            if outcome.status >= 400 && rec.pending.http() {
+                let kind = serde_json::from_str::<Value>(&outcome.body)
+                    .ok()
+                    .and_then(|b| b["type"].as_str().map(str::to_owned));
+                if let Some(kind) = kind {
+                    line.status.push_str(&format!(" {kind}"));
+                }
+            }
+            line.faults = fired.iter().map(ToString::to_string).collect();
+        }
+
+        // I5: a 5xx only when a fault was injected into this op (or, as 503,
+        // when the op was parked while others changed the world).
+        if outcome.status == 999 {
+            self.violate("I5", format!("{} panicked: {}", rec.desc, outcome.body));
+        } else if rec.pending.http() && outcome.status >= 500 {
+            if failed {
+                self.stats.faulted_5xx += 1;
+            } else if paused && outcome.status == 503 {
+                self.stats.paused_503 += 1;
+            } else {
+                self.violate(
+                    "I5",
+                    format!(
+                        "{} answered {} with no fault injected into it: {}",
+                        rec.desc, outcome.status, outcome.body
+                    ),
+                );
+            }
+        }
+
+        match rec.pending {
+            Pending::Reserve { resource, start, customer } => {
+                if outcome.status == 201 {
+                    let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                    let id = body["reservation_id"].as_str().unwrap_or_default().to_owned();
+                    if !id.is_empty() && !self.reservations.iter().any(|r| r.id == id) {
+                        self.stats.holds += 1;
+                        self.reservations.push(Res {
+                            id,
+                            resource,
+                            start,
+                            customer,
+                            amount: body["amount"].as_i64().unwrap_or_default(),
+                            currency: body["currency"].as_str().unwrap_or_default().to_owned(),
+                            token: None,
+                        });
+                    }
+                }
+            }
+            Pending::Checkout => {
+                if matches!(outcome.status, 200 | 201) {
+                    let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                    let id = body["session_id"].as_str().unwrap_or_default().to_owned();
+                    let reservation = body["reservation_id"].as_str().unwrap_or_default().to_owned();
+                    if !id.is_empty() && !self.sessions.iter().any(|s| s.id == id) {
+                        self.stats.sessions += 1;
+                        self.sessions.push(Sess { id, reservation, kind: SessionKind::Own });
+                    }
+                }
+            }
+            Pending::Deliver { mail } => {
+                self.stats.deliveries += 1;
+                self.mailbox[mail].deliveries += 1;
+                if (200..300).contains(&outcome.status) {
+                    self.mailbox[mail].acked = true;
+                    // The customer's success page polls the status, which
+                    // shows the cancel token once the booking is confirmed.
+                    let reservation = self.mailbox[mail].reservation.clone();
+                    self.learn_token(&reservation).await;
+                }
+            }
+            Pending::Cancel { reservation, auth, bearer } => {
+                if matches!(auth, Auth::Wrong | Auth::Missing) {
+                    let allowed = matches!(outcome.status, 401 | 404 | 409) || (failed && outcome.status >= 500);
+                    if !allowed {
+                        self.violate(
+                            "I5",
+                            format!(
+                                "{} without the booking's token answered {} (only 401, or 404/409 with no confirmable booking): {}",
+                                rec.desc, outcome.status, outcome.body
+                            ),
+                        );
+                    }
+                } else if outcome.status >= 500 {
+                    self.cancel_retries.push((reservation, auth, bearer));
+                }
+            }
+            Pending::Calendar { receipt, lose_delete } => {
+                let sqs = self.world.sqs();
+                let url = self.world.raw_queue.queue_url();
+                if outcome.status == 200 {
+                    if lose_delete {
+                        self.inflight.push((receipt, self.now));
+                    } else {
+                        sqs.delete_message()
+                            .queue_url(url)
+                            .receipt_handle(receipt)
+                            .send()
+                            .await
+                            .expect("delete a message");
+                    }
+                } else {
+                    // A batch item failure: SQS makes it visible again (the
+                    // harness does not wait out the visibility timeout).
+                    sqs.change_message_visibility()
+                        .queue_url(url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .expect("change visibility");
+                }
+            }
+            Pending::Reconcile => {}
+        }
+    }
+
+    /// Runs every parked op to completion, pauses off.
+    async fn drain_parked(&mut self) {
+        self.ctl.pauses.store(false, Ordering::SeqCst);
+        while let Some(ran) = self.sched.resume(0).await {
+            self.stats.resumed += 1;
+            self.ran(ran).await;
+        }
+        self.ctl.pauses.store(true, Ordering::SeqCst);
+    }
+
+    async fn jump(&mut self, minutes: i64) {
+        // A Lambda does not outlive minutes of clock: parked ops finish first.
+        self.drain_parked().await;
+        self.stats.clock_jumps += 1;
+        self.now += Duration::minutes(minutes);
+        self.sync_sim_clock(true).await;
+        // Received-but-never-deleted messages come back once the visibility timeout passed.
+        let due: Vec<String> = self
+            .inflight
+            .iter()
+            .filter(|(_, at)| self.now - *at >= Duration::minutes(VISIBILITY_MINUTES))
+            .map(|(r, _)| r.clone())
+            .collect();
+        self.inflight.retain(|(r, _)| !due.contains(r));
+        for receipt in due {
+            self.make_visible(&receipt).await;
+        }
+    }
+
+    async fn make_visible(&self, receipt: &str) {
+        self.world
+            .sqs()
+            .change_message_visibility()
+            .queue_url(self.world.raw_queue.queue_url())
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("change visibility");
+    }
+
+    fn quiesce_op(&mut self) -> usize {
+        self.next_quiesce_op += 1;
+        self.next_quiesce_op
+    }
+
+    // ---- the steps ------------------------------------------------------------
+
+    async fn step(&mut self, i: usize) {
+        let PlanStep { step, script } = self.plan[i].clone();
+        self.sync_sim_clock(false).await;
+        match step {
+            Step::Reserve { resource, slot, customer, key } => {
+                let r = &self.world.resources[resource % self.world.resources.len()];
+                let start = r.slots[slot % r.slots.len()];
+                let (rid, slot_text) = (r.id.clone(), check::hhmm(start));
+                let fresh = |customer: usize| {
+                    let (name, email) = CUSTOMERS[customer % CUSTOMERS.len()];
+                    json!({ "resource_id": rid, "start": slotguard::domain::rfc3339(start), "customer": { "name": name, "email": email } })
+                };
+                let (key, body, how) = match key {
+                    KeyMode::None => (None, fresh(customer), String::new()),
+                    KeyMode::New => {
+                        let key = format!("key-{i}");
+                        let body = fresh(customer);
+                        self.keys.push((key.clone(), body.clone()));
+                        (Some(key.clone()), body, format!(" key={key}"))
+                    }
+                    KeyMode::Replay(k) | KeyMode::Mismatch(k) if self.keys.is_empty() => {
+                        let _ = k;
+                        return self.noop("reserve with an earlier key (none yet)");
+                    }
+                    KeyMode::Replay(k) => {
+                        let (key, body) = self.keys[recent(k, self.keys.len())].clone();
+                        (Some(key.clone()), body, format!(" key={key} (replay)"))
+                    }
+                    KeyMode::Mismatch(k) => {
+                        let (key, old) = self.keys[recent(k, self.keys.len())].clone();
+                        let mut body = fresh(customer);
+                        if body == old {
+                            body = fresh(customer + 1);
+                        }
+                        (Some(key.clone()), body, format!(" key={key} (other body)"))
+                    }
+                };
+                // A replayed body names its own slot.
+                let (resource, start) = {
+                    let rid = body["resource_id"].as_str().unwrap();
+                    let at = DateTime::parse_from_rfc3339(body["start"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+                    (self.world.resources.iter().position(|r| r.id == rid).unwrap(), at)
+                };
+                let who = CUSTOMERS.iter().position(|(_, e)| *e == body["customer"]["email"]).unwrap_or(customer);
+                let desc =
+                    format!("reserve {}@{} by c{who}{how}", self.world.resources[resource].id, check::hhmm(start));
+                let _ = slot_text;
+                let mut headers = vec![("content-type", "application/json".to_owned())];
+                if let Some(key) = key {
+                    headers.push(("idempotency-key", key));
+                }
+                let req = request("POST", "/v1/reservations", None, &headers, Some(body.to_string()));
+                let (world, now) = (self.world.clone(), self.now);
+                self.start_op(i, desc, Pending::Reserve { resource, start, customer: who }, script, async move {
+                    outcome(reserve_at(&world.store, req, now).await)
+                })
+                .await;
+            }
+            Step::Checkout { reservation, url } => {
+                if self.reservations.is_empty() {
+                    return self.noop("checkout (no reservation yet)");
+                }
+                let res = self.reservations[recent(reservation, self.reservations.len())].clone();
+                let body = match url {
+                    UrlVariant::Default => None,
+                    UrlVariant::A => {
+                        Some(json!({ "success_url": "https://a.example/ok/{RESERVATION_ID}" }).to_string())
+                    }
+                    UrlVariant::B => Some(
+                        json!({ "success_url": "https://b.example/done", "cancel_url": "https://b.example/back" })
+                            .to_string(),
+                    ),
+                };
+                let desc = format!("checkout {} url={url:?}", short(&res.id));
+                let uri = format!("/v1/reservations/{}/checkout", res.id);
+                let req = request("POST", &uri, Some(&res.id), &[("content-type", "application/json".into())], body);
+                let (world, now) = (self.world.clone(), self.now);
+                self.start_op(i, desc, Pending::Checkout, script, async move {
+                    outcome(checkout_at(&world.store, &world.payments, &world.urls, req, now).await)
+                })
+                .await;
+            }
+            Step::Pay { session, delayed } => {
+                if self.sessions.is_empty() {
+                    return self.noop("pay (no session yet)");
+                }
+                let s = self.sessions[recent(session, self.sessions.len())].clone();
+                let (status, body) =
+                    self.sim_post(&format!("/_sim/checkout/sessions/{}/complete?async={delayed}", s.id)).await;
+                if status == 200 {
+                    self.stats.paid += 1;
+                }
+                let what = if delayed { "pays (delayed method)" } else { "pays" };
+                self.note(
+                    format!("customer {what} {} ({:?}, {})", short(&s.id), s.kind, short(&s.reservation)),
+                    sim_status(status, &body),
+                );
+            }
+            Step::Settle { session, succeeded } => {
+                if self.sessions.is_empty() {
+                    return self.noop("settle (no session yet)");
+                }
+                let s = self.sessions[recent(session, self.sessions.len())].clone();
+                let result = if succeeded { "succeeded" } else { "failed" };
+                let (status, body) =
+                    self.sim_post(&format!("/_sim/checkout/sessions/{}/async_payment?result={result}", s.id)).await;
+                self.note(
+                    format!("delayed payment {result} for {} ({:?})", short(&s.id), s.kind),
+                    sim_status(status, &body),
+                );
+            }
+            Step::Expire { session } => {
+                if self.sessions.is_empty() {
+                    return self.noop("expire (no session yet)");
+                }
+                let s = self.sessions[recent(session, self.sessions.len())].clone();
+                let (status, body) = self.sim_post(&format!("/_sim/checkout/sessions/{}/expire", s.id)).await;
+                self.note(format!("session {} ({:?}) expires", short(&s.id), s.kind), sim_status(status, &body));
+            }
+            Step::Foreign { reservation, delayed, own_price } => {
+                if self.reservations.is_empty() {
+                    return self.noop("foreign session (no reservation yet)");
+                }
+                let res = self.reservations[recent(reservation, self.reservations.len())].clone();
+                self.foreign_session(&res, delayed, own_price).await;
+            }
+            Step::Deliver { pick } => {
+                if self.mailbox.is_empty() {
+                    return self.noop("deliver (no event yet)");
+                }
+                let unacked: Vec<usize> = (0..self.mailbox.len()).filter(|m| !self.mailbox[*m].acked).collect();
+                let mail = match pick {
+                    EventPick::Unacknowledged(k) if !unacked.is_empty() => unacked[k % unacked.len()],
+                    EventPick::Unacknowledged(k) | EventPick::Any(k) => recent(k, self.mailbox.len()),
+                };
+                self.deliver(i, mail, script).await;
+            }
+            Step::Cancel { reservation, auth } => {
+                if self.reservations.is_empty() {
+                    return self.noop("cancel (no reservation yet)");
+                }
+                // A customer cancels a booking whose token they were shown;
+                // anyone may try any reservation without it.
+                let k = if auth == Auth::Token {
+                    let known: Vec<usize> =
+                        (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
+                    if known.is_empty() {
+                        return self.noop("cancel with a token (no booking has shown one yet)");
+                    }
+                    known[recent(reservation, known.len())]
+                } else {
+                    recent(reservation, self.reservations.len())
+                };
+                let id = self.reservations[k].id.clone();
+                // The client reads the status page, which shows the token once confirmed.
+                let (_, status) = self.status_of(&id).await;
+                if let Some(token) = status["cancel_token"].as_str() {
+                    self.reservations[k].token = Some(token.to_owned());
+                }
+                let bearer = match auth {
+                    Auth::Token => match self.reservations[k].token.clone() {
+                        Some(token) => Some(token),
+                        None => return self.noop(&format!("cancel {} with its token (never shown one)", short(&id))),
+                    },
+                    Auth::Wrong => Some(format!("ct_{}", "0".repeat(32))),
+                    Auth::Admin => Some(ADMIN_TOKEN.to_owned()),
+                    Auth::Missing => None,
+                };
+                self.cancel(i, id, auth, bearer, script).await;
+            }
+            Step::CalendarWork { lose_delete } => self.calendar_work(i, lose_delete, script).await,
+            Step::Reconcile => {
+                let (from, to) = self.window();
+                let world = self.world.clone();
+                self.start_op(i, "reconcile".into(), Pending::Reconcile, script, async move {
+                    match slotguard::reconcile::reconcile(&world.store, &world.calendar, &world.queue, from, to).await {
+                        Ok(report) => Outcome { status: 200, body: serde_json::to_string(&report).unwrap() },
+                        Err(e) => Outcome { status: 500, body: e.to_string() },
+                    }
+                })
+                .await;
+            }
+            Step::ClockJump { minutes } => {
+                self.jump(minutes).await;
+                let now = self.now;
+                self.note(format!("clock +{minutes} min"), format!("now {}", check::hhmm(now)));
+            }
+            Step::ClockPastSlots { minutes } => {
+                let last = self.world.resources.iter().flat_map(|r| r.slots.iter()).max().copied().unwrap();
+                let target = last + Duration::hours(1) + Duration::minutes(minutes);
+                if target <= self.now {
+                    return self.noop("clock past the slots (already)");
+                }
+                let jump = (target - self.now).num_minutes();
+                self.jump(jump).await;
+                let now = self.now;
+                self.note(format!("clock past every slot (+{jump} min)"), format!("now {}", check::hhmm(now)));
+            }
+            Step::Resume { parked } => {
+                let waiting = self.sched.parked();
+                match self.sched.resume(parked).await {
+                    None => self.noop("resume (nothing parked)"),
+                    Some(ran) => {
+                        self.stats.resumed += 1;
+                        let op = waiting[parked % waiting.len()];
+                        let what = if matches!(ran, Ran::Parked(_)) { "parked again" } else { "finished" };
+                        self.note(format!("resume the op of step {op}"), what);
+                        self.ran(ran).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The window of slot starts reconcile and the calendar checks look at.
+    pub fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let slots = self.world.resources.iter().flat_map(|r| r.slots.iter().copied());
+        let first = slots.clone().min().unwrap();
+        let last = slots.max().unwrap();
+        (first - Duration::hours(2), last + Duration::hours(2))
+    }
+
+    async fn learn_token(&mut self, id: &str) {
+        let Some(k) = self.reservations.iter().position(|r| r.id == id) else { return };
+        let (_, status) = self.status_of(id).await;
+        if let Some(token) = status["cancel_token"].as_str() {
+            self.reservations[k].token = Some(token.to_owned());
+        }
+    }
+
+    pub async fn status_of(&self, id: &str) -> (u16, Value) {
+        let req = request("GET", &format!("/v1/reservations/{id}"), Some(id), &[], None);
+        let out = outcome(reservation_status_at(&self.world.raw_store, req, self.now).await);
+        (out.status, serde_json::from_str(&out.body).unwrap_or(Value::Null))
+    }
+
+    async fn deliver(&mut self, op: usize, mail: usize, script: Vec<Decision>) {
+        let m = &self.mailbox[mail];
+        let desc = format!(
+            "deliver {} {} of {}{}",
+            short(&m.id),
+            m.kind.trim_start_matches("checkout.session."),
+            short(&m.session),
+            if m.acked { " (again)" } else { "" }
+        );
+        let body = m.body.clone();
+        let signature = slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let headers = [("stripe-signature", signature), ("content-type", "application/json".to_owned())];
+        let req = request("POST", "/webhooks/stripe", None, &headers, Some(body));
+        let (world, now) = (self.world.clone(), self.now);
+        self.start_op(op, desc, Pending::Deliver { mail }, script, async move {
+            let deps = WebhookDeps {
+                store: &world.store,
+                payments: &world.payments,
+                calendar: &world.queue,
+                verifier: &world.verifier,
+            };
+            outcome(stripe_webhook_at(deps, req, now).await)
+        })
+        .await;
+    }
+
+    async fn cancel(&mut self, op: usize, id: String, auth: Auth, bearer: Option<String>, mut script: Vec<Decision>) {
+        let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
+        if unauthorised {
+            // Checked by comparing the world before and after: no interleaving.
+            script.retain(|d| *d != Decision::Pause);
+        }
+        let before = if unauthorised { Some(self.effects().await) } else { None };
+        let desc = format!("cancel {} auth={auth:?}", short(&id));
+        let mut headers = Vec::new();
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", format!("Bearer {bearer}")));
+        }
+        let req = request("POST", &format!("/v1/bookings/{id}/cancel"), Some(&id), &headers, None);
+        let (world, now) = (self.world.clone(), self.now);
+        let pending = Pending::Cancel { reservation: id, auth, bearer };
+        self.start_op(op, desc.clone(), pending, script, async move {
+            let deps = CancelDeps {
+                store: &world.store,
+                payments: &world.payments,
+                calendar: &world.queue,
+                admin: &world.admin,
+            };
+            outcome(cancel_at(deps, req, now).await)
+        })
+        .await;
+        if let Some(before) = before {
+            let after = self.effects().await;
+            if before != after {
+                self.violate("I5", format!("{desc} changed the world: {}", check::diff(&before, &after)));
+            }
+        }
+    }
+
+    /// What a refused request must not change: the table, the refunds, the calendar queue.
+    async fn effects(&self) -> Vec<String> {
+        let mut out: Vec<String> = check::scan(&self.world.raw_store).await.iter().map(check::item_text).collect();
+        out.sort();
+        let refunds = self.sim_get("/_sim/refunds").await;
+        out.push(format!("refunds: {}", refunds["refunds"].as_array().map(Vec::len).unwrap_or(0)));
+        out.push(format!("calendar queue: {} messages", self.world.queue_depth().await));
+        out
+    }
+
+    async fn calendar_work(&mut self, op: usize, lose_delete: bool, script: Vec<Decision>) {
+        let out = self
+            .world
+            .sqs()
+            .receive_message()
+            .queue_url(self.world.raw_queue.queue_url())
+            .max_number_of_messages(1)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive from the calendar queue");
+        let Some(m) = out.messages().first().cloned() else {
+            return self.noop("calendar writer (queue empty)");
+        };
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id().map(str::to_owned);
+        record.receipt_handle = m.receipt_handle().map(str::to_owned);
+        record.body = m.body().map(str::to_owned);
+        record.attributes = m
+            .attributes()
+            .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+            .unwrap_or_default();
+        record.event_source = Some("aws:sqs".into());
+        let job: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
+        let receives = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
+        let desc = format!(
+            "calendar writer: {} {} (receive {receives}){}",
+            job["action"].as_str().unwrap_or("?"),
+            short(job["reservation_id"].as_str().unwrap_or("?")),
+            if lose_delete { ", delete lost" } else { "" }
+        );
+        let mut event = SqsEvent::default();
+        event.records = vec![record];
+        let receipt = m.receipt_handle().unwrap_or_default().to_owned();
+        let world = self.world.clone();
+        self.start_op(op, desc, Pending::Calendar { receipt, lose_delete }, script, async move {
+            let deps = WriterDeps {
+                store: &world.store,
+                calendar: &world.calendar,
+                dead_letters: &world.dead_letters,
+                policy: policy(),
+            };
+            let response = write_batch(&deps, event, tokio::time::Instant::now() + WRITER_BUDGET).await;
+            let status = if response.batch_item_failures.is_empty() { 200 } else { 503 };
+            Outcome { status, body: String::new() }
+        })
+        .await;
+    }
+
+    /// A Checkout Session made at Stripe without slotguard, naming `res`, then paid.
+    async fn foreign_session(&mut self, res: &Res, delayed: bool, own_price: bool) {
+        let (amount, currency) = if own_price { (res.amount, res.currency.clone()) } else { (100, "eur".to_owned()) };
+        let (name, email) =
+            if own_price { CUSTOMERS[res.customer % CUSTOMERS.len()] } else { ("Mallory", "mallory@example.com") };
+        let slot_end = slotguard::domain::rfc3339(res.start + Duration::hours(1));
+        // On the harness's minute grid, like every expiry slotguard sets.
+        let expires_at = (self.now + Duration::hours(23)).timestamp().to_string();
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("mode", "payment"),
+                ("line_items[0][price_data][currency]", currency.as_str()),
+                ("line_items[0][price_data][unit_amount]", &amount.to_string()),
+                ("line_items[0][price_data][product_data][name]", "Not from slotguard"),
+                ("line_items[0][quantity]", "1"),
+                ("client_reference_id", res.id.as_str()),
+                ("metadata[reservation_id]", res.id.as_str()),
+                ("metadata[slot_end]", slot_end.as_str()),
+                ("metadata[customer_name]", name),
+                ("customer_email", email),
+                ("expires_at", expires_at.as_str()),
+            ])
+            .finish();
+        let r = self
+            .world
+            .http
+            .post(format!("{}/v1/checkout/sessions", self.world.sim))
+            .bearer_auth(STRIPE_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("the simulator answers");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let kind = if own_price { SessionKind::Second } else { SessionKind::Foreign };
+        let desc = format!(
+            "{} session for {} ({amount} {currency}) paid{}",
+            if own_price { "second" } else { "foreign" },
+            short(&res.id),
+            if delayed { " (delayed)" } else { "" }
+        );
+        if status != 200 {
+            return self.note(desc, sim_status(status, &body));
+        }
+        let id = body["id"].as_str().unwrap().to_owned();
+        self.stats.sessions += 1;
+        self.sessions.push(Sess { id: id.clone(), reservation: res.id.clone(), kind });
+        let (status, body) = self.sim_post(&format!("/_sim/checkout/sessions/{id}/complete?async={delayed}")).await;
+        if status == 200 {
+            self.stats.paid += 1;
+        }
+        self.note(format!("{desc}: {}", short(&id)), sim_status(status, &body));
+    }
+
+    // ---- checks ---------------------------------------------------------------
+
+    async fn per_step_checks(&mut self) {
+        let items = check::scan(&self.world.raw_store).await;
+        let snapshot = Snapshot::from_items(&items);
+        let ids: Vec<String> = self.reservations.iter().map(|r| r.id.clone()).collect();
+        let found = check::per_step(&snapshot, self.now, &ids, &mut self.seen);
+        for (inv, detail) in found {
+            self.violate(inv, detail);
+        }
+    }
+
+    // ---- quiesce --------------------------------------------------------------
+
+    async fn quiesce(&mut self) {
+        self.ctl.faults.store(false, Ordering::SeqCst);
+        self.drain_parked().await;
+        self.ctl.pauses.store(false, Ordering::SeqCst);
+
+        // Clients retry what failed on the server's side.
+        for (id, auth, bearer) in std::mem::take(&mut self.cancel_retries) {
+            for _ in 0..5 {
+                let before = self.log.len();
+                let op = self.quiesce_op();
+                self.cancel(op, id.clone(), auth, bearer.clone(), Vec::new()).await;
+                let last = self.log[before..].iter().map(|l| l.status.clone()).next_back().unwrap_or_default();
+                if !last.starts_with('5') {
+                    break;
+                }
+            }
+            self.cancel_retries.clear();
+        }
+
+        // Stripe retries every event until it gets a 2xx, then sends some once more.
+        self.deliver_until_acknowledged().await;
+        let mut all: Vec<usize> = (0..self.mailbox.len()).collect();
+        self.rng.shuffle(&mut all);
+        for mail in all {
+            let op = self.quiesce_op();
+            self.deliver(op, mail, Vec::new()).await;
+        }
+        self.deliver_until_acknowledged().await;
+        self.drain_calendar().await;
+    }
+
+    async fn deliver_until_acknowledged(&mut self) {
+        for round in 0..8 {
+            self.fetch_mailbox().await;
+            let mut pending: Vec<usize> = (0..self.mailbox.len()).filter(|m| !self.mailbox[*m].acked).collect();
+            if pending.is_empty() {
+                return;
+            }
+            if round > 0 {
+                // Stripe backs off between retries; an in-progress record of a
+                // crashed delivery expires meanwhile.
+                self.jump(2).await;
+                let now = self.now;
+                self.note("clock +2 min (Stripe's retry backoff)".into(), format!("now {}", check::hhmm(now)));
+            }
+            self.rng.shuffle(&mut pending);
+            for mail in pending {
+                let op = self.quiesce_op();
+                self.deliver(op, mail, Vec::new()).await;
+            }
+        }
+        let stuck: Vec<String> = self
+            .mailbox
+            .iter()
+            .filter(|m| !m.acked)
+            .map(|m| format!("{} {} ({} deliveries)", short(&m.id), m.kind, m.deliveries))
+            .collect();
+        if !stuck.is_empty() {
+            self.violate("I5", format!("events never acknowledged after 8 rounds of retries: {}", stuck.join(", ")));
+        }
+    }
+
+    /// Redrives the DLQ and runs the writer until the queue is empty.
+    pub async fn drain_calendar(&mut self) {
+        for (receipt, _) in std::mem::take(&mut self.inflight) {
+            self.make_visible(&receipt).await;
+        }
+        for round in 0..4 {
+            // `redrive` first tries SQS's message move task, which the local SQS
+            // lacks (the SDK retries that for seconds): only when there is something.
+            if self.world.dlq_depth().await > 0 {
+                let moved =
+                    slotguard::sqs::redrive(self.world.sqs(), &self.world.dlq_url, self.world.raw_queue.queue_url())
+                        .await
+                        .expect("redrive the DLQ");
+                self.note("redrive the DLQ".into(), format!("{moved:?}"));
+            } else if round > 0 && self.world.queue_depth().await == 0 {
+                return;
+            }
+            for _ in 0..200 {
+                let before = self.stats.noops;
+                let op = self.quiesce_op();
+                self.calendar_work(op, false, Vec::new()).await;
+                if self.stats.noops > before {
+                    self.log.pop();
+                    self.stats.noops -= 1;
+                    break;
+                }
+            }
+        }
+        self.violate("I4", "the calendar queue did not drain with faults off (3 redrives)".into());
+    }
+
+    async fn final_checks(&mut self) {
+        check::final_checks(self).await;
+    }
+}
+
+fn sim_status(status: u16, body: &Value) -> String {
+    if status == 200 {
+        "ok".into()
+    } else {
+        format!("{status} {}", body["error"].as_str().unwrap_or_default().chars().take(60).collect::<String>())
+    }
+}

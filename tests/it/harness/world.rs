@@ -1,0 +1,205 @@
+//! One history's world: its own table in DynamoDB Local, its own calendar
+//! queue pair on the SQS server, its own in-process Stripe simulator (events
+//! recorded, never posted: the harness delivers them), its own CalDAV
+//! collection on Xandikos, and two resources that both write to it.
+
+use super::faults::Faulty;
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use reqwest::Method;
+use serde_json::json;
+use slotguard::api::checkout::CheckoutUrls;
+use slotguard::api::put_resource::AdminAuth;
+use slotguard::calendar::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::calendar::router::Calendars;
+use slotguard::domain::{CalendarTarget, Resource, ResourceId};
+use slotguard::dynamo::DynamoStore;
+use slotguard::ports::ResourceStore;
+use slotguard::sqs::{SqsCalendarQueue, SqsDeadLetters};
+use slotguard::stripe::{StripePayments, WebhookVerifier};
+use slotguard_local::dev;
+use std::sync::Mutex;
+
+pub const WEBHOOK_SECRET: &str = "whsec_harness";
+pub const STRIPE_KEY: &str = "sk_test_harness";
+pub const ADMIN_TOKEN: &str = "harness-admin-token";
+/// The calendar queue's visibility timeout as the harness plays it, in
+/// harness minutes: a message received and never deleted comes back after
+/// this (the template's 180 s).
+pub const VISIBILITY_MINUTES: i64 = 3;
+
+pub struct ResourceInfo {
+    pub id: String,
+    pub slots: Vec<DateTime<Utc>>,
+}
+
+pub struct World {
+    pub store: Faulty<DynamoStore>,
+    pub raw_store: DynamoStore,
+    pub payments: Faulty<StripePayments>,
+    pub queue: Faulty<SqsCalendarQueue>,
+    pub raw_queue: SqsCalendarQueue,
+    pub dead_letters: Faulty<SqsDeadLetters>,
+    pub dlq_url: String,
+    pub calendar: Faulty<Calendars>,
+    pub raw_calendar: Calendars,
+    pub verifier: WebhookVerifier,
+    pub admin: AdminAuth,
+    pub urls: CheckoutUrls,
+    /// The Stripe simulator's base URL.
+    pub sim: String,
+    pub http: reqwest::Client,
+    pub collection: String,
+    pub target: CalendarTarget,
+    pub resources: Vec<ResourceInfo>,
+    /// The simulator's clock offset as started: its now is the harness's t0.
+    pub sim_offset: i64,
+    sim_shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+fn stack_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the integration tests with scripts/test, which starts the local stack")
+    })
+}
+
+/// Where the harness clock starts: the next whole minute. Every time the
+/// handlers see is this plus whole minutes, so holds and sessions expire on
+/// whole minutes and the simulator (whose clock runs a few seconds ahead of
+/// the harness's between syncs) agrees with the handlers on what expired.
+pub fn start_of_time() -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(1)
+}
+
+impl World {
+    pub async fn new(seed: u64, t0: DateTime<Utc>) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5107_6a2d);
+        let tag = format!("h{seed}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+
+        let ddb = dev::dynamodb_client(&stack_url("SLOTGUARD_TEST_DYNAMODB_URL"));
+        dev::ensure_table(&ddb, &tag).await.expect("create the history's table");
+        let raw_store = DynamoStore::new(ddb, tag.clone());
+
+        let sqs = dev::sqs_client(&stack_url("SLOTGUARD_TEST_SQS_URL"));
+        // The harness plays the visibility timeout on its own clock (see
+        // VISIBILITY_MINUTES), so the queue's own is long enough never to fire.
+        let (queue_url, dlq_url) =
+            dev::create_calendar_queues(&sqs, &tag, 43_200).await.expect("create the history's queues");
+        let raw_queue = SqsCalendarQueue::new(sqs.clone(), queue_url);
+
+        let collection = format!("{}/user/calendars/{tag}/", stack_url("SLOTGUARD_TEST_CALDAV_URL"));
+        let http = reqwest::Client::builder().pool_max_idle_per_host(16).build().unwrap();
+        let made = http.request(Method::from_bytes(b"MKCALENDAR").unwrap(), &collection).send().await.unwrap();
+        assert_eq!(made.status().as_u16(), 201, "MKCALENDAR {collection}");
+        let target = CalendarTarget::Caldav { url: collection.clone() };
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // The simulator's clock starts on the harness's (never behind it).
+        let sim_offset = t0.timestamp() - Utc::now().timestamp();
+        let config = stripe_sim::SimConfig {
+            webhook_url: None,
+            webhook_secret: WEBHOOK_SECRET.into(),
+            clock_offset_secs: sim_offset,
+            ..stripe_sim::SimConfig::default()
+        };
+        tokio::spawn(stripe_sim::serve(listener, config, async move {
+            let _ = rx.await;
+        }));
+
+        // Two resources, open around the clock, one-hour slots, 2-3 slots each,
+        // 20-40 days ahead, both writing to the same collection.
+        let day = (t0 + Duration::days(20 + rng.i64(0..20))).duration_trunc(Duration::days(1)).unwrap();
+        let first = day + Duration::hours(rng.i64(0..20));
+        let mut resources = Vec::new();
+        for (id, amount, currency) in [("ra", 2500, "eur"), ("rb", 4000, "usd")] {
+            let slots = (0..rng.i64(2..4)).map(|h| first + Duration::hours(h)).collect();
+            let spec = json!({
+                "name": format!("Room {id}"),
+                "timezone": "UTC",
+                "slot_minutes": 60,
+                "price": { "amount": amount, "currency": currency },
+                "weekly_hours": {
+                    "mon": [{"start": "00:00", "end": "24:00"}], "tue": [{"start": "00:00", "end": "24:00"}],
+                    "wed": [{"start": "00:00", "end": "24:00"}], "thu": [{"start": "00:00", "end": "24:00"}],
+                    "fri": [{"start": "00:00", "end": "24:00"}], "sat": [{"start": "00:00", "end": "24:00"}],
+                    "sun": [{"start": "00:00", "end": "24:00"}]
+                },
+                "calendar": { "type": "caldav", "url": collection },
+            });
+            let resource =
+                Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec).unwrap()).unwrap();
+            raw_store.put_resource(&resource).await.expect("put a resource");
+            resources.push(ResourceInfo { id: id.into(), slots });
+        }
+
+        let caldav = CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_secs(5)))
+            .expect("a CalDAV client");
+        let raw_calendar = Calendars::new(caldav, None);
+        World {
+            store: Faulty(raw_store.clone()),
+            raw_store,
+            payments: Faulty(StripePayments::new(STRIPE_KEY, Some(&sim)).expect("a Stripe client")),
+            queue: Faulty(raw_queue.clone()),
+            raw_queue,
+            dead_letters: Faulty(SqsDeadLetters::new(sqs, dlq_url.clone())),
+            dlq_url,
+            calendar: Faulty(raw_calendar.clone()),
+            raw_calendar,
+            verifier: WebhookVerifier::new(WEBHOOK_SECRET),
+            admin: AdminAuth::Token(ADMIN_TOKEN.into()),
+            urls: CheckoutUrls {
+                success_url: "https://shop.example/booked/{RESERVATION_ID}".into(),
+                cancel_url: "https://shop.example/cancelled".into(),
+            },
+            sim,
+            http,
+            collection,
+            target,
+            resources,
+            sim_offset,
+            sim_shutdown: Mutex::new(Some(tx)),
+        }
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.raw_queue.client()
+    }
+
+    /// Messages on the calendar queue, visible or in flight.
+    pub async fn queue_depth(&self) -> usize {
+        self.depth(self.raw_queue.queue_url()).await
+    }
+
+    /// Messages on the dead-letter queue, visible or in flight.
+    pub async fn dlq_depth(&self) -> usize {
+        self.depth(&self.dlq_url).await
+    }
+
+    async fn depth(&self, url: &str) -> usize {
+        let attrs = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("queue attributes");
+        let a = attrs.attributes().cloned().unwrap_or_default();
+        let n = |k| a.get(&k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Removes what the history created on the shared servers.
+    pub async fn tear_down(&self) {
+        if let Some(tx) = self.sim_shutdown.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let _ = self.raw_store.client().delete_table().table_name(self.raw_store.table()).send().await;
+        let _ = self.sqs().delete_queue().queue_url(self.raw_queue.queue_url()).send().await;
+        let _ = self.sqs().delete_queue().queue_url(&self.dlq_url).send().await;
+        let _ = self.http.delete(&self.collection).send().await;
+    }
+}
