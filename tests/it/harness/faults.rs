@@ -13,9 +13,11 @@
 //! - `ClaimStore`: "place_hold", "get_claim", "claims_on_day"
 //! - `ReservationHistory`: "record_reservation", "get_reservation_record"
 //! - `IdempotencyStore`: "start_idempotent", "complete_idempotent", "abandon_idempotent"
-//! - `PaymentStore`: "start_checkout", "attach_checkout", "payment_outcome",
-//!   "confirm_paid", "decide_refund", "hold_for_pending_payment", "release"
-//! - `BookingStore`: "record_calendar_write", "cancel_booking"
+//! - `PaymentStore`: "start_checkout", "attach_checkout", "checkout_record",
+//!   "payment_outcome", "confirm_paid", "decide_refund",
+//!   "hold_for_pending_payment", "release", "retire_hold", "record_unpaid_outcome"
+//! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking"
+//! - `AttentionStore`: "raise_attention", "list_attention"
 //! - `Payments`: "create_checkout_session", "refund_payment"
 //! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
 //! - `Calendar`: "put_event", "delete_event", "list_events"
@@ -27,11 +29,11 @@ use super::sched::Signal;
 use chrono::{DateTime, NaiveDate, Utc};
 use slotguard::calendar::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use slotguard::domain::{
-    CalendarJob, CalendarTarget, CheckoutLink, CheckoutRequest, CheckoutSession, Claim, PaymentOutcome, ReservationId,
-    Resource, ResourceId, SlotKey,
+    CalendarJob, CalendarTarget, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim,
+    PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey,
 };
 use slotguard::ports::{
-    BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome, IdempotencyStart,
+    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome, IdempotencyStart,
     IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause, ReservationHistory,
     ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
@@ -304,18 +306,22 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
     async fn start_checkout(
         &self,
         claim: &Claim,
-        session_expires_at: DateTime<Utc>,
+        terms: &CheckoutTerms,
         hold_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        faulty!(
-            "start_checkout",
-            self.0.start_checkout(claim, session_expires_at, hold_expires_at, now),
-            store("start_checkout")
-        )
+        faulty!("start_checkout", self.0.start_checkout(claim, terms, hold_expires_at, now), store("start_checkout"))
     }
-    async fn attach_checkout(&self, claim: &Claim, link: &CheckoutLink) -> Result<(), StoreError> {
-        faulty!("attach_checkout", self.0.attach_checkout(claim, link), store("attach_checkout"))
+    async fn attach_checkout(
+        &self,
+        claim: &Claim,
+        record: &CheckoutRecord,
+        link: &CheckoutLink,
+    ) -> Result<bool, StoreError> {
+        faulty!("attach_checkout", self.0.attach_checkout(claim, record, link), store("attach_checkout"))
+    }
+    async fn checkout_record(&self, reservation_id: &ReservationId) -> Result<Option<CheckoutRecord>, StoreError> {
+        faulty!("checkout_record", self.0.checkout_record(reservation_id), store("checkout_record"))
     }
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
         faulty!("payment_outcome", self.0.payment_outcome(session_id), store("payment_outcome"))
@@ -327,19 +333,48 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
         &self,
         session_id: &str,
         reservation_id: &ReservationId,
+        cause: RefundCause,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        faulty!("decide_refund", self.0.decide_refund(session_id, reservation_id, now), store("decide_refund"))
+        faulty!("decide_refund", self.0.decide_refund(session_id, reservation_id, cause, now), store("decide_refund"))
     }
-    async fn hold_for_pending_payment(&self, pending: &Claim, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn hold_for_pending_payment(
+        &self,
+        pending: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         faulty!(
             "hold_for_pending_payment",
-            self.0.hold_for_pending_payment(pending, now),
+            self.0.hold_for_pending_payment(pending, session_id, now),
             store("hold_for_pending_payment")
         )
     }
-    async fn release(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        faulty!("release", self.0.release(slot, record), store("release"))
+    async fn release(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        faulty!("release", self.0.release(slot, record, session_id, outcome, now), store("release"))
+    }
+    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        faulty!("retire_hold", self.0.retire_hold(slot, record), store("retire_hold"))
+    }
+    async fn record_unpaid_outcome(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        faulty!(
+            "record_unpaid_outcome",
+            self.0.record_unpaid_outcome(session_id, reservation_id, outcome, now),
+            store("record_unpaid_outcome")
+        )
     }
 }
 
@@ -357,8 +392,20 @@ impl<T: BookingStore> BookingStore for Faulty<T> {
             store("record_calendar_write")
         )
     }
+    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+        faulty!("start_cancel", self.0.start_cancel(slot, reservation_id), store("start_cancel"))
+    }
     async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
         faulty!("cancel_booking", self.0.cancel_booking(slot, record), store("cancel_booking"))
+    }
+}
+
+impl<T: AttentionStore> AttentionStore for Faulty<T> {
+    async fn raise_attention(&self, attention: &Attention) -> Result<(), StoreError> {
+        faulty!("raise_attention", self.0.raise_attention(attention), store("raise_attention"))
+    }
+    async fn list_attention(&self) -> Result<Vec<Attention>, StoreError> {
+        faulty!("list_attention", self.0.list_attention(), store("list_attention"))
     }
 }
 
