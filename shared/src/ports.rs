@@ -72,6 +72,9 @@ pub struct ReservationRecord {
     pub amount: i64,
     pub currency: String,
     pub recorded_at: DateTime<Utc>,
+    /// A cancelled booking keeps its cancel token, so a repeated cancel is
+    /// authorised like the first one.
+    pub cancel_token: Option<String>,
 }
 
 /// History of reservations whose claim item was overwritten or removed.
@@ -135,8 +138,9 @@ pub trait IdempotencyStore: Send + Sync {
 pub trait PaymentStore: Send + Sync {
     /// Fixes the Checkout Session's parameters on a live hold and extends the
     /// hold to `hold_expires_at`: only if the hold is still `claim`'s, HELD,
-    /// unexpired at `now`, unchanged since `claim` was read, and has no terms
-    /// yet. `Ok(false)` when that condition failed.
+    /// unexpired at `now`, unchanged since `claim` was read, and either has no
+    /// terms yet or still has `claim`'s terms with no session stored under
+    /// them (re-fixing stale terms). `Ok(false)` when that condition failed.
     fn start_checkout(
         &self,
         claim: &Claim,
@@ -298,8 +302,9 @@ pub enum PaymentError {
 /// The payment provider (Stripe). Every call is idempotent: it sends an
 /// idempotency key derived from what it does.
 pub trait Payments: Send + Sync {
-    /// Creates the Checkout Session of a hold (key `checkout-{reservation_id}`):
-    /// calling it again with the same request returns the same session.
+    /// Creates the Checkout Session of a hold (key
+    /// `checkout-{reservation_id}-{expires_at}`): calling it again with the
+    /// same request returns the same session.
     fn create_checkout_session(
         &self,
         request: &CheckoutRequest,

@@ -68,6 +68,14 @@ fn classify(err: StripeError) -> PaymentError {
     }
 }
 
+/// The Checkout Session's idempotency key: one per hold and per fixed
+/// expiry, so every call with the hold's fixed parameters gets the same
+/// session, and re-fixed parameters (the old expiry had come too close to
+/// pass Stripe's 30-minute minimum before any session was created) get a new one.
+pub fn checkout_idempotency_key(r: &CheckoutRequest) -> String {
+    format!("checkout-{}-{}", r.reservation_id, r.expires_at.timestamp())
+}
+
 fn idempotent(key: String) -> Result<RequestStrategy, PaymentError> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
@@ -102,7 +110,7 @@ impl Payments for StripePayments {
             .success_url(r.success_url.clone())
             .cancel_url(r.cancel_url.clone())
             .customize()
-            .request_strategy(idempotent(format!("checkout-{}", r.reservation_id))?)
+            .request_strategy(idempotent(checkout_idempotency_key(r))?)
             .send(&self.client)
             .await
             .map_err(classify)?;

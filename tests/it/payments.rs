@@ -65,7 +65,9 @@ async fn checkout_twice_returns_the_same_session() {
     let sessions = app.sim_get("/_sim/checkout/sessions").await;
     let sessions = sessions["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "one session at Stripe");
-    assert_eq!(sessions[0]["idempotency_key"], format!("checkout-{}", c.reservation_id));
+    let key = sessions[0]["idempotency_key"].as_str().unwrap();
+    let expiry = app.stripe_session(&c.session_id).await["expires_at"].as_i64().unwrap();
+    assert_eq!(key, format!("checkout-{}-{expiry}", c.reservation_id), "one key per hold and fixed expiry");
 }
 
 #[tokio::test]
@@ -235,7 +237,9 @@ async fn stripe_down_is_a_503_that_keeps_the_hold_and_a_retry_succeeds() {
     let sessions = app.sim_get("/_sim/checkout/sessions").await;
     let sessions = sessions["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0]["idempotency_key"], format!("checkout-{id}"), "the retry used the same key");
+    assert_eq!(sessions[0]["create_responses"], 1, "one session made");
+    let expiry = app.stripe_session(body["session_id"].as_str().unwrap()).await["expires_at"].as_i64().unwrap();
+    assert_eq!(sessions[0]["idempotency_key"], format!("checkout-{id}-{expiry}"), "the retry used the fixed terms");
 }
 
 #[tokio::test]

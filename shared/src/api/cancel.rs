@@ -14,7 +14,7 @@
 
 use super::put_resource::{AdminAuth, same_secret};
 use super::{Problem, json_response, reservation_id_param, respond};
-use crate::domain::{CalendarAction, CalendarJob, Claim, ClaimStatus, ReservationId, ReservationStatus};
+use crate::domain::{CalendarAction, CalendarJob, ClaimStatus, ReservationId, ReservationStatus};
 use crate::ports::{
     AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, RefundCause, ReservationHistory,
     ReservationRecord,
@@ -76,12 +76,13 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
             if record.status != ReservationStatus::Cancelled {
                 return Err(not_cancellable(record.status));
             }
+            authorize(deps.admin, req, record.cancel_token.as_deref())?;
             // Cancelled before: finish what a failed earlier attempt may have left.
             enqueue_removal(deps, &id).await?;
             return Ok(answer(&id, None));
         }
     };
-    authorize(deps.admin, req, &booking)?;
+    authorize(deps.admin, req, booking.cancel_token.as_deref())?;
 
     // The intent first: from here on a retry, whatever failed, finishes the
     // cancellation, and the booking can never be both refunded and confirmed.
@@ -124,6 +125,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         amount: booking.amount,
         currency: booking.currency.clone(),
         recorded_at: now,
+        cancel_token: booking.cancel_token.clone(),
     };
     if !deps.store.cancel_booking(&booking.slot, &record).await? {
         // A concurrent cancel got there first; it refunded under the same key.
@@ -134,8 +136,9 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     Ok(answer(&id, refund_id.as_deref()))
 }
 
-fn authorize(admin: &AdminAuth, req: &Request, booking: &Claim) -> Result<(), Problem> {
-    let by_token = match (bearer(req), &booking.cancel_token) {
+/// Authorised by the booking's cancel token or as the admin, before any side effect.
+fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<(), Problem> {
+    let by_token = match (bearer(req), cancel_token) {
         (Some(given), Some(expected)) => same_secret(given, expected),
         _ => false,
     };

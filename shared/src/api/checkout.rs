@@ -4,20 +4,22 @@
 //! The first call fixes the session's parameters on the hold (its expiry,
 //! extending the hold so it outlives the session, Stripe wants 30 min – 24 h;
 //! and its return URLs), then creates the session with idempotency key
-//! `checkout-{reservation_id}`, records it as the reservation's own session
+//! `checkout-{reservation_id}-{expires_at}`, records it as the reservation's own session
 //! and stores it on the hold: `201`. Later calls return the same session:
 //! `200`; a later call asking for other URLs is `409 checkout_urls_differ`
 //! (omitting them is fine). If Stripe is down the answer is `503`, the hold
 //! stays, and a retry, or a concurrent call, sends Stripe the very same
-//! request under the same key.
+//! request under the same key. A retry so late that the fixed expiry is
+//! closer than Stripe's 30-minute minimum, refused by Stripe (so no session
+//! was made), fixes a new expiry, and with it a new key.
 
 use super::{Problem, json_body, json_response, reservation_id_param, respond};
-use crate::domain::payment::session_window;
+use crate::domain::payment::{SESSION_MIN, session_window};
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339,
 };
 use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -121,8 +123,9 @@ async fn run<S: CheckoutStore, P: Payments>(
     let success_url = body.success_url.map(|u| checked_url("success_url", u)).transpose()?.map(fill);
     let cancel_url = body.cancel_url.map(|u| checked_url("cancel_url", u)).transpose()?.map(fill);
 
-    // Two rounds: a concurrent call may fix the session's terms between our read and write.
-    for _ in 0..2 {
+    // A few rounds: a concurrent call may fix the session's terms between our
+    // read and write, and stale terms are fixed anew once.
+    for _ in 0..3 {
         let claim = live_hold(store, &id, now).await?;
         let terms = match &claim.checkout_terms {
             Some(terms) => {
@@ -173,7 +176,21 @@ async fn run<S: CheckoutStore, P: Payments>(
             success_url: terms.success_url.clone(),
             cancel_url: terms.cancel_url.clone(),
         };
-        let session = payments.create_checkout_session(&request).await?;
+        let session = match payments.create_checkout_session(&request).await {
+            // Stripe validated a fresh request (a replay of an executed one
+            // would have returned its session) and refused it: if the fixed
+            // expiry has come closer than Stripe's minimum (a retry long after
+            // an outage), no session exists under these terms; fix new ones
+            // (a new expiry, so a new idempotency key) and try again.
+            Err(PaymentError::Rejected(reason)) if terms.expires_at < now + SESSION_MIN + Duration::minutes(1) => {
+                tracing::warn!(reservation_id = %id, %reason, "fixed checkout expiry too close; fixing new terms");
+                let (session_expires_at, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
+                let fresh = CheckoutTerms { expires_at: session_expires_at, ..terms };
+                store.start_checkout(&claim, &fresh, hold, now).await?;
+                continue;
+            }
+            other => other?,
+        };
         let link = CheckoutLink { session_id: session.id, url: session.url };
         let record = CheckoutRecord {
             reservation_id: id.clone(),

@@ -172,6 +172,7 @@ async fn keep_record_of_expired<S: ReservationHistory>(store: &S, old: &Claim, n
         amount: old.amount,
         currency: old.currency.clone(),
         recorded_at: now,
+        cancel_token: None,
     };
     if let Err(e) = store.record_reservation(&record).await {
         tracing::warn!(error = %e, reservation_id = %old.reservation_id, "could not record the expired hold");

@@ -340,6 +340,7 @@ fn record_of(
         amount: facts.amount.unwrap_or_default(),
         currency: facts.currency.clone().unwrap_or_default(),
         recorded_at: now,
+        cancel_token: None,
     }
 }
 

@@ -334,6 +334,9 @@ pub fn reservation_record_item(record: &ReservationRecord, expires_at: DateTime<
         (EXPIRES_AT, epoch(expires_at)),
     ];
     item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(token) = &record.cancel_token {
+        item.insert("cancel_token".into(), s(token));
+    }
     item
 }
 
@@ -351,6 +354,7 @@ impl TryFrom<&Item> for ReservationRecord {
             amount: get_n(item, "amount")?,
             currency: get_s(item, "currency")?.to_owned(),
             recorded_at: get_time(item, "recorded_at")?,
+            cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
         })
     }
 }
@@ -493,6 +497,7 @@ mod tests {
             amount: 4500,
             currency: "eur".into(),
             recorded_at: c.created_at,
+            cancel_token: Some("ct_1".into()),
         };
         let item = reservation_record_item(&record, c.created_at + Duration::days(90));
         assert_eq!(ReservationRecord::try_from(&item).unwrap(), record);

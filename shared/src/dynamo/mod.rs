@@ -359,6 +359,12 @@ impl PaymentStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let observed = claim.expires_at.map(epoch).unwrap_or_else(|| n(0));
+        // First terms: none fixed yet. New terms: the ones read are still
+        // there and no session was stored under them.
+        let terms_unchanged = match &claim.checkout_terms {
+            None => "attribute_not_exists(session_expires_at)".to_owned(),
+            Some(_) => "session_expires_at = :observed_terms AND attribute_not_exists(checkout_session_id)".to_owned(),
+        };
         let mut update = self
             .client
             .update_item()
@@ -368,16 +374,19 @@ impl PaymentStore for DynamoStore {
                 "SET session_expires_at = :session_expires_at, checkout_success_url = :checkout_success_url, \
                  checkout_cancel_url = :checkout_cancel_url, #expires_at = :hold",
             )
-            .condition_expression(
+            .condition_expression(format!(
                 "reservation_id = :me AND #status = :held AND #expires_at = :observed AND #expires_at > :now \
-                 AND attribute_not_exists(session_expires_at)",
-            )
+                 AND {terms_unchanged}"
+            ))
             .set_expression_attribute_names(Some(names()))
             .expression_attribute_values(":hold", epoch(hold_expires_at))
             .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
             .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
             .expression_attribute_values(":observed", observed)
             .expression_attribute_values(":now", epoch(now));
+        if let Some(observed_terms) = &claim.checkout_terms {
+            update = update.expression_attribute_values(":observed_terms", epoch(observed_terms.expires_at));
+        }
         for (name, value) in checkout_terms_attributes(terms) {
             update = update.expression_attribute_values(format!(":{name}"), value);
         }

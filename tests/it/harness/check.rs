@@ -271,7 +271,7 @@ pub async fn final_checks(r: &mut Runner) {
     let is_own = |session: &Value, reservation: &str| {
         let id = session["id"].as_str().unwrap_or("");
         own_ids.iter().any(|(r, s)| r == reservation && s == id)
-            || session["idempotency_key"] == format!("checkout-{reservation}").as_str()
+            || session["idempotency_key"].as_str().is_some_and(|k| k.starts_with(&format!("checkout-{reservation}-")))
     };
     let describe = |session: &Value| -> String {
         let reservation = session["metadata"]["reservation_id"].as_str().unwrap_or("?");

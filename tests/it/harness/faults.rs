@@ -33,9 +33,9 @@ use slotguard::domain::{
     PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey,
 };
 use slotguard::ports::{
-    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome, IdempotencyStart,
-    IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause, ReservationHistory,
-    ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome,
+    IdempotencyStart, IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause,
+    ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
