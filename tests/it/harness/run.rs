@@ -460,6 +460,13 @@ impl Runner {
                 None if line.step.is_some() => format!("{status} (finished in quiesce)"),
                 _ => status,
             };
+            if let (Pending::Deliver { .. }, true) = (&rec.pending, (200..300).contains(&outcome.status)) {
+                let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                let said = body["outcome"].as_str().or(body["ignored"].as_str().map(|_| "ignored"));
+                if let Some(said) = said {
+                    line.status.push_str(&format!(" {said}"));
+                }
+            }
             if outcome.status >= 400 && rec.pending.http() {
                 let kind = serde_json::from_str::<Value>(&outcome.body)
                     .ok()
