@@ -41,6 +41,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use world::World;
 
+/// Prints past libtest's output capture: the report stays readable even
+/// though the handlers' metric lines (stderr) fill the captured output.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
+}
+
 /// What one run of one plan found.
 #[derive(Debug, Clone)]
 struct HistoryResult {
@@ -66,7 +76,7 @@ async fn run_plan(seed: u64, plan: Vec<PlanStep>) -> HistoryResult {
         runner.run().await;
         world.tear_down().await;
         if std::env::var_os("SLOTGUARD_HARNESS_TIMING").is_some() {
-            eprintln!("seed {seed}: setup {setup:?}, {}, total {:?}", runner.timing, started.elapsed());
+            say!("seed {seed}: setup {setup:?}, {}, total {:?}", runner.timing, started.elapsed());
         }
         HistoryResult { seed, violations: runner.violations, log: runner.log, stats: runner.stats }
     });
@@ -199,9 +209,9 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
 }
 
 fn print_history(title: &str, log: &[LogLine]) {
-    println!("{title}");
+    say!("{title}");
     for line in log {
-        println!("    {line}");
+        say!("    {line}");
     }
 }
 
@@ -220,8 +230,7 @@ async fn randomized_histories() {
         && let Some(n) = env_u64("SLOTGUARD_HARNESS_SOAK")
     {
         let first = env_u64("SLOTGUARD_HARNESS_SOAK_FIRST").unwrap_or(1_000_000);
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), "harness soak: {n} more seeds from {first}");
+        say!("harness soak: {n} more seeds from {first}");
         seeds.extend(first..first + n);
     }
     let parallel = env_u64("SLOTGUARD_HARNESS_PARALLEL").map(|n| n.max(1) as usize).unwrap_or(6);
@@ -247,21 +256,17 @@ async fn randomized_histories() {
 
     if let Some(seed) = single {
         let r = &results[0];
-        println!("seed {seed}: plan");
+        say!("seed {seed}: plan");
         for (i, step) in plan::generate(seed, steps).iter().enumerate() {
-            println!("    {i:>3}  {step}");
+            say!("    {i:>3}  {step}");
         }
         print_history(&format!("seed {seed}: history"), &r.log);
         for v in &r.violations {
-            println!("seed {seed}: {v}");
+            say!("seed {seed}: {v}");
         }
     }
     // Past libtest's capture, so a passing run shows what it explored too.
-    {
-        use std::io::Write;
-        let line = summary(&total, elapsed, parallel, failing.len());
-        let _ = writeln!(std::io::stdout(), "{line}");
-    }
+    say!("{}", summary(&total, elapsed, parallel, failing.len()));
     if failing.is_empty() {
         return;
     }
@@ -276,18 +281,18 @@ async fn randomized_histories() {
             by_invariant.entry(inv).or_default().push(r.seed);
         }
     }
-    println!("\nharness: {} of {} seeds fail", failing.len(), results.len());
+    say!("\nharness: {} of {} seeds fail", failing.len(), results.len());
     for (inv, seeds) in &by_invariant {
         let listed: Vec<String> = seeds.iter().map(u64::to_string).collect();
-        println!("  {inv}: {} seeds: {}", seeds.len(), listed.join(" "));
+        say!("  {inv}: {} seeds: {}", seeds.len(), listed.join(" "));
     }
     for r in &failing {
-        println!("\nseed {} fails:", r.seed);
+        say!("\nseed {} fails:", r.seed);
         for v in r.violations.iter().take(6) {
-            println!("  {v}");
+            say!("  {v}");
         }
         if r.violations.len() > 6 {
-            println!("  ... and {} more", r.violations.len() - 6);
+            say!("  ... and {} more", r.violations.len() - 6);
         }
     }
 
@@ -305,20 +310,20 @@ async fn randomized_histories() {
     }))
     .await;
     for (seed, inv, (plan, result, runs)) in shrunk {
-        println!("\nseed {seed}, {inv}: shrunk to {} of {} steps in {runs} re-runs", plan.len(), steps);
+        say!("\nseed {seed}, {inv}: shrunk to {} of {} steps in {runs} re-runs", plan.len(), steps);
         match result {
             Some(result) => {
                 for (i, step) in plan.iter().enumerate() {
-                    println!("    plan {i:>3}  {step}");
+                    say!("    plan {i:>3}  {step}");
                 }
                 print_history("  history:", &result.log);
                 for v in result.violations.iter().filter(|v| v.inv == inv).take(3) {
-                    println!("  {v}");
+                    say!("  {v}");
                 }
             }
-            None => println!("  (no smaller plan broke {inv}; the full history is printed by the command below)"),
+            None => say!("  (no smaller plan broke {inv}; the full history is printed by the command below)"),
         }
-        println!("  re-run: SLOTGUARD_HARNESS_SEED={seed} scripts/test harness");
+        say!("  re-run: SLOTGUARD_HARNESS_SEED={seed} scripts/test harness");
     }
     let listed: Vec<String> = failing.iter().map(|r| r.seed.to_string()).collect();
     panic!("{} of {} histories break an invariant: seeds {}", failing.len(), results.len(), listed.join(" "));

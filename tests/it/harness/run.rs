@@ -460,6 +460,13 @@ impl Runner {
                 None if line.step.is_some() => format!("{status} (finished in quiesce)"),
                 _ => status,
             };
+            if let (Pending::Deliver { .. }, true) = (&rec.pending, (200..300).contains(&outcome.status)) {
+                let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                let said = body["outcome"].as_str().or(body["ignored"].as_str().map(|_| "ignored"));
+                if let Some(said) = said {
+                    line.status.push_str(&format!(" {said}"));
+                }
+            }
             if outcome.status >= 400 && rec.pending.http() {
                 let kind = serde_json::from_str::<Value>(&outcome.body)
                     .ok()
@@ -633,7 +640,7 @@ impl Runner {
             Step::Reserve { resource, slot, customer, key } => {
                 let r = &self.world.resources[resource % self.world.resources.len()];
                 let start = r.slots[slot % r.slots.len()];
-                let (rid, slot_text) = (r.id.clone(), check::hhmm(start));
+                let rid = r.id.clone();
                 let fresh = |customer: usize| {
                     let (name, email) = CUSTOMERS[customer % CUSTOMERS.len()];
                     json!({ "resource_id": rid, "start": slotguard::domain::rfc3339(start), "customer": { "name": name, "email": email } })
@@ -646,8 +653,7 @@ impl Runner {
                         self.keys.push((key.clone(), body.clone()));
                         (Some(key.clone()), body, format!(" key={key}"))
                     }
-                    KeyMode::Replay(k) | KeyMode::Mismatch(k) if self.keys.is_empty() => {
-                        let _ = k;
+                    KeyMode::Replay(_) | KeyMode::Mismatch(_) if self.keys.is_empty() => {
                         return self.noop("reserve with an earlier key (none yet)");
                     }
                     KeyMode::Replay(k) => {
@@ -672,7 +678,6 @@ impl Runner {
                 let who = CUSTOMERS.iter().position(|(_, e)| *e == body["customer"]["email"]).unwrap_or(customer);
                 let desc =
                     format!("reserve {}@{} by c{who}{how}", self.world.resources[resource].id, check::hhmm(start));
-                let _ = slot_text;
                 let mut headers = vec![("content-type", "application/json".to_owned())];
                 if let Some(key) = key {
                     headers.push(("idempotency-key", key));
