@@ -381,6 +381,10 @@ fn xml_escape(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[path = "caldav_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::calendar::MARKER;
