@@ -33,3 +33,26 @@ pub mod reconcile;
 pub mod sqs;
 pub mod stripe;
 pub mod telemetry;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`: thin wrappers around
+/// readers of outside input that are not public. Only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a CalDAV `REPORT` answer as the adapter does: the multistatus,
+    /// then each response's calendar data and href. The number of slotguard
+    /// events found, or `None` if the body is not a multistatus.
+    pub fn caldav_report(body: &str) -> Option<usize> {
+        use crate::calendar::{caldav, ics, xml};
+        let collection = reqwest::Url::parse("https://dav.example.com/calendars/me/work/").expect("a valid URL");
+        let responses = xml::parse_multistatus(body).ok()?;
+        let mut found = 0;
+        for response in responses {
+            if let Some(data) = &response.calendar_data {
+                let _ = ics::parse_event(data);
+            }
+            found += usize::from(caldav::found_event(&collection, response).is_some());
+        }
+        Some(found)
+    }
+}

@@ -207,6 +207,13 @@ impl WebhookVerifier {
     pub fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError> {
         let signature = signature.ok_or(SignatureError::Missing)?;
         let payload = std::str::from_utf8(body).map_err(|_| SignatureError::NotText)?;
+        // async-stripe computes `now - t` unchecked after a signature matches:
+        // a `t` near i64::MIN would overflow (a panic in debug builds).
+        let now = Utc::now().timestamp();
+        let absurd = |t: &str| t.parse::<i64>().is_ok_and(|t| now.checked_sub(t).and_then(i64::checked_abs).is_none());
+        if signature.split(',').filter_map(|pair| pair.strip_prefix("t=")).any(absurd) {
+            return Err(SignatureError::Stale);
+        }
         match Webhook::construct_event(payload, signature, &self.secret) {
             Ok(event) => Ok(session_event(event)),
             Err(WebhookError::BadSignature) => Err(SignatureError::Mismatch),
@@ -329,3 +336,7 @@ fn session_event(event: stripe_webhook::Event) -> Delivery {
 pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
     Webhook::generate_test_header(body, secret, Some(timestamp))
 }
+
+#[cfg(test)]
+#[path = "stripe_props.rs"]
+mod props;

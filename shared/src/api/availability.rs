@@ -70,8 +70,17 @@ async fn run<S: ResourceStore + ClaimStore>(
         Some(v) => parse_instant("to", v)?,
         None => from + DEFAULT_RANGE,
     };
+    // Responses show whole seconds and slots start on whole seconds: rounding
+    // up changes no slot and makes the range shown the range used.
+    let (from, to) = (whole_second_up(from), whole_second_up(to));
     if from >= to {
         return Err(Problem::bad_request("invalid_range", "from must be before to"));
+    }
+    // RFC 3339 years have four digits: keep the range inside years 0000-9999,
+    // with a day to spare for the end of the last slot.
+    let (first, last) = (DateTime::from_timestamp(-62_167_219_200, 0), DateTime::from_timestamp(253_402_214_400, 0));
+    if first.is_some_and(|first| from < first) || last.is_some_and(|last| to > last) {
+        return Err(Problem::bad_request("invalid_range", "the range must lie within 0000-01-01..9999-12-31"));
     }
     if to - from > MAX_RANGE {
         return Err(Problem::bad_request("range_too_large", "the range from..to may span at most 31 days"));
@@ -101,6 +110,14 @@ async fn run<S: ResourceStore + ClaimStore>(
             .collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
+}
+
+/// Rounds an instant up to a whole second (a leap second to the next one).
+fn whole_second_up(t: DateTime<Utc>) -> DateTime<Utc> {
+    if t.timestamp_subsec_nanos() == 0 {
+        return t;
+    }
+    DateTime::from_timestamp(t.timestamp() + 1, 0).unwrap_or(t)
 }
 
 /// Parses an RFC 3339 query value. A `+` offset arrives as a space when the

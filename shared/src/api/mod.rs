@@ -162,6 +162,9 @@ pub fn respond(result: Result<Response<Body>, Problem>) -> Response<Body> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

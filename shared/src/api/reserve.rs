@@ -100,6 +100,11 @@ async fn hold<S: ReserveStore>(
         ),
         GridError::OutsideHours => Problem::unprocessable("outside_opening_hours", e.to_string()),
     })?;
+    // RFC 3339 years have four digits: a slot ending after 9999 fits in no
+    // reservation id, response or calendar event.
+    if chrono::Datelike::year(&slot.end) > 9999 {
+        return Err(Problem::unprocessable("invalid_field", "start is too far in the future"));
+    }
 
     let key = SlotKey { resource_id, start: slot.start };
     let claim = Claim {

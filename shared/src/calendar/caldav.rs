@@ -334,7 +334,7 @@ fn created_location(requested: &Url, response: &Response) -> Option<String> {
 }
 
 /// The slotguard event in one REPORT response, if it is one.
-fn found_event(collection: &Url, response: DavResponse) -> Option<FoundEvent> {
+pub(crate) fn found_event(collection: &Url, response: DavResponse) -> Option<FoundEvent> {
     let parsed = ics::parse_event(response.calendar_data.as_deref()?)?;
     let reservation_id = ReservationId::parse(parsed.booking.as_deref()?.trim())?;
     let Some(start) = parsed.start else {
@@ -379,6 +379,10 @@ fn uid_query(uid: &str) -> String {
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+#[cfg(test)]
+#[path = "caldav_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {

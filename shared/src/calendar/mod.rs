@@ -11,7 +11,7 @@ pub mod google;
 mod http;
 pub mod ics;
 pub mod router;
-mod xml;
+pub(crate) mod xml;
 
 use crate::domain::{CalendarTarget, Customer, ReservationId};
 use chrono::{DateTime, Utc};

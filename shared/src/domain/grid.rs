@@ -8,7 +8,10 @@
 //! - a local start time that does not exist (the hour skipped when clocks go
 //!   forward) is not offered;
 //! - a local start time that exists twice (the hour repeated when clocks go
-//!   back) is offered once, at its first occurrence.
+//!   back) is offered once, at its first occurrence;
+//! - a slot still running when the wall clock first reads its nominal end is
+//!   not offered: across the skipped hour its real minutes end later on the
+//!   wall clock, past closing time or into the next slot.
 //!
 //! A slot always lasts exactly `slot_minutes` of real time.
 
@@ -49,7 +52,13 @@ impl Resource {
                 };
                 if let Some(start) = start {
                     let start = start.with_timezone(&Utc);
-                    slots.push(Slot { start, end: start + length });
+                    let end = start + length;
+                    // The wall clock just before the end must not have reached
+                    // the nominal end (offsets are whole seconds).
+                    let last_second = (end - Duration::seconds(1)).with_timezone(&self.timezone).naive_local();
+                    if last_second < local + length {
+                        slots.push(Slot { start, end });
+                    }
                 }
                 minute += self.slot_minutes;
             }
@@ -102,6 +111,10 @@ impl SecondsFromMidnight for chrono::NaiveTime {
         chrono::Timelike::num_seconds_from_midnight(self)
     }
 }
+
+#[cfg(test)]
+#[path = "grid_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {
