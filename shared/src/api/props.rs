@@ -91,10 +91,11 @@ impl FakeStore {
                 currency: "eur".into(),
                 expires_at,
                 created_at: now() - Duration::hours(1),
-                session_expires_at: None,
+                checkout_terms: None,
                 checkout: None,
                 payment_intent: None,
                 cancel_token: Some(new_cancel_token()),
+                request_ref: None,
             }
         };
         let fixtures = [
