@@ -536,3 +536,91 @@ async fn a_cancel_whose_payment_is_already_refunded_finishes() {
     assert_eq!(app.status_text(&c.reservation_id).await, "cancelled");
     assert_eq!(refunds_for(&app.refunds().await, pi).len(), 1, "no second refund");
 }
+
+#[tokio::test]
+async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_it() {
+    use crate::harness::faults::{Ctl, Decision, Faulty, OP, OpCtx};
+    use slotguard::api::cancel::{CancelDeps, cancel_at};
+    use slotguard::api::put_resource::AdminAuth;
+
+    let app = app_with_room().await;
+    let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
+    app.pay(&c.session_id, "").await;
+
+    // Port calls of a cancel: read the booking, mark it cancelling, refund,
+    // free the slot. The Lambda dies at the fourth: after the refund.
+    let script = vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Crash];
+    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
+    let op = Arc::new(OpCtx::new(0, script, Ctl::new(0), signal));
+    let (store, queue) = (Faulty(app.store.clone()), Faulty(app.queue.clone()));
+    let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&app.sim)).unwrap());
+    let admin = AdminAuth::Token(ADMIN_TOKEN.into());
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(lambda_http::Body::Empty)
+        .unwrap()
+        .with_path_parameters(std::collections::HashMap::from([("id".to_owned(), c.reservation_id.clone())]));
+    let deps = CancelDeps { store: &store, payments: &payments, calendar: &queue, admin: &admin };
+    let response = OP.scope(op.clone(), cancel_at(deps, req, Utc::now())).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(op.fired().len(), 1, "the crash fired: {:?}", op.fired());
+
+    assert_eq!(app.refunds().await.len(), 1, "the refund went out");
+    assert_eq!(app.status_text(&c.reservation_id).await, "cancelling", "never refunded yet confirmed");
+    assert!(app.slots("room", c.start, c.start + Duration::hours(1)).await.is_empty(), "still held until finished");
+
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/bookings/{}/cancel", c.reservation_id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.status_text(&c.reservation_id).await, "cancelled");
+    assert_eq!(app.refunds().await.len(), 1, "the retry refunded nothing more");
+    assert_eq!(app.slots("room", c.start, c.start + Duration::hours(1)).await.len(), 1, "slot free");
+}
+
+#[tokio::test]
+async fn a_checkout_retried_with_other_urls_after_stripe_made_the_session_gets_a_4xx_then_that_session() {
+    use crate::harness::faults::{Ctl, Decision, Faulty, OP, OpCtx};
+    use slotguard::api::checkout::{CheckoutUrls, checkout_at};
+
+    let app = app_with_room().await;
+    let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
+    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+
+    // Port calls of a checkout: read the hold, fix the terms, read the
+    // resource, create the session at Stripe: which answers, but the answer
+    // is lost (a timeout after the effect).
+    let script = vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::FailAfter];
+    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
+    let op = Arc::new(OpCtx::new(0, script, Ctl::new(0), signal));
+    let store = Faulty(app.store.clone());
+    let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&app.sim)).unwrap());
+    let urls =
+        CheckoutUrls { success_url: "https://shop.example/ok".into(), cancel_url: "https://shop.example/no".into() };
+    let body = json!({ "success_url": "https://shop.example/a/ok", "cancel_url": "https://shop.example/a/no" });
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(body.to_string()))
+        .unwrap()
+        .with_path_parameters(std::collections::HashMap::from([("id".to_owned(), id.clone())]));
+    let response = OP.scope(op.clone(), checkout_at(&store, &payments, &urls, req, Utc::now())).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(app.sim_get("/_sim/checkout/sessions").await["sessions"].as_array().unwrap().len(), 1, "made at Stripe");
+
+    // The client retries with other URLs: a documented 4xx, not a 502.
+    let other = json!({ "success_url": "https://shop.example/b/ok", "cancel_url": "https://shop.example/b/no" });
+    assert_problem(app.checkout_with(&id, other).await, 409, "checkout_urls_differ").await;
+    // With the same URLs, or none, it gets the session Stripe made.
+    let r = app.checkout_with(&id, json!({})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let sessions = app.sim_get("/_sim/checkout/sessions").await;
+    let sessions = sessions["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "still one session");
+    assert_eq!(r.json::<Value>().await.unwrap()["session_id"], sessions[0]["id"]);
+}

@@ -12,7 +12,7 @@ mod calendar_adapters;
 mod calendar_flow;
 mod event_orders;
 mod fakes;
-mod harness;
+pub(crate) mod harness;
 mod helpers;
 mod holds;
 mod idempotency;

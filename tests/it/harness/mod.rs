@@ -27,7 +27,7 @@
 //! it still breaks the same invariant.
 
 mod check;
-mod faults;
+pub(crate) mod faults;
 mod plan;
 mod run;
 mod sched;
