@@ -1,10 +1,13 @@
 //! The calendar writer: consumes calendar jobs from SQS and writes (or
 //! deletes) each booking's calendar event.
 //!
-//! Per message: load the booking; skip a write if it is no longer confirmed;
-//! write the event (idempotent: the event id derives from the booking id);
-//! load the booking again and remove the event if it was cancelled meanwhile
-//! (a cancel racing a slow write); note where it lives on the booking. Transient failures (429, 5xx, timeouts)
+//! Per message: load the booking; if it is not confirmed (any more), make
+//! sure it has no event; else write the event (idempotent: the event id
+//! derives from the booking id), load the booking again and remove the event
+//! if it was cancelled meanwhile (a cancel racing a slow write), and note
+//! where it lives on the booking. Either way a job that runs to the end
+//! leaves the calendar matching the booking, whatever an interrupted earlier
+//! attempt left behind. Transient failures (429, 5xx, timeouts)
 //! are retried with exponential backoff and full jitter while the invocation
 //! has time; a message that still fails is reported as a batch item failure
 //! (SQS partial batch response), so only it comes back. A permanent failure
@@ -164,64 +167,64 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     if resource.calendar == CalendarTarget::None {
         return Ok("skipped_no_calendar");
     }
-    match job.action {
-        CalendarAction::Write => {
-            let Some(booking) = confirmed else { return Ok("skipped_not_confirmed") };
-            let event = BookingEvent {
-                reservation_id: booking.reservation_id.clone(),
-                summary: format!("{}: {}", resource.name, booking.customer.name),
-                start: booking.slot.start,
-                end: booking.end,
-                description: format!(
-                    "Booked through slotguard.\nReservation: {}\nCustomer: {} <{}>\nStart: {}",
-                    booking.reservation_id,
-                    booking.customer.name,
-                    booking.customer.email.as_str(),
-                    rfc3339(booking.slot.start)
-                ),
-                customer: booking.customer.clone(),
-            };
-            let started = std::time::Instant::now();
-            let outcome =
-                with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
-            metrics::emit(
-                "CalendarWriteLatency",
-                started.elapsed().as_secs_f64() * 1000.0,
-                metrics::Unit::Milliseconds,
-                &[("Provider", provider(&resource.calendar))],
-            );
-            let (event_ref, done) = match outcome {
-                WriteOutcome::Created { event_ref } => (event_ref, "created"),
-                WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
-            };
-            // The booking may have been cancelled while the write was in
-            // flight, and its delete job may have run before the write
-            // landed: look again, and take the event back off if so. (If a
-            // cancel starts after this read, its delete job runs after it and
-            // so after the write.)
-            let still = deps.store.get_claim(&slot).await?;
-            if !still.is_some_and(|c| c.reservation_id == job.reservation_id && c.status == ClaimStatus::Confirmed) {
-                with_retries(&deps.policy, deadline, || {
-                    deps.calendar.delete_event(&resource.calendar, &job.reservation_id)
-                })
-                .await?;
-                return Ok("undone_no_longer_confirmed");
-            }
-            deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
-            Ok(done)
+    let remove = || async {
+        with_retries(&deps.policy, deadline, || deps.calendar.delete_event(&resource.calendar, &job.reservation_id))
+            .await
+    };
+    // Either job makes the calendar match the booking: a write job for a
+    // booking that is not confirmed (cancelled meanwhile) removes any event
+    // an earlier, interrupted attempt of the same job may have left.
+    let booking = match (job.action, confirmed) {
+        (CalendarAction::Write, Some(booking)) => booking,
+        (CalendarAction::Write, None) => {
+            remove().await?;
+            return Ok("removed_not_confirmed");
         }
-        CalendarAction::Delete => {
-            if confirmed.is_some() {
-                // Booked again by the same reservation (never after a cancel): keep it.
-                return Ok("skipped_still_booked");
-            }
-            with_retries(&deps.policy, deadline, || {
-                deps.calendar.delete_event(&resource.calendar, &job.reservation_id)
-            })
-            .await?;
-            Ok("deleted")
+        // Booked again by the same reservation (never after a cancel): keep it.
+        (CalendarAction::Delete, Some(_)) => return Ok("skipped_still_booked"),
+        (CalendarAction::Delete, None) => {
+            remove().await?;
+            return Ok("deleted");
         }
+    };
+    let event = BookingEvent {
+        reservation_id: booking.reservation_id.clone(),
+        summary: format!("{}: {}", resource.name, booking.customer.name),
+        start: booking.slot.start,
+        end: booking.end,
+        description: format!(
+            "Booked through slotguard.\nReservation: {}\nCustomer: {} <{}>\nStart: {}",
+            booking.reservation_id,
+            booking.customer.name,
+            booking.customer.email.as_str(),
+            rfc3339(booking.slot.start)
+        ),
+        customer: booking.customer.clone(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
+    metrics::emit(
+        "CalendarWriteLatency",
+        started.elapsed().as_secs_f64() * 1000.0,
+        metrics::Unit::Milliseconds,
+        &[("Provider", provider(&resource.calendar))],
+    );
+    let (event_ref, done) = match outcome {
+        WriteOutcome::Created { event_ref } => (event_ref, "created"),
+        WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
+    };
+    // The booking may have been cancelled while the write was in flight, and
+    // its delete job may have run before the write landed: look again, and
+    // take the event back off if so. (If a cancel starts after this read, its
+    // delete job runs after it and so after the write; if this look fails,
+    // the job comes back and, finding the booking cancelled, removes the event.)
+    let still = deps.store.get_claim(&slot).await?;
+    if !still.is_some_and(|c| c.reservation_id == job.reservation_id && c.status == ClaimStatus::Confirmed) {
+        remove().await?;
+        return Ok("undone_no_longer_confirmed");
     }
+    deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
+    Ok(done)
 }
 
 fn provider(target: &CalendarTarget) -> &'static str {
