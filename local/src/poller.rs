@@ -33,21 +33,7 @@ where
         return Ok(0);
     }
     let mut event = SqsEvent::default();
-    event.records = messages
-        .iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_owned);
-            record.receipt_handle = m.receipt_handle().map(str::to_owned);
-            record.body = m.body().map(str::to_owned);
-            record.attributes = m
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-                .unwrap_or_default();
-            record.event_source = Some("aws:sqs".into());
-            record
-        })
-        .collect();
+    event.records = messages.iter().map(lambda_record).collect();
     let response = handler(event).await;
     let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
@@ -90,4 +76,18 @@ where
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// A received message as the Lambda event source mapping hands it to a
+/// function: id, receipt handle, body and system attributes
+/// (`ApproximateReceiveCount`, ...).
+pub fn lambda_record(m: &aws_sdk_sqs::types::Message) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = m.message_id().map(str::to_owned);
+    record.receipt_handle = m.receipt_handle().map(str::to_owned);
+    record.body = m.body().map(str::to_owned);
+    record.attributes =
+        m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect()).unwrap_or_default();
+    record.event_source = Some("aws:sqs".into());
+    record
 }

@@ -537,9 +537,17 @@ async fn a_cancel_whose_payment_is_already_refunded_finishes() {
     assert_eq!(refunds_for(&app.refunds().await, pi).len(), 1, "no second refund");
 }
 
+/// The context of one op whose n-th port call (through `Faulty` adapters,
+/// within `OP.scope`) gets the n-th decision of `script`.
+fn scripted_op(script: Vec<crate::harness::faults::Decision>) -> Arc<crate::harness::faults::OpCtx> {
+    use crate::harness::faults::{Ctl, OpCtx};
+    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
+    Arc::new(OpCtx::new(0, script, Ctl::new(0), signal))
+}
+
 #[tokio::test]
 async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_it() {
-    use crate::harness::faults::{Ctl, Decision, Faulty, OP, OpCtx};
+    use crate::harness::faults::{Decision, Faulty, OP};
     use slotguard::api::cancel::{CancelDeps, cancel_at};
     use slotguard::api::put_resource::AdminAuth;
 
@@ -549,9 +557,7 @@ async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_
 
     // Port calls of a cancel: read the booking, mark it cancelling, refund,
     // free the slot. The Lambda dies at the fourth: after the refund.
-    let script = vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Crash];
-    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
-    let op = Arc::new(OpCtx::new(0, script, Ctl::new(0), signal));
+    let op = scripted_op(vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Crash]);
     let (store, queue) = (Faulty(app.store.clone()), Faulty(app.queue.clone()));
     let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&app.sim)).unwrap());
     let admin = AdminAuth::Token(ADMIN_TOKEN.into());
@@ -585,7 +591,7 @@ async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_
 
 #[tokio::test]
 async fn a_checkout_retried_with_other_urls_after_stripe_made_the_session_gets_a_4xx_then_that_session() {
-    use crate::harness::faults::{Ctl, Decision, Faulty, OP, OpCtx};
+    use crate::harness::faults::{Decision, Faulty, OP};
     use slotguard::api::checkout::{CheckoutUrls, checkout_at};
 
     let app = app_with_room().await;
@@ -595,9 +601,7 @@ async fn a_checkout_retried_with_other_urls_after_stripe_made_the_session_gets_a
     // Port calls of a checkout: read the hold, fix the terms, read the
     // resource, create the session at Stripe: which answers, but the answer
     // is lost (a timeout after the effect).
-    let script = vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::FailAfter];
-    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
-    let op = Arc::new(OpCtx::new(0, script, Ctl::new(0), signal));
+    let op = scripted_op(vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::FailAfter]);
     let store = Faulty(app.store.clone());
     let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&app.sim)).unwrap());
     let urls =

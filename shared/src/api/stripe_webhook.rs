@@ -255,7 +255,12 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
             crate::metrics::count(metric, &[]);
         }
     }
-    Err(Problem {
+    Err(concurrent_update())
+}
+
+/// Every round found the state changed under it: Stripe retries later.
+fn concurrent_update() -> Problem {
+    Problem {
         retry_after: Some(1),
         ..Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -263,7 +268,7 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
             "Concurrent update",
             "concurrent updates; retry",
         )
-    })
+    }
 }
 
 /// Refunds a paid session whose outcome is REFUNDED, under key
@@ -381,15 +386,7 @@ async fn keep_for_pending_payment<S: WebhookStore>(
             return Ok("payment_pending");
         }
     }
-    Err(Problem {
-        retry_after: Some(1),
-        ..Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "concurrent_update",
-            "Concurrent update",
-            "concurrent updates; retry",
-        )
-    })
+    Err(concurrent_update())
 }
 
 /// `async_payment_failed`, `expired`: records the session's final unpaid
@@ -428,13 +425,5 @@ async fn release<S: WebhookStore>(
         }
         return Ok("already_settled");
     }
-    Err(Problem {
-        retry_after: Some(1),
-        ..Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "concurrent_update",
-            "Concurrent update",
-            "concurrent updates; retry",
-        )
-    })
+    Err(concurrent_update())
 }

@@ -174,21 +174,7 @@ impl ClaimStore for DynamoStore {
     }
 
     async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
-        const OP: &str = "list claims";
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(slot_partition(resource, day)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        items.iter().map(|item| Claim::try_from(item).map_err(|e| corrupt(OP, e))).collect()
+        self.partition("list claims", slot_partition(resource, day)).await
     }
 }
 
@@ -275,6 +261,47 @@ impl DynamoStore {
         let mut item = payment_item(session_id, outcome, reservation_id, now);
         item.insert(EXPIRES_AT.into(), epoch(now + Duration::days(PAYMENT_RECORD_DAYS)));
         item
+    }
+
+    /// Every item of partition `pk`, read consistently (one paginated Query) into `T`.
+    async fn partition<T>(&self, op: &'static str, pk: String) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'a> TryFrom<&'a Item, Error = ItemError>,
+    {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| store_error(op, e))?;
+        items.iter().map(|item| T::try_from(item).map_err(|e| corrupt(op, e))).collect()
+    }
+
+    /// Puts `item` if `condition` holds; `Ok(false)` if it did not.
+    async fn put_if(
+        &self,
+        op: &'static str,
+        item: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(if values.is_empty() { None } else { Some(values) })
+            .send()
+            .await;
+        conditional(op, result)
     }
 
     /// The transaction item recording a session's outcome if none is recorded.
@@ -402,16 +429,9 @@ impl PaymentStore for DynamoStore {
         const OP: &str = "attach checkout";
         let expires_at = Utc::now() + Duration::days(PAYMENT_RECORD_DAYS);
         // The record first: once the URL is handed out, a payment must find it.
-        let recorded = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(checkout_record_item(record, expires_at)))
-            .condition_expression("attribute_not_exists(pk) OR session_id = :sid")
-            .expression_attribute_values(":sid", s(&record.session_id))
-            .send()
-            .await;
-        if !conditional(OP, recorded)? {
+        let item = checkout_record_item(record, expires_at);
+        let same_session = HashMap::from([(":sid".to_owned(), s(&record.session_id))]);
+        if !self.put_if(OP, item, "attribute_not_exists(pk) OR session_id = :sid", same_session).await? {
             return Ok(false);
         }
         let result = self
@@ -455,17 +475,12 @@ impl PaymentStore for DynamoStore {
         cause: RefundCause,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.outcome_item(session_id, PaymentOutcome::Refunded(cause), reservation_id, now)))
-            .condition_expression("attribute_not_exists(pk) OR outcome IN (:failed, :expired)")
-            .expression_attribute_values(":failed", s(PaymentOutcome::Failed.as_str()))
-            .expression_attribute_values(":expired", s(PaymentOutcome::Expired.as_str()))
-            .send()
-            .await;
-        conditional("decide refund", result)
+        let item = self.outcome_item(session_id, PaymentOutcome::Refunded(cause), reservation_id, now);
+        let values = HashMap::from([
+            (":failed".to_owned(), s(PaymentOutcome::Failed.as_str())),
+            (":expired".to_owned(), s(PaymentOutcome::Expired.as_str())),
+        ]);
+        self.put_if("decide refund", item, "attribute_not_exists(pk) OR outcome IN (:failed, :expired)", values).await
     }
 
     async fn hold_for_pending_payment(
@@ -520,15 +535,8 @@ impl PaymentStore for DynamoStore {
         outcome: PaymentOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.outcome_item(session_id, outcome, reservation_id, now)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional("record session outcome", result)
+        let item = self.outcome_item(session_id, outcome, reservation_id, now);
+        self.put_if("record session outcome", item, "attribute_not_exists(pk)", HashMap::new()).await
     }
 }
 
@@ -582,34 +590,12 @@ impl BookingStore for DynamoStore {
 
 impl AttentionStore for DynamoStore {
     async fn raise_attention(&self, attention: &Attention) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attention_item(attention)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional("raise attention", result).map(|_| ())
+        self.put_if("raise attention", attention_item(attention), "attribute_not_exists(pk)", HashMap::new()).await?;
+        Ok(())
     }
 
     async fn list_attention(&self) -> Result<Vec<Attention>, StoreError> {
-        const OP: &str = "list attention";
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(ATTENTION_PARTITION))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| store_error(OP, e))?;
-        let mut all: Vec<Attention> =
-            items.iter().map(|item| Attention::try_from(item).map_err(|e| corrupt(OP, e))).collect::<Result<_, _>>()?;
+        let mut all: Vec<Attention> = self.partition("list attention", ATTENTION_PARTITION.into()).await?;
         all.sort_by_key(|a| a.raised_at);
         Ok(all)
     }

@@ -8,7 +8,7 @@ use super::faults::{Ctl, Decision};
 use super::plan::{Auth, EventPick, KeyMode, PlanStep, Step, UrlVariant};
 use super::sched::{Outcome, Ran, Sched};
 use super::world::{ADMIN_TOKEN, STRIPE_KEY, VISIBILITY_MINUTES, WEBHOOK_SECRET, World};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::{Body, RequestExt, Response};
@@ -951,15 +951,7 @@ impl Runner {
         let Some(m) = out.messages().first().cloned() else {
             return self.noop("calendar writer (queue empty)");
         };
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id().map(str::to_owned);
-        record.receipt_handle = m.receipt_handle().map(str::to_owned);
-        record.body = m.body().map(str::to_owned);
-        record.attributes = m
-            .attributes()
-            .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-            .unwrap_or_default();
-        record.event_source = Some("aws:sqs".into());
+        let record = slotguard_local::poller::lambda_record(&m);
         let job: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
         let receives = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
         let desc = format!(
