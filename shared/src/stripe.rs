@@ -274,8 +274,10 @@ fn lenient_session_event(payload: &str, reason: String) -> Delivery {
         slot_end: meta(metadata::SLOT_END)
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc)),
-        amount: session["amount_total"].as_i64(),
-        currency: text(&session["currency"]),
+        // With Adaptive Pricing the customer pays in their own currency; the
+        // price slotguard set is the conversion's source.
+        amount: session["currency_conversion"]["amount_total"].as_i64().or(session["amount_total"].as_i64()),
+        currency: text(&session["currency_conversion"]["source_currency"]).or_else(|| text(&session["currency"])),
     };
     tracing::warn!(event_id = %id, %reason, "session event read leniently");
     Delivery::Session(SessionEvent { event_id: id, kind, session: facts })
@@ -325,8 +327,13 @@ fn session_event(event: stripe_webhook::Event) -> Delivery {
             .get(metadata::SLOT_END)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc)),
-        amount: session.amount_total,
-        currency: session.currency.as_ref().map(|c| c.to_string()),
+        // With Adaptive Pricing the customer pays in their own currency; the
+        // price slotguard set is the conversion's source.
+        amount: session.currency_conversion.as_ref().map(|c| c.amount_total).or(session.amount_total),
+        currency: match &session.currency_conversion {
+            Some(c) => Some(c.source_currency.to_string()),
+            None => session.currency.as_ref().map(|c| c.to_string()),
+        },
     };
     Delivery::Session(SessionEvent { event_id, kind, session: facts })
 }

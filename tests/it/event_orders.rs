@@ -120,6 +120,33 @@ async fn a_session_created_outside_slotguard_never_confirms_and_is_refunded_once
 }
 
 #[tokio::test]
+async fn a_payment_in_the_customers_currency_through_adaptive_pricing_is_the_reservations_own() {
+    let app = app_with_room().await;
+    let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
+    app.pay(&c.session_id, "deliveries=0").await;
+    let mut session = app.stripe_session(&c.session_id).await;
+    // Stripe localised the price: 25.00 EUR shown and charged as 27.13 USD.
+    session["currency_conversion"] =
+        json!({ "amount_subtotal": 2500, "amount_total": 2500, "fx_rate": "1.0852", "source_currency": "eur" });
+    session["amount_total"] = json!(2713);
+    session["currency"] = json!("usd");
+    assert_eq!(app.deliver(&event("checkout.session.completed", &session)).await, StatusCode::OK);
+    assert_eq!(app.status_text(&c.reservation_id).await, "confirmed");
+    assert!(app.refunds().await.is_empty());
+
+    // The same conversion for another amount than the reservation's is not its payment.
+    let d = app.reserve_and_checkout("room", hour_from_now(31), "bob@example.com").await;
+    let paid = app.pay(&d.session_id, "deliveries=0").await;
+    let mut session = app.stripe_session(&d.session_id).await;
+    session["currency_conversion"] =
+        json!({ "amount_subtotal": 100, "amount_total": 100, "fx_rate": "1.0852", "source_currency": "eur" });
+    session["currency"] = json!("usd");
+    assert_eq!(app.deliver(&event("checkout.session.completed", &session)).await, StatusCode::OK);
+    assert_eq!(app.status_text(&d.reservation_id).await, "held", "not bought");
+    assert_eq!(refunds_for(&app.refunds().await, paid["payment_intent"].as_str().unwrap()).len(), 1, "returned");
+}
+
+#[tokio::test]
 async fn a_second_paid_session_for_a_confirmed_reservation_is_refunded_not_kept() {
     let app = app_with_room().await;
     let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
