@@ -57,9 +57,17 @@ pub enum Decision {
     Crash,
     /// Park the op here until the scheduler resumes it, then call.
     Pause,
+    /// Park the op at its next conditional write (here, or at the first
+    /// write after here): the window between a handler's read and the write
+    /// that depends on it, where races live.
+    PauseAtWrite,
 }
 
 impl Decision {
+    pub fn is_pause(self) -> bool {
+        matches!(self, Decision::Pause | Decision::PauseAtWrite)
+    }
+
     pub fn short(self) -> &'static str {
         match self {
             Decision::Proceed => "ok",
@@ -67,6 +75,7 @@ impl Decision {
             Decision::FailAfter => "fail-after",
             Decision::Crash => "crash",
             Decision::Pause => "pause",
+            Decision::PauseAtWrite => "pause-at-write",
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct OpCtx {
     script: Vec<Decision>,
     calls: AtomicUsize,
     crashed: AtomicBool,
+    /// A `PauseAtWrite` met a read: park at the next write.
+    armed: AtomicBool,
     pub fired: Mutex<Vec<Fired>>,
     ctl: Arc<Ctl>,
     signal: mpsc::UnboundedSender<Signal>,
@@ -126,6 +137,7 @@ impl OpCtx {
             script,
             calls: AtomicUsize::new(0),
             crashed: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             fired: Mutex::new(Vec::new()),
             ctl,
             signal,
@@ -138,11 +150,11 @@ impl OpCtx {
 
     /// Whether a failure (not a pause) was injected into this op.
     pub fn failed(&self) -> bool {
-        self.fired.lock().unwrap().iter().any(|f| f.decision != Decision::Pause)
+        self.fired.lock().unwrap().iter().any(|f| !f.decision.is_pause())
     }
 
     pub fn paused(&self) -> bool {
-        self.fired.lock().unwrap().iter().any(|f| f.decision == Decision::Pause)
+        self.fired.lock().unwrap().iter().any(|f| f.decision.is_pause())
     }
 
     fn note(&self, call: usize, port: &'static str, decision: Decision) {
@@ -161,6 +173,24 @@ pub enum Act {
     FailAfter,
 }
 
+/// The port calls that write conditionally on what the op read before.
+const WRITES: &[&str] = &[
+    "place_hold",
+    "start_checkout",
+    "attach_checkout",
+    "confirm_paid",
+    "decide_refund",
+    "hold_for_pending_payment",
+    "release",
+    "retire_hold",
+    "record_unpaid_outcome",
+    "start_cancel",
+    "cancel_booking",
+    "record_calendar_write",
+    "put_event",
+    "delete_event",
+];
+
 /// Takes the current op's next decision for a call to `port` (parking here
 /// for a `Pause`).
 pub async fn hook(port: &'static str) -> Act {
@@ -174,7 +204,13 @@ pub async fn hook(port: &'static str) -> Act {
     if ctx.crashed.load(Ordering::SeqCst) {
         return Act::FailBefore;
     }
-    match ctx.script.get(call).copied().unwrap_or(Decision::Proceed) {
+    let mut decision = ctx.script.get(call).copied().unwrap_or(Decision::Proceed);
+    if decision == Decision::PauseAtWrite || (decision == Decision::Proceed && ctx.armed.load(Ordering::SeqCst)) {
+        let write = WRITES.contains(&port);
+        ctx.armed.store(!write, Ordering::SeqCst);
+        decision = if write { Decision::PauseAtWrite } else { Decision::Proceed };
+    }
+    match decision {
         Decision::Proceed => Act::Call,
         d @ Decision::FailBefore => {
             ctx.note(call, port, d);
@@ -189,7 +225,7 @@ pub async fn hook(port: &'static str) -> Act {
             ctx.crashed.store(true, Ordering::SeqCst);
             Act::FailBefore
         }
-        d @ Decision::Pause => {
+        d @ (Decision::Pause | Decision::PauseAtWrite) => {
             if !ctx.ctl.pauses.load(Ordering::SeqCst) || ctx.ctl.parked.load(Ordering::SeqCst) >= ctx.ctl.max_parked {
                 return Act::Call;
             }

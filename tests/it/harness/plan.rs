@@ -170,11 +170,11 @@ pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
             let script = if without.iter().any(|w| w == "faults") {
                 Vec::new()
             } else if without.iter().any(|w| w == "pauses") {
-                script.into_iter().map(|d| if d == Decision::Pause { Decision::Proceed } else { d }).collect()
+                script.into_iter().map(|d| if d.is_pause() { Decision::Proceed } else { d }).collect()
             } else {
                 script
             };
-            let pauses = script.iter().filter(|d| **d == Decision::Pause).count();
+            let pauses = script.iter().filter(|d| d.is_pause()).count();
             g.pauses += pauses;
             if pauses > 0 {
                 // Let a few steps run past a parked op before it may resume,
@@ -211,6 +211,8 @@ struct Gen {
     /// steps the steps that race it are favoured.
     parked_kind: Option<&'static str>,
     contend: usize,
+    /// The slot of the last reserve step.
+    last_slot: Option<(usize, usize)>,
 }
 
 /// What races a parked op of a kind: the steps favoured while it waits
@@ -218,7 +220,9 @@ struct Gen {
 fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
     match kind {
         "calendar" => &[("cancel", 15), ("calendar", 15), ("deliver", 5)],
-        "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("reserve", 4), ("clock", 3)],
+        // A delivery parked between its read and its write races another
+        // delivery of the session, a cancel, or (once the hold lapsed) a new hold.
+        "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("settle", 4), ("reserve", 8), ("clock", 6)],
         "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5)],
         "cancel" => &[("cancel", 10), ("calendar", 10), ("deliver", 5)],
         "reserve" => &[("reserve", 15), ("checkout", 5)],
@@ -277,7 +281,13 @@ impl Gen {
                         KeyMode::New
                     }
                 };
-                Step::Reserve { resource: rng.usize(0..2), slot: rng.usize(0..3), customer: rng.usize(0..3), key }
+                // Often the slot of an earlier hold: contention is the point.
+                let (resource, slot) = match self.last_slot {
+                    Some(same) if rng.u32(0..10) < 4 => same,
+                    _ => (rng.usize(0..2), rng.usize(0..3)),
+                };
+                self.last_slot = Some((resource, slot));
+                Step::Reserve { resource, slot, customer: rng.usize(0..3), key }
             }
             "checkout" => {
                 self.checkouts += 1;
@@ -369,7 +379,8 @@ fn script(rng: &mut Rng) -> Vec<Decision> {
             0..=4 => Decision::FailBefore,
             5..=7 => Decision::FailAfter,
             8..=9 => Decision::Crash,
-            10..=17 => Decision::Pause,
+            10..=14 => Decision::Pause,
+            15..=19 => Decision::PauseAtWrite,
             _ => Decision::Proceed,
         })
         .collect()

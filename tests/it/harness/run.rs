@@ -897,7 +897,7 @@ impl Runner {
         let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
         if unauthorised {
             // Checked by comparing the world before and after: no interleaving.
-            script.retain(|d| *d != Decision::Pause);
+            script.retain(|d| !d.is_pause());
         }
         let before = if unauthorised { Some(self.effects().await) } else { None };
         let desc = format!("cancel {} auth={auth:?}", short(&id));
