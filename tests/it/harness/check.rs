@@ -4,7 +4,8 @@
 //! - I1: claim items agree with one live claim per slot, and a confirmed or
 //!   pending claim carries no TTL attribute (DESIGN invariant 2);
 //! - I6: a reservation seen confirmed stays confirmed until it is cancelled;
-//!   refunded and cancelled are final (DESIGN invariant 9).
+//!   refunded and cancelled are final (DESIGN invariant 9); a live hold or
+//!   pending payment never vanishes (nobody takes it over while it lives).
 //!
 //! After the quiesce phase, from the real servers:
 //! - I1: per slot, at most one reservation whose status (the status route at
@@ -200,6 +201,10 @@ pub fn per_step(
                 "cancelling" => matches!(now_status.as_str(), "cancelling" | "cancelled"),
                 "cancelled" => now_status == "cancelled",
                 "refunded" => now_status == "refunded",
+                // A live hold or pending payment ends in a recorded state
+                // (expired, released, refunded, confirmed...), never by
+                // vanishing: nobody may take it over while it lives.
+                "held" | "payment_pending" => now_status != "gone",
                 _ => true,
             };
             if !allowed {
