@@ -567,9 +567,90 @@ async fn a_cancel_whose_payment_is_already_refunded_finishes() {
 /// The context of one op whose n-th port call (through `Faulty` adapters,
 /// within `OP.scope`) gets the n-th decision of `script`.
 fn scripted_op(script: Vec<crate::harness::faults::Decision>) -> Arc<crate::harness::faults::OpCtx> {
+    parkable_op(script).0
+}
+
+/// [`scripted_op`], with the channel on which the op reports where it parks.
+fn parkable_op(
+    script: Vec<crate::harness::faults::Decision>,
+) -> (Arc<crate::harness::faults::OpCtx>, tokio::sync::mpsc::UnboundedReceiver<crate::harness::sched::Signal>) {
     use crate::harness::faults::{Ctl, OpCtx};
-    let (signal, _parked) = tokio::sync::mpsc::unbounded_channel();
-    Arc::new(OpCtx::new(0, script, Ctl::new(0), signal))
+    let (signal, parked) = tokio::sync::mpsc::unbounded_channel();
+    (Arc::new(OpCtx::new(0, script, Ctl::new(1), signal)), parked)
+}
+
+/// Delivers `body` to the webhook handler in a task of its own that parks at
+/// its first conditional write; returns the task and the handle that resumes it.
+async fn webhook_parked_at_write(
+    app: &TestApp,
+    body: String,
+) -> (tokio::task::JoinHandle<u16>, tokio::sync::oneshot::Sender<()>) {
+    use crate::harness::faults::{Decision, Faulty, OP};
+    use crate::harness::sched::Signal;
+    let (op, mut parked) = parkable_op(vec![Decision::PauseAtWrite]);
+    let (store, queue, sim) = (app.store.clone(), app.queue.clone(), app.sim.clone());
+    let task = tokio::spawn(OP.scope(op, async move {
+        let (store, queue) = (Faulty(store), Faulty(queue));
+        let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&sim)).unwrap());
+        let verifier = WebhookVerifier::new(WEBHOOK_SECRET);
+        let deps = WebhookDeps { store: &store, payments: &payments, calendar: &queue, verifier: &verifier };
+        let sig = slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let req = lambda_http::http::Request::builder()
+            .method("POST")
+            .header("stripe-signature", sig)
+            .body(lambda_http::Body::Text(body))
+            .unwrap();
+        stripe_webhook_at(deps, req, Utc::now()).await.status().as_u16()
+    }));
+    match parked.recv().await {
+        Some(Signal::Parked { resume, .. }) => (task, resume),
+        _ => panic!("the delivery never reached a conditional write"),
+    }
+}
+
+#[tokio::test]
+async fn a_slot_taken_while_a_late_payment_is_being_confirmed_stays_taken_and_the_payment_is_refunded() {
+    let app = app_with_room().await;
+    let nine = hour_from_now(33);
+    let a = app.reserve_and_checkout("room", nine, "a@example.com").await;
+    let paid = app.pay(&a.session_id, "deliveries=0").await;
+    app.lapse_hold(&a.reservation_id).await;
+    let completed = event("checkout.session.completed", &app.stripe_session(&a.session_id).await);
+
+    // A's payment is read against a free slot, and parks before confirming...
+    let (delivery, resume) = webhook_parked_at_write(&app, completed).await;
+    // ...while B takes the slot.
+    let r = app.reserve("room", nine, "b@example.com").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let b = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    resume.send(()).unwrap();
+    assert_eq!(delivery.await.unwrap(), 200);
+
+    assert_eq!(app.status_text(&b).await, "held", "B keeps the slot");
+    assert_ne!(app.status_text(&a.reservation_id).await, "confirmed");
+    assert_eq!(refunds_for(&app.refunds().await, paid["payment_intent"].as_str().unwrap()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_delayed_payment_failing_while_its_completion_is_handled_leaves_nothing_pending() {
+    let app = app_with_room().await;
+    let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
+    app.pay(&c.session_id, "async=true&deliveries=0").await;
+    let completed = event("checkout.session.completed", &app.stripe_session(&c.session_id).await);
+    let failed = app
+        .sim_control(&format!("/_sim/checkout/sessions/{}/async_payment?result=failed&deliveries=0", c.session_id))
+        .await;
+
+    // The unpaid completion reads no outcome and parks before keeping the slot...
+    let (delivery, resume) = webhook_parked_at_write(&app, completed).await;
+    // ...while the failure is delivered and releases the hold.
+    let id = failed["event_id"].as_str().unwrap();
+    assert_eq!(app.sim_control(&format!("/_sim/events/{id}/redeliver")).await["deliveries"], json!([200]));
+    resume.send(()).unwrap();
+    assert_eq!(delivery.await.unwrap(), 200);
+
+    assert_eq!(app.status_text(&c.reservation_id).await, "released", "not payment_pending forever");
+    assert_eq!(app.reserve("room", c.start, "b@example.com").await.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]

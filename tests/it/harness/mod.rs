@@ -30,7 +30,7 @@ mod check;
 pub(crate) mod faults;
 mod plan;
 mod run;
-mod sched;
+pub(crate) mod sched;
 mod world;
 
 use check::Violation;
