@@ -82,6 +82,12 @@ impl TestApp {
         (status, serde_json::from_slice(response.body().as_ref()).unwrap())
     }
 
+    /// Cancels a booking with the admin token.
+    pub(crate) async fn cancel_as_admin(&self, reservation_id: &str) -> reqwest::Response {
+        let url = self.url(&format!("/v1/bookings/{reservation_id}/cancel"));
+        self.http.post(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
+    }
+
     pub(crate) async fn checkout_with(&self, reservation_id: &str, body: Value) -> reqwest::Response {
         self.http
             .post(self.url(&format!("/v1/reservations/{reservation_id}/checkout")))
@@ -488,13 +494,7 @@ async fn no_payment_required_buys_nothing_and_a_booking_without_payment_can_be_c
     session["payment_intent"] = Value::Null;
     assert_eq!(app.deliver(&event("checkout.session.completed", &session)).await, StatusCode::OK);
     assert_eq!(app.status_text(&c.reservation_id).await, "confirmed");
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/bookings/{}/cancel", c.reservation_id)))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.cancel_as_admin(&c.reservation_id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.status_text(&c.reservation_id).await, "cancelled");
     assert!(app.refunds().await.is_empty());
@@ -552,13 +552,7 @@ async fn a_cancel_whose_payment_is_already_refunded_finishes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/bookings/{}/cancel", c.reservation_id)))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.cancel_as_admin(&c.reservation_id).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     assert_eq!(app.status_text(&c.reservation_id).await, "cancelled");
     assert_eq!(refunds_for(&app.refunds().await, pi).len(), 1, "no second refund");
@@ -684,13 +678,7 @@ async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_
     assert_eq!(app.status_text(&c.reservation_id).await, "cancelling", "never refunded yet confirmed");
     assert!(app.slots("room", c.start, c.start + Duration::hours(1)).await.is_empty(), "still held until finished");
 
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/bookings/{}/cancel", c.reservation_id)))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.cancel_as_admin(&c.reservation_id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.status_text(&c.reservation_id).await, "cancelled");
     assert_eq!(app.refunds().await.len(), 1, "the retry refunded nothing more");
