@@ -20,8 +20,8 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
 use stripe_core::refund::{CreateRefund, CreateRefundReason};
-use stripe_shared::{CheckoutSessionMode, CheckoutSessionPaymentStatus};
-use stripe_webhook::{EventObject, Webhook, WebhookError};
+use stripe_shared::CheckoutSessionMode;
+use stripe_webhook::{Webhook, WebhookError};
 
 /// Stripe through async-stripe.
 pub struct StripePayments {
@@ -215,30 +215,36 @@ impl WebhookVerifier {
             return Err(SignatureError::Stale);
         }
         match Webhook::construct_event(payload, signature, &self.secret) {
-            Ok(event) => Ok(session_event(event)),
+            // The typed client checked the signature and read the event; the
+            // facts booking needs come from the signed JSON, one way for every event.
+            Ok(_) => Ok(session_delivery(payload, None)),
             Err(WebhookError::BadSignature) => Err(SignatureError::Mismatch),
             Err(WebhookError::BadTimestamp(_)) => Err(SignatureError::Stale),
             Err(WebhookError::BadHeader(_) | WebhookError::BadKey) => Err(SignatureError::Malformed),
             // The signature checked out; only reading the event failed (a
             // field this client version does not know, a new enum value...).
-            Err(WebhookError::BadParse(reason)) => Ok(lenient_session_event(payload, reason)),
+            Err(WebhookError::BadParse(reason)) => Ok(session_delivery(payload, Some(reason))),
         }
     }
 }
 
-/// Reads a verified event the typed client could not parse, taking only the
-/// fields booking needs from the raw JSON.
-fn lenient_session_event(payload: &str, reason: String) -> Delivery {
+/// Reads a verified event, taking only the fields booking needs from the raw
+/// JSON, so an event the typed client could not parse (`parse_failure`: a
+/// field or enum value this client version does not know) is read like any other.
+fn session_delivery(payload: &str, parse_failure: Option<String>) -> Delivery {
+    let because = |why: &str| match &parse_failure {
+        Some(failure) => format!("{why} ({failure})"),
+        None => why.to_owned(),
+    };
     let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return Delivery::Unreadable { event_id: None, reason: format!("not JSON: {reason}") };
+        return Delivery::Unreadable { event_id: None, reason: because("not JSON") };
     };
     let event_id = event["id"].as_str().map(str::to_owned);
     let type_ = event["type"].as_str().unwrap_or_default();
     if !SESSION_EVENT_TYPES.contains(&type_) {
-        return Delivery::Ignored { event_id, reason };
+        return Delivery::Ignored { event_id, reason: because(&format!("event type {type_}")) };
     }
-    let unreadable =
-        |why: &str| Delivery::Unreadable { event_id: event_id.clone(), reason: format!("{why} ({reason})") };
+    let unreadable = |why: &str| Delivery::Unreadable { event_id: event_id.clone(), reason: because(why) };
     let Some(id) = event_id.clone() else { return unreadable("no event id") };
     let session = &event["data"]["object"];
     let Some(session_id) = session["id"].as_str().filter(|id| !id.is_empty()) else {
@@ -279,63 +285,10 @@ fn lenient_session_event(payload: &str, reason: String) -> Delivery {
         amount: session["currency_conversion"]["amount_total"].as_i64().or(session["amount_total"].as_i64()),
         currency: text(&session["currency_conversion"]["source_currency"]).or_else(|| text(&session["currency"])),
     };
-    tracing::warn!(event_id = %id, %reason, "session event read leniently");
+    if let Some(failure) = &parse_failure {
+        tracing::warn!(event_id = %id, %failure, "session event read from its JSON only");
+    }
     Delivery::Session(SessionEvent { event_id: id, kind, session: facts })
-}
-
-fn session_event(event: stripe_webhook::Event) -> Delivery {
-    let event_id = event.id.to_string();
-    let (kind, session) = match event.data.object {
-        EventObject::CheckoutSessionCompleted(s) => {
-            let kind = match s.payment_status {
-                CheckoutSessionPaymentStatus::Paid => SessionEventKind::Completed { paid: true },
-                CheckoutSessionPaymentStatus::Unpaid => SessionEventKind::Completed { paid: false },
-                CheckoutSessionPaymentStatus::NoPaymentRequired => SessionEventKind::CompletedWithoutPayment,
-                // A status this client version does not know: read the raw event instead.
-                _ => {
-                    return Delivery::Unreadable {
-                        event_id: Some(event_id),
-                        reason: format!("unknown payment_status {:?}", s.payment_status),
-                    };
-                }
-            };
-            (kind, s)
-        }
-        EventObject::CheckoutSessionAsyncPaymentSucceeded(s) => (SessionEventKind::AsyncPaymentSucceeded, s),
-        EventObject::CheckoutSessionAsyncPaymentFailed(s) => (SessionEventKind::AsyncPaymentFailed, s),
-        EventObject::CheckoutSessionExpired(s) => (SessionEventKind::Expired, s),
-        _ => {
-            return Delivery::Ignored { event_id: Some(event_id), reason: format!("event type {}", event.type_) };
-        }
-    };
-    let meta = session.metadata.clone().unwrap_or_default();
-    let reservation_id = meta
-        .get(metadata::RESERVATION_ID)
-        .or(session.client_reference_id.as_ref())
-        .and_then(|id| ReservationId::parse(id));
-    let email = session.customer_details.as_ref().and_then(|d| d.email.clone()).or(session.customer_email.clone());
-    let customer = match (meta.get(metadata::CUSTOMER_NAME), email) {
-        (Some(name), Some(email)) => Customer::parse(name, &email).ok(),
-        _ => None,
-    };
-    let facts = SessionFacts {
-        session_id: session.id.to_string(),
-        reservation_id,
-        payment_intent: session.payment_intent.as_ref().map(|pi| pi.id().to_string()),
-        customer,
-        slot_end: meta
-            .get(metadata::SLOT_END)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
-        // With Adaptive Pricing the customer pays in their own currency; the
-        // price slotguard set is the conversion's source.
-        amount: session.currency_conversion.as_ref().map(|c| c.amount_total).or(session.amount_total),
-        currency: match &session.currency_conversion {
-            Some(c) => Some(c.source_currency.to_string()),
-            None => session.currency.as_ref().map(|c| c.to_string()),
-        },
-    };
-    Delivery::Session(SessionEvent { event_id, kind, session: facts })
 }
 
 /// Signs a webhook body as Stripe does, for the simulator, tests and the
