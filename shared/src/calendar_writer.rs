@@ -15,7 +15,7 @@
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
 use crate::calendar::{BookingEvent, Calendar, CalendarError, WriteOutcome};
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, rfc3339};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, rfc3339};
 use crate::metrics;
 use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -159,8 +159,7 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     deadline: Instant,
 ) -> Result<&'static str, JobError> {
     let slot = job.reservation_id.slot_key();
-    let claim = deps.store.get_claim(&slot).await?.filter(|c| c.reservation_id == job.reservation_id);
-    let confirmed = claim.filter(|c| c.status == ClaimStatus::Confirmed);
+    let confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
     let Some(resource) = deps.store.get_resource(&slot.resource_id).await? else {
         return Ok("skipped_resource_gone");
     };
@@ -218,8 +217,7 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     // take the event back off if so. (If a cancel starts after this read, its
     // delete job runs after it and so after the write; if this look fails,
     // the job comes back and, finding the booking cancelled, removes the event.)
-    let still = deps.store.get_claim(&slot).await?;
-    if !still.is_some_and(|c| c.reservation_id == job.reservation_id && c.status == ClaimStatus::Confirmed) {
+    if deps.store.confirmed_booking(&job.reservation_id).await?.is_none() {
         remove().await?;
         return Ok("undone_no_longer_confirmed");
     }

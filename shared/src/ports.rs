@@ -4,8 +4,8 @@
 //! implements them all against one DynamoDB table.
 
 use crate::domain::{
-    CalendarJob, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim, PaymentOutcome,
-    ReservationId, ReservationStatus, Resource, ResourceId, SlotKey,
+    CalendarJob, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim, ClaimStatus,
+    PaymentOutcome, ReservationId, ReservationStatus, Resource, ResourceId, SlotKey,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -54,6 +54,15 @@ pub trait ClaimStore: Send + Sync {
     ) -> impl Future<Output = Result<HoldOutcome, StoreError>> + Send;
     /// The claim on a slot, live or not, read consistently.
     fn get_claim(&self, slot: &SlotKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
+    /// The claim of a reservation's slot if it is still that reservation's
+    /// (the id carries the slot key): one consistent read.
+    fn reservation_claim(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        async move { Ok(self.get_claim(&id.slot_key()).await?.filter(|c| &c.reservation_id == id)) }
+    }
+    /// The reservation's booking if it is confirmed right now.
+    fn confirmed_booking(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        async move { Ok(self.reservation_claim(id).await?.filter(|c| c.status == ClaimStatus::Confirmed)) }
+    }
     /// Every claim on slots of `resource` starting on the UTC date `day`: one Query.
     fn claims_on_day(
         &self,

@@ -145,8 +145,8 @@ async fn remove_orphan<S: ClaimStore, C: Calendar, Q: CalendarQueue>(
     id: &ReservationId,
 ) -> Result<bool, String> {
     let confirmed = || async {
-        let claim = store.get_claim(&id.slot_key()).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(claim.is_some_and(|c| &c.reservation_id == id && c.status == ClaimStatus::Confirmed))
+        let booking = store.confirmed_booking(id).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(booking.is_some())
     };
     if confirmed().await? {
         return Ok(false);

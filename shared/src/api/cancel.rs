@@ -64,7 +64,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
 ) -> Result<Response<Body>, Problem> {
     let id = reservation_id_param(req, "booking_not_found", "booking")?;
     let not_found = || Problem::not_found("booking_not_found", format!("there is no booking {id}"));
-    let claim = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
+    let claim = deps.store.reservation_claim(&id).await?;
 
     let booking = match claim {
         Some(claim) if matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) => claim,
@@ -88,16 +88,11 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     // cancellation, and the booking can never be both refunded and confirmed.
     if booking.status == ClaimStatus::Confirmed && !deps.store.start_cancel(&booking.slot, &id).await? {
         // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
-        let current = deps.store.get_claim(&id.slot_key()).await?.filter(|c| c.reservation_id == id);
+        let current = deps.store.reservation_claim(&id).await?;
         if !current.is_some_and(|c| c.status == ClaimStatus::Cancelling) {
             return Err(Problem {
                 retry_after: Some(1),
-                ..Problem::new(
-                    StatusCode::CONFLICT,
-                    "request_in_progress",
-                    "Request in progress",
-                    "this booking was cancelled concurrently; retry to see the result",
-                )
+                ..Problem::in_progress("this booking was cancelled concurrently; retry to see the result")
             });
         }
     }

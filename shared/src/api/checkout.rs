@@ -202,23 +202,13 @@ async fn run<S: CheckoutStore, P: Payments>(
         };
         if !store.attach_checkout(&claim, &record, &link).await? {
             tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "Request in progress",
-                "another checkout for this reservation was set up; retry to get it",
-            ));
+            return Err(Problem::in_progress("another checkout for this reservation was set up; retry to get it"));
         }
         tracing::info!(reservation_id = %id, session_id = %link.session_id, "checkout session created");
         let claim = Claim { checkout_terms: Some(terms), ..claim };
         return Ok(json_response(StatusCode::CREATED, &view(&claim, &link)));
     }
-    Err(Problem::new(
-        StatusCode::CONFLICT,
-        "request_in_progress",
-        "Request in progress",
-        "another checkout for this reservation is being set up; retry shortly",
-    ))
+    Err(Problem::in_progress("another checkout for this reservation is being set up; retry shortly"))
 }
 
 fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
@@ -232,7 +222,7 @@ fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
 
 /// The reservation's claim if it is a live hold, or the problem saying why not.
 async fn live_hold<S: CheckoutStore>(store: &S, id: &ReservationId, now: DateTime<Utc>) -> Result<Claim, Problem> {
-    let claim = store.get_claim(&id.slot_key()).await?.filter(|c| &c.reservation_id == id);
+    let claim = store.reservation_claim(id).await?;
     let status = match &claim {
         Some(c) => c.reservation_status(now),
         None => match store.get_reservation_record(id).await? {

@@ -10,7 +10,7 @@
 use super::Problem;
 use crate::ports::{IdempotencyStart, IdempotencyStore, SavedResponse};
 use chrono::{DateTime, Duration, Utc};
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::{HeaderValue, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -71,10 +71,7 @@ where
         IdempotencyStart::Started => {}
         IdempotencyStart::Completed(saved) => return Ok(replay(saved)),
         IdempotencyStart::InProgress => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "Request in progress",
+            return Err(Problem::in_progress(
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ));
         }

@@ -55,6 +55,12 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable request", detail)
     }
 
+    /// 409 `request_in_progress`: a concurrent request is changing the same
+    /// thing; retrying shortly gets its result.
+    pub fn in_progress(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "request_in_progress", "Request in progress", detail)
+    }
+
     pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
     }

@@ -52,7 +52,7 @@ async fn run<S: ClaimStore + ReservationHistory>(
     let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
     let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {id}"));
     let slot = id.slot_key();
-    if let Some(claim) = store.get_claim(&slot).await?.filter(|c| c.reservation_id == id) {
+    if let Some(claim) = store.reservation_claim(&id).await? {
         let status = claim.reservation_status(now);
         let view = ReservationView {
             reservation_id: id,

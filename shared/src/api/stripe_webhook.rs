@@ -410,11 +410,8 @@ async fn release<S: WebhookStore>(
             if store.payment_outcome(&facts.session_id).await?.is_some() {
                 return Ok("already_settled");
             }
-            let current = store.get_claim(&reservation_id.slot_key()).await?;
-            if current.is_some_and(|c| {
-                &c.reservation_id == reservation_id
-                    && matches!(c.status, ClaimStatus::Held | ClaimStatus::PaymentPending)
-            }) {
+            let current = store.reservation_claim(reservation_id).await?;
+            if current.is_some_and(|c| matches!(c.status, ClaimStatus::Held | ClaimStatus::PaymentPending)) {
                 continue; // it changed between the transaction and the read: decide again
             }
         }
