@@ -195,20 +195,7 @@ impl TestApp {
 
     /// Every item in the table, sorted by key.
     pub async fn scan(&self) -> Vec<Item> {
-        let mut items: Vec<Item> = self
-            .store
-            .client()
-            .scan()
-            .table_name(self.store.table())
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .unwrap();
-        items.sort_by_key(|i| (s(i, "pk"), s(i, "sk")));
-        items
+        scan_table(&self.store).await
     }
 
     /// Claim items that keep the slot from others right now.
@@ -221,6 +208,23 @@ impl TestApp {
             .filter(|i| matches!(i.get("expires_at"), Some(AttributeValue::N(n)) if n.parse::<i64>().unwrap() > now))
             .collect()
     }
+}
+
+/// Every item of a store's table, read consistently, sorted by key.
+pub async fn scan_table(store: &DynamoStore) -> Vec<Item> {
+    let mut items: Vec<Item> = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("scan the table");
+    items.sort_by_key(|i| (s(i, "pk"), s(i, "sk")));
+    items
 }
 
 pub fn s(item: &Item, name: &str) -> String {

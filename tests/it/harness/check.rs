@@ -27,7 +27,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use slotguard::calendar::Calendar;
-use slotguard::dynamo::DynamoStore;
 use std::collections::{BTreeMap, HashMap};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -54,20 +53,7 @@ pub fn hhmm(t: DateTime<Utc>) -> String {
     t.format("%m-%dT%H:%M").to_string()
 }
 
-/// Every item of the table, consistently read.
-pub async fn scan(store: &DynamoStore) -> Vec<Item> {
-    store
-        .client()
-        .scan()
-        .table_name(store.table())
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .expect("scan the history's table")
-}
+pub use crate::helpers::scan_table as scan;
 
 fn attr_text(v: &AttributeValue) -> String {
     match v {
