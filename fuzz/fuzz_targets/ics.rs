@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slotguard::calendar::ics::{ContentLine, parse_dtstart, parse_event, unescape_text, unfold};
+use slotguard::adapters::caldav::ics::{ContentLine, parse_dtstart, parse_event, unescape_text, unfold};
 
 fuzz_target!(|text: &str| {
     let _ = parse_event(text);

@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slotguard::stripe::{WebhookVerifier, sign};
+use slotguard::adapters::stripe::{WebhookVerifier, sign};
+use slotguard::ports::WebhookVerify;
 
 const SECRET: &str = "whsec_fuzz";
 

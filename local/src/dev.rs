@@ -10,26 +10,26 @@ use slotguard::domain::ResourceSpec;
 
 /// A DynamoDB client for DynamoDB Local at `endpoint`, with dummy credentials.
 pub fn dynamodb_client(endpoint: &str) -> Client {
-    slotguard::config::install_crypto_provider();
+    slotguard::adapters::install_crypto_provider();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "slotguard-local"))
         .endpoint_url(endpoint)
-        .timeout_config(slotguard::config::timeouts())
+        .timeout_config(slotguard::adapters::aws::timeouts())
         .build();
     Client::from_conf(config)
 }
 
 /// An SQS client for the local SQS server at `endpoint`, with dummy credentials.
 pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    slotguard::config::install_crypto_provider();
+    slotguard::adapters::install_crypto_provider();
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "slotguard-local"))
         .endpoint_url(endpoint)
-        .timeout_config(slotguard::config::timeouts())
+        .timeout_config(slotguard::adapters::aws::timeouts())
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
@@ -133,7 +133,7 @@ pub fn demo_resource(caldav_url: Option<&str>) -> ResourceSpec {
 /// `demo` resource writing to `SLOTGUARD_CALDAV_URL` (if set).
 pub async fn setup(
     aws: &aws_config::SdkConfig,
-    store: &slotguard::dynamo::DynamoStore,
+    store: &slotguard::adapters::dynamo::DynamoStore,
     demo: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use slotguard::ports::ResourceStore;

@@ -13,16 +13,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
+use slotguard::adapters::dynamo::DynamoStore;
+use slotguard::adapters::sqs::SqsCalendarQueue;
+use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
+use slotguard::api::auth::AdminAuth;
 use slotguard::api::cancel::CancelDeps;
 use slotguard::api::checkout::CheckoutUrls;
-use slotguard::api::put_resource::AdminAuth;
 use slotguard::api::stripe_webhook::WebhookDeps;
 use slotguard::api::{
     Problem, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
 };
-use slotguard::dynamo::DynamoStore;
-use slotguard::sqs::SqsCalendarQueue;
-use slotguard::stripe::{StripePayments, WebhookVerifier};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

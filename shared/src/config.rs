@@ -18,18 +18,16 @@
 //! | `SLOTGUARD_GOOGLE_API_BASE`, `SLOTGUARD_GOOGLE_TOKEN_URL` | optional: other Google endpoints (tests) |
 //! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | read by the AWS SDK: point it at local stand-ins |
 
+pub use crate::adapters::aws::Aws;
+use crate::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use crate::adapters::calendars::Calendars;
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::google::{GoogleCalendar, GoogleConfig, GoogleCredentials};
+use crate::adapters::sqs::{SqsCalendarQueue, SqsDeadLetters};
+use crate::adapters::stripe::{StripePayments, WebhookVerifier};
+use crate::api::auth::AdminAuth;
 use crate::api::checkout::CheckoutUrls;
-use crate::api::put_resource::AdminAuth;
-use crate::calendar::caldav::{CalDavCalendar, CalDavConfig};
-use crate::calendar::google::{GoogleCalendar, GoogleConfig, GoogleCredentials};
-use crate::calendar::router::Calendars;
-use crate::calendar_writer::RetryPolicy;
-use crate::dynamo::DynamoStore;
-use crate::sqs::{SqsCalendarQueue, SqsDeadLetters};
-use crate::stripe::{StripePayments, WebhookVerifier};
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
-use std::time::Duration;
+use crate::jobs::calendar_writer::RetryPolicy;
 
 /// A missing or malformed setting.
 #[derive(Debug, thiserror::Error)]
@@ -40,29 +38,10 @@ fn required(name: &str) -> Result<String, ConfigError> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{name} is not set")))
 }
 
-/// Makes aws-lc-rs the process's TLS crypto provider. Two providers are
-/// compiled in (the AWS SDK's aws-lc-rs and ring, which reqwest brings), and
-/// rustls refuses to guess between them; every client constructor here calls
-/// this first. Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// Timeouts short enough that a dead dependency becomes a 503 well inside API
-/// Gateway's 30 s limit, long enough for a slow but healthy one.
-pub fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(4))
-        .operation_timeout(Duration::from_secs(10))
-        .build()
-}
-
 /// The shared AWS configuration: region, credentials and endpoints from the
-/// environment as the SDK reads them, with [`timeouts`].
-pub async fn aws() -> SdkConfig {
-    install_crypto_provider();
-    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await
+/// environment as the SDK reads them.
+pub async fn aws() -> Aws {
+    Aws::load().await
 }
 
 /// The table store named by `SLOTGUARD_TABLE`.
@@ -71,9 +50,8 @@ pub async fn store_from_env() -> Result<DynamoStore, ConfigError> {
 }
 
 /// The table store named by `SLOTGUARD_TABLE`, on a loaded AWS configuration.
-pub fn store(aws: &SdkConfig) -> Result<DynamoStore, ConfigError> {
-    let table = required("SLOTGUARD_TABLE")?;
-    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
+pub fn store(aws: &Aws) -> Result<DynamoStore, ConfigError> {
+    Ok(aws.store(required("SLOTGUARD_TABLE")?))
 }
 
 /// How admin routes authenticate, from `SLOTGUARD_ADMIN_AUTH` / `SLOTGUARD_ADMIN_TOKEN`.
@@ -102,14 +80,10 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     /// Reads the secret named by `SLOTGUARD_SECRETS_ARN`, if set.
-    pub async fn load(aws: &SdkConfig) -> Result<Self, ConfigError> {
+    pub async fn load(aws: &Aws) -> Result<Self, ConfigError> {
         let Ok(arn) = required("SLOTGUARD_SECRETS_ARN") else { return Ok(Self { stored: None }) };
-        let out =
-            aws_sdk_secretsmanager::Client::new(aws).get_secret_value().secret_id(&arn).send().await.map_err(|e| {
-                ConfigError(format!("reading {arn}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
-            })?;
-        let text = out.secret_string().ok_or_else(|| ConfigError(format!("{arn} has no string value")))?;
-        let stored = serde_json::from_str(text).map_err(|_| ConfigError(format!("{arn} is not a JSON object")))?;
+        let text = aws.secret_string(&arn).await.map_err(ConfigError)?;
+        let stored = serde_json::from_str(&text).map_err(|_| ConfigError(format!("{arn} is not a JSON object")))?;
         Ok(Self { stored: Some(stored) })
     }
 
@@ -148,9 +122,8 @@ pub fn checkout_urls_from_env() -> Result<CheckoutUrls, ConfigError> {
 }
 
 /// The calendar queue, from `SLOTGUARD_CALENDAR_QUEUE_URL`.
-pub fn calendar_queue(aws: &SdkConfig) -> Result<SqsCalendarQueue, ConfigError> {
-    let url = required("SLOTGUARD_CALENDAR_QUEUE_URL")?;
-    Ok(SqsCalendarQueue::new(aws_sdk_sqs::Client::new(aws), url))
+pub fn calendar_queue(aws: &Aws) -> Result<SqsCalendarQueue, ConfigError> {
+    Ok(aws.calendar_queue(required("SLOTGUARD_CALENDAR_QUEUE_URL")?))
 }
 
 /// The calendar adapters, with credentials from [`Secrets`]: CalDAV Basic
@@ -186,8 +159,8 @@ pub fn calendars(secrets: &Secrets) -> Result<Calendars, ConfigError> {
 }
 
 /// The calendar jobs' dead-letter queue, from `SLOTGUARD_CALENDAR_DLQ_URL`.
-pub fn dead_letters(aws: &SdkConfig) -> Result<SqsDeadLetters, ConfigError> {
-    Ok(SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), required("SLOTGUARD_CALENDAR_DLQ_URL")?))
+pub fn dead_letters(aws: &Aws) -> Result<SqsDeadLetters, ConfigError> {
+    Ok(aws.dead_letters(required("SLOTGUARD_CALENDAR_DLQ_URL")?))
 }
 
 /// The writer's retry policy; `SLOTGUARD_MAX_RECEIVES` must equal the queue's `maxReceiveCount`.

@@ -5,33 +5,37 @@
 //! its configuration, builds its clients once and hands a handler from here to
 //! the Lambda runtime.
 //!
-//! Layout:
-//! - [`domain`]: pure booking logic: resources, the slot grid (with its DST
-//!   rules), reservation ids, claims and when a claim is live.
-//! - [`ports`]: the traits handlers need from storage, one per concern.
-//! - [`dynamo`]: the DynamoDB adapter implementing every port on one table,
-//!   with the item layout in [`dynamo::items`].
-//! - [`api`]: one module per HTTP route, the idempotency wrapper, and
-//!   [`api::Problem`], the one place outcomes become status codes.
-//! - [`config`]: environment variables and client construction.
-//! - [`telemetry`]: tracing set up the Lambda runtime's way.
+//! Layout (every flow is one step from here):
+//! - [`domain`]: pure booking rules, no I/O: resources and their hours, the
+//!   slot grid (with its DST rules), reservation ids, claims and when a claim
+//!   is live, payments and their outcomes, calendar jobs.
+//! - [`ports`]: every trait a flow needs from the outside: storage, the payment
+//!   provider and its webhooks, the calendar queues, the hosts' calendars.
+//! - [`adapters`]: the ports implemented on DynamoDB, SQS, Stripe, CalDAV and
+//!   Google Calendar; the only code importing an SDK or HTTP client.
+//! - [`api`]: the HTTP routes, one module per route: [`api::reserve`],
+//!   [`api::checkout`], [`api::stripe_webhook`], [`api::cancel`],
+//!   [`api::availability`], [`api::reservation_status`], [`api::put_resource`];
+//!   with [`api::idempotency`], [`api::auth`], and [`api::problem`], the one
+//!   place an outcome becomes a status code and a JSON problem body.
+//! - [`jobs`]: the queue and schedule consumers, [`jobs::calendar_writer`]
+//!   and [`jobs::reconcile`].
+//! - [`config`]: environment variables and client construction, once per process.
+//! - [`metrics`] (CloudWatch embedded metric format) and [`telemetry`] (tracing
+//!   set up the Lambda runtime's way).
 //!
 //! The invariant everything is built around: a slot has at most one live
 //! claim. A claim is live when it is confirmed, or held with `expires_at` in the
 //! future; holds are placed with one conditional `PutItem`, and every read
 //! treats an expired hold as free even while DynamoDB's TTL has not deleted it.
 
+pub mod adapters;
 pub mod api;
-pub mod calendar;
-pub mod calendar_writer;
 pub mod config;
 pub mod domain;
-pub mod dynamo;
+pub mod jobs;
 pub mod metrics;
 pub mod ports;
-pub mod reconcile;
-pub mod sqs;
-pub mod stripe;
 pub mod telemetry;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`: thin wrappers around
@@ -43,7 +47,7 @@ pub mod fuzzing {
     /// then each response's calendar data and href. The number of slotguard
     /// events found, or `None` if the body is not a multistatus.
     pub fn caldav_report(body: &str) -> Option<usize> {
-        use crate::calendar::{caldav, ics, xml};
+        use crate::adapters::caldav::{self as caldav, ics, xml};
         let collection = reqwest::Url::parse("https://dav.example.com/calendars/me/work/").expect("a valid URL");
         let responses = xml::parse_multistatus(body).ok()?;
         let mut found = 0;

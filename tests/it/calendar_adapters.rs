@@ -9,11 +9,11 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use slotguard::calendar::caldav::{CalDavCalendar, CalDavConfig};
-use slotguard::calendar::google::{GoogleCalendar, event_id};
-use slotguard::calendar::router::Calendars;
-use slotguard::calendar::{BookingEvent, Calendar, CalendarError, DeleteOutcome, WriteOutcome};
+use slotguard::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::adapters::calendars::Calendars;
+use slotguard::adapters::google::{GoogleCalendar, event_id};
 use slotguard::domain::{CalendarTarget, Customer, ReservationId, ResourceId, SlotKey};
+use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, WriteOutcome};
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------
@@ -541,8 +541,8 @@ async fn google_revoked_refresh_token_is_permanent() {
 
     // A wrong client secret (401 invalid_client) is just as final.
     let wrong_client = fake.config();
-    let wrong_client = slotguard::calendar::google::GoogleConfig {
-        credentials: slotguard::calendar::google::GoogleCredentials::new(
+    let wrong_client = slotguard::adapters::google::GoogleConfig {
+        credentials: slotguard::adapters::google::GoogleCredentials::new(
             crate::fakes::google::CLIENT_ID,
             "not-the-secret",
             crate::fakes::google::REFRESH_TOKEN,

@@ -9,11 +9,11 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use slotguard::calendar::caldav::{CalDavCalendar, CalDavConfig};
-use slotguard::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
+use slotguard::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::adapters::sqs::{Redrive, SqsDeadLetters, list_dead_letters, redrive};
 use slotguard::domain::{CalendarAction, CalendarJob, ReservationId};
+use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use slotguard::ports::CalendarQueue;
-use slotguard::sqs::{Redrive, SqsDeadLetters, list_dead_letters, redrive};
 use slotguard_local::poller;
 
 /// A fast policy: millisecond backoff, no attempt budget, the template's 5 receives.
@@ -43,7 +43,7 @@ impl Writer {
     fn deps<'a>(
         &'a self,
         app: &'a TestApp,
-    ) -> WriterDeps<'a, slotguard::dynamo::DynamoStore, CalDavCalendar, SqsDeadLetters> {
+    ) -> WriterDeps<'a, slotguard::adapters::dynamo::DynamoStore, CalDavCalendar, SqsDeadLetters> {
         WriterDeps { store: &app.store, calendar: &self.calendar, dead_letters: &self.dead_letters, policy: policy() }
     }
 
@@ -301,11 +301,12 @@ async fn reconcile_restores_missing_events_and_removes_orphans() {
     }
     assert_eq!(count_events(&collection).await, 3);
 
-    let calendars = slotguard::calendar::router::Calendars::new(Writer::new(&app).calendar, None);
+    let calendars = slotguard::adapters::calendars::Calendars::new(Writer::new(&app).calendar, None);
     let now = Utc::now();
-    let report = slotguard::reconcile::reconcile(&app.store, &calendars, &app.queue, now, now + Duration::days(3))
-        .await
-        .unwrap();
+    let report =
+        slotguard::jobs::reconcile::reconcile(&app.store, &calendars, &app.queue, now, now + Duration::days(3))
+            .await
+            .unwrap();
     assert_eq!(report.missing, [ReservationId::parse(&lost).unwrap()]);
     assert_eq!(report.orphans_removed, [ReservationId::parse(&ghost).unwrap()]);
     assert!(report.duplicates.is_empty() && report.errors.is_empty(), "{report:?}");

@@ -12,14 +12,14 @@ use chrono::{DateTime, Duration, Utc};
 use lambda_http::RequestExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use slotguard::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::adapters::sqs::SqsDeadLetters;
+use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
-use slotguard::calendar::caldav::{CalDavCalendar, CalDavConfig};
-use slotguard::calendar::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
-use slotguard::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use slotguard::domain::{CalendarTarget, ReservationId};
+use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use slotguard::ports::AttentionStore;
-use slotguard::sqs::SqsDeadLetters;
-use slotguard::stripe::{StripePayments, WebhookVerifier};
+use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use slotguard_local::poller;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -68,7 +68,7 @@ impl TestApp {
         let payments = StripePayments::new(STRIPE_KEY, Some(&self.sim)).unwrap();
         let verifier = WebhookVerifier::new(WEBHOOK_SECRET);
         let deps = WebhookDeps { store: &self.store, payments: &payments, calendar: &self.queue, verifier: &verifier };
-        let sig = slotguard::stripe::sign(body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let sig = slotguard::adapters::stripe::sign(body, WEBHOOK_SECRET, Utc::now().timestamp());
         let req = lambda_http::http::Request::builder()
             .method("POST")
             .uri("/webhooks/stripe")
@@ -290,11 +290,12 @@ async fn reconcile_leaves_the_events_of_other_resources_on_a_shared_calendar_alo
     drain(&app, &calendar).await;
     assert_eq!(count_events(&collection).await, 2);
 
-    let calendars = slotguard::calendar::router::Calendars::new(calendar.inner.clone(), None);
+    let calendars = slotguard::adapters::calendars::Calendars::new(calendar.inner.clone(), None);
     let now = Utc::now();
-    let report = slotguard::reconcile::reconcile(&app.store, &calendars, &app.queue, now, now + Duration::days(3))
-        .await
-        .unwrap();
+    let report =
+        slotguard::jobs::reconcile::reconcile(&app.store, &calendars, &app.queue, now, now + Duration::days(3))
+            .await
+            .unwrap();
     assert!(report.orphans_removed.is_empty() && report.missing.is_empty(), "{report:?}");
     drain(&app, &calendar).await;
     assert_eq!(count_events(&collection).await, 2, "both bookings keep their events");
@@ -333,8 +334,9 @@ async fn reconcile_keeps_the_event_of_a_booking_confirmed_while_it_runs() {
         assert_eq!(poller::poll_once(queue.client(), queue.queue_url(), handler).await.unwrap(), 1);
     }));
     let now = Utc::now();
-    let report =
-        slotguard::reconcile::reconcile(&app.store, &calendar, &app.queue, now, now + Duration::days(3)).await.unwrap();
+    let report = slotguard::jobs::reconcile::reconcile(&app.store, &calendar, &app.queue, now, now + Duration::days(3))
+        .await
+        .unwrap();
     assert!(report.orphans_removed.is_empty(), "{report:?}");
     assert_eq!(app.status_text(&c.reservation_id).await, "confirmed");
     assert_eq!(count_events(&collection).await, 1, "the fresh event survives");
@@ -422,7 +424,7 @@ async fn an_unreadable_checkout_session_event_is_read_leniently_or_retried_never
     let r = app.post_webhook(&event("checkout.session.completed", &unknown), None).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "unsigned is still refused");
     let body = event("checkout.session.completed", &unknown);
-    let sig = slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
+    let sig = slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
     assert_problem(app.post_webhook(&body, Some(&sig)).await, 503, "unreadable_event").await;
     assert_eq!(app.scan().await, before, "nothing written");
 
@@ -444,7 +446,7 @@ async fn a_reserve_retried_after_a_crash_with_the_same_key_gets_its_own_hold_bac
     };
     let first: Value = send("crash-me").await.unwrap().json().await.unwrap();
     // The first attempt's key record is lost (its Lambda died before saving the answer).
-    let key = slotguard::dynamo::items::idempotency_key("reserve#crash-me");
+    let key = slotguard::adapters::dynamo::items::idempotency_key("reserve#crash-me");
     app.store.client().delete_item().table_name(app.store.table()).set_key(Some(key)).send().await.unwrap();
 
     let r = send("crash-me").await.unwrap();
@@ -588,7 +590,7 @@ async fn webhook_parked_at_write(
         let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&sim)).unwrap());
         let verifier = WebhookVerifier::new(WEBHOOK_SECRET);
         let deps = WebhookDeps { store: &store, payments: &payments, calendar: &queue, verifier: &verifier };
-        let sig = slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let sig = slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
         let req = lambda_http::http::Request::builder()
             .method("POST")
             .header("stripe-signature", sig)
@@ -650,8 +652,8 @@ async fn a_delayed_payment_failing_while_its_completion_is_handled_leaves_nothin
 #[tokio::test]
 async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_it() {
     use crate::harness::faults::{Decision, Faulty, OP};
+    use slotguard::api::auth::AdminAuth;
     use slotguard::api::cancel::{CancelDeps, cancel_at};
-    use slotguard::api::put_resource::AdminAuth;
 
     let app = app_with_room().await;
     let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;

@@ -167,7 +167,8 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
 #[tokio::test]
 async fn storage_down_is_a_503_with_retry_after() {
     // Nothing listens on port 9 of loopback: every call fails to connect.
-    let dead = slotguard::dynamo::DynamoStore::new(slotguard_local::dev::dynamodb_client("http://127.0.0.1:9"), "t");
+    let dead =
+        slotguard::adapters::dynamo::DynamoStore::new(slotguard_local::dev::dynamodb_client("http://127.0.0.1:9"), "t");
     let app = spawn_app_on(dead).await;
     let r = app.reserve("room", hour_from_now(5), "a@example.com").await;
     assert!(r.headers().get("retry-after").is_some());

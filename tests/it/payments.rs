@@ -181,7 +181,7 @@ async fn a_late_payment_for_a_still_free_slot_is_confirmed() {
         .client()
         .delete_item()
         .table_name(app.store.table())
-        .set_key(Some(slotguard::dynamo::items::slot_key(&slot)))
+        .set_key(Some(slotguard::adapters::dynamo::items::slot_key(&slot)))
         .send()
         .await
         .unwrap();
@@ -250,7 +250,8 @@ async fn stripe_unreachable_is_a_503() {
     let table = format!("test-{}", uuid::Uuid::new_v4().simple());
     slotguard_local::dev::ensure_table(&ddb, &table).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = spawn_app_with(slotguard::dynamo::DynamoStore::new(ddb, table), listener, "http://127.0.0.1:9").await;
+    let app =
+        spawn_app_with(slotguard::adapters::dynamo::DynamoStore::new(ddb, table), listener, "http://127.0.0.1:9").await;
     app.put_resource("room", &open_all_day()).await;
     let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
     let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();

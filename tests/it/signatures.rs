@@ -17,15 +17,15 @@ async fn only_correctly_signed_fresh_deliveries_are_accepted() {
     session["payment_intent"] = json!("pi_signed");
     let body = event("checkout.session.completed", &session);
     let now = Utc::now().timestamp();
-    let good = slotguard::stripe::sign(&body, WEBHOOK_SECRET, now);
+    let good = slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, now);
     let good_v1 = good.split_once(",v1=").unwrap().1.to_owned();
     let before = app.scan().await;
 
     let refused: Vec<(&str, String, Option<String>)> = vec![
         ("missing header", body.clone(), None),
-        ("wrong secret", body.clone(), Some(slotguard::stripe::sign(&body, "whsec_someone_else", now))),
+        ("wrong secret", body.clone(), Some(slotguard::adapters::stripe::sign(&body, "whsec_someone_else", now))),
         ("tampered body", body.replace("pi_signed", "pi_forged"), Some(good.clone())),
-        ("stale timestamp", body.clone(), Some(slotguard::stripe::sign(&body, WEBHOOK_SECRET, now - 301))),
+        ("stale timestamp", body.clone(), Some(slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, now - 301))),
         ("malformed header", body.clone(), Some("t=notanumber,v1=abc".into())),
         ("no v1", body.clone(), Some(format!("t={now}"))),
         ("v0 only", body.clone(), Some(format!("t={now},v0={good_v1}"))),
@@ -56,8 +56,9 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
         "type": "slotguard.future_event", "data": {"object": {"object": "mystery", "id": "my_1"}}
     })
     .to_string();
-    let r =
-        app.post_webhook(&body, Some(&slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp()))).await;
+    let r = app
+        .post_webhook(&body, Some(&slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp())))
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let answer: serde_json::Value = r.json().await.unwrap();
     assert!(answer["ignored"].is_string(), "{answer}");

@@ -87,7 +87,7 @@ impl TestApp {
 
     /// Delivers a hand-made, correctly signed event; returns the HTTP status.
     pub async fn deliver(&self, body: &str) -> StatusCode {
-        let sig = slotguard::stripe::sign(body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let sig = slotguard::adapters::stripe::sign(body, WEBHOOK_SECRET, Utc::now().timestamp());
         self.post_webhook(body, Some(&sig)).await.status()
     }
 
@@ -109,7 +109,7 @@ impl TestApp {
     /// Makes a hold lapse now, as if its time had passed (the item stays, as TTL deletion is lazy).
     pub async fn lapse_hold(&self, reservation_id: &str) {
         let slot = slotguard::domain::ReservationId::parse(reservation_id).unwrap().slot_key();
-        let key = slotguard::dynamo::items::slot_key(&slot);
+        let key = slotguard::adapters::dynamo::items::slot_key(&slot);
         self.store
             .client()
             .update_item()
@@ -128,7 +128,7 @@ impl TestApp {
     /// The claim item of a slot, raw.
     pub async fn claim_item(&self, reservation_id: &str) -> Option<Item> {
         let slot = slotguard::domain::ReservationId::parse(reservation_id).unwrap().slot_key();
-        let key = slotguard::dynamo::items::slot_key(&slot);
+        let key = slotguard::adapters::dynamo::items::slot_key(&slot);
         self.store
             .client()
             .get_item()

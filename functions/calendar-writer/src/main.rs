@@ -2,8 +2,8 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use slotguard::calendar_writer::{WriterDeps, write_batch};
 use slotguard::config;
+use slotguard::jobs::calendar_writer::{WriterDeps, write_batch};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 

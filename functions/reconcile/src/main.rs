@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use slotguard::config;
-use slotguard::reconcile::{ReconcileReport, reconcile};
+use slotguard::jobs::reconcile::{ReconcileReport, reconcile};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -7,11 +7,11 @@
 //! They are for comparing changes, and for sizing memory (peak RSS of the
 //! process running every handler at once is an upper bound for one function).
 
+use slotguard::adapters::dynamo::DynamoStore;
+use slotguard::adapters::sqs::SqsCalendarQueue;
+use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
+use slotguard::api::auth::AdminAuth;
 use slotguard::api::checkout::CheckoutUrls;
-use slotguard::api::put_resource::AdminAuth;
-use slotguard::dynamo::DynamoStore;
-use slotguard::sqs::SqsCalendarQueue;
-use slotguard::stripe::{StripePayments, WebhookVerifier};
 use slotguard_local::{dev, gateway};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

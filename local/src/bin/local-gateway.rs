@@ -8,8 +8,8 @@
 //! writer on the calendar queue, as Lambda's event source mapping would. Reads `SLOTGUARD_TABLE`, `AWS_ENDPOINT_URL_DYNAMODB` and the
 //! admin settings like the Lambda functions do.
 
-use slotguard::calendar_writer::{WriterDeps, write_batch};
 use slotguard::config;
+use slotguard::jobs::calendar_writer::{WriterDeps, write_batch};
 use slotguard_local::{dev, gateway, poller};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = config::store(&aws)?;
     let secrets = config::Secrets::load(&aws).await?;
     if std::env::args().any(|a| a == "--setup") {
-        dev::setup(&aws, &store, true).await?;
+        dev::setup(aws.sdk(), &store, true).await?;
         tracing::info!(table = store.table(), "table and queues ready, demo resource seeded");
     }
     let addr = std::env::var("SLOTGUARD_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The calendar writer, fed by a local stand-in for the SQS event source mapping.
     if let Ok(dlq_url) = std::env::var("SLOTGUARD_CALENDAR_DLQ_URL") {
         let calendar = config::calendars(&secrets)?;
-        let dead_letters = slotguard::sqs::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), dlq_url);
+        let dead_letters = aws.dead_letters(dlq_url);
         let (store, queue, policy) = (store.clone(), config::calendar_queue(&aws)?, config::retry_policy()?);
         tokio::spawn(async move {
             let deps = WriterDeps { store: &store, calendar: &calendar, dead_letters: &dead_letters, policy };

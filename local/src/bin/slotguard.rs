@@ -21,9 +21,9 @@
 //! from the stack's outputs.
 
 use chrono::{DateTime, Duration, Utc};
+use slotguard::adapters::sqs::{Redrive, list_dead_letters, redrive};
 use slotguard::config;
 use slotguard::ports::AttentionStore;
-use slotguard::sqs::{Redrive, list_dead_letters, redrive};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
@@ -48,7 +48,7 @@ fn time(arg: Option<&String>, default: DateTime<Utc>) -> Result<DateTime<Utc>, S
 
 /// An API Gateway HTTP API v2 event delivering `body` to `POST /webhooks/stripe`.
 fn signed_webhook_event(body: &str, secret: &str, now: DateTime<Utc>) -> serde_json::Value {
-    let signature = slotguard::stripe::sign(body, secret, now.timestamp());
+    let signature = slotguard::adapters::stripe::sign(body, secret, now.timestamp());
     serde_json::json!({
         "version": "2.0",
         "routeKey": "POST /webhooks/stripe",
@@ -79,7 +79,7 @@ async fn main_result(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let aws = config::aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(aws.sdk());
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["dlq", "list"] => {
             let letters =
@@ -107,7 +107,7 @@ async fn main_result(args: &[String]) -> Result<(), String> {
             let secrets = config::Secrets::load(&aws).await.map_err(|e| e.to_string())?;
             let calendar = config::calendars(&secrets).map_err(|e| e.to_string())?;
             let queue = config::calendar_queue(&aws).map_err(|e| e.to_string())?;
-            let report = slotguard::reconcile::reconcile(&store, &calendar, &queue, from, to)
+            let report = slotguard::jobs::reconcile::reconcile(&store, &calendar, &queue, from, to)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
@@ -132,7 +132,7 @@ async fn main_result(args: &[String]) -> Result<(), String> {
         }
         ["setup", rest @ ..] if rest.is_empty() || rest == ["--demo"] => {
             let store = config::store(&aws).map_err(|e| e.to_string())?;
-            slotguard_local::dev::setup(&aws, &store, !rest.is_empty()).await.map_err(|e| e.to_string())?;
+            slotguard_local::dev::setup(aws.sdk(), &store, !rest.is_empty()).await.map_err(|e| e.to_string())?;
             eprintln!("table {} and queues ready", store.table());
             Ok(())
         }
@@ -156,7 +156,8 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slotguard::stripe::{Delivery, WebhookVerifier};
+    use slotguard::adapters::stripe::WebhookVerifier;
+    use slotguard::ports::{Delivery, WebhookVerify};
 
     #[test]
     fn every_sample_stripe_event_signs_and_reads_as_a_session_event() {

@@ -12,7 +12,7 @@
 //! refuses is a `502` and goes to the operator queue; the booking stays
 //! `cancelling`.
 
-use super::put_resource::{AdminAuth, same_secret};
+use super::auth::{AdminAuth, same_secret};
 use super::{Problem, json_response, reservation_id_param, respond};
 use crate::domain::{CalendarAction, CalendarJob, ClaimStatus, ReservationId, ReservationStatus};
 use crate::ports::{

@@ -6,6 +6,7 @@
 //! from a hyper server, and tests can call it directly. A handler never returns
 //! an error: every failure is a `application/problem+json` response.
 
+pub mod auth;
 pub mod availability;
 pub mod cancel;
 pub mod checkout;

@@ -4,73 +4,12 @@
 //! authenticated the caller. Locally (and wherever IAM is not in front) the
 //! caller must send `Authorization: Bearer {admin token}`.
 
+use super::auth::AdminAuth;
 use super::{Problem, json_body, json_response, path_param, respond};
 use crate::domain::{Resource, ResourceId, ResourceSpec};
 use crate::ports::ResourceStore;
-use lambda_http::http::{StatusCode, header};
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
-use sha2::{Digest, Sha256};
-
-/// How admin routes authenticate their caller.
-#[derive(Clone)]
-pub enum AdminAuth {
-    /// API Gateway's IAM authorizer vouches for the caller.
-    Iam,
-    /// The caller presents this bearer token.
-    Token(String),
-    /// No admin access is configured: admin routes answer 403.
-    Disabled,
-}
-
-impl std::fmt::Debug for AdminAuth {
-    // Never print the token.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AdminAuth::Iam => "Iam",
-            AdminAuth::Token(_) => "Token(..)",
-            AdminAuth::Disabled => "Disabled",
-        })
-    }
-}
-
-impl AdminAuth {
-    /// Whether `req` is an admin's.
-    pub fn allows(&self, req: &Request) -> bool {
-        match self {
-            AdminAuth::Iam => matches!(
-                req.request_context_ref(),
-                Some(RequestContext::ApiGatewayV2(ctx)) if ctx.authorizer.as_ref().is_some_and(|a| a.iam.is_some())
-            ),
-            AdminAuth::Token(expected) => req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|given| same_secret(given, expected)),
-            AdminAuth::Disabled => false,
-        }
-    }
-
-    /// A 401/403 problem unless `req` is an admin's.
-    pub fn require(&self, req: &Request) -> Result<(), Problem> {
-        if self.allows(req) {
-            return Ok(());
-        }
-        Err(match self {
-            AdminAuth::Disabled => {
-                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "admin access is not configured")
-            }
-            _ => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "admin credentials required"),
-        })
-    }
-}
-
-/// Compares two secrets in time independent of where they differ.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
 
 /// Handles `PUT /v1/resources/{id}`.
 pub async fn put_resource<S: ResourceStore>(store: &S, auth: &AdminAuth, req: Request) -> Response<Body> {
@@ -89,34 +28,4 @@ async fn run<S: ResourceStore>(store: &S, auth: &AdminAuth, req: &Request) -> Re
     let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");
     body["id"] = serde_json::Value::String(resource.id.to_string());
     Ok(json_response(StatusCode::OK, &body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_auth(value: Option<&str>) -> Request {
-        let mut b = lambda_http::http::Request::builder();
-        if let Some(v) = value {
-            b = b.header(header::AUTHORIZATION, v);
-        }
-        b.body(Body::Empty).unwrap()
-    }
-
-    #[test]
-    fn tokens_must_match_exactly() {
-        let auth = AdminAuth::Token("s3cret".into());
-        assert!(auth.allows(&with_auth(Some("Bearer s3cret"))));
-        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Basic s3cret")] {
-            assert!(!auth.allows(&with_auth(bad)), "{bad:?} allowed");
-        }
-        assert_eq!(AdminAuth::Disabled.require(&with_auth(Some("Bearer s3cret"))).unwrap_err().status, 403);
-        assert_eq!(auth.require(&with_auth(None)).unwrap_err().status, 401);
-        assert!(!format!("{auth:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn iam_mode_requires_an_iam_identity_from_api_gateway() {
-        assert!(!AdminAuth::Iam.allows(&with_auth(Some("Bearer anything"))));
-    }
 }

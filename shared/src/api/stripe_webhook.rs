@@ -39,7 +39,7 @@ use crate::ports::{
     Attention, AttentionStore, CalendarQueue, ClaimStore, IdempotencyStore, PaymentError, PaymentStore, Payments,
     QueueError, RefundCause, ReservationHistory, ReservationRecord,
 };
-use crate::stripe::{Delivery, WebhookVerifier};
+use crate::ports::{Delivery, WebhookVerify};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -54,16 +54,16 @@ pub trait WebhookStore: ClaimStore + PaymentStore + ReservationHistory + Idempot
 impl<T: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore + AttentionStore> WebhookStore for T {}
 
 /// Everything the webhook handler talks to.
-pub struct WebhookDeps<'a, S, P, Q> {
+pub struct WebhookDeps<'a, S, P, Q, V> {
     pub store: &'a S,
     pub payments: &'a P,
     pub calendar: &'a Q,
-    pub verifier: &'a WebhookVerifier,
+    pub verifier: &'a V,
 }
 
 /// Handles `POST /webhooks/stripe`.
-pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: WebhookDeps<'_, S, P, Q>,
+pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: WebhookDeps<'_, S, P, Q, V>,
     req: Request,
 ) -> Response<Body> {
     stripe_webhook_at(deps, req, Utc::now()).await
@@ -71,8 +71,8 @@ pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue>(
 
 /// [`stripe_webhook`] at a given instant (tests drive the clock; the
 /// signature's 300 s tolerance is still checked against the real clock).
-pub async fn stripe_webhook_at<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: WebhookDeps<'_, S, P, Q>,
+pub async fn stripe_webhook_at<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: WebhookDeps<'_, S, P, Q, V>,
     req: Request,
     now: DateTime<Utc>,
 ) -> Response<Body> {
@@ -94,8 +94,8 @@ impl From<QueueError> for Problem {
     }
 }
 
-async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: &WebhookDeps<'_, S, P, Q>,
+async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: &WebhookDeps<'_, S, P, Q, V>,
     req: &Request,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
@@ -129,8 +129,8 @@ async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue>(
     idempotency::run_once(deps.store, "stripe-event", key, &payload, now, || handle_event(deps, &event, now)).await
 }
 
-async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: &WebhookDeps<'_, S, P, Q>,
+async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: &WebhookDeps<'_, S, P, Q, V>,
     event: &SessionEvent,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, Problem> {
@@ -209,8 +209,8 @@ fn claim_for(
 /// Gives a paid session its one outcome, then carries it out. Every round
 /// re-reads the recorded outcome first, so a redelivery, a concurrent delivery
 /// or a crash between steps all end the same way.
-async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: &WebhookDeps<'_, S, P, Q>,
+async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: &WebhookDeps<'_, S, P, Q, V>,
     session: &Session<'_>,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Problem> {
@@ -275,8 +275,8 @@ fn concurrent_update() -> Problem {
 /// `refund-{session}`: one refund per session, however often this runs.
 /// A refund Stripe refuses goes to the operator queue and the event is
 /// acknowledged: retrying would not change Stripe's mind.
-async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue>(
-    deps: &WebhookDeps<'_, S, P, Q>,
+async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
+    deps: &WebhookDeps<'_, S, P, Q, V>,
     session: &Session<'_>,
     cause: RefundCause,
     now: DateTime<Utc>,

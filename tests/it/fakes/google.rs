@@ -17,7 +17,7 @@
 use super::{Reply, Request, ServerGuard, json_response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use slotguard::calendar::google::{GoogleConfig, GoogleCredentials};
+use slotguard::adapters::google::{GoogleConfig, GoogleCredentials};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 

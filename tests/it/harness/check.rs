@@ -26,7 +26,7 @@ use super::run::{Runner, SessionKind};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use slotguard::calendar::Calendar;
+use slotguard::ports::Calendar;
 use std::collections::{BTreeMap, HashMap};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -394,7 +394,7 @@ pub async fn final_checks(r: &mut Runner) {
     calendar_check(r, &status, "before reconcile").await;
     let (from, to) = r.window();
     let report =
-        slotguard::reconcile::reconcile(&r.world.raw_store, &r.world.raw_calendar, &r.world.raw_queue, from, to)
+        slotguard::jobs::reconcile::reconcile(&r.world.raw_store, &r.world.raw_calendar, &r.world.raw_queue, from, to)
             .await
             .expect("reconcile with faults off");
     r.note(

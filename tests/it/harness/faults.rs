@@ -27,7 +27,6 @@
 
 use super::sched::Signal;
 use chrono::{DateTime, NaiveDate, Utc};
-use slotguard::calendar::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use slotguard::domain::{
     CalendarJob, CalendarTarget, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim,
     PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey,
@@ -37,6 +36,7 @@ use slotguard::ports::{
     IdempotencyStart, IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause,
     ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
+use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};

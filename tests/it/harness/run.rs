@@ -18,7 +18,7 @@ use slotguard::api::checkout::checkout_at;
 use slotguard::api::reservation_status::reservation_status_at;
 use slotguard::api::reserve::reserve_at;
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
-use slotguard::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
+use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -806,7 +806,9 @@ impl Runner {
                 let (from, to) = self.window();
                 let world = self.world.clone();
                 self.start_op(i, "reconcile".into(), Pending::Reconcile, script, async move {
-                    match slotguard::reconcile::reconcile(&world.store, &world.calendar, &world.queue, from, to).await {
+                    match slotguard::jobs::reconcile::reconcile(&world.store, &world.calendar, &world.queue, from, to)
+                        .await
+                    {
                         Ok(report) => Outcome { status: 200, body: serde_json::to_string(&report).unwrap() },
                         Err(e) => Outcome { status: 500, body: e.to_string() },
                     }
@@ -877,7 +879,7 @@ impl Runner {
             if m.acked { " (again)" } else { "" }
         );
         let body = m.body.clone();
-        let signature = slotguard::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
+        let signature = slotguard::adapters::stripe::sign(&body, WEBHOOK_SECRET, Utc::now().timestamp());
         let headers = [("stripe-signature", signature), ("content-type", "application/json".to_owned())];
         let req = request("POST", "/webhooks/stripe", None, &headers, Some(body));
         let (world, now) = (self.world.clone(), self.now);
@@ -1118,10 +1120,13 @@ impl Runner {
             // `redrive` first tries SQS's message move task, which the local SQS
             // lacks (the SDK retries that for seconds): only when there is something.
             if self.world.dlq_depth().await > 0 {
-                let moved =
-                    slotguard::sqs::redrive(self.world.sqs(), &self.world.dlq_url, self.world.raw_queue.queue_url())
-                        .await
-                        .expect("redrive the DLQ");
+                let moved = slotguard::adapters::sqs::redrive(
+                    self.world.sqs(),
+                    &self.world.dlq_url,
+                    self.world.raw_queue.queue_url(),
+                )
+                .await
+                .expect("redrive the DLQ");
                 self.note("redrive the DLQ".into(), format!("{moved:?}"));
             } else if round > 0 && self.world.queue_depth().await == 0 {
                 return;

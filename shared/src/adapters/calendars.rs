@@ -3,8 +3,8 @@
 
 use super::caldav::CalDavCalendar;
 use super::google::GoogleCalendar;
-use super::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use crate::domain::{CalendarTarget, ReservationId};
+use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, Utc};
 
 /// Every calendar adapter, dispatched on the target.
@@ -75,7 +75,7 @@ impl Calendar for Calendars {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::caldav::CalDavConfig;
+    use crate::adapters::caldav::CalDavConfig;
     use crate::domain::Customer;
 
     fn calendars() -> Calendars {

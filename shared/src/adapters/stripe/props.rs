@@ -22,11 +22,11 @@ const SECRET: &str = "whsec_props_secret";
 
 /// The sample events of `events/stripe/`, one per event type slotguard handles.
 const SAMPLES: [&str; 5] = [
-    include_str!("../../events/stripe/checkout.session.completed.json"),
-    include_str!("../../events/stripe/checkout.session.completed.unpaid.json"),
-    include_str!("../../events/stripe/checkout.session.async_payment_succeeded.json"),
-    include_str!("../../events/stripe/checkout.session.async_payment_failed.json"),
-    include_str!("../../events/stripe/checkout.session.expired.json"),
+    include_str!("../../../../events/stripe/checkout.session.completed.json"),
+    include_str!("../../../../events/stripe/checkout.session.completed.unpaid.json"),
+    include_str!("../../../../events/stripe/checkout.session.async_payment_succeeded.json"),
+    include_str!("../../../../events/stripe/checkout.session.async_payment_failed.json"),
+    include_str!("../../../../events/stripe/checkout.session.expired.json"),
 ];
 
 const EVENT_TYPES: &[&str] = &[

@@ -9,9 +9,9 @@
 //! slotguard's marker are never looked at. Run by a schedule and by
 //! `slotguard reconcile`.
 
-use crate::calendar::{Calendar, FoundEvent};
 use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, ReservationId, rfc3339};
 use crate::metrics;
+use crate::ports::{Calendar, FoundEvent};
 use crate::ports::{CalendarQueue, ClaimStore, QueueError, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;

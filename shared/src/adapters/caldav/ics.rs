@@ -9,8 +9,8 @@
 //! DTSTART and [`MARKER`]. Servers return events rewritten in their own style
 //! (LF line ends, a `TZID` instead of UTC), so it reads those too.
 
-use super::{BookingEvent, MARKER};
 use crate::domain::ReservationId;
+use crate::ports::{BookingEvent, MARKER};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// The PRODID of every calendar object slotguard writes.

@@ -2,7 +2,7 @@
 //! one table that turns HTTP outcomes into [`CalendarError`]s, so CalDAV and
 //! Google fail the same way for the same reason.
 
-use super::CalendarError;
+use crate::ports::CalendarError;
 use std::time::Duration;
 
 /// Connect and whole-request timeout unless configured otherwise: a calendar
@@ -29,7 +29,7 @@ pub enum SetupError {
 /// a redirect to another host would drop the credentials. Both surface as a
 /// permanent `http_3xx` error telling the admin to configure the final URL.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    crate::config::install_crypto_provider();
+    crate::adapters::install_crypto_provider();
     let redirects = reqwest::redirect::Policy::custom(|attempt| {
         let same_origin = attempt.previous().last().is_some_and(|prev| prev.origin() == attempt.url().origin());
         let replays_body = matches!(attempt.status().as_u16(), 307 | 308);

@@ -1,17 +1,12 @@
-//! Calendars: the port every calendar adapter implements, and the router that
-//! picks the adapter a resource's [`CalendarTarget`] names.
+//! Hosts' calendars: the port every calendar adapter implements
+//! ([`adapters::caldav`](crate::adapters::caldav), [`adapters::google`](crate::adapters::google),
+//! and [`adapters::calendars`](crate::adapters::calendars), which picks the one a
+//! resource's [`CalendarTarget`] names).
 //!
 //! Events are keyed by the booking: the event id (CalDAV href and UID, Google
 //! event id) is derived from the reservation id, so writing the same booking
 //! twice finds the first event instead of making a second one, and deleting it
 //! needs nothing but the reservation id.
-
-pub mod caldav;
-pub mod google;
-mod http;
-pub mod ics;
-pub mod router;
-pub(crate) mod xml;
 
 use crate::domain::{CalendarTarget, Customer, ReservationId};
 use chrono::{DateTime, Utc};

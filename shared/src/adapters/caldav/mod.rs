@@ -8,7 +8,7 @@
 //!   [`WriteOutcome::AlreadyThere`];
 //! - delete is one `DELETE` of that href;
 //! - list is one `calendar-query` `REPORT` over a time range, keeping the
-//!   events that carry [`MARKER`](super::MARKER).
+//!   events that carry [`MARKER`](crate::ports::MARKER).
 //!
 //! Two places where the obvious reading of a status would lose data:
 //! - `409` to a `PUT` is what a server answers when the *collection* does not
@@ -22,19 +22,22 @@
 //!   [`DeleteOutcome::AlreadyGone`] the adapter looks the UID up once and
 //!   deletes what it finds.
 
+pub mod ics;
+pub(crate) mod xml;
+
 use super::http;
 /// The default connect and request timeout.
 pub use super::http::DEFAULT_TIMEOUT;
 /// Why an adapter could not be built (shared by both adapters).
 pub use super::http::SetupError;
-use super::xml::{self, DavResponse};
-use super::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome, ics};
 use crate::domain::{CalendarTarget, ReservationId};
+use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::fmt;
 use std::time::Duration;
+use xml::DavResponse;
 
 /// HTTP Basic credentials for the CalDAV server (an app password, usually).
 #[derive(Clone)]
@@ -381,13 +384,12 @@ fn xml_escape(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "caldav_props.rs"]
 mod props;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::MARKER;
+    use crate::ports::MARKER;
 
     fn rid() -> ReservationId {
         ReservationId::parse("rsv_room-1_20261123T080000_2579e728486449b88d897c1ecf3b632c").unwrap()

@@ -1,11 +1,12 @@
-//! What the handlers need from storage, one small trait per concern.
+//! What the flows need from storage, one small trait per concern.
 //!
-//! Each handler asks only for the traits it uses; [`crate::dynamo::DynamoStore`]
-//! implements them all against one DynamoDB table.
+//! Each flow asks only for the traits it uses;
+//! [`DynamoStore`](crate::adapters::dynamo::DynamoStore) implements them all
+//! against one DynamoDB table.
 
 use crate::domain::{
-    CalendarJob, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim, ClaimStatus,
-    PaymentOutcome, ReservationId, ReservationStatus, Resource, ResourceId, SlotKey,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, RefundCause, ReservationId,
+    ReservationStatus, Resource, ResourceId, SlotKey,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -289,74 +290,4 @@ pub trait AttentionStore: Send + Sync {
     fn raise_attention(&self, attention: &Attention) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every open item, oldest first.
     fn list_attention(&self) -> impl Future<Output = Result<Vec<Attention>, StoreError>> + Send;
-}
-
-pub use crate::domain::RefundCause;
-
-/// Why a payment provider call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PaymentError {
-    /// Down, timing out, rate limiting or failing on its side: retry later (503).
-    #[error("payment provider unavailable: {0}")]
-    Unavailable(String),
-    /// Refused the request: a bug or misconfiguration on our side (500).
-    #[error("payment provider refused the request: {0}")]
-    Rejected(String),
-    /// A refund found the payment already refunded in full (e.g. a retry after
-    /// Stripe forgot the idempotency key): the refund's goal is met.
-    #[error("the payment is already refunded")]
-    AlreadyRefunded,
-}
-
-/// The payment provider (Stripe). Every call is idempotent: it sends an
-/// idempotency key derived from what it does.
-pub trait Payments: Send + Sync {
-    /// Creates the Checkout Session of a hold (key
-    /// `checkout-{reservation_id}-{expires_at}`): calling it again with the
-    /// same request returns the same session.
-    fn create_checkout_session(
-        &self,
-        request: &CheckoutRequest,
-    ) -> impl Future<Output = Result<CheckoutSession, PaymentError>> + Send;
-    /// Refunds a payment in full under `idempotency_key` (e.g.
-    /// `refund-{session_id}`, `cancel-{reservation_id}`): at most one refund
-    /// per key, however often it is called. Returns the refund id.
-    fn refund_payment(
-        &self,
-        payment_intent: &str,
-        idempotency_key: &str,
-        reservation_id: &ReservationId,
-        cause: RefundCause,
-    ) -> impl Future<Output = Result<String, PaymentError>> + Send;
-}
-
-/// The calendar queue could not take a job.
-#[derive(Debug, thiserror::Error)]
-#[error("calendar queue unavailable: {0}")]
-pub struct QueueError(pub String);
-
-/// The queue feeding the calendar writer.
-pub trait CalendarQueue: Send + Sync {
-    fn enqueue(&self, job: &CalendarJob) -> impl Future<Output = Result<(), QueueError>> + Send;
-}
-
-/// Why a calendar job was given up on, carried on its dead-letter message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetterReason {
-    /// `http_401`, `http_503`, `timeout`, `malformed_job`, ...
-    pub kind: String,
-    pub message: String,
-    /// When the job was first received (SQS `ApproximateFirstReceiveTimestamp`).
-    pub first_failure_at: DateTime<Utc>,
-    pub receive_count: u32,
-}
-
-/// The dead-letter queue of calendar jobs.
-pub trait DeadLetters: Send + Sync {
-    /// Parks a job's body on the dead-letter queue with its reason.
-    fn send_dead_letter(
-        &self,
-        body: &str,
-        reason: &DeadLetterReason,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

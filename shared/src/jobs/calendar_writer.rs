@@ -14,9 +14,9 @@
 //! (other 4xx: bad credentials, calendar not found) or a message on its last
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
-use crate::calendar::{BookingEvent, Calendar, CalendarError, WriteOutcome};
 use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, rfc3339};
 use crate::metrics;
+use crate::ports::{BookingEvent, Calendar, CalendarError, WriteOutcome};
 use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};

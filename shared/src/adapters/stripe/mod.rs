@@ -10,7 +10,7 @@ use crate::domain::payment::metadata;
 use crate::domain::{
     CheckoutRequest, CheckoutSession, Customer, ReservationId, SessionEvent, SessionEventKind, SessionFacts, rfc3339,
 };
-use crate::ports::{PaymentError, Payments, RefundCause};
+use crate::ports::{Delivery, PaymentError, Payments, RefundCause, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,7 +39,7 @@ impl StripePayments {
     /// A client for `secret_key`, talking to `api_base` (e.g. the simulator's
     /// `http://127.0.0.1:12111`) instead of `https://api.stripe.com` when given.
     pub fn new(secret_key: &str, api_base: Option<&str>) -> Result<Self, PaymentError> {
-        crate::config::install_crypto_provider();
+        crate::adapters::install_crypto_provider();
         let mut builder = stripe::ClientBuilder::new(secret_key).timeout(Duration::from_secs(10));
         if let Some(url) = api_base {
             builder = builder.url(url);
@@ -145,21 +145,6 @@ impl Payments for StripePayments {
     }
 }
 
-/// Why a webhook request was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum SignatureError {
-    #[error("missing Stripe-Signature header")]
-    Missing,
-    #[error("malformed Stripe-Signature header")]
-    Malformed,
-    #[error("no v1 signature matches the signing secret")]
-    Mismatch,
-    #[error("signature timestamp outside the 300 s tolerance")]
-    Stale,
-    #[error("the body is not UTF-8 JSON")]
-    NotText,
-}
-
 /// Verifies webhook deliveries with the endpoint's signing secret.
 #[derive(Clone)]
 pub struct WebhookVerifier {
@@ -170,22 +155,6 @@ impl std::fmt::Debug for WebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WebhookVerifier")
     }
-}
-
-/// What a verified delivery carries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// A Checkout Session event slotguard acts on.
-    Session(SessionEvent),
-    /// A genuine event slotguard does not act on (another type, or a shape
-    /// this library version cannot read of a type slotguard does not act
-    /// on): acknowledge it so Stripe stops.
-    Ignored { event_id: Option<String>, reason: String },
-    /// A genuine Checkout Session event slotguard acts on, whose session it
-    /// cannot read even leniently. It must not be dropped (a paid customer
-    /// would get neither booking nor refund): answer 5xx so Stripe retries,
-    /// and alarm.
-    Unreadable { event_id: Option<String>, reason: String },
 }
 
 /// The event types slotguard subscribes to.
@@ -200,11 +169,13 @@ impl WebhookVerifier {
     pub fn new(secret: impl Into<String>) -> Self {
         Self { secret: secret.into() }
     }
+}
 
+impl WebhookVerify for WebhookVerifier {
     /// Checks the signature over the exact body bytes (HMAC-SHA256 of
     /// `"{t}.{body}"`, any matching `v1`, constant-time, 300 s tolerance) and
     /// reads the event.
-    pub fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError> {
+    fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError> {
         let signature = signature.ok_or(SignatureError::Missing)?;
         let payload = std::str::from_utf8(body).map_err(|_| SignatureError::NotText)?;
         // async-stripe computes `now - t` unchecked after a signature matches:
@@ -298,5 +269,4 @@ pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
 }
 
 #[cfg(test)]
-#[path = "stripe_props.rs"]
 mod props;

@@ -13,9 +13,9 @@
 //!   slotguard event inside it is found with its id and start.
 
 use super::*;
-use crate::calendar::MARKER;
-use crate::calendar::ics::{ContentLine, ParsedEvent, parse_dtstart, parse_event, unescape_text, unfold};
+use crate::adapters::caldav::ics::{ContentLine, ParsedEvent, parse_dtstart, parse_event, unescape_text, unfold};
 use crate::domain::{Customer, ReservationId};
+use crate::ports::MARKER;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 

@@ -11,7 +11,7 @@
 //! A booking's event id is the base32hex encoding of its reservation id (see
 //! [`event_id`]), so inserting twice answers `409` and deleting needs nothing
 //! but the reservation id. Events carry the reservation id as the private
-//! extended property `slotguardBooking`, the Google form of [`MARKER`](super::MARKER).
+//! extended property `slotguardBooking`, the Google form of [`MARKER`](crate::ports::MARKER).
 //!
 //! Google keeps a deleted event as `status: cancelled` and refuses to insert
 //! its id again (`409`). So a `409` is checked: if the event is cancelled
@@ -21,8 +21,8 @@
 use super::http;
 /// Why an adapter could not be built (shared by both adapters).
 pub use super::http::SetupError;
-use super::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use crate::domain::{CalendarTarget, ReservationId, rfc3339};
+use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;

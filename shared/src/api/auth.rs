@@ -1,0 +1,101 @@
+//! Who may call the admin routes (`PUT /v1/resources/{id}`, an admin cancel,
+//! the local gateway's admin paths), and the constant-time comparison every
+//! secret check uses.
+
+use super::Problem;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// How admin routes authenticate their caller.
+#[derive(Clone)]
+pub enum AdminAuth {
+    /// API Gateway's IAM authorizer vouches for the caller.
+    Iam,
+    /// The caller presents this bearer token.
+    Token(String),
+    /// No admin access is configured: admin routes answer 403.
+    Disabled,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    // Never print the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdminAuth::Iam => "Iam",
+            AdminAuth::Token(_) => "Token(..)",
+            AdminAuth::Disabled => "Disabled",
+        })
+    }
+}
+
+impl AdminAuth {
+    /// Whether `req` is an admin's.
+    pub fn allows(&self, req: &Request) -> bool {
+        match self {
+            AdminAuth::Iam => matches!(
+                req.request_context_ref(),
+                Some(RequestContext::ApiGatewayV2(ctx)) if ctx.authorizer.as_ref().is_some_and(|a| a.iam.is_some())
+            ),
+            AdminAuth::Token(expected) => req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|given| same_secret(given, expected)),
+            AdminAuth::Disabled => false,
+        }
+    }
+
+    /// A 401/403 problem unless `req` is an admin's.
+    pub fn require(&self, req: &Request) -> Result<(), Problem> {
+        if self.allows(req) {
+            return Ok(());
+        }
+        Err(match self {
+            AdminAuth::Disabled => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "admin access is not configured")
+            }
+            _ => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "admin credentials required"),
+        })
+    }
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    // Hashing first hides the lengths too.
+    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+
+    fn with_auth(value: Option<&str>) -> Request {
+        let mut b = lambda_http::http::Request::builder();
+        if let Some(v) = value {
+            b = b.header(header::AUTHORIZATION, v);
+        }
+        b.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        let auth = AdminAuth::Token("s3cret".into());
+        assert!(auth.allows(&with_auth(Some("Bearer s3cret"))));
+        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Basic s3cret")] {
+            assert!(!auth.allows(&with_auth(bad)), "{bad:?} allowed");
+        }
+        assert_eq!(AdminAuth::Disabled.require(&with_auth(Some("Bearer s3cret"))).unwrap_err().status, 403);
+        assert_eq!(auth.require(&with_auth(None)).unwrap_err().status, 401);
+        assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn iam_mode_requires_an_iam_identity_from_api_gateway() {
+        assert!(!AdminAuth::Iam.allows(&with_auth(Some("Bearer anything"))));
+    }
+}

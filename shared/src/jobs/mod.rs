@@ -1,0 +1,10 @@
+//! Consumers of queues and schedules (the HTTP routes are in [`crate::api`]).
+//!
+//! - [`calendar_writer`]: takes calendar jobs off the SQS queue and writes or
+//!   deletes the booking's event, retrying with backoff and parking jobs that
+//!   keep failing on the dead-letter queue.
+//! - [`reconcile`]: on a schedule, compares each resource's calendar with its
+//!   bookings and repairs the difference.
+
+pub mod calendar_writer;
+pub mod reconcile;

@@ -1,0 +1,15 @@
+//! Every trait a flow needs from the outside world, one small trait per
+//! concern: storage ([`storage`]), the payment provider ([`payments`]), the
+//! calendar job queues ([`queue`]) and the hosts' calendars ([`calendar`]).
+//! Flows are generic over these; [`crate::adapters`] implements them, and
+//! tests wrap or fake them.
+
+pub mod calendar;
+pub mod payments;
+pub mod queue;
+pub mod storage;
+
+pub use calendar::*;
+pub use payments::*;
+pub use queue::*;
+pub use storage::*;

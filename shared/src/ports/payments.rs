@@ -1,0 +1,83 @@
+//! The payment provider: Checkout Sessions, refunds, and reading its signed
+//! webhook deliveries. [`StripePayments`](crate::adapters::stripe::StripePayments)
+//! and [`WebhookVerifier`](crate::adapters::stripe::WebhookVerifier) implement it.
+
+use crate::domain::{CheckoutRequest, CheckoutSession, ReservationId, SessionEvent};
+use std::future::Future;
+
+pub use crate::domain::RefundCause;
+
+/// Why a payment provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// Down, timing out, rate limiting or failing on its side: retry later (503).
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+    /// Refused the request: a bug or misconfiguration on our side (500).
+    #[error("payment provider refused the request: {0}")]
+    Rejected(String),
+    /// A refund found the payment already refunded in full (e.g. a retry after
+    /// Stripe forgot the idempotency key): the refund's goal is met.
+    #[error("the payment is already refunded")]
+    AlreadyRefunded,
+}
+
+/// The payment provider (Stripe). Every call is idempotent: it sends an
+/// idempotency key derived from what it does.
+pub trait Payments: Send + Sync {
+    /// Creates the Checkout Session of a hold (key
+    /// `checkout-{reservation_id}-{expires_at}`): calling it again with the
+    /// same request returns the same session.
+    fn create_checkout_session(
+        &self,
+        request: &CheckoutRequest,
+    ) -> impl Future<Output = Result<CheckoutSession, PaymentError>> + Send;
+    /// Refunds a payment in full under `idempotency_key` (e.g.
+    /// `refund-{session_id}`, `cancel-{reservation_id}`): at most one refund
+    /// per key, however often it is called. Returns the refund id.
+    fn refund_payment(
+        &self,
+        payment_intent: &str,
+        idempotency_key: &str,
+        reservation_id: &ReservationId,
+        cause: RefundCause,
+    ) -> impl Future<Output = Result<String, PaymentError>> + Send;
+}
+
+/// Why a webhook request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing Stripe-Signature header")]
+    Missing,
+    #[error("malformed Stripe-Signature header")]
+    Malformed,
+    #[error("no v1 signature matches the signing secret")]
+    Mismatch,
+    #[error("signature timestamp outside the 300 s tolerance")]
+    Stale,
+    #[error("the body is not UTF-8 JSON")]
+    NotText,
+}
+
+/// What a verified delivery carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A Checkout Session event slotguard acts on.
+    Session(SessionEvent),
+    /// A genuine event slotguard does not act on (another type, or a shape
+    /// this library version cannot read of a type slotguard does not act
+    /// on): acknowledge it so Stripe stops.
+    Ignored { event_id: Option<String>, reason: String },
+    /// A genuine Checkout Session event slotguard acts on, whose session it
+    /// cannot read even leniently. It must not be dropped (a paid customer
+    /// would get neither booking nor refund): answer 5xx so Stripe retries,
+    /// and alarm.
+    Unreadable { event_id: Option<String>, reason: String },
+}
+
+/// Reads webhook deliveries: checks the signature over the exact body bytes
+/// and extracts what booking needs from the event.
+pub trait WebhookVerify: Send + Sync {
+    /// `signature` is the `Stripe-Signature` header, if any.
+    fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError>;
+}
