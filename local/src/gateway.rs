@@ -21,7 +21,7 @@ use slotguard::api::cancel::CancelDeps;
 use slotguard::api::checkout::CheckoutUrls;
 use slotguard::api::stripe_webhook::WebhookDeps;
 use slotguard::api::{
-    Problem, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
+    Problem, ProblemKind, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -122,31 +122,17 @@ impl Gateway {
         let (route, params) = match route(req.method(), req.uri().path()) {
             Ok(found) => found,
             Err(status) => {
-                let (kind, title) = if status == StatusCode::NOT_FOUND {
-                    ("not_found", "Not found")
-                } else {
-                    ("method_not_allowed", "Method not allowed")
-                };
-                return Problem::new(
-                    status,
-                    kind,
-                    title,
-                    format!("no route for {} {}", req.method(), req.uri().path()),
-                )
-                .into_response();
+                let kind =
+                    if status == StatusCode::NOT_FOUND { ProblemKind::NotFound } else { ProblemKind::MethodNotAllowed };
+                return Problem::new(kind, format!("no route for {} {}", req.method(), req.uri().path()))
+                    .into_response();
             }
         };
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
-                return Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "Payload too large",
-                    "request body too large",
-                )
-                .into_response();
+                return Problem::new(ProblemKind::PayloadTooLarge, "request body too large").into_response();
             }
         };
         let body = match String::from_utf8(bytes.to_vec()) {

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
-use slotguard::domain::{Claim, ClaimStatus, Customer, ReservationId, ResourceId, SlotKey};
+use slotguard::domain::{Claim, Customer, Price, ReservationId, ResourceId, SlotKey};
 use slotguard::ports::{ClaimStore, HoldOutcome};
 use std::collections::HashMap;
 
@@ -57,25 +57,12 @@ async fn two_hundred_concurrent_reserves_for_ten_slots_yield_exactly_ten_holds()
 /// until DynamoDB's TTL sweeper gets to it (up to ~2 days).
 async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>) -> ReservationId {
     let slot = SlotKey { resource_id: ResourceId::parse(resource).unwrap(), start };
-    let id = ReservationId::new(&slot);
-    let claim = Claim {
-        reservation_id: id.clone(),
-        end: start + Duration::hours(1),
-        slot,
-        status: ClaimStatus::Held,
-        customer: Customer::parse("Early Bird", "early@example.com").unwrap(),
-        amount: 2500,
-        currency: "eur".into(),
-        expires_at: Some(Utc::now() - Duration::minutes(1)),
-        created_at: Utc::now() - Duration::minutes(31),
-        checkout_terms: None,
-        checkout: None,
-        payment_intent: None,
-        cancel_token: None,
-        request_ref: None,
-    };
+    let customer = Customer::parse("Early Bird", "early@example.com").unwrap();
+    let price = Price { amount: 2500, currency: "eur".into() };
+    let (placed, lapsed) = (Utc::now() - Duration::minutes(31), Utc::now() - Duration::minutes(1));
+    let claim = Claim::hold(slot, start + Duration::hours(1), customer, &price, placed, lapsed);
     assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), HoldOutcome::Placed { .. }));
-    id
+    claim.reservation_id
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ impl CalendarQueue for SqsCalendarQueue {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
         tracing::info!(reservation_id = %job.reservation_id, action = ?job.action, "calendar job queued");
         Ok(())
     }
@@ -87,7 +87,7 @@ impl crate::ports::DeadLetters for SqsDeadLetters {
             .message_attributes(attributes::RECEIVE_COUNT, text_attribute(reason.receive_count.to_string()))
             .send()
             .await
-            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
         crate::metrics::count("DeadLetterSends", &[("Reason", &reason.kind)]);
         tracing::warn!(kind = %reason.kind, reason = %reason.message, "calendar job sent to the dead-letter queue");
         Ok(())
@@ -110,7 +110,6 @@ pub struct DeadLetter {
 /// received once (hidden for a moment so the loop sees each message once),
 /// then made visible again.
 pub async fn list_dead_letters(client: &Client, dlq_url: &str) -> Result<Vec<DeadLetter>, QueueError> {
-    let err = |e: &dyn std::fmt::Display| QueueError(e.to_string());
     let mut seen = Vec::new();
     let mut handles = Vec::new();
     loop {
@@ -122,7 +121,7 @@ pub async fn list_dead_letters(client: &Client, dlq_url: &str) -> Result<Vec<Dea
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| err(&DisplayErrorContext(&e)))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
         if out.messages().is_empty() {
             break;
         }
@@ -151,7 +150,7 @@ pub async fn list_dead_letters(client: &Client, dlq_url: &str) -> Result<Vec<Dea
             .visibility_timeout(0)
             .send()
             .await
-            .map_err(|e| err(&DisplayErrorContext(&e)))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
     }
     Ok(seen)
 }
@@ -169,7 +168,6 @@ pub enum Redrive {
 /// with SQS's own `StartMessageMoveTask` where available, else (e.g. against
 /// a local SQS without it) by receiving, re-sending and deleting each message.
 pub async fn redrive(client: &Client, dlq_url: &str, queue_url: &str) -> Result<Redrive, QueueError> {
-    let err = |e: &dyn std::fmt::Display| QueueError(e.to_string());
     let arn = |url: &str| {
         let url = url.to_owned();
         async move {
@@ -179,10 +177,10 @@ pub async fn redrive(client: &Client, dlq_url: &str, queue_url: &str) -> Result<
                 .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
                 .send()
                 .await
-                .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?
+                .map_err(|e| QueueError(Box::new(e)))?
                 .attributes()
                 .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-                .ok_or_else(|| QueueError(format!("{url} has no ARN")))
+                .ok_or_else(|| QueueError(format!("{url} has no ARN").into()))
         }
     };
     let (source, destination) = (arn(dlq_url).await?, arn(queue_url).await?);
@@ -199,7 +197,7 @@ pub async fn redrive(client: &Client, dlq_url: &str, queue_url: &str) -> Result<
             .visibility_timeout(60)
             .send()
             .await
-            .map_err(|e| err(&DisplayErrorContext(&e)))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
         if out.messages().is_empty() {
             return Ok(Redrive::Copied(moved));
         }
@@ -212,14 +210,14 @@ pub async fn redrive(client: &Client, dlq_url: &str, queue_url: &str) -> Result<
                 .message_body(m.body().unwrap_or_default())
                 .send()
                 .await
-                .map_err(|e| err(&DisplayErrorContext(&e)))?;
+                .map_err(|e| QueueError(Box::new(e)))?;
             client
                 .delete_message()
                 .queue_url(dlq_url)
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
                 .send()
                 .await
-                .map_err(|e| err(&DisplayErrorContext(&e)))?;
+                .map_err(|e| QueueError(Box::new(e)))?;
             moved += 1;
         }
     }

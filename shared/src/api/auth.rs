@@ -2,8 +2,7 @@
 //! the local gateway's admin paths), and the constant-time comparison every
 //! secret check uses.
 
-use super::Problem;
-use lambda_http::http::{StatusCode, header};
+use lambda_http::http::header;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use sha2::{Digest, Sha256};
@@ -39,28 +38,41 @@ impl AdminAuth {
                 req.request_context_ref(),
                 Some(RequestContext::ApiGatewayV2(ctx)) if ctx.authorizer.as_ref().is_some_and(|a| a.iam.is_some())
             ),
-            AdminAuth::Token(expected) => req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|given| same_secret(given, expected)),
+            AdminAuth::Token(expected) => bearer(req).is_some_and(|given| same_secret(given, expected)),
             AdminAuth::Disabled => false,
         }
     }
 
-    /// A 401/403 problem unless `req` is an admin's.
-    pub fn require(&self, req: &Request) -> Result<(), Problem> {
-        if self.allows(req) {
-            return Ok(());
+    /// An error unless `req` is an admin's.
+    pub fn require(&self, req: &Request) -> Result<(), AuthError> {
+        match self {
+            _ if self.allows(req) => Ok(()),
+            AdminAuth::Disabled => Err(AuthError::Disabled),
+            _ => Err(AuthError::AdminRequired),
         }
-        Err(match self {
-            AdminAuth::Disabled => {
-                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "admin access is not configured")
-            }
-            _ => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "admin credentials required"),
-        })
     }
+}
+
+/// Why a caller was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("admin access is not configured")]
+    Disabled,
+    #[error("admin credentials required")]
+    AdminRequired,
+    #[error("send the booking's cancel token as Authorization: Bearer <token>")]
+    CancelTokenRequired,
+}
+
+super::problem::api_error!(AuthError {
+    wraps: [],
+    Self::Disabled => Forbidden,
+    Self::AdminRequired | Self::CancelTokenRequired => Unauthorized,
+});
+
+/// The `Authorization: Bearer` credential, if any.
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// Compares two secrets in time independent of where they differ.
@@ -72,6 +84,7 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{ApiError, ProblemKind};
     use lambda_http::Body;
 
     fn with_auth(value: Option<&str>) -> Request {
@@ -89,8 +102,11 @@ mod tests {
         for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Basic s3cret")] {
             assert!(!auth.allows(&with_auth(bad)), "{bad:?} allowed");
         }
-        assert_eq!(AdminAuth::Disabled.require(&with_auth(Some("Bearer s3cret"))).unwrap_err().status, 403);
-        assert_eq!(auth.require(&with_auth(None)).unwrap_err().status, 401);
+        assert_eq!(
+            AdminAuth::Disabled.require(&with_auth(Some("Bearer s3cret"))).unwrap_err().kind(),
+            ProblemKind::Forbidden
+        );
+        assert_eq!(auth.require(&with_auth(None)).unwrap_err().kind(), ProblemKind::Unauthorized);
         assert!(!format!("{auth:?}").contains("s3cret"));
     }
 

@@ -7,9 +7,10 @@
 //! days queried concurrently. `from` defaults to now, `to` to `from` + 7 days;
 //! the range may span at most 31 days.
 
-use super::{Problem, json_response, path_param, respond};
+use super::problem::api_error;
+use super::{RequestError, json_response, path_param, respond};
 use crate::domain::{Price, ResourceId, Slot, rfc3339};
-use crate::ports::{ClaimStore, ResourceStore};
+use crate::ports::{ClaimStore, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -20,6 +21,31 @@ use std::collections::BTreeSet;
 pub const MAX_RANGE: Duration = Duration::days(31);
 /// The range used when `to` is not given.
 pub const DEFAULT_RANGE: Duration = Duration::days(7);
+
+/// Why no slots were listed.
+#[derive(Debug, thiserror::Error)]
+pub enum AvailabilityError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("reading slots")]
+    Store(#[from] StoreError),
+    #[error("there is no resource {0:?}")]
+    NotFound(String),
+    #[error("{0} must be an RFC 3339 time like 2026-06-10T09:00:00Z")]
+    InvalidInstant(&'static str),
+    #[error("{0}")]
+    InvalidRange(&'static str),
+    #[error("the range from..to may span at most 31 days")]
+    RangeTooLarge,
+}
+
+api_error!(AvailabilityError {
+    wraps: [Request, Store],
+    Self::NotFound(_) => ResourceNotFound,
+    Self::InvalidInstant(_) => InvalidQuery,
+    Self::InvalidRange(_) => InvalidRange,
+    Self::RangeTooLarge => RangeTooLarge,
+});
 
 #[derive(Debug, Serialize)]
 struct SlotView {
@@ -57,9 +83,9 @@ async fn run<S: ResourceStore + ClaimStore>(
     store: &S,
     req: &Request,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
+) -> Result<Response<Body>, AvailabilityError> {
     let raw_id = path_param(req, "id")?;
-    let not_found = || Problem::not_found("resource_not_found", format!("there is no resource {raw_id:?}"));
+    let not_found = || AvailabilityError::NotFound(raw_id.clone());
     let resource_id = ResourceId::parse(&raw_id).map_err(|_| not_found())?;
     let query = req.query_string_parameters();
     let from = match query.first("from") {
@@ -74,16 +100,16 @@ async fn run<S: ResourceStore + ClaimStore>(
     // up changes no slot and makes the range shown the range used.
     let (from, to) = (whole_second_up(from), whole_second_up(to));
     if from >= to {
-        return Err(Problem::bad_request("invalid_range", "from must be before to"));
+        return Err(AvailabilityError::InvalidRange("from must be before to"));
     }
     // RFC 3339 years have four digits: keep the range inside years 0000-9999,
     // with a day to spare for the end of the last slot.
     let (first, last) = (DateTime::from_timestamp(-62_167_219_200, 0), DateTime::from_timestamp(253_402_214_400, 0));
     if first.is_some_and(|first| from < first) || last.is_some_and(|last| to > last) {
-        return Err(Problem::bad_request("invalid_range", "the range must lie within 0000-01-01..9999-12-31"));
+        return Err(AvailabilityError::InvalidRange("the range must lie within 0000-01-01..9999-12-31"));
     }
     if to - from > MAX_RANGE {
-        return Err(Problem::bad_request("range_too_large", "the range from..to may span at most 31 days"));
+        return Err(AvailabilityError::RangeTooLarge);
     }
     let resource = store.get_resource(&resource_id).await?.ok_or_else(not_found)?;
 
@@ -122,13 +148,11 @@ fn whole_second_up(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Parses an RFC 3339 query value. A `+` offset arrives as a space when the
 /// client did not percent-encode it; it is read back as `+`.
-fn parse_instant(name: &str, value: &str) -> Result<DateTime<Utc>, Problem> {
+fn parse_instant(name: &'static str, value: &str) -> Result<DateTime<Utc>, AvailabilityError> {
     DateTime::parse_from_rfc3339(value)
         .or_else(|e| DateTime::parse_from_rfc3339(&value.replace(' ', "+")).map_err(|_| e))
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            Problem::bad_request("invalid_query", format!("{name} must be an RFC 3339 time like 2026-06-10T09:00:00Z"))
-        })
+        .map_err(|_| AvailabilityError::InvalidInstant(name))
 }
 
 #[cfg(test)]
@@ -141,6 +165,6 @@ mod tests {
         assert_eq!(parse_instant("from", "2026-06-10T09:00:00+02:00").unwrap(), expected);
         assert_eq!(parse_instant("from", "2026-06-10T09:00:00 02:00").unwrap(), expected);
         assert_eq!(parse_instant("from", "2026-06-10T07:00:00Z").unwrap(), expected);
-        assert_eq!(parse_instant("from", "2026-06-10").unwrap_err().status, 400);
+        assert!(matches!(parse_instant("from", "2026-06-10"), Err(AvailabilityError::InvalidInstant("from"))));
     }
 }

@@ -12,21 +12,50 @@
 //! refuses is a `502` and goes to the operator queue; the booking stays
 //! `cancelling`.
 
-use super::auth::{AdminAuth, same_secret};
-use super::{Problem, json_response, reservation_id_param, respond};
+use super::auth::{AdminAuth, AuthError, bearer, same_secret};
+use super::problem::api_error;
+use super::{RequestError, json_response, reservation_id_param, respond};
 use crate::domain::{CalendarAction, CalendarJob, ClaimStatus, ReservationId, ReservationStatus};
 use crate::ports::{
-    AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, RefundCause, ReservationHistory,
-    ReservationRecord,
+    AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, QueueError, RefundCause,
+    ReservationHistory, ReservationRecord, StoreError,
 };
 use chrono::{DateTime, Utc};
-use lambda_http::http::{StatusCode, header};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 /// What cancel needs from storage.
 pub trait CancelStore: ClaimStore + BookingStore + ReservationHistory + AttentionStore {}
 impl<T: ClaimStore + BookingStore + ReservationHistory + AttentionStore> CancelStore for T {}
+
+/// Why a booking was not (yet) cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("cancelling the booking")]
+    Store(#[from] StoreError),
+    #[error("refunding the booking")]
+    Payment(#[from] PaymentError),
+    #[error("queueing the calendar event's removal")]
+    Queue(#[from] QueueError),
+    #[error("there is no booking {0}")]
+    NotFound(String),
+    #[error("only confirmed bookings can be cancelled; this reservation is {}", .0.as_str())]
+    NotCancellable(ReservationStatus),
+    #[error("this booking was cancelled concurrently; retry to see the result")]
+    CancelledConcurrently,
+}
+
+api_error!(CancelError {
+    wraps: [Request, Auth, Store, Payment, Queue],
+    Self::NotFound(_) => BookingNotFound,
+    Self::NotCancellable(_) => NotCancellable,
+    Self::CancelledConcurrently => RequestInProgress,
+});
 
 /// Everything the cancel handler talks to.
 pub struct CancelDeps<'a, S, P, Q> {
@@ -53,28 +82,24 @@ pub async fn cancel_at<S: CancelStore, P: Payments, Q: CalendarQueue>(
     respond(run(&deps, &req, now).await)
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
-}
-
 async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     deps: &CancelDeps<'_, S, P, Q>,
     req: &Request,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
-    let id = reservation_id_param(req, "booking_not_found", "booking")?;
-    let not_found = || Problem::not_found("booking_not_found", format!("there is no booking {id}"));
+) -> Result<Response<Body>, CancelError> {
+    let id = reservation_id_param(req, CancelError::NotFound)?;
+    let not_found = || CancelError::NotFound(id.to_string());
     let claim = deps.store.reservation_claim(&id).await?;
 
     let booking = match claim {
         Some(claim) if matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) => claim,
         Some(claim) => {
-            return Err(not_cancellable(claim.reservation_status(now)));
+            return Err(CancelError::NotCancellable(claim.reservation_status(now)));
         }
         None => {
             let record = deps.store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
             if record.status != ReservationStatus::Cancelled {
-                return Err(not_cancellable(record.status));
+                return Err(CancelError::NotCancellable(record.status));
             }
             authorize(deps.admin, req, record.cancel_token.as_deref())?;
             // Cancelled before: finish what a failed earlier attempt may have left.
@@ -90,10 +115,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
         let current = deps.store.reservation_claim(&id).await?;
         if !current.is_some_and(|c| c.status == ClaimStatus::Cancelling) {
-            return Err(Problem {
-                retry_after: Some(1),
-                ..Problem::in_progress("this booking was cancelled concurrently; retry to see the result")
-            });
+            return Err(CancelError::CancelledConcurrently);
         }
     }
     let refund_id = match &booking.payment_intent {
@@ -103,9 +125,10 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
                 Ok(refund_id) => Some(refund_id),
                 // Refunded by an earlier attempt whose key Stripe has forgotten.
                 Err(PaymentError::AlreadyRefunded) => None,
-                Err(PaymentError::Rejected(message)) => {
-                    super::stripe_webhook::raise(deps.store, &key, "refund_rejected", &id, &message, now).await?;
-                    return Err(PaymentError::Rejected(message).into());
+                Err(e @ PaymentError::Rejected(_)) => {
+                    let detail = super::problem::Chain(&e).to_string();
+                    super::stripe_webhook::raise(deps.store, &key, "refund_rejected", &id, &detail, now).await?;
+                    return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -132,7 +155,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
 }
 
 /// Authorised by the booking's cancel token or as the admin, before any side effect.
-fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<(), Problem> {
+fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<(), AuthError> {
     let by_token = match (bearer(req), cancel_token) {
         (Some(given), Some(expected)) => same_secret(given, expected),
         _ => false,
@@ -140,30 +163,15 @@ fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Re
     if by_token || admin.allows(req) {
         return Ok(());
     }
-    Err(Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
-        "send the booking's cancel token as Authorization: Bearer <token>",
-    ))
+    Err(AuthError::CancelTokenRequired)
 }
 
 async fn enqueue_removal<S, P, Q: CalendarQueue>(
     deps: &CancelDeps<'_, S, P, Q>,
     id: &ReservationId,
-) -> Result<(), Problem> {
+) -> Result<(), QueueError> {
     let job = CalendarJob { action: CalendarAction::Delete, reservation_id: id.clone() };
-    deps.calendar.enqueue(&job).await?;
-    Ok(())
-}
-
-fn not_cancellable(status: ReservationStatus) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "not_cancellable",
-        "Not cancellable",
-        format!("only confirmed bookings can be cancelled; this reservation is {}", status.as_str()),
-    )
+    deps.calendar.enqueue(&job).await
 }
 
 fn answer(id: &ReservationId, refund_id: Option<&str>) -> Response<Body> {

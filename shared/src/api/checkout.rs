@@ -13,12 +13,13 @@
 //! closer than Stripe's 30-minute minimum, refused by Stripe (so no session
 //! was made), fixes a new expiry, and with it a new key.
 
-use super::{Problem, json_body, json_response, reservation_id_param, respond};
+use super::problem::api_error;
+use super::{RequestError, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::{SESSION_MIN, session_window};
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339,
 };
-use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore};
+use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -36,6 +37,40 @@ pub struct CheckoutUrls {
 /// What the checkout handler needs from storage.
 pub trait CheckoutStore: ClaimStore + PaymentStore + ResourceStore + ReservationHistory {}
 impl<T: ClaimStore + PaymentStore + ResourceStore + ReservationHistory> CheckoutStore for T {}
+
+/// Why no Checkout Session was returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("setting up the checkout")]
+    Store(#[from] StoreError),
+    #[error("creating the Checkout Session")]
+    Payment(#[from] PaymentError),
+    #[error("there is no reservation {0}")]
+    NotFound(String),
+    #[error("this hold has lapsed; reserve the slot again")]
+    HoldExpired,
+    #[error("this reservation is {}, not awaiting checkout", .0.as_str())]
+    NotHeld(ReservationStatus),
+    #[error("this reservation's checkout was started with other success_url/cancel_url; send the same URLs, or none")]
+    UrlsDiffer,
+    #[error("{0} must be an http(s) URL")]
+    InvalidUrl(&'static str),
+    /// A concurrent call is setting up (or has set up) this checkout.
+    #[error("{0}")]
+    InProgress(&'static str),
+}
+
+api_error!(CheckoutError {
+    wraps: [Request, Store, Payment],
+    Self::NotFound(_) => ReservationNotFound,
+    Self::HoldExpired => HoldExpired,
+    Self::NotHeld(_) => NotHeld,
+    Self::UrlsDiffer => CheckoutUrlsDiffer,
+    Self::InvalidUrl(_) => InvalidField,
+    Self::InProgress(_) => RequestInProgress,
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,39 +109,11 @@ pub async fn checkout_at<S: CheckoutStore, P: Payments>(
     respond(run(store, payments, urls, &req, now).await)
 }
 
-impl From<PaymentError> for Problem {
-    fn from(err: PaymentError) -> Self {
-        match err {
-            PaymentError::Unavailable(_) => {
-                tracing::warn!(error = %err, "payment provider unavailable");
-                Problem {
-                    retry_after: Some(5),
-                    ..Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "payment_provider_unavailable",
-                        "Payment provider unavailable",
-                        "the payment provider did not answer; retry shortly",
-                    )
-                }
-            }
-            PaymentError::Rejected(_) | PaymentError::AlreadyRefunded => {
-                tracing::error!(error = %err, "payment provider refused a request");
-                Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "payment_provider_error",
-                    "Payment provider error",
-                    "the payment provider refused the request",
-                )
-            }
-        }
-    }
-}
-
-fn checked_url(name: &str, url: String) -> Result<String, Problem> {
+fn checked_url(name: &'static str, url: String) -> Result<String, CheckoutError> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(url) } else { Err(Problem::unprocessable("invalid_field", format!("{name} must be an http(s) URL"))) }
+    if ok { Ok(url) } else { Err(CheckoutError::InvalidUrl(name)) }
 }
 
 async fn run<S: CheckoutStore, P: Payments>(
@@ -115,8 +122,8 @@ async fn run<S: CheckoutStore, P: Payments>(
     urls: &CheckoutUrls,
     req: &Request,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
-    let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
+) -> Result<Response<Body>, CheckoutError> {
+    let id = reservation_id_param(req, CheckoutError::NotFound)?;
     let body: CheckoutBody =
         if req.body().as_ref().iter().all(u8::is_ascii_whitespace) { CheckoutBody::default() } else { json_body(req)? };
     let fill = |url: String| url.replace("{RESERVATION_ID}", id.as_str());
@@ -133,13 +140,7 @@ async fn run<S: CheckoutStore, P: Payments>(
                 // a request asking for other URLs cannot be honoured.
                 let differs = |asked: &Option<String>, fixed: &str| asked.as_deref().is_some_and(|a| a != fixed);
                 if differs(&success_url, &terms.success_url) || differs(&cancel_url, &terms.cancel_url) {
-                    return Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        "checkout_urls_differ",
-                        "Checkout URLs differ",
-                        "this reservation's checkout was started with other success_url/cancel_url; \
-                         send the same URLs, or none",
-                    ));
+                    return Err(CheckoutError::UrlsDiffer);
                 }
                 if let Some(link) = &claim.checkout {
                     return Ok(json_response(StatusCode::OK, &view(&claim, link)));
@@ -202,13 +203,13 @@ async fn run<S: CheckoutStore, P: Payments>(
         };
         if !store.attach_checkout(&claim, &record, &link).await? {
             tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
-            return Err(Problem::in_progress("another checkout for this reservation was set up; retry to get it"));
+            return Err(CheckoutError::InProgress("another checkout for this reservation was set up; retry to get it"));
         }
         tracing::info!(reservation_id = %id, session_id = %link.session_id, "checkout session created");
         let claim = Claim { checkout_terms: Some(terms), ..claim };
         return Ok(json_response(StatusCode::CREATED, &view(&claim, &link)));
     }
-    Err(Problem::in_progress("another checkout for this reservation is being set up; retry shortly"))
+    Err(CheckoutError::InProgress("another checkout for this reservation is being set up; retry shortly"))
 }
 
 fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
@@ -221,45 +222,40 @@ fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
 }
 
 /// The reservation's claim if it is a live hold, or the problem saying why not.
-async fn live_hold<S: CheckoutStore>(store: &S, id: &ReservationId, now: DateTime<Utc>) -> Result<Claim, Problem> {
+async fn live_hold<S: CheckoutStore>(
+    store: &S,
+    id: &ReservationId,
+    now: DateTime<Utc>,
+) -> Result<Claim, CheckoutError> {
     let claim = store.reservation_claim(id).await?;
     let status = match &claim {
         Some(c) => c.reservation_status(now),
         None => match store.get_reservation_record(id).await? {
             Some(record) => record.status,
-            None => return Err(Problem::not_found("reservation_not_found", format!("there is no reservation {id}"))),
+            None => return Err(CheckoutError::NotFound(id.to_string())),
         },
     };
     match status {
         ReservationStatus::Held => Ok(claim.expect("a held status comes from a claim")),
-        ReservationStatus::Expired | ReservationStatus::Released => Err(Problem::new(
-            StatusCode::GONE,
-            "hold_expired",
-            "Hold expired",
-            "this hold has lapsed; reserve the slot again",
-        )),
+        ReservationStatus::Expired | ReservationStatus::Released => Err(CheckoutError::HoldExpired),
         ReservationStatus::PaymentPending
         | ReservationStatus::Confirmed
         | ReservationStatus::Cancelling
         | ReservationStatus::Refunded
-        | ReservationStatus::Cancelled => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "not_held",
-            "Not held",
-            format!("this reservation is {}, not awaiting checkout", status.as_str()),
-        )),
+        | ReservationStatus::Cancelled => Err(CheckoutError::NotHeld(status)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ApiError;
 
     #[test]
     fn urls_are_checked() {
         assert_eq!(checked_url("u", "http://x/ok".into()).unwrap(), "http://x/ok");
         for bad in ["javascript:alert(1)", "ftp://x", "https://a b", ""] {
-            assert_eq!(checked_url("u", bad.into()).unwrap_err().status, 422, "{bad}");
+            assert_eq!(checked_url("u", bad.into()).unwrap_err().kind().status(), 422, "{bad}");
         }
     }
 }

@@ -7,8 +7,8 @@
 //! fails deletes its record, so a retry runs afresh. The same key with another
 //! payload is a 422; the same key while the first is still running is a 409.
 
-use super::Problem;
-use crate::ports::{IdempotencyStart, IdempotencyStore, SavedResponse};
+use super::RequestError;
+use crate::ports::{IdempotencyStart, IdempotencyStore, SavedResponse, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{HeaderValue, header};
 use lambda_http::{Body, Request, Response};
@@ -26,7 +26,7 @@ pub const RECORD_TTL: Duration = Duration::hours(24);
 pub const IN_PROGRESS_TTL: Duration = Duration::seconds(60);
 
 /// The client's idempotency key for `req`, validated; `None` if absent.
-pub fn key_of(req: &Request) -> Result<Option<String>, Problem> {
+pub fn key_of(req: &Request) -> Result<Option<String>, RequestError> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -35,9 +35,7 @@ pub fn key_of(req: &Request) -> Result<Option<String>, Problem> {
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
-        Problem::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
-    })
+    key.map(|k| Some(k.to_owned())).ok_or(RequestError::InvalidIdempotencyKey)
 }
 
 /// A stable hash of a JSON payload: object keys are sorted, so the same
@@ -47,40 +45,50 @@ pub fn payload_hash(payload: &serde_json::Value) -> String {
     Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Why a request with an `Idempotency-Key` was not run.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    InProgress,
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    #[error("idempotency record")]
+    Store(#[from] StoreError),
+}
+
+super::problem::api_error!(IdempotencyError {
+    wraps: [Store],
+    Self::InProgress => RequestInProgress,
+    Self::KeyReused => IdempotencyKeyReused,
+});
+
 /// Runs `operation` at most once per `(scope, key)`, replaying its successful
 /// response to later requests with the same key and payload.
-pub async fn run_once<S, F, Fut>(
+pub async fn run_once<S, F, Fut, E>(
     store: &S,
     scope: &str,
     key: Option<String>,
     payload: &serde_json::Value,
     now: DateTime<Utc>,
     operation: F,
-) -> Result<Response<Body>, Problem>
+) -> Result<Response<Body>, E>
 where
     S: IdempotencyStore,
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Response<Body>, Problem>>,
+    Fut: Future<Output = Result<Response<Body>, E>>,
+    E: From<IdempotencyError>,
 {
     let Some(key) = key else {
         return operation().await;
     };
     let record_key = format!("{scope}#{key}");
     let hash = payload_hash(payload);
-    match store.start_idempotent(&record_key, &hash, now, now + IN_PROGRESS_TTL, now + RECORD_TTL).await? {
+    let start = store.start_idempotent(&record_key, &hash, now, now + IN_PROGRESS_TTL, now + RECORD_TTL).await;
+    match start.map_err(IdempotencyError::Store)? {
         IdempotencyStart::Started => {}
         IdempotencyStart::Completed(saved) => return Ok(replay(saved)),
-        IdempotencyStart::InProgress => {
-            return Err(Problem::in_progress(
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            ));
-        }
-        IdempotencyStart::PayloadMismatch => {
-            return Err(Problem::unprocessable(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request body",
-            ));
-        }
+        IdempotencyStart::InProgress => return Err(IdempotencyError::InProgress.into()),
+        IdempotencyStart::PayloadMismatch => return Err(IdempotencyError::KeyReused.into()),
     }
     let outcome = operation().await;
     match &outcome {

@@ -8,10 +8,9 @@
 use super::availability::availability_at;
 use super::idempotency::HEADER as IDEMPOTENCY_KEY;
 use super::reserve::reserve_at;
+use crate::domain::Price;
 use crate::domain::resource::tests::spec;
-use crate::domain::{
-    Claim, ClaimStatus, Customer, ReservationId, Resource, ResourceId, SlotKey, new_cancel_token, rfc3339,
-};
+use crate::domain::{Claim, ClaimStatus, Customer, ReservationId, Resource, ResourceId, SlotKey, rfc3339};
 use crate::ports::{
     ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore,
     SavedResponse, StoreError,
@@ -81,22 +80,17 @@ impl FakeStore {
         let demo = &store.resources[0];
         let claim = |i: usize, status: ClaimStatus, expires_at: Option<DateTime<Utc>>| {
             let slot = SlotKey { resource_id: demo.id.clone(), start: slots[i] };
-            Claim {
-                reservation_id: ReservationId::new(&slot),
+            let customer = Customer::parse("Grace Hopper", "grace@example.com").unwrap();
+            let price = Price { amount: 4500, currency: "eur".into() };
+            let hold = Claim::hold(
                 slot,
-                end: slots[i] + Duration::minutes(30),
-                status,
-                customer: Customer::parse("Grace Hopper", "grace@example.com").unwrap(),
-                amount: 4500,
-                currency: "eur".into(),
-                expires_at,
-                created_at: now() - Duration::hours(1),
-                checkout_terms: None,
-                checkout: None,
-                payment_intent: None,
-                cancel_token: Some(new_cancel_token()),
-                request_ref: None,
-            }
+                slots[i] + Duration::minutes(30),
+                customer,
+                &price,
+                now() - Duration::hours(1),
+                now(),
+            );
+            Claim { status, expires_at, ..hold }
         };
         let fixtures = [
             claim(0, ClaimStatus::Held, Some(now() + Duration::minutes(20))),
@@ -130,7 +124,7 @@ impl ResourceStore for FakeStore {
     }
 
     async fn put_resource(&self, _: &Resource) -> Result<(), StoreError> {
-        Err(StoreError::Failed { op: "put resource", message: "the fake store has fixed resources".into() })
+        Err(StoreError::Failed { op: "put resource", source: "the fake store has fixed resources".into() })
     }
 
     async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {

@@ -4,25 +4,45 @@
 //! authenticated the caller. Locally (and wherever IAM is not in front) the
 //! caller must send `Authorization: Bearer {admin token}`.
 
-use super::auth::AdminAuth;
-use super::{Problem, json_body, json_response, path_param, respond};
-use crate::domain::{Resource, ResourceId, ResourceSpec};
-use crate::ports::ResourceStore;
+use super::auth::{AdminAuth, AuthError};
+use super::problem::api_error;
+use super::{RequestError, json_body, json_response, path_param, respond};
+use crate::domain::{Resource, ResourceError, ResourceId, ResourceSpec};
+use crate::ports::{ResourceStore, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+
+/// Why a resource was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum PutResourceError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    InvalidId(ResourceError),
+    #[error(transparent)]
+    InvalidResource(ResourceError),
+    #[error("saving the resource")]
+    Store(#[from] StoreError),
+}
+
+api_error!(PutResourceError {
+    wraps: [Auth, Request, Store],
+    Self::InvalidId(_) => InvalidResourceId,
+    Self::InvalidResource(_) => InvalidResource,
+});
 
 /// Handles `PUT /v1/resources/{id}`.
 pub async fn put_resource<S: ResourceStore>(store: &S, auth: &AdminAuth, req: Request) -> Response<Body> {
     respond(run(store, auth, &req).await)
 }
 
-async fn run<S: ResourceStore>(store: &S, auth: &AdminAuth, req: &Request) -> Result<Response<Body>, Problem> {
+async fn run<S: ResourceStore>(store: &S, auth: &AdminAuth, req: &Request) -> Result<Response<Body>, PutResourceError> {
     auth.require(req)?;
-    let id = ResourceId::parse(&path_param(req, "id")?)
-        .map_err(|e| Problem::bad_request("invalid_resource_id", e.to_string()))?;
+    let id = ResourceId::parse(&path_param(req, "id")?).map_err(PutResourceError::InvalidId)?;
     let spec: ResourceSpec = json_body(req)?;
-    let resource =
-        Resource::from_spec(id, spec).map_err(|e| Problem::unprocessable("invalid_resource", e.to_string()))?;
+    let resource = Resource::from_spec(id, spec).map_err(PutResourceError::InvalidResource)?;
     store.put_resource(&resource).await?;
     tracing::info!(resource_id = %resource.id, "resource saved");
     let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");

@@ -4,13 +4,27 @@
 //! claim; only when the claim now belongs to someone else (or is gone) does it
 //! read the reservation's record.
 
-use super::{Problem, json_response, reservation_id_param, respond};
+use super::problem::api_error;
+use super::{RequestError, json_response, reservation_id_param, respond};
 use crate::domain::{ReservationId, ReservationStatus, ResourceId, rfc3339};
-use crate::ports::{ClaimStore, ReservationHistory};
+use crate::ports::{ClaimStore, ReservationHistory, StoreError};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+
+/// Why no reservation was shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("reading the reservation")]
+    Store(#[from] StoreError),
+    #[error("there is no reservation {0}")]
+    NotFound(String),
+}
+
+api_error!(StatusError { wraps: [Request, Store], Self::NotFound(_) => ReservationNotFound });
 
 /// The reservation as its customer sees it.
 #[derive(Debug, Serialize)]
@@ -48,9 +62,9 @@ async fn run<S: ClaimStore + ReservationHistory>(
     store: &S,
     req: &Request,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
-    let id = reservation_id_param(req, "reservation_not_found", "reservation")?;
-    let not_found = || Problem::not_found("reservation_not_found", format!("there is no reservation {id}"));
+) -> Result<Response<Body>, StatusError> {
+    let id = reservation_id_param(req, StatusError::NotFound)?;
+    let not_found = || StatusError::NotFound(id.to_string());
     let slot = id.slot_key();
     if let Some(claim) = store.reservation_claim(&id).await? {
         let status = claim.reservation_status(now);

@@ -6,12 +6,15 @@
 //! slot has no live claim, so two concurrent requests for one slot can never
 //! both get a 201. Optional `Idempotency-Key` header: see [`super::idempotency`].
 
-use super::{Problem, idempotency, json_body, json_response, respond};
+use super::idempotency::IdempotencyError;
+use super::problem::api_error;
+use super::{RequestError, from_json, idempotency, json_body, json_response, respond};
 use crate::domain::{
-    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, new_cancel_token,
-    rfc3339,
+    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, rfc3339,
 };
-use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore};
+use crate::ports::{
+    ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -36,6 +39,40 @@ struct CustomerRequest {
     email: String,
 }
 
+/// Why a slot was not held.
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error("holding the slot")]
+    Store(#[from] StoreError),
+    /// A field of the right type whose value is not acceptable.
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("there is no resource {0:?}")]
+    UnknownResource(String),
+    #[error("start must be in the future")]
+    SlotInPast,
+    #[error("start is not on the resource's {0}-minute slot grid")]
+    OffGrid(u32),
+    #[error(transparent)]
+    OutsideHours(GridError),
+    #[error("{}", if *.booked { "this slot is already booked" } else { "this slot is held by another customer; try another slot" })]
+    SlotTaken { booked: bool },
+}
+
+api_error!(ReserveError {
+    wraps: [Request, Idempotency, Store],
+    Self::InvalidField(_) => InvalidField,
+    Self::UnknownResource(_) => UnknownResource,
+    Self::SlotInPast => SlotInPast,
+    Self::OffGrid(_) => OffGrid,
+    Self::OutsideHours(_) => OutsideOpeningHours,
+    Self::SlotTaken { .. } => SlotTaken,
+});
+
 /// The 201 body, also what an idempotent replay returns.
 #[derive(Debug, Serialize)]
 pub struct HoldView {
@@ -59,11 +96,10 @@ pub async fn reserve_at<S: ReserveStore>(store: &S, req: Request, now: DateTime<
     respond(run(store, &req, now).await)
 }
 
-async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
+async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> Result<Response<Body>, ReserveError> {
     let key = idempotency::key_of(req)?;
     let payload: serde_json::Value = json_body(req)?;
-    let body: ReserveRequest = serde_json::from_value(payload.clone())
-        .map_err(|e| Problem::bad_request("invalid_field", format!("the body is not valid: {e}")))?;
+    let body: ReserveRequest = from_json(payload.clone())?;
     // Marks the hold with its request, so a retry of the same request after a
     // crash (its key's record lost or released) gets this hold back.
     let request_ref =
@@ -76,53 +112,33 @@ async fn hold<S: ReserveStore>(
     body: ReserveRequest,
     request_ref: Option<String>,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
-    let resource_id = ResourceId::parse(&body.resource_id)
-        .map_err(|e| Problem::unprocessable("invalid_field", format!("resource_id: {e}")))?;
+) -> Result<Response<Body>, ReserveError> {
+    let invalid = ReserveError::InvalidField;
+    let resource_id = ResourceId::parse(&body.resource_id).map_err(|e| invalid(format!("resource_id: {e}")))?;
     let start = DateTime::parse_from_rfc3339(&body.start)
-        .map_err(|_| {
-            Problem::unprocessable("invalid_field", "start must be an RFC 3339 time like 2026-06-10T09:00:00Z")
-        })?
+        .map_err(|_| invalid("start must be an RFC 3339 time like 2026-06-10T09:00:00Z".into()))?
         .with_timezone(&Utc);
-    let customer = Customer::parse(&body.customer.name, &body.customer.email)
-        .map_err(|e| Problem::unprocessable("invalid_field", e))?;
+    let customer = Customer::parse(&body.customer.name, &body.customer.email).map_err(invalid)?;
     let resource = store
         .get_resource(&resource_id)
         .await?
-        .ok_or_else(|| Problem::unprocessable("unknown_resource", format!("there is no resource {resource_id:?}")))?;
+        .ok_or_else(|| ReserveError::UnknownResource(resource_id.to_string()))?;
     if start <= now {
-        return Err(Problem::unprocessable("slot_in_past", "start must be in the future"));
+        return Err(ReserveError::SlotInPast);
     }
     let slot = resource.slot_at(start).map_err(|e| match e {
-        GridError::OffGrid => Problem::unprocessable(
-            "off_grid",
-            format!("start is not on the resource's {}-minute slot grid", resource.slot_minutes),
-        ),
-        GridError::OutsideHours => Problem::unprocessable("outside_opening_hours", e.to_string()),
+        GridError::OffGrid => ReserveError::OffGrid(resource.slot_minutes),
+        GridError::OutsideHours => ReserveError::OutsideHours(e),
     })?;
     // RFC 3339 years have four digits: a slot ending after 9999 fits in no
     // reservation id, response or calendar event.
     if chrono::Datelike::year(&slot.end) > 9999 {
-        return Err(Problem::unprocessable("invalid_field", "start is too far in the future"));
+        return Err(invalid("start is too far in the future".into()));
     }
 
     let key = SlotKey { resource_id, start: slot.start };
-    let claim = Claim {
-        reservation_id: ReservationId::new(&key),
-        slot: key,
-        end: slot.end,
-        status: ClaimStatus::Held,
-        customer,
-        amount: resource.price.amount,
-        currency: resource.price.currency.clone(),
-        expires_at: Some(now + Duration::minutes(i64::from(resource.hold_minutes))),
-        created_at: now,
-        checkout_terms: None,
-        checkout: None,
-        payment_intent: None,
-        cancel_token: Some(new_cancel_token()),
-        request_ref,
-    };
+    let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
+    let claim = Claim { request_ref, ..Claim::hold(key, slot.end, customer, &resource.price, now, expires_at) };
     match store.place_hold(&claim, now).await? {
         HoldOutcome::Placed { replaced } => {
             if let Some(old) = replaced {
@@ -138,13 +154,7 @@ async fn hold<S: ReserveStore>(
         HoldOutcome::Taken { by } => {
             tracing::info!(slot = %claim.slot, "slot taken");
             crate::metrics::count("ReservationConflicts", &[]);
-            let detail = match by.status {
-                ClaimStatus::Held => "this slot is held by another customer; try another slot".to_owned(),
-                ClaimStatus::PaymentPending | ClaimStatus::Confirmed | ClaimStatus::Cancelling => {
-                    "this slot is already booked".to_owned()
-                }
-            };
-            Err(Problem::new(StatusCode::CONFLICT, "slot_taken", "Slot taken", detail))
+            Err(ReserveError::SlotTaken { booked: by.status != ClaimStatus::Held })
         }
     }
 }

@@ -30,16 +30,18 @@
 //!   client cannot read is read leniently from the signed JSON; if even that
 //!   fails, `503` (Stripe retries) and the `UnreadableSessionEvents` alarm.
 
-use super::{Problem, idempotency, json_response, respond};
+use super::idempotency::IdempotencyError;
+use super::problem::api_error;
+use super::{idempotency, json_response, respond};
 use crate::domain::{
     CalendarAction, CalendarJob, CheckoutRecord, Claim, ClaimStatus, PaymentOutcome, ReservationId, ReservationStatus,
     SessionEvent, SessionEventKind, SessionFacts,
 };
 use crate::ports::{
     Attention, AttentionStore, CalendarQueue, ClaimStore, IdempotencyStore, PaymentError, PaymentStore, Payments,
-    QueueError, RefundCause, ReservationHistory, ReservationRecord,
+    QueueError, RefundCause, ReservationHistory, ReservationRecord, StoreError,
 };
-use crate::ports::{Delivery, WebhookVerify};
+use crate::ports::{Delivery, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -79,48 +81,49 @@ pub async fn stripe_webhook_at<S: WebhookStore, P: Payments, Q: CalendarQueue, V
     respond(run(&deps, &req, now).await)
 }
 
-impl From<QueueError> for Problem {
-    fn from(err: QueueError) -> Self {
-        tracing::warn!(error = %err, "calendar queue unavailable");
-        Problem {
-            retry_after: Some(5),
-            ..Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "queue_unavailable",
-                "Queue unavailable",
-                "the calendar queue did not take the job; retry",
-            )
-        }
-    }
+/// Why a delivery was not acknowledged (Stripe retries a 5xx; a 4xx it
+/// reports on the dashboard).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("Checkout Session event {event_id} unreadable: {reason}")]
+    Unreadable { event_id: String, reason: String },
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error("settling the session")]
+    Store(#[from] StoreError),
+    #[error("refunding the session")]
+    Payment(#[from] PaymentError),
+    #[error("queueing the calendar write")]
+    Queue(#[from] QueueError),
+    /// Every round found the state changed under it.
+    #[error("concurrent updates; retry")]
+    ConcurrentUpdate,
 }
+
+api_error!(WebhookError {
+    wraps: [Idempotency, Store, Payment, Queue],
+    Self::Signature(_) => InvalidSignature,
+    Self::Unreadable { .. } => UnreadableEvent,
+    Self::ConcurrentUpdate => ConcurrentUpdate,
+});
 
 async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
     deps: &WebhookDeps<'_, S, P, Q, V>,
     req: &Request,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
+) -> Result<Response<Body>, WebhookError> {
     let signature = req.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let delivery = deps.verifier.verify(req.body().as_ref(), signature).map_err(|e| {
-        tracing::warn!(error = %e, "webhook refused");
-        Problem::bad_request("invalid_signature", e.to_string())
-    })?;
+    let delivery = deps.verifier.verify(req.body().as_ref(), signature)?;
     let event = match delivery {
         Delivery::Ignored { event_id, reason } => {
             tracing::info!(event_id = event_id.as_deref().unwrap_or("?"), %reason, "webhook event ignored");
             return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": reason })));
         }
         Delivery::Unreadable { event_id, reason } => {
-            tracing::error!(event_id = event_id.as_deref().unwrap_or("?"), %reason, "checkout session event unreadable");
             crate::metrics::count("UnreadableSessionEvents", &[]);
-            return Err(Problem {
-                retry_after: Some(60),
-                ..Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unreadable_event",
-                    "Unreadable event",
-                    "this Checkout Session event could not be read; it is kept for retry",
-                )
-            });
+            return Err(WebhookError::Unreadable { event_id: event_id.unwrap_or_else(|| "?".into()), reason });
         }
         Delivery::Session(event) => event,
     };
@@ -133,7 +136,7 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
     deps: &WebhookDeps<'_, S, P, Q, V>,
     event: &SessionEvent,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, Problem> {
+) -> Result<Response<Body>, WebhookError> {
     let Some(reservation_id) = event.session.reservation_id.clone() else {
         tracing::info!(event_id = %event.event_id, "session not created by slotguard; ignored");
         return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": "not a slotguard session" })));
@@ -181,22 +184,7 @@ fn claim_for(
 ) -> Claim {
     let base = match current.filter(|c| &c.reservation_id == reservation_id) {
         Some(claim) => claim,
-        None => Claim {
-            slot: reservation_id.slot_key(),
-            end: own.end,
-            reservation_id: reservation_id.clone(),
-            status,
-            customer: own.customer.clone(),
-            amount: own.amount,
-            currency: own.currency.clone(),
-            expires_at: None,
-            created_at: now,
-            checkout_terms: None,
-            checkout: None,
-            payment_intent: None,
-            cancel_token: Some(crate::domain::new_cancel_token()),
-            request_ref: None,
-        },
+        None => Claim::from_checkout(own, status, now),
     };
     Claim {
         status,
@@ -213,7 +201,7 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
     deps: &WebhookDeps<'_, S, P, Q, V>,
     session: &Session<'_>,
     now: DateTime<Utc>,
-) -> Result<&'static str, Problem> {
+) -> Result<&'static str, WebhookError> {
     let store = deps.store;
     let (reservation_id, facts) = (session.reservation_id, session.facts);
     for _ in 0..4 {
@@ -255,20 +243,7 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
             crate::metrics::count(metric, &[]);
         }
     }
-    Err(concurrent_update())
-}
-
-/// Every round found the state changed under it: Stripe retries later.
-fn concurrent_update() -> Problem {
-    Problem {
-        retry_after: Some(1),
-        ..Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "concurrent_update",
-            "Concurrent update",
-            "concurrent updates; retry",
-        )
-    }
+    Err(WebhookError::ConcurrentUpdate)
 }
 
 /// Refunds a paid session whose outcome is REFUNDED, under key
@@ -280,7 +255,7 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
     session: &Session<'_>,
     cause: RefundCause,
     now: DateTime<Utc>,
-) -> Result<&'static str, Problem> {
+) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
     let reference = format!("refund-{}", facts.session_id);
     let Some(payment_intent) = &facts.payment_intent else {
@@ -292,8 +267,9 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
         Ok(refund_id) => tracing::info!(%refund_id, "payment refunded"),
         Err(PaymentError::AlreadyRefunded) => tracing::info!("payment was already refunded"),
         Err(e @ PaymentError::Unavailable(_)) => return Err(e.into()),
-        Err(PaymentError::Rejected(message)) => {
-            raise(deps.store, &reference, "refund_rejected", reservation_id, &message, now).await?;
+        Err(e @ PaymentError::Rejected(_)) => {
+            let detail = super::problem::Chain(&e).to_string();
+            raise(deps.store, &reference, "refund_rejected", reservation_id, &detail, now).await?;
             return Ok("needs_attention");
         }
     }
@@ -318,7 +294,7 @@ pub(crate) async fn raise<S: AttentionStore>(
     reservation_id: &ReservationId,
     detail: &str,
     now: DateTime<Utc>,
-) -> Result<(), Problem> {
+) -> Result<(), StoreError> {
     tracing::error!(reference, kind, detail, "needs an operator");
     crate::metrics::count("NeedsAttention", &[]);
     let attention = Attention {
@@ -328,8 +304,7 @@ pub(crate) async fn raise<S: AttentionStore>(
         detail: detail.to_owned(),
         raised_at: now,
     };
-    store.raise_attention(&attention).await?;
-    Ok(())
+    store.raise_attention(&attention).await
 }
 
 fn record_of(
@@ -356,7 +331,7 @@ async fn keep_for_pending_payment<S: WebhookStore>(
     store: &S,
     session: &Session<'_>,
     now: DateTime<Utc>,
-) -> Result<&'static str, Problem> {
+) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
     let Some(own) = session.own else {
         // Not the reservation's session: it cannot hold the slot. If it is paid later, it is refunded then.
@@ -386,7 +361,7 @@ async fn keep_for_pending_payment<S: WebhookStore>(
             return Ok("payment_pending");
         }
     }
-    Err(concurrent_update())
+    Err(WebhookError::ConcurrentUpdate)
 }
 
 /// `async_payment_failed`, `expired`: records the session's final unpaid
@@ -398,7 +373,7 @@ async fn release<S: WebhookStore>(
     session: &Session<'_>,
     outcome: PaymentOutcome,
     now: DateTime<Utc>,
-) -> Result<&'static str, Problem> {
+) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
     for _ in 0..4 {
         if session.own.is_some() {
@@ -422,5 +397,5 @@ async fn release<S: WebhookStore>(
         }
         return Ok("already_settled");
     }
-    Err(concurrent_update())
+    Err(WebhookError::ConcurrentUpdate)
 }

@@ -1,6 +1,7 @@
 //! Reservations and the slot claims that enforce "one live claim per slot".
 
-use super::resource::ResourceId;
+use super::payment::CheckoutRecord;
+use super::resource::{Price, ResourceId};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::fmt;
@@ -228,6 +229,42 @@ pub fn new_cancel_token() -> String {
 }
 
 impl Claim {
+    /// A new hold of `slot` (ending at `end`) for `customer` at `price`,
+    /// lapsing at `expires_at`, with a fresh reservation id and cancel token.
+    pub fn hold(
+        slot: SlotKey,
+        end: DateTime<Utc>,
+        customer: Customer,
+        price: &Price,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            reservation_id: ReservationId::new(&slot),
+            slot,
+            end,
+            status: ClaimStatus::Held,
+            customer,
+            amount: price.amount,
+            currency: price.currency.clone(),
+            expires_at: Some(expires_at),
+            created_at: now,
+            checkout_terms: None,
+            checkout: None,
+            payment_intent: None,
+            cancel_token: Some(new_cancel_token()),
+            request_ref: None,
+        }
+    }
+
+    /// The claim a payment rebuilds from its reservation's checkout record
+    /// when the hold's item is gone: `status`, without expiry.
+    pub fn from_checkout(record: &CheckoutRecord, status: ClaimStatus, now: DateTime<Utc>) -> Self {
+        let price = Price { amount: record.amount, currency: record.currency.clone() };
+        let hold = Self::hold(record.reservation_id.slot_key(), record.end, record.customer.clone(), &price, now, now);
+        Self { reservation_id: record.reservation_id.clone(), status, expires_at: None, ..hold }
+    }
+
     /// Whether the claim still keeps others off the slot at `now`.
     ///
     /// TTL deletion is lazy, so a HELD claim past its expiry is free even while
@@ -355,24 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_rebuilt_from_its_checkout_record_is_that_reservations() {
+        let now = Utc::now();
+        let id = ReservationId::new(&slot());
+        let record = CheckoutRecord {
+            reservation_id: id.clone(),
+            session_id: "cs_1".into(),
+            amount: 4500,
+            currency: "eur".into(),
+            end: slot().start + Duration::minutes(45),
+            customer: Customer::parse("Jane", "jane@example.com").unwrap(),
+        };
+        let claim = Claim::from_checkout(&record, ClaimStatus::Confirmed, now);
+        assert_eq!(claim.reservation_id, id, "not a fresh id");
+        assert_eq!((claim.slot, claim.end, claim.status), (slot(), record.end, ClaimStatus::Confirmed));
+        assert_eq!((claim.amount, claim.currency.as_str(), claim.expires_at), (4500, "eur", None));
+        assert!(claim.cancel_token.is_some());
+    }
+
+    #[test]
     fn a_held_claim_is_live_only_before_it_expires() {
         let now = Utc::now();
-        let mut claim = Claim {
-            slot: slot(),
-            end: slot().start + Duration::minutes(30),
-            reservation_id: ReservationId::new(&slot()),
-            status: ClaimStatus::Held,
-            customer: Customer::parse("Jane", "jane@example.com").unwrap(),
-            amount: 100,
-            currency: "eur".into(),
-            expires_at: Some(now + Duration::seconds(1)),
-            created_at: now,
-            checkout_terms: None,
-            checkout: None,
-            payment_intent: None,
-            cancel_token: None,
-            request_ref: None,
-        };
+        let customer = Customer::parse("Jane", "jane@example.com").unwrap();
+        let price = Price { amount: 100, currency: "eur".into() };
+        let end = slot().start + Duration::minutes(30);
+        let mut claim = Claim::hold(slot(), end, customer, &price, now, now + Duration::seconds(1));
         assert!(claim.is_live(now));
         assert_eq!(claim.reservation_status(now), ReservationStatus::Held);
         claim.expires_at = Some(now);

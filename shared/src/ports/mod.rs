@@ -9,6 +9,10 @@ pub mod payments;
 pub mod queue;
 pub mod storage;
 
+/// The underlying error of a port failure, kept whole so logs show its
+/// chain (an SDK error, an HTTP error, or a message).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 pub use calendar::*;
 pub use payments::*;
 pub use queue::*;

@@ -2,6 +2,7 @@
 //! webhook deliveries. [`StripePayments`](crate::adapters::stripe::StripePayments)
 //! and [`WebhookVerifier`](crate::adapters::stripe::WebhookVerifier) implement it.
 
+use super::Cause;
 use crate::domain::{CheckoutRequest, CheckoutSession, ReservationId, SessionEvent};
 use std::future::Future;
 
@@ -11,11 +12,11 @@ pub use crate::domain::RefundCause;
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     /// Down, timing out, rate limiting or failing on its side: retry later (503).
-    #[error("payment provider unavailable: {0}")]
-    Unavailable(String),
+    #[error("payment provider unavailable")]
+    Unavailable(#[source] Cause),
     /// Refused the request: a bug or misconfiguration on our side (500).
-    #[error("payment provider refused the request: {0}")]
-    Rejected(String),
+    #[error("payment provider refused the request")]
+    Rejected(#[source] Cause),
     /// A refund found the payment already refunded in full (e.g. a retry after
     /// Stripe forgot the idempotency key): the refund's goal is met.
     #[error("the payment is already refunded")]

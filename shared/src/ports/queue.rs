@@ -1,14 +1,15 @@
 //! The calendar job queue and its dead-letter queue;
 //! [`adapters::sqs`](crate::adapters::sqs) implements them on SQS.
 
+use super::Cause;
 use crate::domain::CalendarJob;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 
 /// The calendar queue could not take a job.
 #[derive(Debug, thiserror::Error)]
-#[error("calendar queue unavailable: {0}")]
-pub struct QueueError(pub String);
+#[error("calendar queue unavailable")]
+pub struct QueueError(#[source] pub Cause);
 
 /// The queue feeding the calendar writer.
 pub trait CalendarQueue: Send + Sync {

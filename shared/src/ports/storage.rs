@@ -4,6 +4,7 @@
 //! [`DynamoStore`](crate::adapters::dynamo::DynamoStore) implements them all
 //! against one DynamoDB table.
 
+use super::Cause;
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, RefundCause, ReservationId,
     ReservationStatus, Resource, ResourceId, SlotKey,
@@ -15,14 +16,26 @@ use std::future::Future;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Throttled, timed out or unreachable: the client should retry later (503).
-    #[error("{op}: storage unavailable: {message}")]
-    Unavailable { op: &'static str, message: String },
+    #[error("{op}: storage unavailable")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: Cause,
+    },
     /// A stored item that this code cannot read: a bug or a manual edit (500).
-    #[error("{op}: malformed item: {message}")]
-    Corrupt { op: &'static str, message: String },
+    #[error("{op}: malformed item")]
+    Corrupt {
+        op: &'static str,
+        #[source]
+        source: Cause,
+    },
     /// Any other failure of the storage request (500).
-    #[error("{op}: storage request failed: {message}")]
-    Failed { op: &'static str, message: String },
+    #[error("{op}: storage request failed")]
+    Failed {
+        op: &'static str,
+        #[source]
+        source: Cause,
+    },
 }
 
 /// Reads and writes resource definitions.

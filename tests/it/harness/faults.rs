@@ -258,15 +258,15 @@ macro_rules! faulty {
 }
 
 fn store(port: &'static str) -> StoreError {
-    StoreError::Unavailable { op: port, message: "injected fault".into() }
+    StoreError::Unavailable { op: port, source: "injected fault".into() }
 }
 
 fn payment(port: &'static str) -> PaymentError {
-    PaymentError::Unavailable(format!("{port}: injected fault"))
+    PaymentError::Unavailable(format!("{port}: injected fault").into())
 }
 
 fn queue(port: &'static str) -> QueueError {
-    QueueError(format!("{port}: injected fault"))
+    QueueError(format!("{port}: injected fault").into())
 }
 
 fn calendar(port: &'static str) -> CalendarError {

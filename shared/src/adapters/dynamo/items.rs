@@ -362,6 +362,7 @@ impl TryFrom<&Item> for ReservationRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Price;
     use crate::domain::resource::tests::spec;
     use chrono::Duration;
 
@@ -370,22 +371,11 @@ mod tests {
             resource_id: ResourceId::parse("demo").unwrap(),
             start: DateTime::parse_from_rfc3339("2026-06-10T23:30:00Z").unwrap().with_timezone(&Utc),
         };
-        Claim {
-            end: slot.start + Duration::minutes(30),
-            reservation_id: ReservationId::new(&slot),
-            slot,
-            status,
-            customer: Customer::parse("Jane Doe", "jane@example.com").unwrap(),
-            amount: 4500,
-            currency: "eur".into(),
-            expires_at,
-            created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
-            checkout_terms: None,
-            checkout: None,
-            payment_intent: None,
-            cancel_token: Some("ct_1".into()),
-            request_ref: None,
-        }
+        let customer = Customer::parse("Jane Doe", "jane@example.com").unwrap();
+        let price = Price { amount: 4500, currency: "eur".into() };
+        let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let hold = Claim::hold(slot.clone(), slot.start + Duration::minutes(30), customer, &price, now, now);
+        Claim { status, expires_at, cancel_token: Some("ct_1".into()), ..hold }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::ports::{
     RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
@@ -60,19 +60,19 @@ impl DynamoStore {
 pub fn store_error<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let transient = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(e) => e.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
         _ => false,
     };
-    let message = DisplayErrorContext(&err).to_string();
-    if transient { StoreError::Unavailable { op, message } } else { StoreError::Failed { op, message } }
+    let source = Box::new(err);
+    if transient { StoreError::Unavailable { op, source } } else { StoreError::Failed { op, source } }
 }
 
 fn corrupt(op: &'static str, e: ItemError) -> StoreError {
-    StoreError::Corrupt { op, message: e.0 }
+    StoreError::Corrupt { op, source: e.0.into() }
 }
 
 /// Expression attribute names used by the conditions below.
@@ -80,10 +80,43 @@ fn names() -> HashMap<String, String> {
     HashMap::from([("#status".into(), "status".into()), ("#expires_at".into(), EXPIRES_AT.into())])
 }
 
-/// A slot is free for `me` when it has no claim, is already mine, or holds an
-/// expired hold (TTL deletion is lazy).
-const FREE_OR_MINE: &str =
-    "attribute_not_exists(pk) OR reservation_id = :me OR (#status = :held AND #expires_at <= :now)";
+/// The condition expressions, each written once. Placeholders: `#status`,
+/// `#expires_at` ([`names`]); `:me` (a reservation id), `:held`, `:confirmed`
+/// (statuses), `:now` (epoch seconds).
+mod condition {
+    /// Fragments shared by the conditions below (macros, so `concat!` can join them).
+    macro_rules! absent {
+        () => {
+            "attribute_not_exists(pk)"
+        };
+    }
+    /// A HELD claim past its expiry: free, though TTL deletion is lazy and
+    /// such items can linger for days.
+    macro_rules! expired_hold {
+        () => {
+            "(#status = :held AND #expires_at <= :now)"
+        };
+    }
+
+    /// No item under the key yet.
+    pub const ABSENT: &str = absent!();
+    /// The slot is free: no claim, or an expired hold.
+    pub const SLOT_FREE: &str = concat!(absent!(), " OR ", expired_hold!());
+    /// The slot is free, or already `:me`'s (whatever its status).
+    pub const SLOT_FREE_OR_MINE: &str = concat!(absent!(), " OR reservation_id = :me OR ", expired_hold!());
+    /// The slot is free, or `:me`'s hold.
+    pub const SLOT_FREE_OR_MY_HOLD: &str =
+        concat!(absent!(), " OR (reservation_id = :me AND #status = :held) OR ", expired_hold!());
+    /// A reservation's checkout record: none yet, or already session `:sid`.
+    pub const NO_OTHER_SESSION: &str = concat!(absent!(), " OR session_id = :sid");
+    /// A session's outcome: none yet, or an unpaid one (`:failed`, `:expired`)
+    /// that a late payment turns into a refund.
+    pub const NO_PAID_OUTCOME: &str = concat!(absent!(), " OR outcome IN (:failed, :expired)");
+    /// The claim is `:me`'s, whatever its status.
+    pub const MINE: &str = "reservation_id = :me";
+    /// The claim is `:me`'s confirmed booking.
+    pub const MY_BOOKING: &str = "reservation_id = :me AND #status = :confirmed";
+}
 
 fn free_or_mine_values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
     HashMap::from([
@@ -94,7 +127,7 @@ fn free_or_mine_values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String
 }
 
 fn build_error(op: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Failed { op, message: e.to_string() }
+    StoreError::Failed { op, source: Box::new(e) }
 }
 
 impl ResourceStore for DynamoStore {
@@ -139,9 +172,7 @@ impl ClaimStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(claim_item(claim)))
-            // Free means: no item, or a HELD item whose expiry has passed (TTL
-            // deletion is lazy, so such items can linger for days).
-            .condition_expression("attribute_not_exists(pk) OR (#status = :held AND #expires_at <= :now)")
+            .condition_expression(condition::SLOT_FREE)
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#expires_at", EXPIRES_AT)
             .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
@@ -160,7 +191,7 @@ impl ClaimStore for DynamoStore {
                 let PutItemError::ConditionalCheckFailedException(failed) = e.err() else { unreachable!() };
                 let old = failed.item().ok_or_else(|| StoreError::Failed {
                     op: OP,
-                    message: "condition failed without the item that failed it".into(),
+                    source: "condition failed without the item that failed it".into(),
                 })?;
                 let by = Claim::try_from(old).map_err(|e| corrupt(OP, e))?;
                 Ok(HoldOutcome::Taken { by: Box::new(by) })
@@ -313,12 +344,7 @@ impl DynamoStore {
         reservation_id: &ReservationId,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, StoreError> {
-        self.put(
-            op,
-            self.outcome_item(session_id, outcome, reservation_id, now),
-            "attribute_not_exists(pk)",
-            HashMap::new(),
-        )
+        self.put(op, self.outcome_item(session_id, outcome, reservation_id, now), condition::ABSENT, HashMap::new())
     }
 
     /// The transaction item writing a reservation record.
@@ -345,7 +371,7 @@ impl DynamoStore {
                 if codes.iter().all(|c| matches!(*c, "None" | "ConditionalCheckFailed" | "TransactionConflict")) {
                     Ok(false)
                 } else {
-                    Err(StoreError::Unavailable { op, message: format!("transaction cancelled: {codes:?}") })
+                    Err(StoreError::Unavailable { op, source: format!("transaction cancelled: {codes:?}").into() })
                 }
             }
             Err(e) => Err(store_error(op, e)),
@@ -431,7 +457,7 @@ impl PaymentStore for DynamoStore {
         // The record first: once the URL is handed out, a payment must find it.
         let item = checkout_record_item(record, expires_at);
         let same_session = HashMap::from([(":sid".to_owned(), s(&record.session_id))]);
-        if !self.put_if(OP, item, "attribute_not_exists(pk) OR session_id = :sid", same_session).await? {
+        if !self.put_if(OP, item, condition::NO_OTHER_SESSION, same_session).await? {
             return Ok(false);
         }
         let result = self
@@ -440,7 +466,7 @@ impl PaymentStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(slot_key(&claim.slot)))
             .update_expression("SET checkout_session_id = :sid, checkout_url = :url")
-            .condition_expression("reservation_id = :me")
+            .condition_expression(condition::MINE)
             .expression_attribute_values(":sid", s(&link.session_id))
             .expression_attribute_values(":url", s(&link.url))
             .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
@@ -462,8 +488,12 @@ impl PaymentStore for DynamoStore {
 
     async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         const OP: &str = "confirm paid booking";
-        let claim =
-            self.put(OP, claim_item(confirmed), FREE_OR_MINE, free_or_mine_values(&confirmed.reservation_id, now))?;
+        let claim = self.put(
+            OP,
+            claim_item(confirmed),
+            condition::SLOT_FREE_OR_MINE,
+            free_or_mine_values(&confirmed.reservation_id, now),
+        )?;
         let outcome = self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, &confirmed.reservation_id, now)?;
         self.transact(OP, vec![claim, outcome]).await
     }
@@ -480,7 +510,7 @@ impl PaymentStore for DynamoStore {
             (":failed".to_owned(), s(PaymentOutcome::Failed.as_str())),
             (":expired".to_owned(), s(PaymentOutcome::Expired.as_str())),
         ]);
-        self.put_if("decide refund", item, "attribute_not_exists(pk) OR outcome IN (:failed, :expired)", values).await
+        self.put_if("decide refund", item, condition::NO_PAID_OUTCOME, values).await
     }
 
     async fn hold_for_pending_payment(
@@ -493,13 +523,13 @@ impl PaymentStore for DynamoStore {
         let claim = self.put(
             OP,
             claim_item(pending),
-            "attribute_not_exists(pk) OR (reservation_id = :me AND #status = :held) OR (#status = :held AND #expires_at <= :now)",
+            condition::SLOT_FREE_OR_MY_HOLD,
             free_or_mine_values(&pending.reservation_id, now),
         )?;
         let no_outcome = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(payment_key(session_id)))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(condition::ABSENT)
             .build()
             .map_err(|e| build_error(OP, e))?;
         self.transact(OP, vec![claim, TransactWriteItem::builder().condition_check(no_outcome).build()]).await
@@ -536,7 +566,7 @@ impl PaymentStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let item = self.outcome_item(session_id, outcome, reservation_id, now);
-        self.put_if("record session outcome", item, "attribute_not_exists(pk)", HashMap::new()).await
+        self.put_if("record session outcome", item, condition::ABSENT, HashMap::new()).await
     }
 }
 
@@ -554,7 +584,7 @@ impl BookingStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(slot_key(slot)))
             .update_expression("SET calendar_event_ref = :ref, calendar_written_at = :at")
-            .condition_expression("reservation_id = :me AND #status = :confirmed")
+            .condition_expression(condition::MY_BOOKING)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":ref", s(event_ref))
             .expression_attribute_values(":at", s(crate::domain::rfc3339(at)))
@@ -573,7 +603,7 @@ impl BookingStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(slot_key(slot)))
             .update_expression("SET #status = :cancelling")
-            .condition_expression("reservation_id = :me AND #status = :confirmed")
+            .condition_expression(condition::MY_BOOKING)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":cancelling", s(ClaimStatus::Cancelling.as_str()))
             .expression_attribute_values(":me", s(reservation_id.as_str()))
@@ -590,7 +620,7 @@ impl BookingStore for DynamoStore {
 
 impl AttentionStore for DynamoStore {
     async fn raise_attention(&self, attention: &Attention) -> Result<(), StoreError> {
-        self.put_if("raise attention", attention_item(attention), "attribute_not_exists(pk)", HashMap::new()).await?;
+        self.put_if("raise attention", attention_item(attention), condition::ABSENT, HashMap::new()).await?;
         Ok(())
     }
 
@@ -606,7 +636,7 @@ impl AttentionStore for DynamoStore {
 fn conditional<T, E, R>(op: &'static str, result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(_) => Ok(true),

@@ -44,7 +44,8 @@ impl StripePayments {
         if let Some(url) = api_base {
             builder = builder.url(url);
         }
-        let client = builder.build().map_err(|e| PaymentError::Rejected(format!("client configuration: {e}")))?;
+        let client =
+            builder.build().map_err(|e| PaymentError::Rejected(format!("client configuration: {e}").into()))?;
         Ok(Self { client })
     }
 }
@@ -57,14 +58,14 @@ fn classify(err: StripeError) -> PaymentError {
             PaymentError::AlreadyRefunded
         }
         StripeError::Stripe(e, status) if matches!(status, 409 | 429) || status >= 500 => {
-            PaymentError::Unavailable(format!("status {status}: {}", e.message.unwrap_or_default()))
+            PaymentError::Unavailable(format!("status {status}: {}", e.message.unwrap_or_default()).into())
         }
         StripeError::Stripe(e, status) => {
-            PaymentError::Rejected(format!("status {status}: {}", e.message.unwrap_or_default()))
+            PaymentError::Rejected(format!("status {status}: {}", e.message.unwrap_or_default()).into())
         }
-        StripeError::ClientError(e) => PaymentError::Unavailable(e),
+        StripeError::ClientError(e) => PaymentError::Unavailable(e.into()),
         StripeError::Timeout => PaymentError::Unavailable("timed out".into()),
-        other => PaymentError::Rejected(other.to_string()),
+        other => PaymentError::Rejected(Box::new(other)),
     }
 }
 
@@ -79,7 +80,7 @@ pub fn checkout_idempotency_key(r: &CheckoutRequest) -> String {
 fn idempotent(key: String) -> Result<RequestStrategy, PaymentError> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
-        .map_err(|e| PaymentError::Rejected(format!("idempotency key: {e}")))
+        .map_err(|e| PaymentError::Rejected(format!("idempotency key: {e}").into()))
 }
 
 impl Payments for StripePayments {

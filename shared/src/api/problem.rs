@@ -1,0 +1,465 @@
+//! The one place an outcome becomes a status code: every route's error enum
+//! says which [`ProblemKind`] each of its variants is, and [`problem`] turns
+//! any of them into an RFC 9457 `application/problem+json` response, logging
+//! it once with its whole cause chain.
+//!
+//! For a 4xx the error's own message is the `detail` the client reads. For a
+//! 5xx the client gets a fixed sentence per kind: causes (table names, SDK
+//! messages, Stripe's answers) go to the log only.
+
+use crate::ports::{PaymentError, QueueError, StoreError};
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use std::error::Error;
+use std::fmt;
+
+/// Every problem slotguard answers with. [`ProblemKind::as_str`] is the
+/// documented `type` token (README, API section), stable across versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// 400: the body is not JSON, or no body was sent.
+    InvalidJson,
+    /// 400: the JSON does not have the expected shape (wrong type, missing or unknown field).
+    MalformedField,
+    /// 400: `Idempotency-Key` is not 1-255 visible ASCII characters.
+    InvalidIdempotencyKey,
+    /// 400: the webhook signature does not check out.
+    InvalidSignature,
+    /// 400: a query parameter cannot be read.
+    InvalidQuery,
+    /// 400: `from` is not before `to`, or outside years 0000-9999.
+    InvalidRange,
+    /// 400: the availability range spans more than 31 days.
+    RangeTooLarge,
+    /// 400: a resource id in the path is not a valid id.
+    InvalidResourceId,
+    /// 401: credentials are missing or wrong.
+    Unauthorized,
+    /// 403: admin access is not configured.
+    Forbidden,
+    /// 404: no such route.
+    NotFound,
+    /// 404: no such resource.
+    ResourceNotFound,
+    /// 404: no such reservation.
+    ReservationNotFound,
+    /// 404: no such booking.
+    BookingNotFound,
+    /// 405: the route exists, not with this method.
+    MethodNotAllowed,
+    /// 409: the slot has a live hold or booking.
+    SlotTaken,
+    /// 409: a concurrent request is changing the same thing; retrying shortly gets its result.
+    RequestInProgress,
+    /// 409: the reservation is not awaiting checkout.
+    NotHeld,
+    /// 409: checkout was started with other return URLs.
+    CheckoutUrlsDiffer,
+    /// 409: only confirmed bookings can be cancelled.
+    NotCancellable,
+    /// 410: the hold lapsed before checkout.
+    HoldExpired,
+    /// 413: the body is larger than the route accepts.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: a field has the right shape but a value that is not acceptable.
+    InvalidField,
+    /// 422: the body names a resource that does not exist.
+    UnknownResource,
+    /// 422: the slot starts in the past.
+    SlotInPast,
+    /// 422: the start is not on the resource's slot grid.
+    OffGrid,
+    /// 422: the start is outside the resource's opening hours.
+    OutsideOpeningHours,
+    /// 422: the `Idempotency-Key` was used with another body.
+    IdempotencyKeyReused,
+    /// 422: the resource definition is not acceptable.
+    InvalidResource,
+    /// 500: a bug or a corrupt item; details are in the log.
+    InternalError,
+    /// 502: the payment provider refused a request.
+    PaymentProviderError,
+    /// 503: storage is throttled or unreachable.
+    ServiceUnavailable,
+    /// 503: the payment provider did not answer.
+    PaymentProviderUnavailable,
+    /// 503: the calendar queue did not take a job.
+    QueueUnavailable,
+    /// 503: a Checkout Session event could not be read; Stripe keeps it for retry.
+    UnreadableEvent,
+    /// 503: every attempt found the state changed under it.
+    ConcurrentUpdate,
+}
+
+impl ProblemKind {
+    /// The `type` token of the problem body.
+    pub const fn as_str(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            InvalidJson => "invalid_json",
+            MalformedField | InvalidField => "invalid_field",
+            InvalidIdempotencyKey => "invalid_idempotency_key",
+            InvalidSignature => "invalid_signature",
+            InvalidQuery => "invalid_query",
+            InvalidRange => "invalid_range",
+            RangeTooLarge => "range_too_large",
+            InvalidResourceId => "invalid_resource_id",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            ResourceNotFound => "resource_not_found",
+            ReservationNotFound => "reservation_not_found",
+            BookingNotFound => "booking_not_found",
+            MethodNotAllowed => "method_not_allowed",
+            SlotTaken => "slot_taken",
+            RequestInProgress => "request_in_progress",
+            NotHeld => "not_held",
+            CheckoutUrlsDiffer => "checkout_urls_differ",
+            NotCancellable => "not_cancellable",
+            HoldExpired => "hold_expired",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            UnknownResource => "unknown_resource",
+            SlotInPast => "slot_in_past",
+            OffGrid => "off_grid",
+            OutsideOpeningHours => "outside_opening_hours",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            InvalidResource => "invalid_resource",
+            InternalError => "internal_error",
+            PaymentProviderError => "payment_provider_error",
+            ServiceUnavailable => "service_unavailable",
+            PaymentProviderUnavailable => "payment_provider_unavailable",
+            QueueUnavailable => "queue_unavailable",
+            UnreadableEvent => "unreadable_event",
+            ConcurrentUpdate => "concurrent_update",
+        }
+    }
+
+    /// The HTTP status.
+    pub const fn status(self) -> StatusCode {
+        use ProblemKind::*;
+        match self {
+            InvalidJson
+            | MalformedField
+            | InvalidIdempotencyKey
+            | InvalidSignature
+            | InvalidQuery
+            | InvalidRange
+            | RangeTooLarge
+            | InvalidResourceId => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound | ResourceNotFound | ReservationNotFound | BookingNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            SlotTaken | RequestInProgress | NotHeld | CheckoutUrlsDiffer | NotCancellable => StatusCode::CONFLICT,
+            HoldExpired => StatusCode::GONE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InvalidField | UnknownResource | SlotInPast | OffGrid | OutsideOpeningHours | IdempotencyKeyReused
+            | InvalidResource => StatusCode::UNPROCESSABLE_ENTITY,
+            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            PaymentProviderError => StatusCode::BAD_GATEWAY,
+            ServiceUnavailable | PaymentProviderUnavailable | QueueUnavailable | UnreadableEvent | ConcurrentUpdate => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// A short human summary: the problem body's `title`.
+    pub const fn title(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            InvalidJson
+            | MalformedField
+            | InvalidIdempotencyKey
+            | InvalidSignature
+            | InvalidQuery
+            | InvalidRange
+            | RangeTooLarge
+            | InvalidResourceId => "Bad request",
+            Unauthorized => "Unauthorized",
+            Forbidden => "Forbidden",
+            NotFound | ResourceNotFound | ReservationNotFound | BookingNotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            SlotTaken => "Slot taken",
+            RequestInProgress => "Request in progress",
+            NotHeld => "Not held",
+            CheckoutUrlsDiffer => "Checkout URLs differ",
+            NotCancellable => "Not cancellable",
+            HoldExpired => "Hold expired",
+            PayloadTooLarge => "Payload too large",
+            UnsupportedMediaType => "Unsupported media type",
+            InvalidField | UnknownResource | SlotInPast | OffGrid | OutsideOpeningHours | IdempotencyKeyReused
+            | InvalidResource => "Unprocessable request",
+            InternalError => "Internal error",
+            PaymentProviderError => "Payment provider error",
+            ServiceUnavailable => "Service unavailable",
+            PaymentProviderUnavailable => "Payment provider unavailable",
+            QueueUnavailable => "Queue unavailable",
+            UnreadableEvent => "Unreadable event",
+            ConcurrentUpdate => "Concurrent update",
+        }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), for the
+    /// kinds a retry can cure.
+    pub const fn retry_after(self) -> Option<u32> {
+        use ProblemKind::*;
+        match self {
+            RequestInProgress | ServiceUnavailable | ConcurrentUpdate => Some(1),
+            PaymentProviderUnavailable | QueueUnavailable => Some(5),
+            UnreadableEvent => Some(60),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub const fn is_retryable(self) -> bool {
+        self.retry_after().is_some()
+    }
+
+    /// For a 5xx, what the client reads instead of the cause (which is logged).
+    const fn server_detail(self) -> Option<&'static str> {
+        use ProblemKind::*;
+        match self {
+            InternalError => Some("an unexpected error occurred"),
+            PaymentProviderError => Some("the payment provider refused the request"),
+            ServiceUnavailable => Some("storage is busy or unreachable; retry shortly"),
+            PaymentProviderUnavailable => Some("the payment provider did not answer; retry shortly"),
+            QueueUnavailable => Some("the calendar queue did not take the job; retry"),
+            UnreadableEvent => Some("this Checkout Session event could not be read; it is kept for retry"),
+            ConcurrentUpdate => Some("concurrent updates; retry"),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for ProblemKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// An operation's error: each route has one enum implementing this, whose
+/// `Display` is the detail a client may read for a 4xx.
+pub trait ApiError: Error {
+    /// Which problem this is.
+    fn kind(&self) -> ProblemKind;
+}
+
+/// An RFC 9457 problem: the body of every 4xx and 5xx response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// What was wrong with this request in particular.
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: ProblemKind,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into() }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.kind.status().as_u16()
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body =
+            ProblemBody { kind: self.kind, title: self.kind.title(), status: self.status(), detail: &self.detail };
+        let mut response = Response::builder()
+            .status(self.kind.status())
+            .header(header::CONTENT_TYPE, "application/problem+json")
+            .body(Body::Text(serde_json::to_string(&body).expect("a problem always serialises")))
+            .expect("static parts form a valid response");
+        if let Some(secs) = self.kind.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// An error and its causes, `a: b: c`, for logs.
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// The problem for `err`, logged once: a 5xx with its cause chain (a warning
+/// if a retry can cure it, else an error), a 4xx briefly.
+pub fn problem<E: ApiError + 'static>(err: &E) -> Problem {
+    let kind = err.kind();
+    let error = Chain(err);
+    match kind.server_detail() {
+        Some(detail) => {
+            if kind.is_retryable() {
+                tracing::warn!(problem = kind.as_str(), error = %error, "request failed; retryable");
+            } else {
+                tracing::error!(problem = kind.as_str(), error = %error, "request failed");
+            }
+            Problem::new(kind, detail)
+        }
+        None => {
+            // Refused credentials are worth a look: a wrong webhook secret
+            // refuses every delivery.
+            if matches!(kind, ProblemKind::InvalidSignature | ProblemKind::Unauthorized | ProblemKind::Forbidden) {
+                tracing::warn!(problem = kind.as_str(), error = %error, "request refused");
+            } else {
+                tracing::info!(problem = kind.as_str(), error = %error, "request refused");
+            }
+            Problem::new(kind, err.to_string())
+        }
+    }
+}
+
+/// Runs a handler body and turns its error into a problem response.
+pub fn respond<E: ApiError + 'static>(result: Result<Response<Body>, E>) -> Response<Body> {
+    result.unwrap_or_else(|e| problem(&e).into_response())
+}
+
+impl ApiError for StoreError {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            StoreError::Unavailable { .. } => ProblemKind::ServiceUnavailable,
+            StoreError::Corrupt { .. } | StoreError::Failed { .. } => ProblemKind::InternalError,
+        }
+    }
+}
+
+impl ApiError for PaymentError {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            PaymentError::Unavailable(_) => ProblemKind::PaymentProviderUnavailable,
+            PaymentError::Rejected(_) | PaymentError::AlreadyRefunded => ProblemKind::PaymentProviderError,
+        }
+    }
+}
+
+impl ApiError for QueueError {
+    fn kind(&self) -> ProblemKind {
+        ProblemKind::QueueUnavailable
+    }
+}
+
+/// Implements [`ApiError`] for an operation's error enum: each listed variant
+/// wraps an error that is itself an [`ApiError`]; every other variant is
+/// mapped by the given match arms.
+macro_rules! api_error {
+    ($name:ident { wraps: [$($wrapped:ident),* $(,)?] $(, $pat:pat => $kind:expr)* $(,)? }) => {
+        impl $crate::api::problem::ApiError for $name {
+            fn kind(&self) -> $crate::api::problem::ProblemKind {
+                #[allow(unused_imports)]
+                use $crate::api::problem::ProblemKind::*;
+                match self {
+                    $(Self::$wrapped(e) => $crate::api::problem::ApiError::kind(e),)*
+                    $($pat => $kind,)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use api_error;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_problem_json_with_retry_after_when_retryable() {
+        let p = problem(&StoreError::Unavailable { op: "x", source: "down".into() });
+        let response = p.into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["type"], "service_unavailable");
+        assert_eq!(body["status"], 503);
+        assert!(body["title"].is_string() && body["detail"].is_string());
+        let refused = Problem::new(ProblemKind::SlotTaken, "taken").into_response();
+        assert!(refused.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn internal_failures_do_not_leak_their_cause() {
+        let p = problem(&StoreError::Failed { op: "x", source: "secret table name".into() });
+        assert_eq!(p.status(), 500);
+        assert!(!p.detail.contains("secret"));
+    }
+
+    #[test]
+    fn chains_show_every_cause() {
+        let err = StoreError::Unavailable { op: "place_hold", source: "connection refused".into() };
+        assert_eq!(Chain(&err).to_string(), "place_hold: storage unavailable: connection refused");
+    }
+
+    #[test]
+    fn every_server_kind_has_a_fixed_detail_and_only_those() {
+        use ProblemKind::*;
+        let all = [
+            InvalidJson,
+            MalformedField,
+            InvalidIdempotencyKey,
+            InvalidSignature,
+            InvalidQuery,
+            InvalidRange,
+            RangeTooLarge,
+            InvalidResourceId,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            ResourceNotFound,
+            ReservationNotFound,
+            BookingNotFound,
+            MethodNotAllowed,
+            SlotTaken,
+            RequestInProgress,
+            NotHeld,
+            CheckoutUrlsDiffer,
+            NotCancellable,
+            HoldExpired,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            InvalidField,
+            UnknownResource,
+            SlotInPast,
+            OffGrid,
+            OutsideOpeningHours,
+            IdempotencyKeyReused,
+            InvalidResource,
+            InternalError,
+            PaymentProviderError,
+            ServiceUnavailable,
+            PaymentProviderUnavailable,
+            QueueUnavailable,
+            UnreadableEvent,
+            ConcurrentUpdate,
+        ];
+        for kind in all {
+            assert_eq!(kind.server_detail().is_some(), kind.status().is_server_error(), "{kind:?}");
+            assert!(kind.status().is_client_error() || kind.status().is_server_error(), "{kind:?}");
+            assert!(!kind.as_str().is_empty() && !kind.title().is_empty());
+        }
+    }
+}
