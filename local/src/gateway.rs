@@ -8,9 +8,6 @@
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
 use slotguard::adapters::dynamo::DynamoStore;
@@ -24,6 +21,7 @@ use slotguard::api::{
     Problem, ProblemKind, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
 };
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -177,32 +175,15 @@ impl Gateway {
     }
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes.
+/// Serves the gateway on `listener` until `shutdown` completes, then lets
+/// requests in flight finish (see [`slotguard_serve::serve`]).
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
     let gateway = Arc::new(gateway);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let handler = move |req| {
         let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-        });
-    }
+        async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+    };
+    slotguard_serve::serve(listener, handler, shutdown).await;
 }
 
 #[cfg(test)]

@@ -73,11 +73,9 @@ mod webhooks;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use state::State;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -132,7 +130,8 @@ impl Sim {
     }
 }
 
-/// Serves the simulator on `listener` until `shutdown` completes.
+/// Serves the simulator on `listener` until `shutdown` completes, then lets
+/// requests in flight finish (see [`slotguard_serve::serve`]).
 ///
 /// # Panics
 /// If the listener has no local address or the HTTP client cannot be built
@@ -148,29 +147,11 @@ pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: impl Futu
     let sim = Arc::new(Sim { config, state: Mutex::new(state), http });
 
     let sweeper = tokio::spawn(sweep_expired(sim.clone()));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let handler = move |req| {
         let sim = sim.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let sim = sim.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&sim, req).await) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-        });
-    }
+        async move { Ok::<_, Infallible>(handle(&sim, req).await) }
+    };
+    slotguard_serve::serve(listener, handler, shutdown).await;
     sweeper.abort();
 }
 

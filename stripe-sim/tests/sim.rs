@@ -2,13 +2,10 @@
 //! webhooks with the real `Webhook::construct_event`: if the simulator's
 //! shapes or signatures drifted from what the library expects, these fail.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use slotguard_serve::{BodyExt, Bytes, Full, Incoming, Request, Response, StatusCode};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,28 +59,20 @@ impl Receiver {
             status: Arc::new(AtomicU16::new(200)),
         };
         let shared = receiver.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<Incoming>| {
-                        let shared = shared.clone();
-                        async move {
-                            let status = shared.receive(req, secret).await;
-                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
+        let handler = move |req| {
+            let shared = shared.clone();
+            async move {
+                let status = shared.receive(req, secret).await;
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, Infallible>(response)
             }
-        });
+        };
+        tokio::spawn(slotguard_serve::serve(listener, handler, std::future::pending()));
         receiver
     }
 
-    async fn receive(&self, req: hyper::Request<Incoming>, secret: &str) -> u16 {
+    async fn receive(&self, req: Request<Incoming>, secret: &str) -> u16 {
         let content_type = req.headers().get("content-type").cloned();
         let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let body = req.into_body().collect().await.unwrap().to_bytes();

@@ -161,7 +161,7 @@ async fn handle(state: Arc<Mutex<State>>, http: reqwest::Client, target: String,
 fn injected(status: u16) -> super::Response {
     let mut response = response(status, "text/plain", format!("fault injected by the test proxy: {status}"));
     if matches!(status, 429 | 503) {
-        response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        response.headers_mut().insert("retry-after", slotguard_serve::header::HeaderValue::from_static("1"));
     }
     response
 }
@@ -183,11 +183,11 @@ async fn forward(http: &reqwest::Client, target: &str, path: &str, req: Request)
     let status = answer.status().as_u16();
     let headers = answer.headers().clone();
     let body = answer.bytes().await.unwrap_or_default();
-    let mut response = hyper::Response::builder().status(status);
+    let mut response = slotguard_serve::Response::builder().status(status);
     for (name, value) in &headers {
         if !SKIPPED_HEADERS.contains(&name.as_str()) {
             response = response.header(name.as_str(), value.as_bytes());
         }
     }
-    Reply::Respond(response.body(http_body_util::Full::new(body)).expect("headers copied from a valid response"))
+    Reply::Respond(response.body(slotguard_serve::Full::new(body)).expect("headers copied from a valid response"))
 }

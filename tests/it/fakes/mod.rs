@@ -4,20 +4,16 @@
 pub mod fault_proxy;
 pub mod google;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use slotguard_serve::{BodyExt, Bytes, Full, Incoming};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// A request with its body read.
-pub type Request = hyper::Request<Bytes>;
+pub type Request = slotguard_serve::Request<Bytes>;
 /// What a fake answers.
-pub type Response = hyper::Response<Full<Bytes>>;
+pub type Response = slotguard_serve::Response<Full<Bytes>>;
 
 /// A handler's verdict: answer, or close the connection without a word
 /// (what a crashing server or a reset looks like to the client).
@@ -26,7 +22,8 @@ pub enum Reply {
     Drop,
 }
 
-/// Stops the server's accept loop when dropped.
+/// Stops the server when dropped: it accepts no more connections, and
+/// requests in flight still get their answers.
 pub struct ServerGuard {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -39,41 +36,28 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-                _ = &mut stopped => break,
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                    let handler = handler.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        match handler(hyper::Request::from_parts(parts, body)).await {
-                            Reply::Respond(response) => Ok(response),
-                            Reply::Drop => Err("dropped on purpose"),
-                        }
-                    }
-                });
-                // Errors are the point of some fakes; nothing to report.
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
+    let handler = move |req: slotguard_serve::Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            match handler(slotguard_serve::Request::from_parts(parts, body)).await {
+                Reply::Respond(response) => Ok(response),
+                Reply::Drop => Err("dropped on purpose"),
+            }
         }
-    });
+    };
+    tokio::spawn(slotguard_serve::serve(listener, handler, async {
+        let _ = stopped.await;
+    }));
     (addr, ServerGuard { _stop: stop })
 }
 
 /// A response with a body and content type.
 pub fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response {
-    hyper::Response::builder()
+    slotguard_serve::Response::builder()
         .status(status)
         .header("content-type", content_type)
         .body(Full::new(body.into()))
