@@ -37,6 +37,8 @@ pub mod jobs;
 pub mod metrics;
 pub mod ports;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`: thin wrappers around
 /// readers of outside input that are not public. Only with the `fuzzing` feature.

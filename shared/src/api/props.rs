@@ -2,27 +2,22 @@
 //! the availability query string. Whatever a client sends, the answer is a
 //! success or a 4xx problem, never a panic or a 5xx, and a 4xx writes nothing.
 //!
-//! The handlers run against [`FakeStore`], an in-memory store holding two
-//! resources and a few claims, which records every write.
+//! The handlers run against a [`MemoryStore`] holding two resources and a
+//! few claims, whose snapshots show every write.
 
 use super::availability::availability_at;
 use super::idempotency::HEADER as IDEMPOTENCY_KEY;
 use super::reserve::reserve_at;
-use crate::domain::Price;
 use crate::domain::resource::tests::spec;
-use crate::domain::{Claim, ClaimStatus, Customer, ReservationId, Resource, ResourceId, SlotKey, rfc3339};
-use crate::ports::{
-    ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore,
-    SavedResponse, StoreError,
-};
+use crate::domain::{ClaimStatus, ReservationId, Resource, ResourceId, SlotKey, rfc3339};
+use crate::testing::{MemoryStore, claim};
 use aws_lambda_events::query_map::QueryMap;
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use lambda_http::http::{HeaderValue, Request as HttpRequest, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use proptest::prelude::*;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::HashMap;
 
 const CASES: u32 = 256;
 
@@ -58,155 +53,26 @@ fn fixture_slots() -> Vec<DateTime<Utc>> {
         .collect()
 }
 
-/// An in-memory store with one fixed set of resources that records every write.
-#[derive(Debug)]
-struct FakeStore {
-    resources: Vec<Resource>,
-    claims: Mutex<BTreeMap<(String, DateTime<Utc>), Claim>>,
-    records: Mutex<BTreeMap<String, ReservationRecord>>,
-    /// key → (payload hash, saved response once completed)
-    idempotency: Mutex<BTreeMap<String, (String, Option<SavedResponse>)>>,
-}
-
-impl FakeStore {
-    fn new() -> Self {
-        let store = Self {
-            resources: resources(),
-            claims: Mutex::default(),
-            records: Mutex::default(),
-            idempotency: Mutex::default(),
-        };
-        let slots = fixture_slots();
-        let demo = &store.resources[0];
-        let claim = |i: usize, status: ClaimStatus, expires_at: Option<DateTime<Utc>>| {
-            let slot = SlotKey { resource_id: demo.id.clone(), start: slots[i] };
-            let customer = Customer::parse("Grace Hopper", "grace@example.com").unwrap();
-            let price = Price { amount: 4500, currency: "eur".into() };
-            let hold = Claim::hold(
-                slot,
-                slots[i] + Duration::minutes(30),
-                customer,
-                &price,
-                now() - Duration::hours(1),
-                now(),
-            );
-            Claim { status, expires_at, ..hold }
-        };
-        let fixtures = [
-            claim(0, ClaimStatus::Held, Some(now() + Duration::minutes(20))),
-            claim(1, ClaimStatus::Held, Some(now() - Duration::minutes(5))),
-            claim(2, ClaimStatus::Confirmed, None),
-        ];
-        for c in fixtures {
-            store.claims.lock().unwrap().insert((c.slot.resource_id.to_string(), c.slot.start), c);
-        }
-        store
+/// The store every property starts from: the two resources, and on `demo`
+/// the fixture slots' claims.
+fn fixture_store() -> MemoryStore {
+    let resources = resources();
+    let demo = &resources[0];
+    let slots = fixture_slots();
+    let on = |i: usize, status: ClaimStatus, expires_at: Option<DateTime<Utc>>| {
+        let id = ReservationId::new(&SlotKey { resource_id: demo.id.clone(), start: slots[i] });
+        claim(demo, &id, status, expires_at, now() - Duration::hours(1))
+    };
+    let fixtures = [
+        on(0, ClaimStatus::Held, Some(now() + Duration::minutes(20))),
+        on(1, ClaimStatus::Held, Some(now() - Duration::minutes(5))),
+        on(2, ClaimStatus::Confirmed, None),
+    ];
+    let store = MemoryStore::with_resources(resources.clone());
+    for c in fixtures {
+        store.insert_claim(c);
     }
-
-    /// Everything written so far, comparable.
-    fn snapshot(&self) -> String {
-        format!(
-            "{:?}\n{:?}\n{:?}",
-            self.claims.lock().unwrap(),
-            self.records.lock().unwrap(),
-            self.idempotency.lock().unwrap()
-        )
-    }
-
-    fn claim_of(&self, id: &str) -> Option<Claim> {
-        self.claims.lock().unwrap().values().find(|c| c.reservation_id.as_str() == id).cloned()
-    }
-}
-
-impl ResourceStore for FakeStore {
-    async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
-        Ok(self.resources.iter().find(|r| &r.id == id).cloned())
-    }
-
-    async fn put_resource(&self, _: &Resource) -> Result<(), StoreError> {
-        Err(StoreError::Failed { op: "put resource", source: "the fake store has fixed resources".into() })
-    }
-
-    async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {
-        Ok(self.resources.clone())
-    }
-}
-
-impl ClaimStore for FakeStore {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
-        let mut claims = self.claims.lock().unwrap();
-        let key = (claim.slot.resource_id.to_string(), claim.slot.start);
-        match claims.get(&key) {
-            Some(existing) if existing.is_live(now) => Ok(HoldOutcome::Taken { by: Box::new(existing.clone()) }),
-            _ => {
-                let replaced = claims.insert(key, claim.clone()).map(Box::new);
-                Ok(HoldOutcome::Placed { replaced })
-            }
-        }
-    }
-
-    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
-        Ok(self.claims.lock().unwrap().get(&(slot.resource_id.to_string(), slot.start)).cloned())
-    }
-
-    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
-        let claims = self.claims.lock().unwrap();
-        Ok(claims
-            .values()
-            .filter(|c| &c.slot.resource_id == resource && c.slot.start.date_naive() == day)
-            .cloned()
-            .collect())
-    }
-}
-
-impl ReservationHistory for FakeStore {
-    async fn record_reservation(&self, record: &ReservationRecord) -> Result<(), StoreError> {
-        self.records.lock().unwrap().insert(record.reservation_id.to_string(), record.clone());
-        Ok(())
-    }
-
-    async fn get_reservation_record(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
-        Ok(self.records.lock().unwrap().get(id.as_str()).cloned())
-    }
-}
-
-impl IdempotencyStore for FakeStore {
-    async fn start_idempotent(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        _now: DateTime<Utc>,
-        _in_progress_until: DateTime<Utc>,
-        _expires_at: DateTime<Utc>,
-    ) -> Result<IdempotencyStart, StoreError> {
-        let mut records = self.idempotency.lock().unwrap();
-        Ok(match records.get(key) {
-            Some((hash, _)) if hash != payload_hash => IdempotencyStart::PayloadMismatch,
-            Some((_, Some(saved))) => IdempotencyStart::Completed(saved.clone()),
-            Some((_, None)) => IdempotencyStart::InProgress,
-            None => {
-                records.insert(key.to_owned(), (payload_hash.to_owned(), None));
-                IdempotencyStart::Started
-            }
-        })
-    }
-
-    async fn complete_idempotent(
-        &self,
-        key: &str,
-        response: &SavedResponse,
-        _expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        if let Some(record) = self.idempotency.lock().unwrap().get_mut(key) {
-            record.1 = Some(response.clone());
-        }
-        Ok(())
-    }
-
-    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
-        self.idempotency.lock().unwrap().remove(key);
-        Ok(())
-    }
+    store
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -510,7 +376,7 @@ proptest! {
     fn reserve_answers_every_body_with_201_or_a_4xx_that_writes_nothing(
         calls in prop::collection::vec(reserve_call(), 1..=4),
     ) {
-        let store = FakeStore::new();
+        let store = fixture_store();
         let resources = resources();
         for call in &calls {
             let before = store.snapshot();
@@ -525,7 +391,7 @@ proptest! {
             let id = body["reservation_id"].as_str().unwrap_or_default();
             let reservation_id = ReservationId::parse(id);
             prop_assert!(reservation_id.is_some(), "the 201 names a reservation id that does not parse: {}", body);
-            let claim = store.claim_of(id);
+            let claim = reservation_id.as_ref().and_then(|id| store.snapshot().claim_of(id).cloned());
             prop_assert!(claim.is_some(), "the 201 names no stored claim: {}", body);
             let claim = claim.unwrap();
             prop_assert_eq!(reservation_id.unwrap().slot_key(), claim.slot.clone());
@@ -549,7 +415,7 @@ proptest! {
         id in availability_id(),
         query in availability_query(),
     ) {
-        let store = FakeStore::new();
+        let store = fixture_store();
         let before = store.snapshot();
         let response = block_on(availability_at(&store, availability_request(&id, &query), now()));
         let (status, body) = check_response(&response)?;
@@ -573,7 +439,8 @@ proptest! {
             let (start, end) = (start.unwrap(), end.unwrap());
             prop_assert!(start > now() && from <= start && start < to, "{} outside the range {}..{}", start, from, to);
             prop_assert_eq!(resource.slot_at(start).map(|s| s.end), Ok(end));
-            let taken = store.claims.lock().unwrap().get(&(id.clone(), start)).is_some_and(|c| c.is_live(now()));
+            let slot = SlotKey { resource_id: resource.id.clone(), start };
+            let taken = store.snapshot().claim(&slot).is_some_and(|c| c.is_live(now()));
             prop_assert!(!taken, "{} is offered but has a live claim", start);
         }
     }
@@ -581,9 +448,8 @@ proptest! {
 
 #[test]
 fn the_fixture_has_the_claims_it_promises() {
-    let store = FakeStore::new();
-    let claims = store.claims.lock().unwrap();
-    let live: Vec<bool> = claims.values().map(|c| c.is_live(now())).collect();
+    let store = fixture_store();
+    let live: Vec<bool> = store.snapshot().claims.values().map(|item| item.claim.is_live(now())).collect();
     assert_eq!(live.len(), 3);
     assert_eq!(live.iter().filter(|l| **l).count(), 2);
 }
@@ -605,7 +471,7 @@ fn reserve_json(body: &str) -> Request {
 #[test]
 fn a_slot_past_year_9999_is_refused_without_a_write() {
     for start in ["9999-12-31T23:01:00-00:59", "9999-12-31T23:30:00Z"] {
-        let store = FakeStore::new();
+        let store = fixture_store();
         let before = store.snapshot();
         let body = format!(
             r#"{{"resource_id":"demo","start":"{start}","customer":{{"name":"Ada","email":"ada@example.com"}}}}"#
@@ -615,7 +481,7 @@ fn a_slot_past_year_9999_is_refused_without_a_write() {
         assert_eq!(store.snapshot(), before);
     }
     // The last slot before then is still bookable, and its id reads back.
-    let store = FakeStore::new();
+    let store = fixture_store();
     let body =
         r#"{"resource_id":"demo","start":"9999-12-31T22:00:00Z","customer":{"name":"Ada","email":"ada@example.com"}}"#;
     let response = block_on(reserve_at(&store, reserve_json(body), now()));
@@ -629,7 +495,7 @@ fn a_slot_past_year_9999_is_refused_without_a_write() {
 /// which a client paging on with `from={to}` gets twice.
 #[test]
 fn the_range_shown_is_the_range_used() {
-    let store = FakeStore::new();
+    let store = fixture_store();
     let request = availability_request("night", "from=2026-03-28T10:00:00.999999999999Z");
     let response = block_on(availability_at(&store, request, now()));
     assert_eq!(response.status(), 200);
@@ -644,7 +510,7 @@ fn the_range_shown_is_the_range_used() {
 /// year 0 as `-0001-...`: neither is RFC 3339.
 #[test]
 fn a_range_past_year_9999_is_a_400() {
-    let store = FakeStore::new();
+    let store = fixture_store();
     let queries = [
         "from=9999-12-31T23:59:59-23:59",
         "from=9999-12-30T00:00:00Z",

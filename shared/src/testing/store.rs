@@ -1,0 +1,559 @@
+//! [`MemoryStore`]: every storage port in memory, with the semantics of
+//! [`DynamoStore`](crate::adapters::dynamo::DynamoStore).
+//!
+//! All tables sit behind one lock, so each call is atomic the way one
+//! conditional write or one `TransactWriteItems` is: a transaction checks
+//! every condition first and writes all or nothing. Times are kept as the
+//! table reads them back (whole seconds) and conditions compare epoch
+//! seconds, as the adapter's do.
+
+use super::{Faults, lock};
+use crate::domain::{
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource,
+    ResourceId, SlotKey,
+};
+use crate::ports::{
+    Attention, AttentionStore, BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore,
+    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A claim item: the claim, and where its calendar event lives once written
+/// (attributes only `record_calendar_write` sets; a put of the claim drops them).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClaimItem {
+    pub claim: Claim,
+    pub calendar_event: Option<(String, DateTime<Utc>)>,
+}
+
+/// An idempotency record. An update of a missing record creates one without
+/// a payload hash, as DynamoDB's `UpdateItem` would.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IdempotencyRecord {
+    pub payload_hash: Option<String>,
+    /// `None` while IN_PROGRESS.
+    pub response: Option<SavedResponse>,
+    pub in_progress_until: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A session's recorded outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OutcomeItem {
+    pub outcome: PaymentOutcome,
+    pub reservation_id: ReservationId,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Everything stored, comparable: tests take a [`MemoryStore::snapshot`]
+/// before and after a call to see what it wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Tables {
+    pub resources: BTreeMap<ResourceId, Resource>,
+    /// Keyed by resource and slot start, as the table's claim items are.
+    pub claims: BTreeMap<(ResourceId, DateTime<Utc>), ClaimItem>,
+    pub records: BTreeMap<ReservationId, ReservationRecord>,
+    pub idempotency: BTreeMap<String, IdempotencyRecord>,
+    pub checkouts: BTreeMap<ReservationId, CheckoutRecord>,
+    /// Keyed by Checkout Session id.
+    pub outcomes: BTreeMap<String, OutcomeItem>,
+    /// Keyed by reference.
+    pub attention: BTreeMap<String, Attention>,
+}
+
+impl Tables {
+    /// The claim on `slot`, if any.
+    pub fn claim(&self, slot: &SlotKey) -> Option<&Claim> {
+        self.claims.get(&key(slot)).map(|item| &item.claim)
+    }
+
+    /// The claim item of reservation `id`, if it still owns its slot.
+    pub fn claim_item_of(&self, id: &ReservationId) -> Option<&ClaimItem> {
+        self.claims.get(&key(&id.slot_key())).filter(|item| &item.claim.reservation_id == id)
+    }
+
+    /// The claim of reservation `id`, if it still owns its slot.
+    pub fn claim_of(&self, id: &ReservationId) -> Option<&Claim> {
+        self.claim_item_of(id).map(|item| &item.claim)
+    }
+
+    /// The outcome recorded for a session, if any.
+    pub fn outcome(&self, session_id: &str) -> Option<PaymentOutcome> {
+        self.outcomes.get(session_id).map(|o| o.outcome)
+    }
+
+    /// Whether the slot's claim is `me`'s and in one of `statuses`.
+    fn owned_in(&self, slot: &SlotKey, me: &ReservationId, statuses: &[ClaimStatus]) -> bool {
+        self.claim(slot).is_some_and(|c| &c.reservation_id == me && statuses.contains(&c.status))
+    }
+
+    /// `attribute_not_exists` on a session's outcome item.
+    fn no_outcome(&self, session_id: &str) -> bool {
+        !self.outcomes.contains_key(session_id)
+    }
+
+    fn claim_mut(&mut self, slot: &SlotKey) -> Option<&mut ClaimItem> {
+        self.claims.get_mut(&key(slot))
+    }
+
+    fn put_claim(&mut self, claim: &Claim) {
+        self.claims.insert(key(&claim.slot), ClaimItem { claim: as_stored(claim), calendar_event: None });
+    }
+
+    fn put_outcome(&mut self, session_id: &str, outcome: PaymentOutcome, id: &ReservationId, now: DateTime<Utc>) {
+        let item = OutcomeItem { outcome, reservation_id: id.clone(), recorded_at: as_stored_time(now) };
+        self.outcomes.insert(session_id.to_owned(), item);
+    }
+
+    fn put_record(&mut self, record: &ReservationRecord) {
+        let record = ReservationRecord { recorded_at: as_stored_time(record.recorded_at), ..record.clone() };
+        self.records.insert(record.reservation_id.clone(), record);
+    }
+
+    /// Deletes the slot's claim and writes the reservation's record.
+    fn retire(&mut self, slot: &SlotKey, record: &ReservationRecord) {
+        self.claims.remove(&key(slot));
+        self.put_record(record);
+    }
+}
+
+/// The claims a payment's release or refund retires.
+const HELD_OR_PENDING: &[ClaimStatus] = &[ClaimStatus::Held, ClaimStatus::PaymentPending];
+
+fn key(slot: &SlotKey) -> (ResourceId, DateTime<Utc>) {
+    (slot.resource_id.clone(), slot.start)
+}
+
+/// An instant as the table reads it back: whole seconds.
+fn as_stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).expect("in range")
+}
+
+/// A claim as the table reads it back.
+fn as_stored(claim: &Claim) -> Claim {
+    Claim {
+        expires_at: claim.expires_at.map(as_stored_time),
+        created_at: as_stored_time(claim.created_at),
+        checkout_terms: claim
+            .checkout_terms
+            .clone()
+            .map(|t| CheckoutTerms { expires_at: as_stored_time(t.expires_at), ..t }),
+        ..claim.clone()
+    }
+}
+
+/// `#status = HELD AND #expires_at <= :now`, in epoch seconds: a lapsed
+/// hold, free for anyone (TTL deletion is lazy).
+fn lapsed_hold(claim: &Claim, now: DateTime<Utc>) -> bool {
+    claim.status == ClaimStatus::Held && claim.expires_at.is_some_and(|t| t.timestamp() <= now.timestamp())
+}
+
+/// The adapter's `FREE_OR_MINE`: no claim, `me`'s claim, or a lapsed hold.
+fn free_or_mine(claim: Option<&Claim>, me: &ReservationId, now: DateTime<Utc>) -> bool {
+    claim.is_none_or(|c| &c.reservation_id == me || lapsed_hold(c, now))
+}
+
+/// What a throttled or unreachable table answers `op` with.
+pub(crate) fn unavailable(op: &'static str) -> StoreError {
+    StoreError::Unavailable { op, source: "throttled".into() }
+}
+
+/// The condition of `start_checkout`: the hold is still `read`'s, HELD,
+/// unexpired, unchanged since it was read, and has no terms yet or still the
+/// terms read with no session stored under them (re-fixing stale terms).
+fn checkout_may_start(current: &Claim, read: &Claim, now: DateTime<Utc>) -> bool {
+    let expiry = current.expires_at.map(|e| e.timestamp());
+    let terms_unchanged = match &read.checkout_terms {
+        None => current.checkout_terms.is_none(),
+        Some(terms) => {
+            current.checkout_terms.as_ref().map(|c| c.expires_at.timestamp()) == Some(terms.expires_at.timestamp())
+                && current.checkout.is_none()
+        }
+    };
+    current.reservation_id == read.reservation_id
+        && current.status == ClaimStatus::Held
+        && expiry == Some(read.expires_at.map_or(0, |e| e.timestamp()))
+        && expiry.is_some_and(|e| e > now.timestamp())
+        && terms_unchanged
+}
+
+/// Storage in memory. See the module documentation.
+#[derive(Default)]
+pub(crate) struct MemoryStore {
+    tables: Mutex<Tables>,
+    faults: Faults<StoreError>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `resources`.
+    pub fn with_resources(resources: impl IntoIterator<Item = Resource>) -> Self {
+        let store = Self::new();
+        lock(&store.tables).resources.extend(resources.into_iter().map(|r| (r.id.clone(), r)));
+        store
+    }
+
+    /// Makes the next call of storage operation `op` (a port method's name,
+    /// e.g. `place_hold`) fail with `error`, writing nothing.
+    pub fn fail_next(&self, op: &'static str, error: StoreError) {
+        self.faults.push(op, error);
+    }
+
+    /// Everything stored right now.
+    pub fn snapshot(&self) -> Tables {
+        lock(&self.tables).clone()
+    }
+
+    /// Stores `claim` as it is, whatever is on its slot (setting up a test).
+    pub fn insert_claim(&self, claim: Claim) {
+        lock(&self.tables).put_claim(&claim);
+    }
+
+    /// Stores a reservation's checkout record as it is (setting up a test).
+    pub fn insert_checkout_record(&self, record: CheckoutRecord) {
+        lock(&self.tables).checkouts.insert(record.reservation_id.clone(), record);
+    }
+
+    /// Stores a reservation record as it is (setting up a test).
+    pub fn insert_reservation_record(&self, record: ReservationRecord) {
+        lock(&self.tables).put_record(&record);
+    }
+
+    /// Runs `write` on the tables unless a failure is scripted for `op`.
+    fn with<T>(&self, op: &'static str, write: impl FnOnce(&mut Tables) -> T) -> Result<T, StoreError> {
+        self.faults.take(op)?;
+        Ok(write(&mut lock(&self.tables)))
+    }
+
+    /// A conditional write or a transaction: `write` runs only if
+    /// `condition` holds; `Ok(false)`, nothing written, if it does not.
+    fn write_if(
+        &self,
+        op: &'static str,
+        condition: impl FnOnce(&Tables) -> bool,
+        write: impl FnOnce(&mut Tables),
+    ) -> Result<bool, StoreError> {
+        self.with(op, |t| {
+            let ok = condition(t);
+            if ok {
+                write(t);
+            }
+            ok
+        })
+    }
+}
+
+impl ResourceStore for MemoryStore {
+    async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
+        self.with("get_resource", |t| t.resources.get(id).cloned())
+    }
+
+    async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
+        self.with("put_resource", |t| {
+            t.resources.insert(resource.id.clone(), resource.clone());
+        })
+    }
+
+    async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {
+        self.with("list_resources", |t| t.resources.values().cloned().collect())
+    }
+}
+
+impl ClaimStore for MemoryStore {
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
+        self.with("place_hold", |t| match t.claim(&claim.slot) {
+            Some(existing) if !lapsed_hold(existing, now) => HoldOutcome::Taken { by: Box::new(existing.clone()) },
+            existing => {
+                let replaced = existing.cloned().map(Box::new);
+                t.put_claim(claim);
+                HoldOutcome::Placed { replaced }
+            }
+        })
+    }
+
+    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
+        self.with("get_claim", |t| t.claim(slot).cloned())
+    }
+
+    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
+        self.with("claims_on_day", |t| {
+            t.claims
+                .values()
+                .map(|item| &item.claim)
+                .filter(|c| &c.slot.resource_id == resource && c.slot.start.date_naive() == day)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+impl ReservationHistory for MemoryStore {
+    async fn record_reservation(&self, record: &ReservationRecord) -> Result<(), StoreError> {
+        self.with("record_reservation", |t| t.put_record(record))
+    }
+
+    async fn get_reservation_record(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        self.with("get_reservation_record", |t| t.records.get(id).cloned())
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    async fn start_idempotent(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyStart, StoreError> {
+        self.faults.take("start_idempotent")?;
+        let mut tables = lock(&self.tables);
+        // A record blocks its key until it expires; an IN_PROGRESS one only
+        // until its own, shorter expiry.
+        let blocking = tables.idempotency.get(key).filter(|r| {
+            r.expires_at.timestamp() >= now.timestamp()
+                && (r.response.is_some()
+                    || r.in_progress_until.is_none_or(|t| t.timestamp_millis() >= now.timestamp_millis()))
+        });
+        let Some(existing) = blocking else {
+            let record = IdempotencyRecord {
+                payload_hash: Some(payload_hash.to_owned()),
+                response: None,
+                in_progress_until: Some(in_progress_until),
+                expires_at: as_stored_time(expires_at),
+            };
+            tables.idempotency.insert(key.to_owned(), record);
+            return Ok(IdempotencyStart::Started);
+        };
+        let Some(hash) = &existing.payload_hash else {
+            return Err(StoreError::Corrupt { op: "start idempotent request", source: "no payload_hash".into() });
+        };
+        Ok(match &existing.response {
+            _ if hash != payload_hash => IdempotencyStart::PayloadMismatch,
+            Some(saved) => IdempotencyStart::Completed(saved.clone()),
+            None => IdempotencyStart::InProgress,
+        })
+    }
+
+    async fn complete_idempotent(
+        &self,
+        key: &str,
+        response: &SavedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("complete_idempotent", |t| {
+            let expires_at = as_stored_time(expires_at);
+            let record = t.idempotency.entry(key.to_owned()).or_insert_with(|| IdempotencyRecord {
+                payload_hash: None,
+                response: None,
+                in_progress_until: None,
+                expires_at,
+            });
+            record.response = Some(response.clone());
+            record.in_progress_until = None;
+            record.expires_at = expires_at;
+        })
+    }
+
+    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
+        self.with("abandon_idempotent", |t| {
+            // Only an IN_PROGRESS record: a completed one (someone else's) stays.
+            if t.idempotency.get(key).is_some_and(|r| r.response.is_none()) {
+                t.idempotency.remove(key);
+            }
+        })
+    }
+}
+
+impl PaymentStore for MemoryStore {
+    async fn start_checkout(
+        &self,
+        claim: &Claim,
+        terms: &CheckoutTerms,
+        hold_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let may_start =
+            |t: &Tables| t.claim(&claim.slot).is_some_and(|current| checkout_may_start(current, claim, now));
+        self.write_if("start_checkout", may_start, |t| {
+            if let Some(item) = t.claim_mut(&claim.slot) {
+                item.claim.checkout_terms = Some(terms.clone());
+                item.claim.expires_at = Some(hold_expires_at);
+                item.claim = as_stored(&item.claim);
+            }
+        })
+    }
+
+    async fn attach_checkout(
+        &self,
+        claim: &Claim,
+        record: &CheckoutRecord,
+        link: &CheckoutLink,
+    ) -> Result<bool, StoreError> {
+        self.with("attach_checkout", |t| {
+            // The record first (once, or the same session again), then the
+            // link on the claim if the claim is still the reservation's.
+            if t.checkouts.get(&record.reservation_id).is_some_and(|r| r.session_id != record.session_id) {
+                return false;
+            }
+            t.checkouts.insert(record.reservation_id.clone(), record.clone());
+            if let Some(item) = t.claims.get_mut(&key(&claim.slot))
+                && item.claim.reservation_id == claim.reservation_id
+            {
+                item.claim.checkout = Some(link.clone());
+            }
+            true
+        })
+    }
+
+    async fn checkout_record(&self, reservation_id: &ReservationId) -> Result<Option<CheckoutRecord>, StoreError> {
+        self.with("checkout_record", |t| t.checkouts.get(reservation_id).cloned())
+    }
+
+    async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
+        self.with("payment_outcome", |t| t.outcome(session_id))
+    }
+
+    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let me = &confirmed.reservation_id;
+        self.write_if(
+            "confirm_paid",
+            |t| free_or_mine(t.claim(&confirmed.slot), me, now) && t.no_outcome(session_id),
+            |t| {
+                t.put_claim(confirmed);
+                t.put_outcome(session_id, PaymentOutcome::Confirmed, me, now);
+            },
+        )
+    }
+
+    async fn decide_refund(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        cause: RefundCause,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write_if(
+            "decide_refund",
+            |t| matches!(t.outcome(session_id), None | Some(PaymentOutcome::Failed | PaymentOutcome::Expired)),
+            |t| t.put_outcome(session_id, PaymentOutcome::Refunded(cause), reservation_id, now),
+        )
+    }
+
+    async fn hold_for_pending_payment(
+        &self,
+        pending: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let me = &pending.reservation_id;
+        let held_by_me_or_free =
+            |c: &Claim| (&c.reservation_id == me && c.status == ClaimStatus::Held) || lapsed_hold(c, now);
+        self.write_if(
+            "hold_for_pending_payment",
+            |t| t.claim(&pending.slot).is_none_or(held_by_me_or_free) && t.no_outcome(session_id),
+            |t| t.put_claim(pending),
+        )
+    }
+
+    async fn release(
+        &self,
+        slot: &SlotKey,
+        record: &ReservationRecord,
+        session_id: &str,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let me = &record.reservation_id;
+        self.write_if(
+            "release",
+            |t| t.owned_in(slot, me, HELD_OR_PENDING) && t.no_outcome(session_id),
+            |t| {
+                t.retire(slot, record);
+                t.put_outcome(session_id, outcome, me, now);
+            },
+        )
+    }
+
+    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        let mine = |t: &Tables| t.owned_in(slot, &record.reservation_id, HELD_OR_PENDING);
+        self.write_if("retire_hold", mine, |t| t.retire(slot, record))
+    }
+
+    async fn record_unpaid_outcome(
+        &self,
+        session_id: &str,
+        reservation_id: &ReservationId,
+        outcome: PaymentOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write_if(
+            "record_unpaid_outcome",
+            |t| t.no_outcome(session_id),
+            |t| t.put_outcome(session_id, outcome, reservation_id, now),
+        )
+    }
+}
+
+impl BookingStore for MemoryStore {
+    async fn record_calendar_write(
+        &self,
+        slot: &SlotKey,
+        reservation_id: &ReservationId,
+        event_ref: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // Cancelled meanwhile: nothing to note.
+        let written = self.write_if(
+            "record_calendar_write",
+            |t| t.owned_in(slot, reservation_id, &[ClaimStatus::Confirmed]),
+            |t| {
+                if let Some(item) = t.claim_mut(slot) {
+                    item.calendar_event = Some((event_ref.to_owned(), as_stored_time(at)));
+                }
+            },
+        );
+        written.map(drop)
+    }
+
+    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+        self.write_if(
+            "start_cancel",
+            |t| t.owned_in(slot, reservation_id, &[ClaimStatus::Confirmed]),
+            |t| {
+                if let Some(item) = t.claim_mut(slot) {
+                    item.claim.status = ClaimStatus::Cancelling;
+                }
+            },
+        )
+    }
+
+    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
+        let mine = |t: &Tables| t.owned_in(slot, &record.reservation_id, &[ClaimStatus::Cancelling]);
+        self.write_if("cancel_booking", mine, |t| t.retire(slot, record))
+    }
+}
+
+impl AttentionStore for MemoryStore {
+    async fn raise_attention(&self, attention: &Attention) -> Result<(), StoreError> {
+        let raised = self.write_if(
+            "raise_attention",
+            |t| !t.attention.contains_key(&attention.reference),
+            |t| _ = t.attention.insert(attention.reference.clone(), attention.clone()),
+        );
+        raised.map(drop)
+    }
+
+    async fn list_attention(&self) -> Result<Vec<Attention>, StoreError> {
+        self.with("list_attention", |t| {
+            let mut all: Vec<Attention> = t.attention.values().cloned().collect();
+            all.sort_by_key(|a| a.raised_at);
+            all
+        })
+    }
+}
