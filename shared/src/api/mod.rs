@@ -112,4 +112,6 @@ pub fn reservation_id_param<E: From<RequestError>>(
 }
 
 #[cfg(test)]
+mod handler_tests;
+#[cfg(test)]
 mod props;
