@@ -8,3 +8,6 @@
 
 pub mod calendar_writer;
 pub mod reconcile;
+
+#[cfg(test)]
+mod job_tests;
