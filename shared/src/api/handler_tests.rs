@@ -167,16 +167,7 @@ impl World {
     }
 
     fn sample_record(&self, status: ReservationStatus) -> ReservationRecord {
-        let claim = self.sample_claim(ClaimStatus::Held);
-        ReservationRecord {
-            reservation_id: claim.reservation_id,
-            end: claim.end,
-            status,
-            amount: claim.amount,
-            currency: claim.currency,
-            recorded_at: self.now,
-            cancel_token: None,
-        }
+        record(&sample_resource(), &sample_reservation(), status, self.now)
     }
 
     async fn reserve(&self, event: &Fixture) -> Reply {

@@ -7,7 +7,10 @@
 //! reservation id, the customer, the cancel token) are read from the samples
 //! too, so the tests follow them if they change.
 
-use crate::domain::{Claim, ClaimStatus, Customer, ReservationId, Resource, ResourceId, ResourceSpec};
+use crate::domain::{
+    Claim, ClaimStatus, Customer, ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec,
+};
+use crate::ports::ReservationRecord;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Duration, Utc};
@@ -165,6 +168,24 @@ pub(crate) fn sample_cancel_token() -> String {
     let cancel = Fixture::load(events::CANCEL);
     let header = cancel.text_at("/headers/authorization");
     header.strip_prefix("Bearer ").expect("a bearer token").to_owned()
+}
+
+/// Reservation `id`'s record in `status` as of `recorded_at`, at `resource`'s price.
+pub(crate) fn record(
+    resource: &Resource,
+    id: &ReservationId,
+    status: ReservationStatus,
+    recorded_at: DateTime<Utc>,
+) -> ReservationRecord {
+    ReservationRecord {
+        reservation_id: id.clone(),
+        end: id.slot_key().start + Duration::minutes(resource.slot_minutes.into()),
+        status,
+        amount: resource.price.amount,
+        currency: resource.price.currency.clone(),
+        recorded_at,
+        cancel_token: None,
+    }
 }
 
 /// Reservation `id`'s claim on its slot of `resource`, at the resource's

@@ -77,3 +77,15 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).expect("an RFC 3339 instant").with_timezone(&Utc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "scripted failures never happened: [\"plac_hold\"]")]
+    fn a_scripted_failure_that_never_happens_fails_the_test() {
+        let store = MemoryStore::new();
+        store.fail_next("plac_hold", unavailable("place_hold"));
+    }
+}

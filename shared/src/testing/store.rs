@@ -557,3 +557,143 @@ impl AttentionStore for MemoryStore {
         })
     }
 }
+
+/// The fake's own conditions, checked against what the port documents:
+/// the handler tests trust them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ReservationStatus;
+    use crate::testing::{at, claim, record, sample_reservation, sample_resource};
+    use chrono::Duration;
+
+    fn now() -> DateTime<Utc> {
+        at("2030-01-06T12:00:00Z")
+    }
+
+    /// The sample reservation's claim in `status`, a hold lapsing at `now() + lapses_in`.
+    fn mine(status: ClaimStatus, lapses_in: Duration) -> Claim {
+        let expires_at = (status == ClaimStatus::Held).then(|| now() + lapses_in);
+        claim(&sample_resource(), &sample_reservation(), status, expires_at, now())
+    }
+
+    /// Another reservation's claim on the same slot.
+    fn theirs(status: ClaimStatus, lapses_in: Duration) -> Claim {
+        let claim = mine(status, lapses_in);
+        Claim { reservation_id: ReservationId::new(&claim.slot), ..claim }
+    }
+
+    /// A store holding `claim` and, for session `cs_1`, `outcome`.
+    fn store_with(claim: Option<Claim>, outcome: Option<PaymentOutcome>) -> MemoryStore {
+        let store = MemoryStore::new();
+        let mut tables = lock(&store.tables);
+        if let Some(claim) = claim {
+            tables.put_claim(&claim);
+        }
+        if let Some(outcome) = outcome {
+            tables.put_outcome("cs_1", outcome, &sample_reservation(), now());
+        }
+        drop(tables);
+        store
+    }
+
+    #[tokio::test]
+    async fn a_hold_goes_only_on_a_free_or_lapsed_slot() {
+        let minute = Duration::minutes(1);
+        // (the slot's claim, placed)
+        let cases = [
+            (None, true),
+            (Some(theirs(ClaimStatus::Held, minute)), false),
+            (Some(theirs(ClaimStatus::Held, Duration::zero())), true),
+            (Some(theirs(ClaimStatus::Held, -minute)), true),
+            (Some(theirs(ClaimStatus::PaymentPending, -minute)), false),
+            (Some(theirs(ClaimStatus::Confirmed, -minute)), false),
+        ];
+        for (existing, placed) in cases {
+            let store = store_with(existing.clone(), None);
+            let hold = mine(ClaimStatus::Held, Duration::minutes(30));
+            let outcome = store.place_hold(&hold, now()).await.unwrap();
+            let stored = store.snapshot().claim(&hold.slot).cloned();
+            match outcome {
+                HoldOutcome::Placed { replaced } => {
+                    assert!(placed, "{existing:?}");
+                    assert_eq!((replaced.map(|c| *c), stored), (existing, Some(hold)));
+                }
+                HoldOutcome::Taken { by } => {
+                    assert!(!placed, "{existing:?}");
+                    assert_eq!((Some(*by), stored), (existing.clone(), existing));
+                }
+            }
+        }
+    }
+
+    /// The payment transactions of the sample reservation's session `cs_1`.
+    #[derive(Debug, Clone, Copy)]
+    enum Transaction {
+        ConfirmPaid,
+        HoldForPendingPayment,
+        Release,
+    }
+
+    impl Transaction {
+        async fn run(self, store: &MemoryStore) -> bool {
+            let slot = sample_reservation().slot_key();
+            let record = record(&sample_resource(), &sample_reservation(), ReservationStatus::Released, now());
+            let (confirmed, pending) =
+                (mine(ClaimStatus::Confirmed, Duration::zero()), mine(ClaimStatus::PaymentPending, Duration::zero()));
+            let written = match self {
+                Self::ConfirmPaid => store.confirm_paid(&confirmed, "cs_1", now()).await,
+                Self::HoldForPendingPayment => store.hold_for_pending_payment(&pending, "cs_1", now()).await,
+                Self::Release => store.release(&slot, &record, "cs_1", PaymentOutcome::Expired, now()).await,
+            };
+            written.unwrap()
+        }
+
+        /// The slot's claim and the session's outcome once it has written.
+        fn writes(self) -> (Option<ClaimStatus>, Option<PaymentOutcome>) {
+            match self {
+                Self::ConfirmPaid => (Some(ClaimStatus::Confirmed), Some(PaymentOutcome::Confirmed)),
+                Self::HoldForPendingPayment => (Some(ClaimStatus::PaymentPending), None),
+                Self::Release => (None, Some(PaymentOutcome::Expired)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn payment_transactions_write_all_or_nothing() {
+        use Transaction::*;
+        let minutes = Duration::minutes;
+        let failed = Some(PaymentOutcome::Failed);
+        // (the transaction, the slot's claim, the session's outcome, whether it writes)
+        let cases = [
+            (ConfirmPaid, Some(mine(ClaimStatus::Held, minutes(5))), None, true),
+            (ConfirmPaid, Some(theirs(ClaimStatus::Held, minutes(-5))), None, true),
+            (ConfirmPaid, Some(theirs(ClaimStatus::Held, minutes(5))), None, false),
+            (ConfirmPaid, Some(mine(ClaimStatus::Held, minutes(5))), failed, false),
+            (HoldForPendingPayment, Some(mine(ClaimStatus::Held, minutes(5))), None, true),
+            (HoldForPendingPayment, None, None, true),
+            (HoldForPendingPayment, Some(theirs(ClaimStatus::Held, minutes(5))), None, false),
+            (HoldForPendingPayment, Some(mine(ClaimStatus::Confirmed, minutes(0))), None, false),
+            (HoldForPendingPayment, Some(mine(ClaimStatus::Held, minutes(5))), failed, false),
+            (Release, Some(mine(ClaimStatus::Held, minutes(5))), None, true),
+            (Release, Some(mine(ClaimStatus::PaymentPending, minutes(0))), None, true),
+            (Release, Some(mine(ClaimStatus::Confirmed, minutes(0))), None, false),
+            (Release, Some(theirs(ClaimStatus::Held, minutes(5))), None, false),
+            (Release, Some(mine(ClaimStatus::Held, minutes(5))), failed, false),
+        ];
+        let slot = sample_reservation().slot_key();
+        for (transaction, existing, outcome, writes) in cases {
+            let case = format!("{transaction:?} over {:?} with {outcome:?}", existing.as_ref().map(|c| c.status));
+            let store = store_with(existing, outcome);
+            let before = store.snapshot();
+            assert_eq!(transaction.run(&store).await, writes, "{case}");
+            let after = store.snapshot();
+            if writes {
+                let written = (after.claim(&slot).map(|c| c.status), after.outcome("cs_1"));
+                assert_eq!(written, transaction.writes(), "{case}");
+            } else {
+                assert_eq!(after, before, "{case}: nothing written");
+            }
+        }
+    }
+}
