@@ -7,7 +7,6 @@
 //! The integration tests (`tests/it`) cover the same flows against the real
 //! local stack; these reach the branches in milliseconds.
 
-use super::MAX_BODY_BYTES;
 use super::auth::AdminAuth;
 use super::availability::availability_at;
 use super::cancel::{CancelDeps, cancel_at};
@@ -17,6 +16,7 @@ use super::put_resource::put_resource;
 use super::reservation_status::reservation_status_at;
 use super::reserve::reserve_at;
 use super::stripe_webhook::{WebhookDeps, stripe_webhook_at};
+use super::{MAX_BODY_BYTES, ProblemKind};
 use crate::adapters::stripe::{WebhookVerifier, sign};
 use crate::domain::payment::session_window;
 use crate::domain::{
@@ -30,13 +30,13 @@ use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-// The types of the 5xx problems, in one place: error handling is being
-// reworked, and these may be renamed.
-const STORE_UNAVAILABLE: &str = "service_unavailable";
-const PAYMENTS_UNAVAILABLE: &str = "payment_provider_unavailable";
-const PAYMENTS_REFUSED: &str = "payment_provider_error";
-const QUEUE_UNAVAILABLE: &str = "queue_unavailable";
-const UNREADABLE_EVENT: &str = "unreadable_event";
+// The 5xx problem types, as `api::problem` names them (the 4xx ones, the
+// clients' contract, are spelt out where they are expected).
+const STORE_UNAVAILABLE: &str = ProblemKind::ServiceUnavailable.as_str();
+const PAYMENTS_UNAVAILABLE: &str = ProblemKind::PaymentProviderUnavailable.as_str();
+const PAYMENTS_REFUSED: &str = ProblemKind::PaymentProviderError.as_str();
+const QUEUE_UNAVAILABLE: &str = ProblemKind::QueueUnavailable.as_str();
+const UNREADABLE_EVENT: &str = ProblemKind::UnreadableEvent.as_str();
 
 const ADMIN_TOKEN: &str = "admin-unit-test-token";
 /// The payment of the sample reservation once it is booked.

@@ -144,15 +144,15 @@ fn as_stored(claim: &Claim) -> Claim {
     }
 }
 
-/// `#status = HELD AND #expires_at <= :now`, in epoch seconds: a lapsed
-/// hold, free for anyone (TTL deletion is lazy).
-fn lapsed_hold(claim: &Claim, now: DateTime<Utc>) -> bool {
+/// The adapter's `expired_hold`: `#status = HELD AND #expires_at <= :now`,
+/// in epoch seconds; free for anyone (TTL deletion is lazy).
+fn expired_hold(claim: &Claim, now: DateTime<Utc>) -> bool {
     claim.status == ClaimStatus::Held && claim.expires_at.is_some_and(|t| t.timestamp() <= now.timestamp())
 }
 
-/// The adapter's `FREE_OR_MINE`: no claim, `me`'s claim, or a lapsed hold.
-fn free_or_mine(claim: Option<&Claim>, me: &ReservationId, now: DateTime<Utc>) -> bool {
-    claim.is_none_or(|c| &c.reservation_id == me || lapsed_hold(c, now))
+/// The adapter's `SLOT_FREE_OR_MINE`: no claim, `me`'s claim, or an expired hold.
+fn slot_free_or_mine(claim: Option<&Claim>, me: &ReservationId, now: DateTime<Utc>) -> bool {
+    claim.is_none_or(|c| &c.reservation_id == me || expired_hold(c, now))
 }
 
 /// What a throttled or unreachable table answers `op` with.
@@ -267,7 +267,7 @@ impl ResourceStore for MemoryStore {
 impl ClaimStore for MemoryStore {
     async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
         self.with("place_hold", |t| match t.claim(&claim.slot) {
-            Some(existing) if !lapsed_hold(existing, now) => HoldOutcome::Taken { by: Box::new(existing.clone()) },
+            Some(existing) if !expired_hold(existing, now) => HoldOutcome::Taken { by: Box::new(existing.clone()) },
             existing => {
                 let replaced = existing.cloned().map(Box::new);
                 t.put_claim(claim);
@@ -423,7 +423,7 @@ impl PaymentStore for MemoryStore {
         let me = &confirmed.reservation_id;
         self.write_if(
             "confirm_paid",
-            |t| free_or_mine(t.claim(&confirmed.slot), me, now) && t.no_outcome(session_id),
+            |t| slot_free_or_mine(t.claim(&confirmed.slot), me, now) && t.no_outcome(session_id),
             |t| {
                 t.put_claim(confirmed);
                 t.put_outcome(session_id, PaymentOutcome::Confirmed, me, now);
@@ -452,11 +452,12 @@ impl PaymentStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let me = &pending.reservation_id;
-        let held_by_me_or_free =
-            |c: &Claim| (&c.reservation_id == me && c.status == ClaimStatus::Held) || lapsed_hold(c, now);
+        // SLOT_FREE_OR_MY_HOLD, and no outcome for the session.
+        let my_hold_or_expired =
+            |c: &Claim| (&c.reservation_id == me && c.status == ClaimStatus::Held) || expired_hold(c, now);
         self.write_if(
             "hold_for_pending_payment",
-            |t| t.claim(&pending.slot).is_none_or(held_by_me_or_free) && t.no_outcome(session_id),
+            |t| t.claim(&pending.slot).is_none_or(my_hold_or_expired) && t.no_outcome(session_id),
             |t| t.put_claim(pending),
         )
     }
