@@ -20,8 +20,8 @@ use super::{MAX_BODY_BYTES, ProblemKind};
 use crate::adapters::stripe::{WebhookVerifier, sign};
 use crate::domain::payment::session_window;
 use crate::domain::{
-    CalendarAction, CalendarJob, CheckoutLink, CheckoutRecord, Claim, ClaimStatus, PaymentOutcome, RefundCause,
-    ReservationId, ReservationStatus, SlotKey, rfc3339,
+    CalendarAction, CalendarJob, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome,
+    RefundCause, ReservationId, ReservationStatus, SlotKey, rfc3339,
 };
 use crate::ports::{PaymentError, ReservationRecord};
 use crate::testing::*;
@@ -416,15 +416,23 @@ async fn checkout_creates_one_session_records_it_and_extends_the_hold() {
 }
 
 #[tokio::test]
-async fn checkout_refuses_what_is_not_a_live_hold_and_calls_no_one() {
+async fn checkout_refuses_without_writing_or_calling_stripe() {
     let sample = || Fixture::load(events::CHECKOUT);
     let lapsed = |w: &World| {
         let mut hold = w.sample_claim(ClaimStatus::Held);
         hold.expires_at = Some(w.now - Duration::minutes(1));
         w.store.insert_claim(hold);
     };
+    // A checkout was started with other return URLs (and Stripe did not answer).
+    let started_elsewhere = |w: &World| {
+        let mut hold = w.sample_claim(ClaimStatus::Held);
+        let url = "https://elsewhere.example/".to_owned();
+        let expires_at = w.now + Duration::minutes(40);
+        hold.checkout_terms = Some(CheckoutTerms { expires_at, success_url: url.clone(), cancel_url: url });
+        w.store.insert_claim(hold);
+    };
     type Setup = fn(&World);
-    let cases: [(&str, Setup, Fixture, u16, &str); 7] = [
+    let cases: [(&str, Setup, Fixture, u16, &str); 8] = [
         ("lapsed hold", lapsed, sample(), 410, "hold_expired"),
         (
             "released",
@@ -450,6 +458,7 @@ async fn checkout_refuses_what_is_not_a_live_hold_and_calls_no_one() {
             422,
             "invalid_field",
         ),
+        ("other URLs than those fixed", started_elsewhere, sample(), 409, "checkout_urls_differ"),
     ];
     for (case, setup, event, status, kind) in cases {
         let world = World::new();
@@ -539,13 +548,15 @@ async fn every_delivery_order_ends_in_one_outcome_per_session() {
     use events::stripe::*;
     // The sample session's events, in the order Stripe delivers them, what
     // the webhook answers each, and where they leave the reservation.
-    let orders: [(&[&str], [&str; 2], Ending); 6] = [
+    let orders: [(&[&str], [&str; 2], Ending); 8] = [
         (&[COMPLETED, COMPLETED], ["confirmed", "confirmed"], Ending::Booked),
         (&[COMPLETED_UNPAID, ASYNC_SUCCEEDED], ["payment_pending", "confirmed"], Ending::Booked),
         (&[COMPLETED, EXPIRED], ["confirmed", "already_settled"], Ending::Booked),
         (&[COMPLETED_UNPAID, ASYNC_FAILED], ["payment_pending", "released"], Ending::Released(PaymentOutcome::Failed)),
         (&[EXPIRED, COMPLETED_UNPAID], ["released", "already_settled"], Ending::Released(PaymentOutcome::Expired)),
+        (&[ASYNC_SUCCEEDED, ASYNC_FAILED], ["confirmed", "already_settled"], Ending::Booked),
         (&[ASYNC_FAILED, COMPLETED], ["released", "refunded"], Ending::Refunded(RefundCause::AfterOutcome)),
+        (&[EXPIRED, ASYNC_SUCCEEDED], ["released", "refunded"], Ending::Refunded(RefundCause::AfterOutcome)),
     ];
     let (id, session, payment) = (sample_reservation(), sample_session(), sample_payment());
     let write = CalendarJob { action: CalendarAction::Write, reservation_id: id.clone() };
