@@ -49,16 +49,6 @@ pub mod fuzzing {
     /// then each response's calendar data and href. The number of slotguard
     /// events found, or `None` if the body is not a multistatus.
     pub fn caldav_report(body: &str) -> Option<usize> {
-        use crate::adapters::caldav::{self as caldav, ics, xml};
-        let collection = reqwest::Url::parse("https://dav.example.com/calendars/me/work/").expect("a valid URL");
-        let responses = xml::parse_multistatus(body).ok()?;
-        let mut found = 0;
-        for response in responses {
-            if let Some(data) = &response.calendar_data {
-                let _ = ics::parse_event(data);
-            }
-            found += usize::from(caldav::found_event(&collection, response).is_some());
-        }
-        Some(found)
+        crate::adapters::caldav::read_report(body)
     }
 }

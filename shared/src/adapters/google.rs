@@ -343,7 +343,7 @@ impl GoogleCalendar {
 impl Calendar for GoogleCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
         let outcome = self.insert(calendar_id(target)?, event).await;
-        log_outcome("put", &event.reservation_id, &outcome);
+        http::log_outcome("google", "put", &event.reservation_id, &outcome);
         outcome
     }
 
@@ -353,7 +353,7 @@ impl Calendar for GoogleCalendar {
         reservation_id: &ReservationId,
     ) -> Result<DeleteOutcome, CalendarError> {
         let outcome = self.delete(calendar_id(target)?, reservation_id).await;
-        log_outcome("delete", reservation_id, &outcome);
+        http::log_outcome("google", "delete", reservation_id, &outcome);
         outcome
     }
 
@@ -364,13 +364,6 @@ impl Calendar for GoogleCalendar {
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
         self.list(calendar_id(target)?, from, to).await
-    }
-}
-
-fn log_outcome<T: fmt::Debug>(op: &str, reservation_id: &ReservationId, outcome: &Result<T, CalendarError>) {
-    match outcome {
-        Ok(o) => tracing::debug!(%reservation_id, ?o, "google {op}"),
-        Err(e) => tracing::debug!(%reservation_id, kind = e.kind(), error = %e, "google {op} failed"),
     }
 }
 

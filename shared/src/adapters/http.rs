@@ -169,6 +169,19 @@ pub fn encode_path_segment(segment: &str) -> String {
     out
 }
 
+/// Logs the outcome of a calendar call at debug level, `{provider} {op}`.
+pub fn log_outcome<T: std::fmt::Debug>(
+    provider: &str,
+    op: &str,
+    reservation_id: &crate::domain::ReservationId,
+    outcome: &Result<T, CalendarError>,
+) {
+    match outcome {
+        Ok(o) => tracing::debug!(%reservation_id, ?o, "{provider} {op}"),
+        Err(e) => tracing::debug!(%reservation_id, kind = e.kind(), error = %e, "{provider} {op} failed"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,18 @@ pub enum CalendarTarget {
     },
 }
 
+impl CalendarTarget {
+    /// The target's `type` as resources name it: `none`, `caldav`, `google`
+    /// (also the metrics' `Provider` dimension).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CalendarTarget::None => "none",
+            CalendarTarget::Caldav { .. } => "caldav",
+            CalendarTarget::Google { .. } => "google",
+        }
+    }
+}
+
 /// A resource as an admin submits it and as the table stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -206,7 +206,7 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         "CalendarWriteLatency",
         started.elapsed().as_secs_f64() * 1000.0,
         metrics::Unit::Milliseconds,
-        &[("Provider", provider(&resource.calendar))],
+        &[("Provider", resource.calendar.kind())],
     );
     let (event_ref, done) = match outcome {
         WriteOutcome::Created { event_ref } => (event_ref, "created"),
@@ -223,14 +223,6 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     }
     deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
     Ok(done)
-}
-
-fn provider(target: &CalendarTarget) -> &'static str {
-    match target {
-        CalendarTarget::None => "none",
-        CalendarTarget::Caldav { .. } => "caldav",
-        CalendarTarget::Google { .. } => "google",
-    }
 }
 
 /// Runs `call` until it succeeds, fails permanently, or no further attempt

@@ -248,7 +248,7 @@ impl Calendar for CalDavCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
         let collection = collection_url(target)?;
         let outcome = self.create(&collection, event).await;
-        log_outcome("put", &event.reservation_id, &outcome);
+        http::log_outcome("caldav", "put", &event.reservation_id, &outcome);
         outcome
     }
 
@@ -259,7 +259,7 @@ impl Calendar for CalDavCalendar {
     ) -> Result<DeleteOutcome, CalendarError> {
         let collection = collection_url(target)?;
         let outcome = self.delete(&collection, reservation_id).await;
-        log_outcome("delete", reservation_id, &outcome);
+        http::log_outcome("caldav", "delete", reservation_id, &outcome);
         outcome
     }
 
@@ -274,13 +274,6 @@ impl Calendar for CalDavCalendar {
     }
 }
 
-fn log_outcome<T: fmt::Debug>(op: &str, reservation_id: &ReservationId, outcome: &Result<T, CalendarError>) {
-    match outcome {
-        Ok(o) => tracing::debug!(%reservation_id, ?o, "caldav {op}"),
-        Err(e) => tracing::debug!(%reservation_id, kind = e.kind(), error = %e, "caldav {op} failed"),
-    }
-}
-
 fn status_is_transient(status: StatusCode) -> bool {
     http::status_error("", status, "").is_transient()
 }
@@ -291,16 +284,8 @@ fn collection_url(target: &CalendarTarget) -> Result<Url, CalendarError> {
         CalendarTarget::Caldav { url } => parse_collection(url),
         other => Err(CalendarError::Permanent {
             kind: "wrong_target",
-            message: format!("the CalDAV adapter cannot write to a {} calendar", target_type(other)),
+            message: format!("the CalDAV adapter cannot write to a {} calendar", other.kind()),
         }),
-    }
-}
-
-fn target_type(target: &CalendarTarget) -> &'static str {
-    match target {
-        CalendarTarget::None => "none",
-        CalendarTarget::Caldav { .. } => "caldav",
-        CalendarTarget::Google { .. } => "google",
     }
 }
 
@@ -381,6 +366,23 @@ fn uid_query(uid: &str) -> String {
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Reads a CalDAV `REPORT` answer as the adapter does (the multistatus,
+/// then each response's calendar data and href), for the fuzz target. The
+/// number of slotguard events found, or `None` if the body is not a multistatus.
+#[cfg(feature = "fuzzing")]
+pub fn read_report(body: &str) -> Option<usize> {
+    let collection = reqwest::Url::parse("https://dav.example.com/calendars/me/work/").expect("a valid URL");
+    let responses = xml::parse_multistatus(body).ok()?;
+    let mut found = 0;
+    for response in responses {
+        if let Some(data) = &response.calendar_data {
+            let _ = ics::parse_event(data);
+        }
+        found += usize::from(found_event(&collection, response).is_some());
+    }
+    Some(found)
 }
 
 #[cfg(test)]
