@@ -14,196 +14,122 @@ use serde::Serialize;
 use std::error::Error;
 use std::fmt;
 
-/// Every problem slotguard answers with. [`ProblemKind::as_str`] is the
-/// documented `type` token (README, API section), stable across versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProblemKind {
-    /// 400: the body is not JSON, or no body was sent.
-    InvalidJson,
-    /// 400: the JSON does not have the expected shape (wrong type, missing or unknown field).
-    MalformedField,
-    /// 400: `Idempotency-Key` is not 1-255 visible ASCII characters.
-    InvalidIdempotencyKey,
-    /// 400: the webhook signature does not check out.
-    InvalidSignature,
-    /// 400: a query parameter cannot be read.
-    InvalidQuery,
-    /// 400: `from` is not before `to`, or outside years 0000-9999.
-    InvalidRange,
-    /// 400: the availability range spans more than 31 days.
-    RangeTooLarge,
-    /// 400: a resource id in the path is not a valid id.
-    InvalidResourceId,
-    /// 401: credentials are missing or wrong.
-    Unauthorized,
-    /// 403: admin access is not configured.
-    Forbidden,
-    /// 404: no such route.
-    NotFound,
-    /// 404: no such resource.
-    ResourceNotFound,
-    /// 404: no such reservation.
-    ReservationNotFound,
-    /// 404: no such booking.
-    BookingNotFound,
-    /// 405: the route exists, not with this method.
-    MethodNotAllowed,
-    /// 409: the slot has a live hold or booking.
-    SlotTaken,
-    /// 409: a concurrent request is changing the same thing; retrying shortly gets its result.
-    RequestInProgress,
-    /// 409: the reservation is not awaiting checkout.
-    NotHeld,
-    /// 409: checkout was started with other return URLs.
-    CheckoutUrlsDiffer,
-    /// 409: only confirmed bookings can be cancelled.
-    NotCancellable,
-    /// 410: the hold lapsed before checkout.
-    HoldExpired,
-    /// 413: the body is larger than the route accepts.
-    PayloadTooLarge,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 422: a field has the right shape but a value that is not acceptable.
-    InvalidField,
-    /// 422: the body names a resource that does not exist.
-    UnknownResource,
-    /// 422: the slot starts in the past.
-    SlotInPast,
-    /// 422: the start is not on the resource's slot grid.
-    OffGrid,
-    /// 422: the start is outside the resource's opening hours.
-    OutsideOpeningHours,
-    /// 422: the `Idempotency-Key` was used with another body.
-    IdempotencyKeyReused,
-    /// 422: the resource definition is not acceptable.
-    InvalidResource,
-    /// 500: a bug or a corrupt item; details are in the log.
-    InternalError,
-    /// 502: the payment provider refused a request.
-    PaymentProviderError,
-    /// 503: storage is throttled or unreachable.
-    ServiceUnavailable,
-    /// 503: the payment provider did not answer.
-    PaymentProviderUnavailable,
-    /// 503: the calendar queue did not take a job.
-    QueueUnavailable,
-    /// 503: a Checkout Session event could not be read; Stripe keeps it for retry.
-    UnreadableEvent,
-    /// 503: every attempt found the state changed under it.
-    ConcurrentUpdate,
+/// Defines [`ProblemKind`] from one table: variant => (`type`, status, title).
+macro_rules! problem_kinds {
+    ($($(#[$doc:meta])* $variant:ident => ($type:literal, $status:ident, $title:literal),)*) => {
+        /// Every problem slotguard answers with. [`ProblemKind::as_str`] is the
+        /// documented `type` token (README, API section), stable across versions.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ProblemKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ProblemKind {
+            /// Every kind, in the table's order.
+            pub const ALL: &[ProblemKind] = &[$(ProblemKind::$variant,)*];
+
+            /// The `type` token of the problem body.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ProblemKind::$variant => $type,)*
+                }
+            }
+
+            /// The HTTP status.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(ProblemKind::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// A short human summary: the problem body's `title`.
+            pub const fn title(self) -> &'static str {
+                match self {
+                    $(ProblemKind::$variant => $title,)*
+                }
+            }
+        }
+    };
+}
+
+problem_kinds! {
+    /// the body is not JSON, or no body was sent
+    InvalidJson => ("invalid_json", BAD_REQUEST, "Bad request"),
+    /// the JSON does not have the expected shape (wrong type, missing or unknown field)
+    MalformedField => ("invalid_field", BAD_REQUEST, "Bad request"),
+    /// `Idempotency-Key` is not 1-255 visible ASCII characters
+    InvalidIdempotencyKey => ("invalid_idempotency_key", BAD_REQUEST, "Bad request"),
+    /// the webhook signature does not check out
+    InvalidSignature => ("invalid_signature", BAD_REQUEST, "Bad request"),
+    /// a query parameter cannot be read
+    InvalidQuery => ("invalid_query", BAD_REQUEST, "Bad request"),
+    /// `from` is not before `to`, or outside years 0000-9999
+    InvalidRange => ("invalid_range", BAD_REQUEST, "Bad request"),
+    /// the availability range spans more than 31 days
+    RangeTooLarge => ("range_too_large", BAD_REQUEST, "Bad request"),
+    /// a resource id in the path is not a valid id
+    InvalidResourceId => ("invalid_resource_id", BAD_REQUEST, "Bad request"),
+    /// credentials are missing or wrong
+    Unauthorized => ("unauthorized", UNAUTHORIZED, "Unauthorized"),
+    /// admin access is not configured
+    Forbidden => ("forbidden", FORBIDDEN, "Forbidden"),
+    /// no such route
+    NotFound => ("not_found", NOT_FOUND, "Not found"),
+    /// no such resource
+    ResourceNotFound => ("resource_not_found", NOT_FOUND, "Not found"),
+    /// no such reservation
+    ReservationNotFound => ("reservation_not_found", NOT_FOUND, "Not found"),
+    /// no such booking
+    BookingNotFound => ("booking_not_found", NOT_FOUND, "Not found"),
+    /// the route exists, not with this method
+    MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED, "Method not allowed"),
+    /// the slot has a live hold or booking
+    SlotTaken => ("slot_taken", CONFLICT, "Slot taken"),
+    /// a concurrent request is changing the same thing; retrying shortly gets its result
+    RequestInProgress => ("request_in_progress", CONFLICT, "Request in progress"),
+    /// the reservation is not awaiting checkout
+    NotHeld => ("not_held", CONFLICT, "Not held"),
+    /// checkout was started with other return URLs
+    CheckoutUrlsDiffer => ("checkout_urls_differ", CONFLICT, "Checkout URLs differ"),
+    /// only confirmed bookings can be cancelled
+    NotCancellable => ("not_cancellable", CONFLICT, "Not cancellable"),
+    /// the hold lapsed before checkout
+    HoldExpired => ("hold_expired", GONE, "Hold expired"),
+    /// the body is larger than the route accepts
+    PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large"),
+    /// the body is not `application/json`
+    UnsupportedMediaType => ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
+    /// a field has the right shape but a value that is not acceptable
+    InvalidField => ("invalid_field", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the body names a resource that does not exist
+    UnknownResource => ("unknown_resource", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the slot starts in the past
+    SlotInPast => ("slot_in_past", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the start is not on the resource's slot grid
+    OffGrid => ("off_grid", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the start is outside the resource's opening hours
+    OutsideOpeningHours => ("outside_opening_hours", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the `Idempotency-Key` was used with another body
+    IdempotencyKeyReused => ("idempotency_key_reused", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the resource definition is not acceptable
+    InvalidResource => ("invalid_resource", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// a bug or a corrupt item; details are in the log
+    InternalError => ("internal_error", INTERNAL_SERVER_ERROR, "Internal error"),
+    /// the payment provider refused a request
+    PaymentProviderError => ("payment_provider_error", BAD_GATEWAY, "Payment provider error"),
+    /// storage is throttled or unreachable
+    ServiceUnavailable => ("service_unavailable", SERVICE_UNAVAILABLE, "Service unavailable"),
+    /// the payment provider did not answer
+    PaymentProviderUnavailable => ("payment_provider_unavailable", SERVICE_UNAVAILABLE, "Payment provider unavailable"),
+    /// the calendar queue did not take a job
+    QueueUnavailable => ("queue_unavailable", SERVICE_UNAVAILABLE, "Queue unavailable"),
+    /// a Checkout Session event could not be read; Stripe keeps it for retry
+    UnreadableEvent => ("unreadable_event", SERVICE_UNAVAILABLE, "Unreadable event"),
+    /// every attempt found the state changed under it
+    ConcurrentUpdate => ("concurrent_update", SERVICE_UNAVAILABLE, "Concurrent update"),
 }
 
 impl ProblemKind {
-    /// The `type` token of the problem body.
-    pub const fn as_str(self) -> &'static str {
-        use ProblemKind::*;
-        match self {
-            InvalidJson => "invalid_json",
-            MalformedField | InvalidField => "invalid_field",
-            InvalidIdempotencyKey => "invalid_idempotency_key",
-            InvalidSignature => "invalid_signature",
-            InvalidQuery => "invalid_query",
-            InvalidRange => "invalid_range",
-            RangeTooLarge => "range_too_large",
-            InvalidResourceId => "invalid_resource_id",
-            Unauthorized => "unauthorized",
-            Forbidden => "forbidden",
-            NotFound => "not_found",
-            ResourceNotFound => "resource_not_found",
-            ReservationNotFound => "reservation_not_found",
-            BookingNotFound => "booking_not_found",
-            MethodNotAllowed => "method_not_allowed",
-            SlotTaken => "slot_taken",
-            RequestInProgress => "request_in_progress",
-            NotHeld => "not_held",
-            CheckoutUrlsDiffer => "checkout_urls_differ",
-            NotCancellable => "not_cancellable",
-            HoldExpired => "hold_expired",
-            PayloadTooLarge => "payload_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
-            UnknownResource => "unknown_resource",
-            SlotInPast => "slot_in_past",
-            OffGrid => "off_grid",
-            OutsideOpeningHours => "outside_opening_hours",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            InvalidResource => "invalid_resource",
-            InternalError => "internal_error",
-            PaymentProviderError => "payment_provider_error",
-            ServiceUnavailable => "service_unavailable",
-            PaymentProviderUnavailable => "payment_provider_unavailable",
-            QueueUnavailable => "queue_unavailable",
-            UnreadableEvent => "unreadable_event",
-            ConcurrentUpdate => "concurrent_update",
-        }
-    }
-
-    /// The HTTP status.
-    pub const fn status(self) -> StatusCode {
-        use ProblemKind::*;
-        match self {
-            InvalidJson
-            | MalformedField
-            | InvalidIdempotencyKey
-            | InvalidSignature
-            | InvalidQuery
-            | InvalidRange
-            | RangeTooLarge
-            | InvalidResourceId => StatusCode::BAD_REQUEST,
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden => StatusCode::FORBIDDEN,
-            NotFound | ResourceNotFound | ReservationNotFound | BookingNotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            SlotTaken | RequestInProgress | NotHeld | CheckoutUrlsDiffer | NotCancellable => StatusCode::CONFLICT,
-            HoldExpired => StatusCode::GONE,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidField | UnknownResource | SlotInPast | OffGrid | OutsideOpeningHours | IdempotencyKeyReused
-            | InvalidResource => StatusCode::UNPROCESSABLE_ENTITY,
-            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            PaymentProviderError => StatusCode::BAD_GATEWAY,
-            ServiceUnavailable | PaymentProviderUnavailable | QueueUnavailable | UnreadableEvent | ConcurrentUpdate => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-        }
-    }
-
-    /// A short human summary: the problem body's `title`.
-    pub const fn title(self) -> &'static str {
-        use ProblemKind::*;
-        match self {
-            InvalidJson
-            | MalformedField
-            | InvalidIdempotencyKey
-            | InvalidSignature
-            | InvalidQuery
-            | InvalidRange
-            | RangeTooLarge
-            | InvalidResourceId => "Bad request",
-            Unauthorized => "Unauthorized",
-            Forbidden => "Forbidden",
-            NotFound | ResourceNotFound | ReservationNotFound | BookingNotFound => "Not found",
-            MethodNotAllowed => "Method not allowed",
-            SlotTaken => "Slot taken",
-            RequestInProgress => "Request in progress",
-            NotHeld => "Not held",
-            CheckoutUrlsDiffer => "Checkout URLs differ",
-            NotCancellable => "Not cancellable",
-            HoldExpired => "Hold expired",
-            PayloadTooLarge => "Payload too large",
-            UnsupportedMediaType => "Unsupported media type",
-            InvalidField | UnknownResource | SlotInPast | OffGrid | OutsideOpeningHours | IdempotencyKeyReused
-            | InvalidResource => "Unprocessable request",
-            InternalError => "Internal error",
-            PaymentProviderError => "Payment provider error",
-            ServiceUnavailable => "Service unavailable",
-            PaymentProviderUnavailable => "Payment provider unavailable",
-            QueueUnavailable => "Queue unavailable",
-            UnreadableEvent => "Unreadable event",
-            ConcurrentUpdate => "Concurrent update",
-        }
-    }
-
     /// Seconds a client should wait before retrying (`Retry-After`), for the
     /// kinds a retry can cure.
     pub const fn retry_after(self) -> Option<u32> {
@@ -416,47 +342,7 @@ mod tests {
 
     #[test]
     fn every_server_kind_has_a_fixed_detail_and_only_those() {
-        use ProblemKind::*;
-        let all = [
-            InvalidJson,
-            MalformedField,
-            InvalidIdempotencyKey,
-            InvalidSignature,
-            InvalidQuery,
-            InvalidRange,
-            RangeTooLarge,
-            InvalidResourceId,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            ResourceNotFound,
-            ReservationNotFound,
-            BookingNotFound,
-            MethodNotAllowed,
-            SlotTaken,
-            RequestInProgress,
-            NotHeld,
-            CheckoutUrlsDiffer,
-            NotCancellable,
-            HoldExpired,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            InvalidField,
-            UnknownResource,
-            SlotInPast,
-            OffGrid,
-            OutsideOpeningHours,
-            IdempotencyKeyReused,
-            InvalidResource,
-            InternalError,
-            PaymentProviderError,
-            ServiceUnavailable,
-            PaymentProviderUnavailable,
-            QueueUnavailable,
-            UnreadableEvent,
-            ConcurrentUpdate,
-        ];
-        for kind in all {
+        for &kind in ProblemKind::ALL {
             assert_eq!(kind.server_detail().is_some(), kind.status().is_server_error(), "{kind:?}");
             assert!(kind.status().is_client_error() || kind.status().is_server_error(), "{kind:?}");
             assert!(!kind.as_str().is_empty() && !kind.title().is_empty());
