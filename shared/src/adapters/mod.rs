@@ -8,7 +8,7 @@
 //!   operator's list and redrive.
 //! - [`stripe`]: Checkout Sessions and refunds through async-stripe, and the
 //!   webhook signature check.
-//! - [`caldav`] (with its [`caldav::ics`] and [`caldav::xml`] readers) and
+//! - [`caldav`] (with its [`caldav::ics`] and `xml` readers) and
 //!   [`google`]: the calendar port on CalDAV and Google Calendar; [`calendars`]
 //!   picks between them per resource; [`http`] is their shared HTTP client.
 //! - [`aws`]: the AWS SDK configuration the DynamoDB, SQS and Secrets Manager

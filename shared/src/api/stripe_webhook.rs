@@ -71,7 +71,7 @@ pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue, V: W
     stripe_webhook_at(deps, req, Utc::now()).await
 }
 
-/// [`stripe_webhook`] at a given instant (tests drive the clock; the
+/// [`stripe_webhook()`] at a given instant (tests drive the clock; the
 /// signature's 300 s tolerance is still checked against the real clock).
 pub async fn stripe_webhook_at<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
     deps: WebhookDeps<'_, S, P, Q, V>,
