@@ -103,10 +103,13 @@ fn first_reading(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     panic!("no instant reads {local} in {tz}")
 }
 
-/// A time zone, weekly hours, a slot length and a UTC range `[from, to)`
-/// spanning 1 minute to 3 days, half the time around one of the zone's offset
-/// changes.
-fn scenario() -> impl Strategy<Value = (Tz, u32, Vec<Vec<(u16, u16)>>, DateTime<Utc>, DateTime<Utc>)> {
+/// A time zone, a slot length in minutes, weekly hours (per weekday, from
+/// Monday) and a UTC range `[from, to)`.
+type Scenario = (Tz, u32, Vec<Vec<(u16, u16)>>, DateTime<Utc>, DateTime<Utc>);
+
+/// A [`Scenario`] whose range spans 1 minute to 3 days, half the time around
+/// one of the zone's offset changes.
+fn scenario() -> impl Strategy<Value = Scenario> {
     let slot_minutes = prop_oneof![
         3 => prop::sample::select(vec![5u32, 10, 15, 20, 30, 45, 60, 90, 120, 180]),
         1 => 5u32..=720,
