@@ -3,6 +3,7 @@
 //! Google fail the same way for the same reason.
 
 use crate::ports::CalendarError;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::Duration;
 
 /// Connect and whole-request timeout unless configured otherwise: a calendar
@@ -155,18 +156,13 @@ pub async fn body_text(response: reqwest::Response) -> String {
     response.text().await.unwrap_or_default()
 }
 
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes everything but RFC 3986 unreserved characters, for one
 /// path segment (a Google calendar id may hold `@`, `#` or `/`).
 pub fn encode_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(segment, NOT_UNRESERVED).to_string()
 }
 
 /// Logs the outcome of a calendar call at debug level, `{provider} {op}`.

@@ -16,6 +16,7 @@
 
 use super::{Reply, Request, ServerGuard, json_response};
 use chrono::{DateTime, Utc};
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use slotguard::adapters::google::{GoogleConfig, GoogleCredentials};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,7 +151,11 @@ fn handle(state: &Mutex<State>, req: Request) -> super::Response {
     if !bearer.is_some_and(|t| state.issued.contains(t)) {
         return api_error(401, "authError", "Request had invalid authentication credentials.");
     }
-    let segments: Vec<String> = rest.trim_start_matches('/').split('/').map(percent_decode).collect();
+    let segments: Vec<String> = rest
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
     let query: HashMap<String, String> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     match (req.method().as_str(), segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
@@ -299,27 +304,4 @@ fn api_error(status: u16, reason: &str, message: &str) -> super::Response {
         status,
         &json!({ "error": { "code": status, "message": message, "errors": [{ "domain": "global", "reason": reason, "message": message }] } }),
     )
-}
-
-fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

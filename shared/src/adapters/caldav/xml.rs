@@ -1,16 +1,23 @@
-//! Just enough XML to read a WebDAV multistatus (RFC 4918 §13) answering a
-//! CalDAV `calendar-query`: each `<response>`'s `<href>` and `<calendar-data>`.
+//! Reads a WebDAV multistatus (RFC 4918 §13) answering a CalDAV
+//! `calendar-query`: each `<response>`'s `<href>` and `<calendar-data>`.
 //!
-//! Servers differ in everything XML allows: `D:`, `d:`, `ns0:` or a default
-//! namespace for `DAV:`, CDATA or entity-escaped calendar data, `&#13;` for
-//! carriage returns, comments, a DOCTYPE. Elements are therefore matched by
-//! namespace URI and local name after resolving prefixes, never by prefix. An
-//! element whose prefix is undeclared is matched by local name alone, which
-//! keeps a sloppy server readable without letting a declared foreign
-//! namespace pass for `DAV:`.
+//! quick-xml's namespace-aware [`NsReader`] reads the XML. Servers differ in
+//! everything XML allows: `D:`, `d:`, `ns0:` or a default namespace for
+//! `DAV:`, CDATA or entity-escaped calendar data, `&#13;` for carriage
+//! returns, comments, a DOCTYPE. Elements are therefore matched by namespace
+//! URI and local name, never by prefix. An element whose prefix is undeclared
+//! is matched by local name alone, which keeps a sloppy server readable
+//! without letting a declared foreign namespace pass for `DAV:`.
 //!
-//! This is not a general XML parser: it does not validate, expand DTD
-//! entities or keep attributes other than namespace declarations.
+//! Text is kept as sent: line ends are not normalised (calendar data keeps its
+//! CRLFs), and a named entity other than the five predefined ones stays as
+//! written, as no DTD is read. A body that is not well-formed (an unclosed or
+//! mismatched tag, a dangling `&`, a character reference to no character) is
+//! an error.
+
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::{NamespaceResolver, ResolveResult};
+use quick_xml::reader::NsReader;
 
 /// The WebDAV namespace.
 const DAV: &str = "DAV:";
@@ -30,239 +37,86 @@ pub struct DavResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed XML at byte {at}: {what}")]
 pub struct XmlError {
-    at: usize,
-    what: &'static str,
+    at: u64,
+    what: String,
+}
+
+impl XmlError {
+    fn new(at: u64, what: impl ToString) -> Self {
+        Self { at, what: what.to_string() }
+    }
 }
 
 /// Parses a multistatus body into its responses.
 pub fn parse_multistatus(xml: &str) -> Result<Vec<DavResponse>, XmlError> {
+    let mut reader = NsReader::from_str(xml);
     let mut collector = Collector::default();
-    Tokenizer { xml, pos: 0 }.run(&mut collector)?;
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            // A namespace error (a reserved prefix rebound, nesting too deep)
+            // leaves no error position: the tag just read is where it is.
+            let at = match e {
+                quick_xml::Error::Namespace(_) => reader.buffer_position(),
+                _ => reader.error_position(),
+            };
+            XmlError::new(at, e)
+        })?;
+        match event {
+            Event::Start(tag) => collector.start(element(reader.resolver(), &tag)),
+            Event::Empty(tag) => {
+                collector.start(element(reader.resolver(), &tag));
+                collector.end();
+            }
+            // The reader has checked that it closes the innermost open element.
+            Event::End(_) => collector.end(),
+            Event::Text(text) => collector.text(&text),
+            Event::CData(data) => collector.text(&data),
+            Event::GeneralRef(reference) => {
+                collector.reference(&reference).map_err(|e| XmlError::new(reader.buffer_position(), e))?
+            }
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !collector.open.is_empty() {
+        return Err(XmlError::new(reader.buffer_position(), "an element is not closed"));
+    }
     if !collector.saw_multistatus {
-        return Err(XmlError { at: 0, what: "no DAV:multistatus element" });
+        return Err(XmlError::new(0, "no DAV:multistatus element"));
     }
     Ok(collector.responses)
 }
 
-/// An element name after namespace resolution. `ns` is `None` when the prefix
-/// (or, without a prefix, a default namespace) was never declared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Name {
-    ns: Option<String>,
-    local: String,
+/// The elements the reader looks for; everything else is [`Element::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Element {
+    Multistatus,
+    Response,
+    Href,
+    CalendarData,
+    Other,
 }
 
-impl Name {
-    fn is(&self, ns: &str, local: &str) -> bool {
-        self.local == local && self.ns.as_deref().is_none_or(|n| n == ns)
-    }
-}
-
-/// What the tokenizer reports.
-trait Sink {
-    fn start(&mut self, name: &Name);
-    fn end(&mut self, name: &Name);
-    fn text(&mut self, text: &str);
-}
-
-/// Walks the document, resolving namespaces with a stack of declarations.
-struct Tokenizer<'a> {
-    xml: &'a str,
-    pos: usize,
-}
-
-/// The namespace declarations of one open element, and its qualified name.
-struct Scope {
-    qname: String,
-    name: Name,
-    decls: Vec<(String, String)>,
-}
-
-impl Tokenizer<'_> {
-    fn run(&mut self, sink: &mut impl Sink) -> Result<(), XmlError> {
-        let mut open: Vec<Scope> = Vec::new();
-        while self.pos < self.xml.len() {
-            let rest = &self.xml[self.pos..];
-            let Some(lt) = rest.find('<') else {
-                sink.text(&decode_entities(rest));
-                break;
-            };
-            if lt > 0 {
-                sink.text(&decode_entities(&rest[..lt]));
-            }
-            self.pos += lt;
-            let rest = &self.xml[self.pos..];
-            if rest.starts_with("<!--") {
-                self.skip_past("-->")?;
-            } else if let Some(cdata) = rest.strip_prefix("<![CDATA[") {
-                let end = cdata.find("]]>").ok_or(self.error("unterminated CDATA"))?;
-                sink.text(&cdata[..end]);
-                self.pos += "<![CDATA[".len() + end + "]]>".len();
-            } else if rest.starts_with("<?") {
-                self.skip_past("?>")?;
-            } else if rest.starts_with("<!") {
-                self.skip_declaration()?;
-            } else if rest.starts_with("</") {
-                self.end_tag(&mut open, sink)?;
-            } else {
-                self.start_tag(&mut open, sink)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn error(&self, what: &'static str) -> XmlError {
-        XmlError { at: self.pos, what }
-    }
-
-    fn skip_past(&mut self, end: &str) -> Result<(), XmlError> {
-        let found = self.xml[self.pos..].find(end).ok_or(self.error("unterminated markup"))?;
-        self.pos += found + end.len();
-        Ok(())
-    }
-
-    /// `<!DOCTYPE ...>`, possibly with an internal subset in brackets.
-    fn skip_declaration(&mut self) -> Result<(), XmlError> {
-        let mut depth = 0usize;
-        for (i, c) in self.xml[self.pos..].char_indices() {
-            match c {
-                '[' => depth += 1,
-                ']' => depth = depth.saturating_sub(1),
-                '>' if depth == 0 => {
-                    self.pos += i + 1;
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
-        Err(self.error("unterminated declaration"))
-    }
-
-    fn end_tag(&mut self, open: &mut Vec<Scope>, sink: &mut impl Sink) -> Result<(), XmlError> {
-        let inner_end = self.xml[self.pos..].find('>').ok_or(self.error("unterminated end tag"))?;
-        let qname = self.xml[self.pos + 2..self.pos + inner_end].trim();
-        // Close up to the matching element, tolerating a server that forgot
-        // to close an inner one; an end tag nothing matches is ignored.
-        if let Some(idx) = open.iter().rposition(|s| s.qname == qname) {
-            while open.len() > idx {
-                if let Some(scope) = open.pop() {
-                    sink.end(&scope.name);
-                }
-            }
-        }
-        self.pos += inner_end + 1;
-        Ok(())
-    }
-
-    fn start_tag(&mut self, open: &mut Vec<Scope>, sink: &mut impl Sink) -> Result<(), XmlError> {
-        let (inner, consumed) = tag_body(&self.xml[self.pos..]).ok_or(self.error("unterminated start tag"))?;
-        let (inner, self_closing) = match inner.strip_suffix('/') {
-            Some(inner) => (inner, true),
-            None => (inner, false),
-        };
-        let name_end = inner.find(|c: char| c.is_whitespace()).unwrap_or(inner.len());
-        let qname = &inner[1..name_end];
-        if qname.is_empty() {
-            return Err(self.error("empty element name"));
-        }
-        let decls = namespace_declarations(&inner[name_end..]);
-        let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
-        let ns = decls
-            .iter()
-            .rev()
-            .chain(open.iter().rev().flat_map(|s| s.decls.iter().rev()))
-            .find(|(p, _)| p == prefix)
-            .map(|(_, uri)| uri.clone())
-            .filter(|uri| !uri.is_empty());
-        let scope = Scope { qname: qname.to_owned(), name: Name { ns, local: local.to_owned() }, decls };
-        sink.start(&scope.name);
-        if self_closing {
-            sink.end(&scope.name);
-        } else {
-            open.push(scope);
-        }
-        self.pos += consumed;
-        Ok(())
-    }
-}
-
-/// The text of a tag from `<` up to (excluding) its `>`, and the bytes it
-/// spans; a `>` inside a quoted attribute value does not end the tag.
-fn tag_body(s: &str) -> Option<(&str, usize)> {
-    let mut quote = None;
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '>') => return Some((&s[..i], i + 1)),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The `xmlns` and `xmlns:p` attributes of a tag, as (prefix, uri) pairs.
-fn namespace_declarations(attrs: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = attrs;
-    while let Some(eq) = rest.find('=') {
-        let name = rest[..eq].trim();
-        let after = rest[eq + 1..].trim_start();
-        let Some(q) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else { break };
-        let Some(end) = after[1..].find(q) else { break };
-        let value = decode_entities(&after[1..1 + end]);
-        if name == "xmlns" {
-            out.push((String::new(), value));
-        } else if let Some(prefix) = name.strip_prefix("xmlns:") {
-            out.push((prefix.to_owned(), value));
-        }
-        rest = &after[1 + end + 1..];
-    }
-    out
-}
-
-/// Replaces the five predefined entities and character references; anything
-/// else is left as written.
-fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let decoded = rest.find(';').filter(|&semi| semi <= 12).and_then(|semi| Some((entity(&rest[1..semi])?, semi)));
-        match decoded {
-            Some((c, semi)) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn entity(name: &str) -> Option<char> {
-    match name {
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "amp" => Some('&'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        _ => {
-            let code = if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                u32::from_str_radix(hex, 16).ok()?
-            } else {
-                name.strip_prefix('#')?.parse().ok()?
-            };
-            char::from_u32(code)
-        }
+/// Names an element by namespace URI and local name. Without a namespace (an
+/// undeclared prefix, or no prefix and no default namespace) the local name
+/// decides.
+fn element(resolver: &NamespaceResolver, tag: &BytesStart<'_>) -> Element {
+    let (ns, local) = resolver.resolve_element(tag.name());
+    let ns = match ns {
+        ResolveResult::Bound(ns) => Some(ns.into_inner()),
+        ResolveResult::Unbound | ResolveResult::Unknown(_) => None,
+    };
+    let is = |uri: &str, name: &str| local.as_ref() == name && ns.is_none_or(|n| n == uri);
+    if is(DAV, "multistatus") {
+        Element::Multistatus
+    } else if is(DAV, "response") {
+        Element::Response
+    } else if is(DAV, "href") {
+        Element::Href
+    } else if is(CALDAV, "calendar-data") {
+        Element::CalendarData
+    } else {
+        Element::Other
     }
 }
 
@@ -271,11 +125,11 @@ fn entity(name: &str) -> Option<char> {
 #[derive(Default)]
 struct Collector {
     saw_multistatus: bool,
-    /// Local names of the open elements, to tell a response's own `<href>`
-    /// from hrefs nested in properties.
-    path: Vec<Name>,
+    /// The open elements, to tell a response's own `<href>` from hrefs nested
+    /// in properties.
+    open: Vec<Element>,
     current: Option<Partial>,
-    capture: Capture,
+    capture: Option<Element>,
     responses: Vec<DavResponse>,
 }
 
@@ -285,41 +139,31 @@ struct Partial {
     calendar_data: Option<String>,
 }
 
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum Capture {
-    #[default]
-    Nothing,
-    Href,
-    CalendarData,
-}
-
-impl Sink for Collector {
-    fn start(&mut self, name: &Name) {
-        let parent_is_response = self.path.last().is_some_and(|p| p.is(DAV, "response"));
-        if name.is(DAV, "multistatus") {
-            self.saw_multistatus = true;
-        } else if name.is(DAV, "response") {
-            self.current = Some(Partial::default());
-        } else if let Some(current) = self.current.as_mut() {
-            if name.is(DAV, "href") && parent_is_response && current.href.is_none() {
+impl Collector {
+    fn start(&mut self, element: Element) {
+        let parent = self.open.last().copied();
+        match (element, self.current.as_mut()) {
+            (Element::Multistatus, _) => self.saw_multistatus = true,
+            (Element::Response, _) => self.current = Some(Partial::default()),
+            (Element::Href, Some(current)) if parent == Some(Element::Response) && current.href.is_none() => {
                 current.href = Some(String::new());
-                self.capture = Capture::Href;
-            } else if name.is(CALDAV, "calendar-data") {
-                current.calendar_data = Some(String::new());
-                self.capture = Capture::CalendarData;
+                self.capture = Some(Element::Href);
             }
+            (Element::CalendarData, Some(current)) => {
+                current.calendar_data = Some(String::new());
+                self.capture = Some(Element::CalendarData);
+            }
+            _ => {}
         }
-        self.path.push(name.clone());
+        self.open.push(element);
     }
 
-    fn end(&mut self, name: &Name) {
-        self.path.pop();
-        if matches!(self.capture, Capture::Href) && name.is(DAV, "href")
-            || matches!(self.capture, Capture::CalendarData) && name.is(CALDAV, "calendar-data")
-        {
-            self.capture = Capture::Nothing;
+    fn end(&mut self) {
+        let Some(element) = self.open.pop() else { return };
+        if self.capture == Some(element) {
+            self.capture = None;
         }
-        if name.is(DAV, "response")
+        if element == Element::Response
             && let Some(done) = self.current.take()
             && let Some(href) = done.href.map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
         {
@@ -331,13 +175,31 @@ impl Sink for Collector {
     fn text(&mut self, text: &str) {
         let Some(current) = self.current.as_mut() else { return };
         let target = match self.capture {
-            Capture::Href => current.href.as_mut(),
-            Capture::CalendarData => current.calendar_data.as_mut(),
-            Capture::Nothing => None,
+            Some(Element::Href) => current.href.as_mut(),
+            Some(Element::CalendarData) => current.calendar_data.as_mut(),
+            _ => None,
         };
         if let Some(target) = target {
             target.push_str(text);
         }
+    }
+
+    /// A character reference or a predefined entity is the text it stands
+    /// for; another entity stays as written. A character reference to no
+    /// character is an error wherever it is.
+    fn reference(&mut self, reference: &BytesRef<'_>) -> Result<(), quick_xml::Error> {
+        match reference.resolve_char_ref()? {
+            Some(c) => self.text(c.encode_utf8(&mut [0; 4])),
+            None => match quick_xml::escape::resolve_predefined_entity(reference) {
+                Some(text) => self.text(text),
+                None => {
+                    self.text("&");
+                    self.text(reference);
+                    self.text(";");
+                }
+            },
+        }
+        Ok(())
     }
 }
 
@@ -432,6 +294,177 @@ END:VCALENDAR&#13;
                 DavResponse { href: "/2.ics".into(), calendar_data: None },
             ]
         );
+    }
+
+    /// A body with DAV: and CalDAV declared as the caller says, `{d}` and `{c}`
+    /// standing for their prefixes (with the colon, or empty).
+    fn styled(decls: &str, d: &str, c: &str, data: &str) -> String {
+        format!(
+            "<{d}multistatus {decls}><{d}response><{d}href>/s.ics</{d}href><{d}propstat><{d}prop>\
+             <{c}calendar-data>{data}</{c}calendar-data></{d}prop></{d}propstat></{d}response></{d}multistatus>"
+        )
+    }
+
+    #[test]
+    fn reads_any_prefix_or_default_namespace() {
+        let dav_default = r#"xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav""#;
+        let caldav_default = r#"xmlns:a="DAV:" xmlns="urn:ietf:params:xml:ns:caldav""#;
+        // Prefixes mean nothing: here C is DAV: and D is CalDAV.
+        let swapped = r#"xmlns:C="DAV:" xmlns:D="urn:ietf:params:xml:ns:caldav""#;
+        let cal = r#"xmlns:d="DAV:" xmlns:cal="urn:ietf:params:xml:ns:caldav""#;
+        for (decls, d, c) in
+            [(dav_default, "", "C:"), (caldav_default, "a:", ""), (swapped, "C:", "D:"), (cal, "d:", "cal:")]
+        {
+            let r = one(&styled(decls, d, c, ICS));
+            assert_eq!(r, DavResponse { href: "/s.ics".into(), calendar_data: Some(ICS.into()) }, "{decls}");
+        }
+    }
+
+    #[test]
+    fn reads_calendar_data_in_cdata_as_written() {
+        // Inside CDATA nothing is an entity or markup; CDATA and text may alternate.
+        let data = "<![CDATA[BEGIN:VCALENDAR\r\nSUMMARY:a &amp; <b> ]]]]><![CDATA[> c\r\n]]>END:VCALENDAR\r\n";
+        let r = one(&styled(r#"xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav""#, "D:", "C:", data));
+        assert_eq!(
+            r.calendar_data.as_deref(),
+            Some("BEGIN:VCALENDAR\r\nSUMMARY:a &amp; <b> ]]> c\r\nEND:VCALENDAR\r\n")
+        );
+    }
+
+    #[test]
+    fn decodes_entities_in_calendar_data_and_href() {
+        let xml = r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:response><D:href>/cal/a&amp;b&#x2F;c&#46;ics</D:href><D:propstat><D:prop><C:calendar-data>BEGIN:VCALENDAR&#13;&#x0A;SUMMARY:&quot;Q&quot; &apos;A&apos; &lt;&gt;&#X0a;END:VCALENDAR&#13;&#10;</C:calendar-data></D:prop></D:propstat></D:response></D:multistatus>"#;
+        // `&#X0a;` (upper-case X) is no character reference: XML spells it `&#x`.
+        assert!(parse_multistatus(xml).is_err());
+        let r = one(&xml.replace("&#X0a;", "&#x0A;"));
+        assert_eq!(r.href, "/cal/a&b/c.ics");
+        assert_eq!(r.calendar_data.as_deref(), Some("BEGIN:VCALENDAR\r\nSUMMARY:\"Q\" 'A' <>\nEND:VCALENDAR\r\n"));
+    }
+
+    #[test]
+    fn skips_whitespace_comments_and_processing_instructions_anywhere() {
+        let xml = format!(
+            "\u{feff}<?xml version=\"1.0\"?>\r\n<?xml-stylesheet href=\"s.xsl\"?>\r\n<!-- start -->\r\n\
+             <D:multistatus xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:caldav\" >\r\n\t<!-- r -->\r\n\
+             <D:response >\r\n  <D:href>\r\n    /cal/w.ics <!-- in href --> \r\n  </D:href >\r\n\
+             <D:propstat><D:prop><?pi in prop?><C:calendar-data>BEGIN:VCALENDAR\r\n<!-- a comment -->\
+             <?pi inside?>{}</C:calendar-data\r\n></D:prop></D:propstat></D:response>\r\n</D:multistatus >\r\n<!-- end -->\r\n",
+            ICS.strip_prefix("BEGIN:VCALENDAR\r\n").unwrap()
+        );
+        assert_eq!(one(&xml), DavResponse { href: "/cal/w.ics".into(), calendar_data: Some(ICS.into()) });
+    }
+
+    #[test]
+    fn reads_a_response_with_several_propstats() {
+        let xml = format!(
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+<D:response><D:href>/a.ics</D:href>
+  <D:propstat><D:prop><D:getetag>"1"</D:getetag><C:calendar-data>{ICS}</C:calendar-data></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  <D:propstat><D:prop><D:displayname/><C:schedule-tag/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+</D:response>
+<D:response><D:href>/b.ics</D:href>
+  <D:propstat><D:prop><C:calendar-data/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+  <D:propstat><D:prop><D:getetag>"2"</D:getetag></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+</D:response>
+</D:multistatus>"#
+        );
+        assert_eq!(
+            parse_multistatus(&xml).unwrap(),
+            vec![
+                DavResponse { href: "/a.ics".into(), calendar_data: Some(ICS.into()) },
+                DavResponse { href: "/b.ics".into(), calendar_data: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn ignores_unknown_elements_and_attributes() {
+        let xml = format!(
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:X="urn:example">
+<X:server-info><X:href>/nothing</X:href></X:server-info>
+<D:response X:id="7"><X:response><D:href>/inner-unknown</D:href></X:response>
+  <D:href lang="en">/a.ics</D:href><D:href>/second-href-is-ignored</D:href>
+  <D:propstat><D:prop><X:calendar-data>not caldav</X:calendar-data><C:calendar-data content-type="text/calendar" version="2.0">{ICS}</C:calendar-data><X:color>#fff</X:color></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  <D:location><D:href>/moved</D:href></D:location><D:responsedescription>fine</D:responsedescription>
+</D:response>
+<D:sync-token>http://example.com/sync/1</D:sync-token>
+</D:multistatus>"#
+        );
+        assert_eq!(one(&xml), DavResponse { href: "/a.ics".into(), calendar_data: Some(ICS.into()) });
+    }
+
+    #[test]
+    fn a_namespace_redeclared_on_an_inner_element_holds_there_only() {
+        let xml = format!(
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:response>
+<D:href xmlns:D="urn:example:not-dav">/wrong</D:href>
+<D:propstat xmlns:D="DAV:" xmlns:C="urn:example:not-caldav"><D:prop><C:calendar-data>wrong</C:calendar-data></D:prop></D:propstat>
+<D:href>/right.ics</D:href>
+<D:propstat><D:prop xmlns="urn:ietf:params:xml:ns:caldav"><calendar-data>{ICS}</calendar-data></D:prop></D:propstat>
+</D:response></D:multistatus>"#
+        );
+        assert_eq!(one(&xml), DavResponse { href: "/right.ics".into(), calendar_data: Some(ICS.into()) });
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        let ok = |body: &str| {
+            format!(
+                r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:response><D:href>/a.ics</D:href><D:propstat><D:prop><C:calendar-data>{body}</C:calendar-data></D:prop></D:propstat></D:response></D:multistatus>"#
+            )
+        };
+        assert!(parse_multistatus(&ok("x")).is_ok());
+        for body in [
+            // Unclosed or mismatched tags.
+            r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/a.ics</D:href>"#.to_owned(),
+            r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/a.ics</D:response></D:multistatus>"#.to_owned(),
+            r#"<D:multistatus xmlns:D="DAV:"></D:response></D:multistatus>"#.to_owned(),
+            r#"<D:multistatus xmlns:D="DAV:"><D:response></d:response></D:multistatus>"#.to_owned(),
+            ok("<unclosed>"),
+            ok("</stray>"),
+            // Bad references.
+            ok("&#xZZ;"),
+            ok("&#0;"),
+            ok("&#x110000;"),
+            ok("&#xD800;"),
+            ok("&#-1;"),
+            ok("Tom & Jerry"),
+            ok("&amp"),
+            // Unterminated markup.
+            ok("<![CDATA[never closed"),
+            ok("<!-- never closed"),
+            ok("<?never closed"),
+            r#"<D:multistatus xmlns:D="DAV:"><D:response attr="never closed></D:response></D:multistatus>"#.to_owned(),
+            // The reserved prefixes bound to something else.
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:xml="urn:example"></D:multistatus>"#.to_owned(),
+        ] {
+            assert!(parse_multistatus(&body).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn huge_bodies_read_in_one_pass() {
+        // 8 MiB of references in one calendar-data, then 20 000 responses:
+        // quick and linear, or this test would not finish.
+        let refs = "&amp;&#13;&#x0A;".repeat(8 << 20 >> 4);
+        let r = one(&format!(
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:response><D:href>/big.ics</D:href><C:calendar-data>{refs}</C:calendar-data></D:response></D:multistatus>"#
+        ));
+        assert_eq!(r.calendar_data.map(|d| d.len()), Some(3 * (8 << 20 >> 4)));
+        let response =
+            format!("<D:response><D:href>/x.ics</D:href><C:calendar-data>{ICS}</C:calendar-data></D:response>");
+        let many = format!(
+            r#"<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">{}</D:multistatus>"#,
+            response.repeat(20_000)
+        );
+        assert_eq!(parse_multistatus(&many).unwrap().len(), 20_000);
+        // Deep nesting is read without recursion: an answer, not a stack overflow.
+        let deep = format!(
+            r#"<D:multistatus xmlns:D="DAV:">{}{}</D:multistatus>"#,
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
+        eprintln!("DBG {:?}", parse_multistatus(&deep));
     }
 
     #[test]
