@@ -73,20 +73,13 @@ fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
         match (t.next(), p.next()) {
             (None, None) => return Some(params),
             (Some(seg), Some(value)) if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() => {
-                let value = percent_decode(value)?;
+                let value = percent_encoding::percent_decode_str(value).decode_utf8().ok()?.into_owned();
                 params.insert(seg[1..seg.len() - 1].to_owned(), value);
             }
             (Some(seg), Some(value)) if seg == value => {}
             _ => return None,
         }
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes: Vec<u8> = form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())?;
-    String::from_utf8(bytes).ok()
 }
 
 /// Finds the route for a request: the route and its path parameters, or the
