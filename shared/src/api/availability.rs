@@ -113,8 +113,11 @@ async fn run<S: ResourceStore + ClaimStore>(
     }
     let resource = store.get_resource(&resource_id).await?.ok_or_else(not_found)?;
 
-    let candidates: Vec<Slot> =
-        resource.slots_between(from.max(now), to).into_iter().filter(|s| s.start > now).collect();
+    let candidates: Vec<Slot> = resource
+        .slots_between(&resource.booking_types[0], resource.booking_types[0].durations[0].minutes, from.max(now), to)
+        .into_iter()
+        .filter(|s| s.start > now)
+        .collect();
     let days: BTreeSet<NaiveDate> = candidates.iter().map(|s| s.start.date_naive()).collect();
     let claims_per_day =
         futures::future::try_join_all(days.iter().map(|day| store.claims_on_day(&resource_id, *day))).await?;
@@ -125,8 +128,8 @@ async fn run<S: ResourceStore + ClaimStore>(
         resource_id: &resource.id,
         name: &resource.name,
         timezone: resource.timezone.name(),
-        slot_minutes: resource.slot_minutes,
-        price: &resource.price,
+        slot_minutes: resource.booking_types[0].durations[0].minutes,
+        price: &resource.booking_types[0].durations[0].price,
         from: rfc3339(from),
         to: rfc3339(to),
         slots: candidates

@@ -47,7 +47,7 @@ fn resources() -> Vec<Resource> {
 /// expired hold still stored, the third is confirmed.
 fn fixture_slots() -> Vec<DateTime<Utc>> {
     resources()[0]
-        .slots_between(now() + Duration::hours(1), now() + Duration::days(4))
+        .first_slots_between(now() + Duration::hours(1), now() + Duration::days(4))
         .iter()
         .map(|s| s.start)
         .collect()
@@ -397,7 +397,7 @@ proptest! {
             prop_assert_eq!(reservation_id.unwrap().slot_key(), claim.slot.clone());
             prop_assert!(claim.is_live(now()) && claim.slot.start > now());
             let resource = resources.iter().find(|r| r.id == claim.slot.resource_id).unwrap();
-            let slot = resource.slot_at(claim.slot.start);
+            let slot = resource.first_slot_at(claim.slot.start);
             prop_assert_eq!(slot.map(|s| s.end), Ok(claim.end));
             let start = rfc3339(claim.slot.start);
             prop_assert_eq!(body["start"].as_str(), Some(start.as_str()));
@@ -438,7 +438,7 @@ proptest! {
             prop_assert!(start.is_ok() && end.is_ok(), "slot does not read back: {}", slot);
             let (start, end) = (start.unwrap(), end.unwrap());
             prop_assert!(start > now() && from <= start && start < to, "{} outside the range {}..{}", start, from, to);
-            prop_assert_eq!(resource.slot_at(start).map(|s| s.end), Ok(end));
+            prop_assert_eq!(resource.first_slot_at(start).map(|s| s.end), Ok(end));
             let slot = SlotKey { resource_id: resource.id.clone(), start };
             let taken = store.snapshot().claim(&slot).is_some_and(|c| c.is_live(now()));
             prop_assert!(!taken, "{} is offered but has a live claim", start);

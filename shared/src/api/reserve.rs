@@ -126,10 +126,12 @@ async fn hold<S: ReserveStore>(
     if start <= now {
         return Err(ReserveError::SlotInPast);
     }
-    let slot = resource.slot_at(start).map_err(|e| match e {
-        GridError::OffGrid => ReserveError::OffGrid(resource.slot_minutes),
-        GridError::OutsideHours => ReserveError::OutsideHours(e),
-    })?;
+    let slot = resource
+        .slot_at(&resource.booking_types[0], resource.booking_types[0].durations[0].minutes, start)
+        .map_err(|e| match e {
+            GridError::OffGrid => ReserveError::OffGrid(resource.booking_types[0].start_interval_minutes),
+            GridError::OutsideHours => ReserveError::OutsideHours(e),
+        })?;
     // RFC 3339 years have four digits: a slot ending after 9999 fits in no
     // reservation id, response or calendar event.
     if chrono::Datelike::year(&slot.end) > 9999 {
@@ -138,7 +140,10 @@ async fn hold<S: ReserveStore>(
 
     let key = SlotKey { resource_id, start: slot.start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
-    let claim = Claim { request_ref, ..Claim::hold(key, slot.end, customer, &resource.price, now, expires_at) };
+    let claim = Claim {
+        request_ref,
+        ..Claim::hold(key, slot.end, customer, &resource.booking_types[0].durations[0].price, now, expires_at)
+    };
     match store.place_hold(&claim, now).await? {
         HoldOutcome::Placed { replaced } => {
             if let Some(old) = replaced {

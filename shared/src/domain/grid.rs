@@ -1,8 +1,9 @@
 //! The slot grid: which instants a resource can be booked at.
 //!
-//! Opening hours are local wall-clock times. Each opening interval is cut into
-//! slots of `slot_minutes` from its start; a slot that would run past the end
-//! of its interval is not offered. Local times are turned into instants with
+//! Opening hours are local wall-clock times (a date override replaces its
+//! weekday's hours). For a booking type and one of its durations, each opening
+//! interval offers a start every `start_interval_minutes` from its start; a
+//! slot that would run past the end of its interval is not offered. Local times are turned into instants with
 //! the resource's timezone, which makes two DST rules necessary:
 //!
 //! - a local start time that does not exist (the hour skipped when clocks go
@@ -13,9 +14,11 @@
 //!   not offered: across the skipped hour its real minutes end later on the
 //!   wall clock, past closing time or into the next slot.
 //!
-//! A slot always lasts exactly `slot_minutes` of real time.
+//! A slot always lasts exactly its duration of real time, and starts on the
+//! UTC cell grid ([`super::booking_type::CELL_MINUTES`]).
 
-use super::resource::Resource;
+use super::booking_type::{BookingType, on_cell_grid};
+use super::resource::{OpeningInterval, Resource};
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
 
 /// One bookable slot, as instants.
@@ -35,15 +38,37 @@ pub enum GridError {
 }
 
 impl Resource {
-    /// The slots that start on a local calendar date, in order.
-    pub fn slots_on(&self, date: NaiveDate) -> Vec<Slot> {
-        let weekday = date.weekday().num_days_from_monday() as usize;
-        let length = Duration::minutes(i64::from(self.slot_minutes));
+    /// The opening intervals of a local date: its override if it has one, else its weekday's.
+    pub fn hours_on(&self, date: NaiveDate) -> &[OpeningInterval] {
+        match self.date_overrides.get(&date) {
+            Some(hours) => hours,
+            None => &self.weekly_hours[date.weekday().num_days_from_monday() as usize],
+        }
+    }
+
+    /// The booking type `id`, or the resource's only type when `id` is `None`.
+    pub fn booking_type(&self, id: Option<&str>) -> Option<&BookingType> {
+        match id {
+            Some(id) => self.booking_types.iter().find(|t| t.id == id),
+            None if self.booking_types.len() == 1 => self.booking_types.first(),
+            None => None,
+        }
+    }
+
+    /// The local calendar date of an instant.
+    pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
+        t.with_timezone(&self.timezone).date_naive()
+    }
+
+    /// The slots of `minutes` of type `kind` that start on a local calendar date, in order.
+    pub fn slots_on(&self, kind: &BookingType, minutes: u32, date: NaiveDate) -> Vec<Slot> {
+        let step = kind.start_interval_minutes;
+        let length = Duration::minutes(i64::from(minutes));
         let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists as a naive time");
         let mut slots = Vec::new();
-        for interval in &self.weekly_hours[weekday] {
+        for interval in self.hours_on(date) {
             let mut minute = u32::from(interval.start_minute);
-            while minute + self.slot_minutes <= u32::from(interval.end_minute) {
+            while minute + minutes <= u32::from(interval.end_minute) {
                 let local = midnight + Duration::minutes(i64::from(minute));
                 let start = match self.timezone.from_local_datetime(&local) {
                     LocalResult::Single(t) => Some(t),
@@ -56,28 +81,29 @@ impl Resource {
                     // The wall clock just before the end must not have reached
                     // the nominal end (offsets are whole seconds).
                     let last_second = (end - Duration::seconds(1)).with_timezone(&self.timezone).naive_local();
-                    if last_second < local + length {
+                    // Zones with offsets off the cell grid (none today) offer nothing.
+                    if last_second < local + length && on_cell_grid(start) {
                         slots.push(Slot { start, end });
                     }
                 }
-                minute += self.slot_minutes;
+                minute += step;
             }
         }
         slots
     }
 
-    /// The slots starting in `[from, to)`, in order.
-    pub fn slots_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Slot> {
+    /// The slots of `minutes` of type `kind` starting in `[from, to)`, in order.
+    pub fn slots_between(&self, kind: &BookingType, minutes: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Slot> {
         if from >= to {
             return Vec::new();
         }
         // Local dates can be up to a day away from UTC dates in either direction.
-        let first = from.with_timezone(&self.timezone).date_naive().pred_opt().unwrap_or(NaiveDate::MIN);
-        let last = to.with_timezone(&self.timezone).date_naive().succ_opt().unwrap_or(NaiveDate::MAX);
+        let first = self.local_date(from).pred_opt().unwrap_or(NaiveDate::MIN);
+        let last = self.local_date(to).succ_opt().unwrap_or(NaiveDate::MAX);
         let mut slots: Vec<Slot> = first
             .iter_days()
             .take_while(|d| *d <= last)
-            .flat_map(|d| self.slots_on(d))
+            .flat_map(|d| self.slots_on(kind, minutes, d))
             .filter(|s| s.start >= from && s.start < to)
             .collect();
         slots.sort();
@@ -85,15 +111,14 @@ impl Resource {
         slots
     }
 
-    /// The slot that starts at `start`, or why there is none.
-    pub fn slot_at(&self, start: DateTime<Utc>) -> Result<Slot, GridError> {
+    /// The slot of `minutes` of type `kind` that starts at `start`, or why there is none.
+    pub fn slot_at(&self, kind: &BookingType, minutes: u32, start: DateTime<Utc>) -> Result<Slot, GridError> {
         let local = start.with_timezone(&self.timezone);
-        if let Some(slot) = self.slots_on(local.date_naive()).into_iter().find(|s| s.start == start) {
+        if let Some(slot) = self.slots_on(kind, minutes, local.date_naive()).into_iter().find(|s| s.start == start) {
             return Ok(slot);
         }
-        let weekday = local.weekday().num_days_from_monday() as usize;
         let minute = (local.time().num_seconds_from_midnight_u32() / 60) as u16;
-        if self.weekly_hours[weekday].iter().any(|iv| iv.contains(minute)) {
+        if self.hours_on(local.date_naive()).iter().any(|iv| iv.contains(minute)) {
             Err(GridError::OffGrid)
         } else {
             Err(GridError::OutsideHours)
@@ -206,5 +231,24 @@ mod tests {
         assert_eq!(r.slot_at(utc("2026-06-10T07:30:01Z")), Err(GridError::OffGrid));
         assert_eq!(r.slot_at(utc("2026-06-10T10:00:00Z")), Err(GridError::OutsideHours));
         assert_eq!(r.slot_at(utc("2026-06-10T05:00:00Z")), Err(GridError::OutsideHours));
+    }
+}
+
+/// Shortcuts for tests of resources with one type and one duration.
+#[cfg(test)]
+impl Resource {
+    pub(crate) fn first_type(&self) -> (&BookingType, u32, &super::resource::Price) {
+        let kind = &self.booking_types[0];
+        (kind, kind.durations[0].minutes, &kind.durations[0].price)
+    }
+
+    pub(crate) fn first_slots_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Slot> {
+        let (kind, minutes, _) = self.first_type();
+        self.slots_between(kind, minutes, from, to)
+    }
+
+    pub(crate) fn first_slot_at(&self, start: DateTime<Utc>) -> Result<Slot, GridError> {
+        let (kind, minutes, _) = self.first_type();
+        self.slot_at(kind, minutes, start)
     }
 }

@@ -1,10 +1,15 @@
 //! Pure booking logic: no I/O, no SDKs. Everything here is unit-tested.
 
+pub mod booking_type;
 pub mod grid;
 pub mod payment;
 pub mod reservation;
 pub mod resource;
 
+pub use booking_type::{
+    Actor, BookingTerms, BookingType, BookingTypeSpec, CELL_MINUTES, CancelDecision, CancellationPolicy,
+    DEFAULT_TYPE_ID, DurationSpec, LateCancellation, MAX_BLOCKED_MINUTES, ReschedulePolicy, cells, on_cell_grid,
+};
 pub use grid::{GridError, Slot};
 pub use payment::{
     CalendarAction, CalendarJob, CheckoutRecord, CheckoutRequest, CheckoutSession, PaymentOutcome, RefundCause,
@@ -14,4 +19,4 @@ pub use reservation::{
     CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey,
     new_cancel_token, rfc3339,
 };
-pub use resource::{CalendarTarget, Price, Resource, ResourceError, ResourceId, ResourceSpec};
+pub use resource::{CalendarTarget, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec};

@@ -4,8 +4,13 @@
 //! stores; [`Resource::from_spec`] validates it once, so the rest of the crate
 //! only ever sees a checked [`Resource`].
 
+use super::booking_type::{
+    BookingType, BookingTypeSpec, CELL_MINUTES, DEFAULT_ADVANCE_DAYS, DEFAULT_TYPE_ID, DurationSpec,
+};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Minutes in a day: an opening interval may end at `24:00`.
@@ -57,7 +62,7 @@ impl fmt::Display for ResourceId {
 /// Why a resource definition was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ResourceError(String);
+pub struct ResourceError(pub(crate) String);
 
 /// A price in the currency's minor unit (cents for EUR/USD, yen for JPY).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +135,23 @@ impl CalendarTarget {
     }
 }
 
+/// Special hours for one local date: `hours: []` closes the resource that day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateOverrideSpec {
+    /// `YYYY-MM-DD`, in the resource's timezone.
+    pub date: String,
+    /// Replaces the weekday's opening hours on that date.
+    #[serde(default)]
+    pub hours: Vec<OpeningSpec>,
+}
+
 /// A resource as an admin submits it and as the table stores it.
+///
+/// Either `booking_types` (one or more), or the shorthand `slot_minutes` +
+/// `price`, which defines one type with id `default`: that one duration,
+/// starts every `slot_minutes`, no buffers, no notice beyond the hold, free
+/// cancellation and reschedule until the start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
@@ -138,15 +159,23 @@ pub struct ResourceSpec {
     pub name: String,
     /// IANA timezone the opening hours are written in, e.g. `Europe/Berlin`.
     pub timezone: String,
-    /// Length of every slot, in minutes.
-    pub slot_minutes: u32,
-    /// Price of one slot.
-    pub price: Price,
+    /// Shorthand: length of every slot, in minutes (with `price`, instead of `booking_types`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_minutes: Option<u32>,
+    /// Shorthand: price of one slot (with `slot_minutes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+    /// What can be booked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub booking_types: Vec<BookingTypeSpec>,
     /// How long a hold keeps the slot while the customer pays (default 30, at least 30).
     #[serde(default = "default_hold_minutes")]
     pub hold_minutes: u32,
     /// Opening hours per weekday, in local time.
     pub weekly_hours: WeeklyHoursSpec,
+    /// Closed dates and special hours, by local date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub date_overrides: Vec<DateOverrideSpec>,
     /// Where confirmed bookings go.
     #[serde(default)]
     pub calendar: CalendarTarget,
@@ -176,11 +205,13 @@ pub struct Resource {
     pub id: ResourceId,
     pub name: String,
     pub timezone: Tz,
-    pub slot_minutes: u32,
-    pub price: Price,
+    /// At least one; ids unique. The shorthand spec gives one, [`DEFAULT_TYPE_ID`].
+    pub booking_types: Vec<BookingType>,
     pub hold_minutes: u32,
     /// Index 0 is Monday, as `chrono::Weekday::num_days_from_monday`.
     pub weekly_hours: [Vec<OpeningInterval>; 7],
+    /// Hours that replace the weekday's on a local date (empty: closed).
+    pub date_overrides: BTreeMap<NaiveDate, Vec<OpeningInterval>>,
     pub calendar: CalendarTarget,
     /// The spec this resource was built from, kept to store and return it unchanged.
     pub spec: ResourceSpec,
@@ -197,36 +228,30 @@ impl Resource {
             .timezone
             .parse()
             .map_err(|_| ResourceError(format!("timezone {:?} is not an IANA timezone name", spec.timezone)))?;
-        if !(5..=720).contains(&spec.slot_minutes) {
-            return Err(ResourceError("slot_minutes must be between 5 and 720".into()));
-        }
         if !(MIN_HOLD_MINUTES..=MAX_HOLD_MINUTES).contains(&spec.hold_minutes) {
             return Err(ResourceError(format!(
                 "hold_minutes must be between {MIN_HOLD_MINUTES} and {MAX_HOLD_MINUTES}: \
                  a hold must outlive its Stripe Checkout Session"
             )));
         }
-        // Stripe's limit for a Checkout Session amount is 8 digits in minor units.
-        if !(1..=99_999_999).contains(&spec.price.amount) {
-            return Err(ResourceError("price.amount must be between 1 and 99999999 minor units".into()));
-        }
-        if spec.price.currency.len() != 3 || !spec.price.currency.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(ResourceError("price.currency must be a lower-case ISO 4217 code like \"eur\"".into()));
-        }
+        let booking_types = booking_types(&spec, name)?;
         let h = &spec.weekly_hours;
         let days = [&h.mon, &h.tue, &h.wed, &h.thu, &h.fri, &h.sat, &h.sun];
         let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
         let mut weekly_hours: [Vec<OpeningInterval>; 7] = Default::default();
         for (i, day) in days.iter().enumerate() {
-            let mut intervals = day
-                .iter()
-                .map(|o| parse_interval(o).map_err(|e| ResourceError(format!("weekly_hours.{}: {e}", names[i]))))
-                .collect::<Result<Vec<_>, _>>()?;
-            intervals.sort_by_key(|iv| iv.start_minute);
-            if intervals.windows(2).any(|w| w[0].end_minute > w[1].start_minute) {
-                return Err(ResourceError(format!("weekly_hours.{}: intervals overlap", names[i])));
+            weekly_hours[i] =
+                opening_intervals(day).map_err(|e| ResourceError(format!("weekly_hours.{}: {e}", names[i])))?;
+        }
+        let mut date_overrides = BTreeMap::new();
+        for o in &spec.date_overrides {
+            let date = NaiveDate::parse_from_str(&o.date, "%Y-%m-%d")
+                .map_err(|_| ResourceError(format!("date_overrides: {:?} is not a YYYY-MM-DD date", o.date)))?;
+            let intervals =
+                opening_intervals(&o.hours).map_err(|e| ResourceError(format!("date_overrides.{date}: {e}")))?;
+            if date_overrides.insert(date, intervals).is_some() {
+                return Err(ResourceError(format!("date_overrides: {date} is given twice")));
             }
-            weekly_hours[i] = intervals;
         }
         match &spec.calendar {
             CalendarTarget::Caldav { url } if !(url.starts_with("https://") || url.starts_with("http://")) => {
@@ -241,14 +266,65 @@ impl Resource {
             id,
             name: name.to_owned(),
             timezone,
-            slot_minutes: spec.slot_minutes,
-            price: spec.price.clone(),
+            booking_types,
             hold_minutes: spec.hold_minutes,
             weekly_hours,
+            date_overrides,
             calendar: spec.calendar.clone(),
             spec,
         })
     }
+}
+
+/// The booking types a spec defines: its list, or the one its shorthand describes.
+fn booking_types(spec: &ResourceSpec, name: &str) -> Result<Vec<BookingType>, ResourceError> {
+    let specs = match (&spec.slot_minutes, &spec.price, spec.booking_types.is_empty()) {
+        (Some(minutes), Some(price), true) => vec![BookingTypeSpec {
+            id: DEFAULT_TYPE_ID.into(),
+            name: None,
+            durations: vec![DurationSpec { minutes: *minutes, price: price.clone() }],
+            buffer_before_minutes: 0,
+            buffer_after_minutes: 0,
+            start_interval_minutes: None,
+            min_notice_minutes: 0,
+            max_advance_days: DEFAULT_ADVANCE_DAYS,
+            max_per_day: None,
+            cancellation: Default::default(),
+            reschedule: Default::default(),
+        }],
+        (None, None, false) => spec.booking_types.clone(),
+        (None, None, true) => {
+            return Err(ResourceError("give booking_types, or the shorthand slot_minutes and price".into()));
+        }
+        _ => {
+            return Err(ResourceError(
+                "give either booking_types or the shorthand slot_minutes and price, not a mix".into(),
+            ));
+        }
+    };
+    if specs.len() > MAX_BOOKING_TYPES {
+        return Err(ResourceError(format!("at most {MAX_BOOKING_TYPES} booking_types")));
+    }
+    let types = specs.iter().map(|t| BookingType::from_spec(t, name)).collect::<Result<Vec<_>, _>>()?;
+    for (i, t) in types.iter().enumerate() {
+        if types[..i].iter().any(|other| other.id == t.id) {
+            return Err(ResourceError(format!("booking_types: id {:?} is given twice", t.id)));
+        }
+    }
+    Ok(types)
+}
+
+/// The most booking types one resource may have.
+pub const MAX_BOOKING_TYPES: usize = 20;
+
+/// One day's opening intervals: each on the cell grid, sorted, not overlapping.
+fn opening_intervals(day: &[OpeningSpec]) -> Result<Vec<OpeningInterval>, String> {
+    let mut intervals = day.iter().map(parse_interval).collect::<Result<Vec<_>, _>>()?;
+    intervals.sort_by_key(|iv| iv.start_minute);
+    if intervals.windows(2).any(|w| w[0].end_minute > w[1].start_minute) {
+        return Err("intervals overlap".into());
+    }
+    Ok(intervals)
 }
 
 fn parse_interval(o: &OpeningSpec) -> Result<OpeningInterval, String> {
@@ -256,6 +332,10 @@ fn parse_interval(o: &OpeningSpec) -> Result<OpeningInterval, String> {
     let end_minute = parse_hhmm(&o.end)?;
     if start_minute >= end_minute {
         return Err(format!("interval {}-{} must start before it ends", o.start, o.end));
+    }
+    let cell = CELL_MINUTES as u16;
+    if start_minute % cell != 0 || end_minute % cell != 0 {
+        return Err(format!("interval {}-{}: times must be multiples of {CELL_MINUTES} minutes", o.start, o.end));
     }
     Ok(OpeningInterval { start_minute, end_minute })
 }

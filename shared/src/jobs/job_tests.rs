@@ -231,7 +231,7 @@ impl Drift {
         let (demo, other) = (resource("demo", host_calendar()), resource("other", CalendarTarget::None));
         let store = MemoryStore::with_resources([demo.clone(), other.clone()]);
         let calendar = MemoryCalendar::new();
-        let slots = demo.slots_between(now(), now() + Duration::days(7));
+        let slots = demo.first_slots_between(now(), now() + Duration::days(7));
         let on = |resource: &Resource, i: usize| {
             ReservationId::new(&SlotKey { resource_id: resource.id.clone(), start: slots[i].start })
         };

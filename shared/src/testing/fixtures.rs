@@ -179,10 +179,10 @@ pub(crate) fn record(
 ) -> ReservationRecord {
     ReservationRecord {
         reservation_id: id.clone(),
-        end: id.slot_key().start + Duration::minutes(resource.slot_minutes.into()),
+        end: id.slot_key().start + Duration::minutes(resource.first_type().1.into()),
         status,
-        amount: resource.price.amount,
-        currency: resource.price.currency.clone(),
+        amount: resource.first_type().2.amount,
+        currency: resource.first_type().2.currency.clone(),
         recorded_at,
         cancel_token: None,
     }
@@ -198,7 +198,7 @@ pub(crate) fn claim(
     created_at: DateTime<Utc>,
 ) -> Claim {
     let slot = id.slot_key();
-    let end = slot.start + Duration::minutes(resource.slot_minutes.into());
-    let hold = Claim::hold(slot, end, sample_customer(), &resource.price, created_at, created_at);
+    let end = slot.start + Duration::minutes(resource.first_type().1.into());
+    let hold = Claim::hold(slot, end, sample_customer(), resource.first_type().2, created_at, created_at);
     Claim { reservation_id: id.clone(), status, expires_at, cancel_token: Some(sample_cancel_token()), ..hold }
 }
