@@ -1,15 +1,20 @@
 //! `GET /v1/resources/{id}/slots?from=..&to=..`: the open slots of a resource.
 //!
-//! Open means: on the resource's grid, starting in `[from, to)` and in the
-//! future, and with no live claim (a booking, or a hold whose `expires_at` is
-//! still ahead; expired holds count as free even before TTL deletes them).
-//! Claims are read with one Query per UTC day that has candidate slots, the
-//! days queried concurrently. `from` defaults to now, `to` to `from` + 7 days;
-//! the range may span at most 31 days.
+//! Query: `from`, `to`, `type` (the booking type; may be left out when the
+//! resource has one), `duration` (minutes; defaults to the type's first).
+//! Open means exactly what a reserve at this instant would accept: a start
+//! [`Resource::bookable_slot`] allows (notice, advance window, start grid,
+//! opening hours and date overrides), starting in `[from, to)`, whose blocked
+//! interval (with this type's buffers) has no live lock of another booking
+//! (of any type; expired holds count as free even before TTL deletes them),
+//! on a local day the type's `max_per_day` has not filled. Locks are read with
+//! one Query per UTC day the candidates' blocked intervals touch, and one per
+//! local day for day tokens, concurrently. `from` defaults to now, `to` to
+//! `from` + 7 days; the range may span at most 31 days.
 
 use super::problem::api_error;
 use super::{RequestError, json_response, path_param, respond};
-use crate::domain::{Price, ResourceId, Slot, rfc3339};
+use crate::domain::{BookingType, LockKey, Price, Resource, ResourceId, Slot, cells, rfc3339};
 use crate::ports::{ClaimStore, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::StatusCode;
@@ -37,6 +42,10 @@ pub enum AvailabilityError {
     InvalidRange(&'static str),
     #[error("the range from..to may span at most 31 days")]
     RangeTooLarge,
+    #[error(transparent)]
+    Rules(#[from] super::reserve::RuleError),
+    #[error("duration must be a whole number of minutes")]
+    InvalidDuration,
 }
 
 api_error!(AvailabilityError {
@@ -45,6 +54,7 @@ api_error!(AvailabilityError {
     Self::InvalidInstant(_) => InvalidQuery,
     Self::InvalidRange(_) => InvalidRange,
     Self::RangeTooLarge => RangeTooLarge,
+    Self::Rules(_) | Self::InvalidDuration => InvalidQuery,
 });
 
 #[derive(Debug, Serialize)]
@@ -58,7 +68,8 @@ struct AvailabilityView<'a> {
     resource_id: &'a ResourceId,
     name: &'a str,
     timezone: &'a str,
-    slot_minutes: u32,
+    booking_type: &'a str,
+    duration_minutes: u32,
     price: &'a Price,
     from: String,
     to: String,
@@ -112,33 +123,92 @@ async fn run<S: ResourceStore + ClaimStore>(
         return Err(AvailabilityError::RangeTooLarge);
     }
     let resource = store.get_resource(&resource_id).await?.ok_or_else(not_found)?;
-
-    let candidates: Vec<Slot> = resource
-        .slots_between(&resource.booking_types[0], resource.booking_types[0].durations[0].minutes, from.max(now), to)
-        .into_iter()
-        .filter(|s| s.start > now)
-        .collect();
-    let days: BTreeSet<NaiveDate> = candidates.iter().map(|s| s.start.date_naive()).collect();
-    let claims_per_day =
-        futures::future::try_join_all(days.iter().map(|day| store.claims_on_day(&resource_id, *day))).await?;
-    let taken: BTreeSet<DateTime<Utc>> =
-        claims_per_day.into_iter().flatten().filter(|c| c.is_live(now)).map(|c| c.slot.start).collect();
-
+    let minutes = match query.first("duration") {
+        Some(v) => Some(v.parse::<u32>().map_err(|_| AvailabilityError::InvalidDuration)?),
+        None => None,
+    };
+    let (kind, duration) = super::reserve::choose(&resource, query.first("type"), minutes)?;
+    let open = open_slots(store, &resource, kind, duration.minutes, from, to, now).await?;
     let view = AvailabilityView {
         resource_id: &resource.id,
         name: &resource.name,
         timezone: resource.timezone.name(),
-        slot_minutes: resource.booking_types[0].durations[0].minutes,
-        price: &resource.booking_types[0].durations[0].price,
+        booking_type: &kind.id,
+        duration_minutes: duration.minutes,
+        price: &duration.price,
         from: rfc3339(from),
         to: rfc3339(to),
-        slots: candidates
-            .into_iter()
-            .filter(|s| !taken.contains(&s.start))
-            .map(|s| SlotView { start: rfc3339(s.start), end: rfc3339(s.end) })
-            .collect(),
+        slots: open.into_iter().map(|s| SlotView { start: rfc3339(s.start), end: rfc3339(s.end) }).collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
+}
+
+/// The slots of `minutes` of `kind` starting in `[from, to)` that a reserve
+/// would accept at `now`.
+pub async fn open_slots<S: ClaimStore>(
+    store: &S,
+    resource: &Resource,
+    kind: &BookingType,
+    minutes: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Slot>, StoreError> {
+    let (earliest, latest) = kind.window(now, resource.hold_minutes);
+    // `latest` itself is bookable: the range ends just after it.
+    let candidates: Vec<Slot> = resource
+        .slots_between(kind, minutes, from.max(earliest), to.min(latest + Duration::seconds(1)))
+        .into_iter()
+        .filter(|s| resource.bookable_slot(kind, minutes, s.start, now, true).is_ok())
+        .collect();
+    let terms = kind.terms(minutes);
+    let blocked: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        candidates.iter().map(|s| terms.blocked(s.start, s.end)).collect();
+    let mut days: BTreeSet<NaiveDate> = BTreeSet::new();
+    for (a, b) in &blocked {
+        days.extend(a.date_naive().iter_days().take_while(|d| *d <= (*b - Duration::seconds(1)).date_naive()));
+    }
+    let cells_per_day = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(&resource.id, *d)));
+    let full_days = full_days(store, resource, kind, &candidates, now);
+    let (cells_per_day, full_days) = futures::future::try_join(cells_per_day, full_days).await?;
+    let taken: BTreeSet<DateTime<Utc>> = cells_per_day
+        .into_iter()
+        .flatten()
+        .filter(|l| l.is_live(now))
+        .filter_map(|l| match l.key {
+            LockKey::Cell(t) => Some(t),
+            LockKey::DayToken { .. } => None,
+        })
+        .collect();
+    Ok(candidates
+        .into_iter()
+        .zip(blocked)
+        .filter(|(s, _)| !full_days.contains(&resource.local_date(s.start)))
+        .filter(|(_, (a, b))| cells(*a, *b).iter().all(|c| !taken.contains(c)))
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// The local days among the candidates' on which `kind`'s `max_per_day` is reached.
+async fn full_days<S: ClaimStore>(
+    store: &S,
+    resource: &Resource,
+    kind: &BookingType,
+    candidates: &[Slot],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<NaiveDate>, StoreError> {
+    let Some(limit) = kind.max_per_day else {
+        return Ok(BTreeSet::new());
+    };
+    let dates: BTreeSet<NaiveDate> = candidates.iter().map(|s| resource.local_date(s.start)).collect();
+    let tokens =
+        futures::future::try_join_all(dates.iter().map(|d| store.day_tokens(&resource.id, &kind.id, *d))).await?;
+    Ok(dates
+        .into_iter()
+        .zip(tokens)
+        .filter(|(_, tokens)| tokens.iter().filter(|t| t.is_live(now)).count() >= limit as usize)
+        .map(|(d, _)| d)
+        .collect())
 }
 
 /// Rounds an instant up to a whole second (a leap second to the next one).

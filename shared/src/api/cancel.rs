@@ -1,12 +1,17 @@
 //! `POST /v1/bookings/{id}/cancel`: cancel a confirmed booking.
 //!
 //! Authorised by `Authorization: Bearer {cancel_token}` (the token the
-//! reservation status shows once confirmed) or by the admin. First records the
-//! intent (the booking becomes CANCELLING: still holding its slot, never again
-//! confirmable), then refunds the payment in full (idempotency key
-//! `cancel-{reservation_id}`; a payment Stripe reports already refunded counts
-//! as done), then in one transaction frees the slot and records the
-//! reservation as cancelled, then queues the removal of the calendar event.
+//! reservation status shows once confirmed) or by the admin. The booking
+//! type's cancellation policy, as it was when the booking was made, decides
+//! what a customer gets: a full refund until `free_until_hours` before the
+//! start, then a refused cancellation (`409 outside_cancellation_window`) or
+//! a partial refund; the host (admin) always refunds in full. First records
+//! the intent and the amount (the booking becomes CANCELLING: still holding
+//! its slot, never again confirmable; a retry refunds the amount decided
+//! then), then refunds (idempotency key `cancel-{reservation_id}`; a payment
+//! Stripe reports already refunded counts as done), then in one transaction
+//! frees the slot (every lock) and records the reservation as cancelled,
+//! then queues the removal of the calendar event.
 //! Each step is safe to repeat, so a retry after any failure finishes the
 //! job; cancelling twice answers `200` with no second refund. A refund Stripe
 //! refuses is a `502` and goes to the operator queue; the booking stays
@@ -15,7 +20,9 @@
 use super::auth::{AdminAuth, AuthError, bearer, same_secret};
 use super::problem::api_error;
 use super::{RequestError, json_response, reservation_id_param, respond};
-use crate::domain::{CalendarAction, CalendarJob, ClaimStatus, ReservationId, ReservationStatus};
+use crate::domain::{
+    Actor, CalendarAction, CalendarJob, CancelDecision, Claim, ClaimStatus, ReservationId, ReservationStatus,
+};
 use crate::ports::{
     AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, QueueError, RefundCause,
     ReservationHistory, ReservationRecord, StoreError,
@@ -48,6 +55,8 @@ pub enum CancelError {
     NotCancellable(ReservationStatus),
     #[error("this booking was cancelled concurrently; retry to see the result")]
     CancelledConcurrently,
+    #[error("the booking type's policy allows cancelling only until {0} hours before the start")]
+    OutsideWindow(u32),
 }
 
 api_error!(CancelError {
@@ -55,6 +64,7 @@ api_error!(CancelError {
     Self::NotFound(_) => BookingNotFound,
     Self::NotCancellable(_) => NotCancellable,
     Self::CancelledConcurrently => RequestInProgress,
+    Self::OutsideWindow(_) => OutsideCancellationWindow,
 });
 
 /// Everything the cancel handler talks to.
@@ -89,7 +99,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
 ) -> Result<Response<Body>, CancelError> {
     let id = reservation_id_param(req, CancelError::NotFound)?;
     let not_found = || CancelError::NotFound(id.to_string());
-    let claim = deps.store.reservation_claim(&id).await?;
+    let claim = deps.store.get_claim(&id).await?;
 
     let booking = match claim {
         Some(claim) if matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) => claim,
@@ -104,24 +114,36 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
             authorize(deps.admin, req, record.cancel_token.as_deref())?;
             // Cancelled before: finish what a failed earlier attempt may have left.
             enqueue_removal(deps, &id).await?;
-            return Ok(answer(&id, None));
+            return Ok(answer(&id, None, None, &record.currency));
         }
     };
-    authorize(deps.admin, req, booking.cancel_token.as_deref())?;
-
-    // The intent first: from here on a retry, whatever failed, finishes the
-    // cancellation, and the booking can never be both refunded and confirmed.
-    if booking.status == ClaimStatus::Confirmed && !deps.store.start_cancel(&booking.slot, &id).await? {
-        // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
-        let current = deps.store.reservation_claim(&id).await?;
-        if !current.is_some_and(|c| c.status == ClaimStatus::Cancelling) {
-            return Err(CancelError::CancelledConcurrently);
+    let actor = authorize(deps.admin, req, booking.cancel_token.as_deref())?;
+    // The intent and the amount first: from here on a retry, whatever
+    // failed, finishes the cancellation with the same refund, and the
+    // booking can never be both refunded and confirmed.
+    let mut booking = booking;
+    if booking.status == ClaimStatus::Confirmed {
+        let policy = booking.terms.cancellation;
+        let amount = match policy.decide(actor, booking.amount, booking.slot.start, now) {
+            CancelDecision::Refund { amount } => amount,
+            CancelDecision::Refuse => return Err(CancelError::OutsideWindow(policy.free_until_hours)),
+        };
+        if deps.store.start_cancel(&id, amount).await? {
+            booking = Claim { status: ClaimStatus::Cancelling, refund_amount: Some(amount), ..booking };
+        } else {
+            // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
+            match deps.store.get_claim(&id).await? {
+                Some(current) if current.status == ClaimStatus::Cancelling => booking = current,
+                _ => return Err(CancelError::CancelledConcurrently),
+            }
         }
     }
+    let refund = booking.refund_amount.unwrap_or(booking.amount);
     let refund_id = match &booking.payment_intent {
-        Some(payment_intent) => {
+        Some(payment_intent) if refund > 0 => {
             let key = format!("cancel-{id}");
-            match deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled).await {
+            let partial = (refund < booking.amount).then_some(refund);
+            match deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled, partial).await {
                 Ok(refund_id) => Some(refund_id),
                 // Refunded by an earlier attempt whose key Stripe has forgotten.
                 Err(PaymentError::AlreadyRefunded) => None,
@@ -133,11 +155,13 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
                 Err(e) => return Err(e.into()),
             }
         }
-        // Nothing was charged (never for bookings slotguard confirmed): nothing to refund.
-        None => None,
+        // Nothing was charged (never for bookings slotguard confirmed), or
+        // the policy refunds nothing: nothing to refund.
+        _ => None,
     };
     let record = ReservationRecord {
         reservation_id: id.clone(),
+        start: booking.slot.start,
         end: booking.end,
         status: ReservationStatus::Cancelled,
         amount: booking.amount,
@@ -145,25 +169,25 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         recorded_at: now,
         cancel_token: booking.cancel_token.clone(),
     };
-    if !deps.store.cancel_booking(&booking.slot, &record).await? {
+    if !deps.store.cancel_booking(&booking, &record).await? {
         // A concurrent cancel got there first; it refunded under the same key.
         tracing::info!(reservation_id = %id, "booking cancelled concurrently");
     }
     enqueue_removal(deps, &id).await?;
-    tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), "booking cancelled");
-    Ok(answer(&id, refund_id.as_deref()))
+    tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), refund, "booking cancelled");
+    Ok(answer(&id, refund_id.as_deref(), Some(refund), &booking.currency))
 }
 
-/// Authorised by the booking's cancel token or as the admin, before any side effect.
-fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<(), AuthError> {
-    let by_token = match (bearer(req), cancel_token) {
-        (Some(given), Some(expected)) => same_secret(given, expected),
-        _ => false,
-    };
-    if by_token || admin.allows(req) {
-        return Ok(());
+/// Who may act on a booking: the admin (the host), or the customer with the
+/// booking's cancel token. Checked before any side effect.
+pub(crate) fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<Actor, AuthError> {
+    if admin.allows(req) {
+        return Ok(Actor::Host);
     }
-    Err(AuthError::CancelTokenRequired)
+    match (bearer(req), cancel_token) {
+        (Some(given), Some(expected)) if same_secret(given, expected) => Ok(Actor::Customer),
+        _ => Err(AuthError::CancelTokenRequired),
+    }
 }
 
 async fn enqueue_removal<S, P, Q: CalendarQueue>(
@@ -174,6 +198,11 @@ async fn enqueue_removal<S, P, Q: CalendarQueue>(
     deps.calendar.enqueue(&job).await
 }
 
-fn answer(id: &ReservationId, refund_id: Option<&str>) -> Response<Body> {
-    json_response(StatusCode::OK, &json!({ "reservation_id": id, "status": "cancelled", "refund_id": refund_id }))
+/// The `200`: `refunded` is the amount this call's cancellation refunds
+/// (`null` when answering for a cancellation finished earlier).
+fn answer(id: &ReservationId, refund_id: Option<&str>, refunded: Option<i64>, currency: &str) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({ "reservation_id": id, "status": "cancelled", "refund_id": refund_id, "refunded": refunded, "currency": currency }),
+    )
 }

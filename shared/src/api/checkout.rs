@@ -49,6 +49,8 @@ pub enum CheckoutError {
     Payment(#[from] PaymentError),
     #[error("there is no reservation {0}")]
     NotFound(String),
+    #[error("the slot starts before a Checkout Session (at least 30 minutes) would end; pick a later slot")]
+    StartsTooSoon,
     #[error("this hold has lapsed; reserve the slot again")]
     HoldExpired,
     #[error("this reservation is {}, not awaiting checkout", .0.as_str())]
@@ -66,6 +68,7 @@ api_error!(CheckoutError {
     wraps: [Request, Store, Payment],
     Self::NotFound(_) => ReservationNotFound,
     Self::HoldExpired => HoldExpired,
+    Self::StartsTooSoon => TooSoon,
     Self::NotHeld(_) => NotHeld,
     Self::UrlsDiffer => CheckoutUrlsDiffer,
     Self::InvalidUrl(_) => InvalidField,
@@ -149,6 +152,10 @@ async fn run<S: CheckoutStore, P: Payments>(
             }
             None => {
                 let (session_expires_at, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
+                // A hold never outlives its slot's start.
+                if hold > claim.slot.start {
+                    return Err(CheckoutError::StartsTooSoon);
+                }
                 let terms = CheckoutTerms {
                     expires_at: session_expires_at,
                     success_url: success_url.clone().unwrap_or_else(|| fill(urls.success_url.clone())),
@@ -200,6 +207,8 @@ async fn run<S: CheckoutStore, P: Payments>(
             currency: claim.currency.clone(),
             end: claim.end,
             customer: claim.customer.clone(),
+            terms: claim.terms.clone(),
+            day_token: claim.day_token.clone(),
         };
         if !store.attach_checkout(&claim, &record, &link).await? {
             tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
@@ -227,7 +236,7 @@ async fn live_hold<S: CheckoutStore>(
     id: &ReservationId,
     now: DateTime<Utc>,
 ) -> Result<Claim, CheckoutError> {
-    let claim = store.reservation_claim(id).await?;
+    let claim = store.get_claim(id).await?;
     let status = match &claim {
         Some(c) => c.reservation_status(now),
         None => match store.get_reservation_record(id).await? {

@@ -14,6 +14,7 @@ pub mod cancel;
 pub mod checkout;
 pub mod idempotency;
 pub mod put_resource;
+pub mod reschedule;
 pub mod reservation_status;
 pub mod reserve;
 pub mod stripe_webhook;

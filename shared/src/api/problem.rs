@@ -93,6 +93,16 @@ problem_kinds! {
     CheckoutUrlsDiffer => ("checkout_urls_differ", CONFLICT, "Checkout URLs differ"),
     /// only confirmed bookings can be cancelled
     NotCancellable => ("not_cancellable", CONFLICT, "Not cancellable"),
+    /// the type's cancellation policy refuses a customer's cancellation this close to the start
+    OutsideCancellationWindow => ("outside_cancellation_window", CONFLICT, "Outside cancellation window"),
+    /// the type's policy does not let the customer move the booking (any more)
+    OutsideRescheduleWindow => ("outside_reschedule_window", CONFLICT, "Outside reschedule window"),
+    /// only confirmed bookings can be rescheduled
+    NotReschedulable => ("not_reschedulable", CONFLICT, "Not reschedulable"),
+    /// the new time or duration has another price than the one paid
+    PriceDiffers => ("price_differs", CONFLICT, "Price differs"),
+    /// the booking type's limit of bookings for that day is reached
+    DayFull => ("day_full", CONFLICT, "Day full"),
     /// the hold lapsed before checkout
     HoldExpired => ("hold_expired", GONE, "Hold expired"),
     /// the body is larger than the route accepts
@@ -109,6 +119,14 @@ problem_kinds! {
     OffGrid => ("off_grid", UNPROCESSABLE_ENTITY, "Unprocessable request"),
     /// the start is outside the resource's opening hours
     OutsideOpeningHours => ("outside_opening_hours", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the start is sooner than the booking type's minimum notice (or the hold) allows
+    TooSoon => ("too_soon", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the start is beyond the booking type's advance window
+    TooFarAhead => ("too_far_ahead", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the resource has no such booking type, or has several and none was named
+    UnknownBookingType => ("unknown_booking_type", UNPROCESSABLE_ENTITY, "Unprocessable request"),
+    /// the booking type has no such duration
+    UnknownDuration => ("unknown_duration", UNPROCESSABLE_ENTITY, "Unprocessable request"),
     /// the `Idempotency-Key` was used with another body
     IdempotencyKeyReused => ("idempotency_key_reused", UNPROCESSABLE_ENTITY, "Unprocessable request"),
     /// the resource definition is not acceptable

@@ -31,6 +31,10 @@ api_error!(StatusError { wraps: [Request, Store], Self::NotFound(_) => Reservati
 pub struct ReservationView {
     pub reservation_id: ReservationId,
     pub resource_id: ResourceId,
+    /// The booking type, while the booking item exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_type: Option<String>,
+    /// The booking's current interval (a reschedule moves it).
     pub start: String,
     pub end: String,
     pub status: ReservationStatus,
@@ -65,13 +69,14 @@ async fn run<S: ClaimStore + ReservationHistory>(
 ) -> Result<Response<Body>, StatusError> {
     let id = reservation_id_param(req, StatusError::NotFound)?;
     let not_found = || StatusError::NotFound(id.to_string());
-    let slot = id.slot_key();
-    if let Some(claim) = store.reservation_claim(&id).await? {
+    let resource_id = id.slot_key().resource_id;
+    if let Some(claim) = store.get_claim(&id).await? {
         let status = claim.reservation_status(now);
         let view = ReservationView {
             reservation_id: id,
-            resource_id: slot.resource_id,
-            start: rfc3339(slot.start),
+            resource_id,
+            booking_type: Some(claim.terms.booking_type.clone()),
+            start: rfc3339(claim.slot.start),
             end: rfc3339(claim.end),
             status,
             expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
@@ -86,8 +91,9 @@ async fn run<S: ClaimStore + ReservationHistory>(
     let record = store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
     let view = ReservationView {
         reservation_id: id,
-        resource_id: slot.resource_id,
-        start: rfc3339(slot.start),
+        resource_id,
+        booking_type: None,
+        start: rfc3339(record.start),
         end: rfc3339(record.end),
         status: record.status,
         expires_at: None,

@@ -1,20 +1,25 @@
 //! `POST /v1/reservations`: hold one slot while the customer pays.
 //!
-//! Body: `{"resource_id", "start", "customer": {"name", "email"}}`. The start
-//! must be a future slot of the resource. The hold is one conditional
-//! `PutItem` carrying the TTL attribute `expires_at`; it succeeds only if the
-//! slot has no live claim, so two concurrent requests for one slot can never
-//! both get a 201. Optional `Idempotency-Key` header: see [`super::idempotency`].
+//! Body: `{"resource_id", "start", "booking_type"?, "duration_minutes"?,
+//! "customer": {"name", "email"}}`. `booking_type` may be left out when the
+//! resource has one type, `duration_minutes` to take the type's first
+//! duration. The start must be bookable now ([`Resource::bookable_slot`]:
+//! notice, advance window, start grid, opening hours). The hold is one
+//! `TransactWriteItems`: the booking item and one lock per 5-minute cell of
+//! `[start − buffer_before, end + buffer_after)` (plus a day token if the type
+//! limits bookings per day), each lock conditioned on being free, all
+//! carrying the TTL attribute `expires_at`. Two requests whose intervals
+//! overlap can never both get a 201. Optional `Idempotency-Key` header: see
+//! [`super::idempotency`].
 
 use super::idempotency::IdempotencyError;
 use super::problem::api_error;
 use super::{RequestError, from_json, idempotency, json_body, json_response, respond};
 use crate::domain::{
-    Claim, ClaimStatus, Customer, GridError, ReservationId, ReservationStatus, ResourceId, SlotKey, rfc3339,
+    BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationStatus, Resource,
+    ResourceId, SlotKey, StartError, rfc3339,
 };
-use crate::ports::{
-    ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ReservationRecord, ResourceStore, StoreError,
-};
+use crate::ports::{ClaimOutcome, ClaimStore, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -29,6 +34,10 @@ impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore> Rese
 struct ReserveRequest {
     resource_id: String,
     start: String,
+    #[serde(default)]
+    booking_type: Option<String>,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
     customer: CustomerRequest,
 }
 
@@ -53,31 +62,79 @@ pub enum ReserveError {
     InvalidField(String),
     #[error("there is no resource {0:?}")]
     UnknownResource(String),
-    #[error("start must be in the future")]
-    SlotInPast,
-    #[error("start is not on the resource's {0}-minute slot grid")]
-    OffGrid(u32),
     #[error(transparent)]
-    OutsideHours(GridError),
+    Rules(#[from] RuleError),
     #[error("{}", if *.booked { "this slot is already booked" } else { "this slot is held by another customer; try another slot" })]
     SlotTaken { booked: bool },
+    #[error("this booking type is fully booked on that day")]
+    DayFull,
 }
 
 api_error!(ReserveError {
     wraps: [Request, Idempotency, Store],
     Self::InvalidField(_) => InvalidField,
     Self::UnknownResource(_) => UnknownResource,
-    Self::SlotInPast => SlotInPast,
-    Self::OffGrid(_) => OffGrid,
-    Self::OutsideHours(_) => OutsideOpeningHours,
+    Self::Rules(e) => e.kind(),
     Self::SlotTaken { .. } => SlotTaken,
+    Self::DayFull => DayFull,
 });
+
+/// Why a requested booking (type, duration, start) breaks the resource's
+/// rules: shared by reserve and reschedule.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("booking_type: {0}")]
+    UnknownType(String),
+    #[error("duration_minutes: the booking type offers {0}")]
+    UnknownDuration(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+impl RuleError {
+    /// The problem type each rule answers with.
+    pub fn kind(&self) -> super::problem::ProblemKind {
+        use super::problem::ProblemKind as K;
+        match self {
+            Self::UnknownType(_) => K::UnknownBookingType,
+            Self::UnknownDuration(_) => K::UnknownDuration,
+            Self::Start(StartError::InPast) => K::SlotInPast,
+            Self::Start(StartError::TooSoon(_)) => K::TooSoon,
+            Self::Start(StartError::TooFarAhead(_)) => K::TooFarAhead,
+            Self::Start(StartError::OffGrid(_)) => K::OffGrid,
+            Self::Start(StartError::OutsideHours) => K::OutsideOpeningHours,
+        }
+    }
+}
+
+/// The booking type and duration a request names (either may be left out:
+/// the resource's only type, the type's first duration).
+pub fn choose<'r>(
+    resource: &'r Resource,
+    booking_type: Option<&str>,
+    minutes: Option<u32>,
+) -> Result<(&'r BookingType, &'r DurationSpec), RuleError> {
+    let kind = resource.booking_type(booking_type).ok_or_else(|| {
+        let ids: Vec<&str> = resource.booking_types.iter().map(|t| t.id.as_str()).collect();
+        RuleError::UnknownType(match booking_type {
+            Some(id) => format!("{id:?} is not one of {ids:?}"),
+            None => format!("the resource has several booking types; name one of {ids:?}"),
+        })
+    })?;
+    let duration = kind.duration(minutes).ok_or_else(|| {
+        let offered: Vec<String> = kind.durations.iter().map(|d| format!("{} minutes", d.minutes)).collect();
+        RuleError::UnknownDuration(offered.join(", "))
+    })?;
+    Ok((kind, duration))
+}
 
 /// The 201 body, also what an idempotent replay returns.
 #[derive(Debug, Serialize)]
 pub struct HoldView {
     pub reservation_id: ReservationId,
     pub resource_id: ResourceId,
+    pub booking_type: String,
+    pub duration_minutes: u32,
     pub start: String,
     pub end: String,
     pub status: ReservationStatus,
@@ -123,45 +180,78 @@ async fn hold<S: ReserveStore>(
         .get_resource(&resource_id)
         .await?
         .ok_or_else(|| ReserveError::UnknownResource(resource_id.to_string()))?;
-    if start <= now {
-        return Err(ReserveError::SlotInPast);
-    }
-    let slot = resource
-        .slot_at(&resource.booking_types[0], resource.booking_types[0].durations[0].minutes, start)
-        .map_err(|e| match e {
-            GridError::OffGrid => ReserveError::OffGrid(resource.booking_types[0].start_interval_minutes),
-            GridError::OutsideHours => ReserveError::OutsideHours(e),
-        })?;
+    let (kind, duration) = choose(&resource, body.booking_type.as_deref(), body.duration_minutes)?;
+    let slot = resource.bookable_slot(kind, duration.minutes, start, now, true).map_err(RuleError::from)?;
     // RFC 3339 years have four digits: a slot ending after 9999 fits in no
     // reservation id, response or calendar event.
     if chrono::Datelike::year(&slot.end) > 9999 {
         return Err(invalid("start is too far in the future".into()));
     }
-
     let key = SlotKey { resource_id, start: slot.start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
-    let claim = Claim {
-        request_ref,
-        ..Claim::hold(key, slot.end, customer, &resource.booking_types[0].durations[0].price, now, expires_at)
-    };
-    match store.place_hold(&claim, now).await? {
-        HoldOutcome::Placed { replaced } => {
-            if let Some(old) = replaced {
-                keep_record_of_expired(store, &old, now).await;
+    let hold = Claim::hold(key, slot.end, kind.terms(duration.minutes), customer, &duration.price, now, expires_at);
+    // A day token can be taken between the read and the write: choose again.
+    for _ in 0..DAY_TOKEN_ATTEMPTS {
+        let day_token = match kind.max_per_day {
+            Some(limit) => Some(free_day_token(store, &resource, &kind.id, limit, slot.start, now).await?),
+            None => None,
+        };
+        let claim = Claim { request_ref: request_ref.clone(), day_token, ..hold.clone() };
+        match store.place_hold(&claim, now).await? {
+            ClaimOutcome::Done => {
+                tracing::info!(reservation_id = %claim.reservation_id, slot = %claim.slot, "slot held");
+                return Ok(created(&claim, now));
             }
-            tracing::info!(reservation_id = %claim.reservation_id, slot = %claim.slot, "slot held");
-            Ok(created(&claim, now))
-        }
-        HoldOutcome::Taken { by } if by.request_ref.is_some() && by.request_ref == claim.request_ref => {
-            tracing::info!(reservation_id = %by.reservation_id, "the same request's hold, placed by an earlier attempt");
-            Ok(created(&by, now))
-        }
-        HoldOutcome::Taken { by } => {
-            tracing::info!(slot = %claim.slot, "slot taken");
-            crate::metrics::count("ReservationConflicts", &[]);
-            Err(ReserveError::SlotTaken { booked: by.status != ClaimStatus::Held })
+            ClaimOutcome::Taken { by } => {
+                if claim.request_ref.is_some()
+                    && let Some(earlier) = store.get_claim(&by.reservation_id).await?
+                    && earlier.request_ref == claim.request_ref
+                {
+                    tracing::info!(reservation_id = %earlier.reservation_id, "the same request's hold, placed by an earlier attempt");
+                    return Ok(created(&earlier, now));
+                }
+                if matches!(by.key, LockKey::DayToken { .. }) {
+                    continue;
+                }
+                tracing::info!(slot = %claim.slot, "slot taken");
+                crate::metrics::count("ReservationConflicts", &[]);
+                return Err(ReserveError::SlotTaken { booked: by.booked });
+            }
+            ClaimOutcome::Stale => {
+                return Err(
+                    StoreError::Failed { op: "place hold", source: "a fresh booking id was taken".into() }.into()
+                );
+            }
         }
     }
+    Err(ReserveError::DayFull)
+}
+
+/// How often a hold tries another day token after losing one to a concurrent hold.
+const DAY_TOKEN_ATTEMPTS: usize = 3;
+
+/// A day token of `booking_type` on the local date of `start` that no live
+/// booking holds, or [`ReserveError::DayFull`]. Which one is free is read
+/// (one Query); that it is still free is the hold's write condition.
+pub async fn free_day_token<S: ClaimStore>(
+    store: &S,
+    resource: &Resource,
+    booking_type: &str,
+    limit: u32,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DayToken, ReserveError> {
+    let date = resource.local_date(start);
+    let tokens = store.day_tokens(&resource.id, booking_type, date).await?;
+    let live: Vec<&Lock> = tokens.iter().filter(|t| t.is_live(now)).collect();
+    // Lowering a limit never cancels bookings: while more than `limit` are
+    // live, the day is full.
+    if live.len() >= limit as usize {
+        return Err(ReserveError::DayFull);
+    }
+    let taken = |i: u32| live.iter().any(|t| matches!(&t.key, LockKey::DayToken { index, .. } if *index == i));
+    let index = (0..limit).find(|i| !taken(*i)).ok_or(ReserveError::DayFull)?;
+    Ok(DayToken { date, index })
 }
 
 /// The `201` for a hold (also what an idempotent replay returns).
@@ -169,6 +259,8 @@ fn created(claim: &Claim, now: DateTime<Utc>) -> Response<Body> {
     let view = HoldView {
         reservation_id: claim.reservation_id.clone(),
         resource_id: claim.slot.resource_id.clone(),
+        booking_type: claim.terms.booking_type.clone(),
+        duration_minutes: claim.terms.duration_minutes,
         start: rfc3339(claim.slot.start),
         end: rfc3339(claim.end),
         status: claim.reservation_status(now),
@@ -180,21 +272,4 @@ fn created(claim: &Claim, now: DateTime<Utc>) -> Response<Body> {
     let location = format!("/v1/reservations/{}", claim.reservation_id);
     response.headers_mut().insert(header::LOCATION, location.parse().expect("ids are URL-safe"));
     response
-}
-
-/// Keeps an overwritten, expired hold readable at its status route. Best
-/// effort: the new hold is already in place and must not fail because of it.
-async fn keep_record_of_expired<S: ReservationHistory>(store: &S, old: &Claim, now: DateTime<Utc>) {
-    let record = ReservationRecord {
-        reservation_id: old.reservation_id.clone(),
-        end: old.end,
-        status: ReservationStatus::Expired,
-        amount: old.amount,
-        currency: old.currency.clone(),
-        recorded_at: now,
-        cancel_token: None,
-    };
-    if let Err(e) = store.record_reservation(&record).await {
-        tracing::warn!(error = %e, reservation_id = %old.reservation_id, "could not record the expired hold");
-    }
 }

@@ -38,8 +38,8 @@ use crate::domain::{
     SessionEvent, SessionEventKind, SessionFacts,
 };
 use crate::ports::{
-    Attention, AttentionStore, CalendarQueue, ClaimStore, IdempotencyStore, PaymentError, PaymentStore, Payments,
-    QueueError, RefundCause, ReservationHistory, ReservationRecord, StoreError,
+    Attention, AttentionStore, CalendarQueue, ClaimOutcome, ClaimStore, IdempotencyStore, PaymentError, PaymentStore,
+    Payments, QueueError, RefundCause, ReservationHistory, ReservationRecord, StoreError,
 };
 use crate::ports::{Delivery, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
@@ -220,15 +220,16 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
                 None => RefundCause::NotOwnSession,
                 Some(_) if now >= reservation_id.slot_key().start => RefundCause::TooLate,
                 Some(own) => {
-                    let current = store.get_claim(&reservation_id.slot_key()).await?;
-                    if current.as_ref().is_some_and(|c| &c.reservation_id != reservation_id && c.is_live(now)) {
-                        RefundCause::SlotTaken
-                    } else {
-                        let confirmed = claim_for(reservation_id, current, own, facts, ClaimStatus::Confirmed, now);
-                        if store.confirm_paid(&confirmed, &facts.session_id, now).await? {
+                    let current = store.get_claim(reservation_id).await?;
+                    let confirmed = claim_for(reservation_id, current, own, facts, ClaimStatus::Confirmed, now);
+                    match store.confirm_paid(&confirmed, &facts.session_id, now).await? {
+                        ClaimOutcome::Done => {
                             tracing::info!(slot = %confirmed.slot, "booking confirmed");
+                            continue;
                         }
-                        continue;
+                        // A live booking or hold of someone else's overlaps it (buffers included).
+                        ClaimOutcome::Taken { .. } => RefundCause::SlotTaken,
+                        ClaimOutcome::Stale => continue,
                     }
                 }
             },
@@ -263,7 +264,7 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
         raise(deps.store, &reference, "paid_without_payment_intent", reservation_id, detail, now).await?;
         return Ok("needs_attention");
     };
-    match deps.payments.refund_payment(payment_intent, &reference, reservation_id, cause).await {
+    match deps.payments.refund_payment(payment_intent, &reference, reservation_id, cause, None).await {
         Ok(refund_id) => tracing::info!(%refund_id, "payment refunded"),
         Err(PaymentError::AlreadyRefunded) => tracing::info!("payment was already refunded"),
         Err(e @ PaymentError::Unavailable(_)) => return Err(e.into()),
@@ -279,7 +280,12 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
         // A hold (or a pending payment's claim) of this reservation must not
         // outlive its refunded payment.
         let record = record_of(reservation_id, facts, ReservationStatus::Refunded, now);
-        if !deps.store.retire_hold(&reservation_id.slot_key(), &record).await? {
+        let hold = deps.store.get_claim(reservation_id).await?.filter(|c| c.status.is_unpaid());
+        let retired = match hold {
+            Some(hold) => deps.store.retire_hold(&hold, &record, now).await?,
+            None => false,
+        };
+        if !retired {
             deps.store.record_reservation(&record).await?;
         }
     }
@@ -315,6 +321,7 @@ fn record_of(
 ) -> ReservationRecord {
     ReservationRecord {
         reservation_id: reservation_id.clone(),
+        start: reservation_id.slot_key().start,
         end: facts.slot_end.unwrap_or_else(|| reservation_id.slot_key().start),
         status,
         amount: facts.amount.unwrap_or_default(),
@@ -345,20 +352,16 @@ async fn keep_for_pending_payment<S: WebhookStore>(
         if store.payment_outcome(&facts.session_id).await?.is_some() {
             return Ok("already_settled");
         }
-        let current = store.get_claim(&reservation_id.slot_key()).await?;
-        if current
-            .as_ref()
-            .is_some_and(|c| &c.reservation_id == reservation_id && !matches!(c.status, ClaimStatus::Held))
-        {
+        let current = store.get_claim(reservation_id).await?;
+        if current.as_ref().is_some_and(|c| c.status != ClaimStatus::Held) {
             return Ok("payment_pending");
-        }
-        if current.as_ref().is_some_and(|c| &c.reservation_id != reservation_id && c.is_live(now)) {
-            // Someone else has the slot; if the payment succeeds, it is refunded then.
-            return Ok("slot_taken");
         }
         let pending = claim_for(reservation_id, current, own, facts, ClaimStatus::PaymentPending, now);
-        if store.hold_for_pending_payment(&pending, &facts.session_id, now).await? {
-            return Ok("payment_pending");
+        match store.hold_for_pending_payment(&pending, &facts.session_id, now).await? {
+            ClaimOutcome::Done => return Ok("payment_pending"),
+            // Someone else has the slot; if the payment succeeds, it is refunded then.
+            ClaimOutcome::Taken { .. } => return Ok("slot_taken"),
+            ClaimOutcome::Stale => continue,
         }
     }
     Err(WebhookError::ConcurrentUpdate)
@@ -376,19 +379,20 @@ async fn release<S: WebhookStore>(
 ) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
     for _ in 0..4 {
-        if session.own.is_some() {
+        let hold = match session.own {
+            Some(_) => store.get_claim(reservation_id).await?.filter(|c| c.status.is_unpaid()),
+            None => None,
+        };
+        if let Some(hold) = hold {
             let record = record_of(reservation_id, facts, ReservationStatus::Released, now);
-            if store.release(&reservation_id.slot_key(), &record, &facts.session_id, outcome, now).await? {
+            if store.release(&hold, &record, &facts.session_id, outcome, now).await? {
                 tracing::info!("hold released");
                 return Ok("released");
             }
             if store.payment_outcome(&facts.session_id).await?.is_some() {
                 return Ok("already_settled");
             }
-            let current = store.reservation_claim(reservation_id).await?;
-            if current.is_some_and(|c| matches!(c.status, ClaimStatus::Held | ClaimStatus::PaymentPending)) {
-                continue; // it changed between the transaction and the read: decide again
-            }
+            continue; // it changed between the read and the transaction: decide again
         }
         // Nothing of this reservation's to release (confirmed, gone, someone
         // else's, or not its session): only the outcome is recorded.

@@ -5,6 +5,7 @@ pub mod grid;
 pub mod payment;
 pub mod reservation;
 pub mod resource;
+pub mod rules;
 
 pub use booking_type::{
     Actor, BookingTerms, BookingType, BookingTypeSpec, CELL_MINUTES, CancelDecision, CancellationPolicy,
@@ -16,7 +17,8 @@ pub use payment::{
     SessionEvent, SessionEventKind, SessionFacts,
 };
 pub use reservation::{
-    CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, Email, ReservationId, ReservationStatus, SlotKey,
-    new_cancel_token, rfc3339,
+    CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, DayToken, Email, Lock, LockKey, ReservationId,
+    ReservationStatus, SlotKey, new_cancel_token, rfc3339,
 };
 pub use resource::{CalendarTarget, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec};
+pub use rules::StartError;

@@ -3,7 +3,8 @@
 //! The Stripe adapter turns API objects and webhook events into these types;
 //! the handlers decide with them.
 
-use super::reservation::{Customer, ReservationId, SlotKey};
+use super::booking_type::BookingTerms;
+use super::reservation::{Customer, DayToken, ReservationId, SlotKey};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +195,10 @@ pub struct CheckoutRecord {
     /// booking when the hold's item is gone.
     pub end: DateTime<Utc>,
     pub customer: Customer,
+    /// What the booking is made under, and its day token: all a late
+    /// payment needs to claim the same locks again.
+    pub terms: BookingTerms,
+    pub day_token: Option<DayToken>,
 }
 
 impl CheckoutRecord {

@@ -1,8 +1,9 @@
 //! Reservations and the slot claims that enforce "one live claim per slot".
 
+use super::booking_type::{BookingTerms, cells};
 use super::payment::CheckoutRecord;
 use super::resource::{Price, ResourceId};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::fmt;
 
@@ -166,6 +167,11 @@ impl ClaimStatus {
         }
     }
 
+    /// A hold or a payment still settling: what a payment's release or refund retires.
+    pub fn is_unpaid(self) -> bool {
+        matches!(self, Self::Held | Self::PaymentPending)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "HELD" => Some(Self::Held),
@@ -212,6 +218,58 @@ pub struct Claim {
     /// this hold, so a retry of that request after a crash gets its own hold
     /// back instead of `409 slot_taken`.
     pub request_ref: Option<String>,
+    /// The type, duration, buffers and policies the booking was made under.
+    pub terms: BookingTerms,
+    /// The day-limit token the booking holds, if its type limits bookings per day.
+    pub day_token: Option<DayToken>,
+    /// 0 when made, +1 per reschedule: the calendar event's `SEQUENCE`, and
+    /// what a reschedule conditions on so two of them cannot both apply.
+    pub version: u32,
+    /// What a cancellation refunds, decided once when it starts (CANCELLING),
+    /// so a retry after the policy's cutoff passed refunds the same amount.
+    pub refund_amount: Option<i64>,
+}
+
+/// One of the `max_per_day` tokens of a booking type on a local date.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct DayToken {
+    pub date: NaiveDate,
+    pub index: u32,
+}
+
+/// An item that keeps other bookings out: every booking holds one per cell
+/// of its blocked interval, and one day token if its type limits bookings
+/// per day. All of a booking's locks are written, extended, confirmed and
+/// released in the same transaction as the booking itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LockKey {
+    /// The [`CELL_MINUTES`](super::booking_type::CELL_MINUTES) cell starting at this instant.
+    Cell(DateTime<Utc>),
+    /// Token `index` of `booking_type` on the local `date`.
+    DayToken { booking_type: String, date: NaiveDate, index: u32 },
+}
+
+/// What a lock says about its holder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lock {
+    pub resource_id: ResourceId,
+    pub key: LockKey,
+    pub reservation_id: ReservationId,
+    /// Whether the holder is a booking (paid or being paid), not a hold.
+    pub booked: bool,
+    /// A hold's expiry: the lock is free from then on.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The holder's booking type and interval.
+    pub booking_type: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Lock {
+    /// Whether the lock keeps others out at `now` (the lazy TTL rule).
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.booked || self.expires_at.is_some_and(|t| t > now)
+    }
 }
 
 /// The parameters of a hold's Checkout Session, fixed before Stripe is called.
@@ -229,17 +287,22 @@ pub fn new_cancel_token() -> String {
 }
 
 impl Claim {
-    /// A new hold of `slot` (ending at `end`) for `customer` at `price`,
+    /// A new hold of `slot` (ending at `end`, under `terms`) for `customer` at `price`,
     /// lapsing at `expires_at`, with a fresh reservation id and cancel token.
     pub fn hold(
         slot: SlotKey,
         end: DateTime<Utc>,
+        terms: BookingTerms,
         customer: Customer,
         price: &Price,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Self {
         Self {
+            terms,
+            day_token: None,
+            version: 0,
+            refund_amount: None,
             reservation_id: ReservationId::new(&slot),
             slot,
             end,
@@ -261,8 +324,41 @@ impl Claim {
     /// when the hold's item is gone: `status`, without expiry.
     pub fn from_checkout(record: &CheckoutRecord, status: ClaimStatus, now: DateTime<Utc>) -> Self {
         let price = Price { amount: record.amount, currency: record.currency.clone() };
-        let hold = Self::hold(record.reservation_id.slot_key(), record.end, record.customer.clone(), &price, now, now);
-        Self { reservation_id: record.reservation_id.clone(), status, expires_at: None, ..hold }
+        let hold = Self::hold(
+            record.reservation_id.slot_key(),
+            record.end,
+            record.terms.clone(),
+            record.customer.clone(),
+            &price,
+            now,
+            now,
+        );
+        Self {
+            reservation_id: record.reservation_id.clone(),
+            status,
+            expires_at: None,
+            day_token: record.day_token.clone(),
+            ..hold
+        }
+    }
+
+    /// The interval the booking keeps free of other bookings: its own plus its buffers.
+    pub fn blocked(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        self.terms.blocked(self.slot.start, self.end)
+    }
+
+    /// Every lock this booking holds: its cells, then its day token.
+    pub fn locks(&self) -> Vec<LockKey> {
+        let (from, to) = self.blocked();
+        let mut locks: Vec<LockKey> = cells(from, to).into_iter().map(LockKey::Cell).collect();
+        if let Some(token) = &self.day_token {
+            locks.push(LockKey::DayToken {
+                booking_type: self.terms.booking_type.clone(),
+                date: token.date,
+                index: token.index,
+            });
+        }
+        locks
     }
 
     /// Whether the claim still keeps others off the slot at `now`.

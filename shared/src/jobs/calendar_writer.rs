@@ -14,7 +14,7 @@
 //! (other 4xx: bad credentials, calendar not found) or a message on its last
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, rfc3339};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, rfc3339};
 use crate::metrics;
 use crate::ports::{BookingEvent, Calendar, CalendarError, WriteOutcome};
 use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
@@ -158,9 +158,9 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     job: &CalendarJob,
     deadline: Instant,
 ) -> Result<&'static str, JobError> {
-    let slot = job.reservation_id.slot_key();
-    let confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
-    let Some(resource) = deps.store.get_resource(&slot.resource_id).await? else {
+    let mut confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
+    let resource_id = &job.reservation_id.slot_key().resource_id;
+    let Some(resource) = deps.store.get_resource(resource_id).await? else {
         return Ok("skipped_resource_gone");
     };
     if resource.calendar == CalendarTarget::None {
@@ -170,25 +170,74 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         with_retries(&deps.policy, deadline, || deps.calendar.delete_event(&resource.calendar, &job.reservation_id))
             .await
     };
-    // Either job makes the calendar match the booking: a write job for a
-    // booking that is not confirmed (cancelled meanwhile) removes any event
-    // an earlier, interrupted attempt of the same job may have left.
-    let booking = match (job.action, confirmed) {
-        (CalendarAction::Write, Some(booking)) => booking,
-        (CalendarAction::Write, None) => {
-            remove().await?;
-            return Ok("removed_not_confirmed");
+    // A booking rescheduled while its event was being written is written
+    // again: each round writes what it read, then reads again.
+    for _ in 0..MAX_WRITE_ROUNDS {
+        // Either job makes the calendar match the booking: a write job for a
+        // booking that is not confirmed (cancelled meanwhile) removes any event
+        // an earlier, interrupted attempt of the same job may have left.
+        let booking = match (job.action, confirmed) {
+            (CalendarAction::Write, Some(booking)) => booking,
+            (CalendarAction::Write, None) => {
+                remove().await?;
+                return Ok("removed_not_confirmed");
+            }
+            // Booked again by the same reservation (never after a cancel): keep it.
+            (CalendarAction::Delete, Some(_)) => return Ok("skipped_still_booked"),
+            (CalendarAction::Delete, None) => {
+                remove().await?;
+                return Ok("deleted");
+            }
+        };
+        let event = booking_event(&resource.name, &booking);
+        let started = std::time::Instant::now();
+        let outcome =
+            with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
+        metrics::emit(
+            "CalendarWriteLatency",
+            started.elapsed().as_secs_f64() * 1000.0,
+            metrics::Unit::Milliseconds,
+            &[("Provider", resource.calendar.kind())],
+        );
+        let (event_ref, done) = match outcome {
+            WriteOutcome::Created { event_ref } => (event_ref, "created"),
+            WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
+        };
+        // The booking may have been cancelled while the write was in flight, and
+        // its delete job may have run before the write landed: look again, and
+        // take the event back off if so. (If a cancel starts after this read, its
+        // delete job runs after it and so after the write; if this look fails,
+        // the job comes back and, finding the booking cancelled, removes the event.)
+        // Likewise a reschedule whose own job wrote the new time before this
+        // write landed the old one: write again.
+        confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
+        match &confirmed {
+            None => {
+                remove().await?;
+                return Ok("undone_no_longer_confirmed");
+            }
+            Some(now) if now.version != booking.version => continue,
+            Some(_) => {
+                deps.store.record_calendar_write(&job.reservation_id, &event_ref, Utc::now()).await?;
+                return Ok(done);
+            }
         }
-        // Booked again by the same reservation (never after a cancel): keep it.
-        (CalendarAction::Delete, Some(_)) => return Ok("skipped_still_booked"),
-        (CalendarAction::Delete, None) => {
-            remove().await?;
-            return Ok("deleted");
-        }
-    };
-    let event = BookingEvent {
+    }
+    Err(JobError::Calendar(CalendarError::Transient {
+        kind: "booking_changing",
+        message: "the booking kept changing while its event was written".into(),
+    }))
+}
+
+/// How often one job writes a booking that keeps being rescheduled before
+/// it gives up and lets the queue bring it back.
+const MAX_WRITE_ROUNDS: usize = 3;
+
+/// The calendar event of a confirmed booking of the resource named `resource_name`.
+fn booking_event(resource_name: &str, booking: &Claim) -> BookingEvent {
+    BookingEvent {
         reservation_id: booking.reservation_id.clone(),
-        summary: format!("{}: {}", resource.name, booking.customer.name),
+        summary: format!("{}: {}", resource_name, booking.customer.name),
         start: booking.slot.start,
         end: booking.end,
         description: format!(
@@ -199,30 +248,7 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
             rfc3339(booking.slot.start)
         ),
         customer: booking.customer.clone(),
-    };
-    let started = std::time::Instant::now();
-    let outcome = with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
-    metrics::emit(
-        "CalendarWriteLatency",
-        started.elapsed().as_secs_f64() * 1000.0,
-        metrics::Unit::Milliseconds,
-        &[("Provider", resource.calendar.kind())],
-    );
-    let (event_ref, done) = match outcome {
-        WriteOutcome::Created { event_ref } => (event_ref, "created"),
-        WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
-    };
-    // The booking may have been cancelled while the write was in flight, and
-    // its delete job may have run before the write landed: look again, and
-    // take the event back off if so. (If a cancel starts after this read, its
-    // delete job runs after it and so after the write; if this look fails,
-    // the job comes back and, finding the booking cancelled, removes the event.)
-    if deps.store.confirmed_booking(&job.reservation_id).await?.is_none() {
-        remove().await?;
-        return Ok("undone_no_longer_confirmed");
     }
-    deps.store.record_calendar_write(&slot, &job.reservation_id, &event_ref, Utc::now()).await?;
-    Ok(done)
 }
 
 /// Runs `call` until it succeeds, fails permanently, or no further attempt

@@ -13,9 +13,9 @@ use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, Re
 use crate::metrics;
 use crate::ports::{Calendar, FoundEvent};
 use crate::ports::{CalendarQueue, ClaimStore, QueueError, ResourceStore, StoreError};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The widest window one run may cover: claims are read one UTC day per Query.
 pub const MAX_WINDOW: Duration = Duration::days(62);
@@ -32,6 +32,9 @@ pub struct ReconcileReport {
     pub missing: Vec<ReservationId>,
     /// Events whose booking is not confirmed: removed.
     pub orphans_removed: Vec<ReservationId>,
+    /// Events at another time than their (rescheduled) booking: re-enqueued,
+    /// the writer moves them.
+    pub moved: Vec<ReservationId>,
     /// Bookings with more than one event: reported, left for a human.
     pub duplicates: Vec<ReservationId>,
     /// Resources whose calendar or queue could not be reached, with the reason.
@@ -69,14 +72,13 @@ where
             continue;
         }
         report.resources += 1;
-        let mut confirmed = BTreeSet::new();
-        for day in days(from, to) {
-            for claim in store.claims_on_day(&resource.id, day).await? {
-                if claim.status == ClaimStatus::Confirmed && claim.slot.start >= from && claim.slot.start < to {
-                    confirmed.insert(claim.reservation_id);
-                }
-            }
-        }
+        let confirmed: BTreeMap<ReservationId, DateTime<Utc>> = store
+            .bookings_between(&resource.id, from, to, Utc::now())
+            .await?
+            .into_iter()
+            .filter(|c| c.status == ClaimStatus::Confirmed)
+            .map(|c| (c.reservation_id, c.slot.start))
+            .collect();
         report.confirmed_bookings += confirmed.len();
         let events = match calendar.list_events(&resource.calendar, from, to).await {
             Ok(events) => events,
@@ -92,7 +94,7 @@ where
             by_booking.entry(event.reservation_id.clone()).or_default().push(event);
         }
         report.calendar_events += by_booking.values().map(Vec::len).sum::<usize>();
-        for id in confirmed.iter().filter(|id| !by_booking.contains_key(*id)) {
+        for id in confirmed.keys().filter(|id| !by_booking.contains_key(*id)) {
             match enqueue_write(queue, id).await {
                 Ok(()) => report.missing.push(id.clone()),
                 Err(e) => report.errors.push(format!("{id}: re-enqueue failed: {e}")),
@@ -102,18 +104,25 @@ where
             if found.len() > 1 {
                 report.duplicates.push(id.clone());
             }
-            if !confirmed.contains(id) {
-                match remove_orphan(store, calendar, queue, &resource.calendar, id).await {
-                    Ok(true) => report.orphans_removed.push(id.clone()),
-                    Ok(false) => {}
+            let stale = |start: DateTime<Utc>| found.iter().any(|e| e.start != start);
+            match confirmed.get(id) {
+                Some(start) if stale(*start) => match enqueue_write(queue, id).await {
+                    Ok(()) => report.moved.push(id.clone()),
+                    Err(e) => report.errors.push(format!("{id}: re-enqueue failed: {e}")),
+                },
+                Some(_) => {}
+                None => match remove_orphan(store, calendar, queue, &resource.calendar, id, &found[0]).await {
+                    Ok(Some(fix)) => fix.note(&mut report, id),
+                    Ok(None) => {}
                     Err(e) => report.errors.push(format!("{id}: removing the orphan event failed: {e}")),
-                }
+                },
             }
         }
     }
     for (name, n) in [
         ("ReconcileMissing", report.missing.len()),
         ("ReconcileOrphans", report.orphans_removed.len()),
+        ("ReconcileMoved", report.moved.len()),
         ("ReconcileDuplicates", report.duplicates.len()),
     ] {
         metrics::emit(name, n as f64, metrics::Unit::Count, &[]);
@@ -121,6 +130,7 @@ where
     tracing::info!(
         missing = report.missing.len(),
         orphans = report.orphans_removed.len(),
+        moved = report.moved.len(),
         duplicates = report.duplicates.len(),
         errors = report.errors.len(),
         "reconciled"
@@ -132,50 +142,47 @@ async fn enqueue_write<Q: CalendarQueue>(queue: &Q, id: &ReservationId) -> Resul
     queue.enqueue(&CalendarJob { action: CalendarAction::Write, reservation_id: id.clone() }).await
 }
 
-/// Removes the event of a booking read as not confirmed, unless it is
-/// confirmed by now (the bookings were read before the calendar was listed).
-/// A confirmation landing between that last look and the delete gets its
-/// write job queued again, so the end state is right either way. `Ok(true)`
-/// if the event was removed.
+/// What [`remove_orphan`] did.
+enum OrphanFix {
+    Removed,
+    /// The booking is confirmed at another time (rescheduled out of the
+    /// window): its write job is queued, the writer moves the event.
+    Moved,
+}
+
+impl OrphanFix {
+    fn note(self, report: &mut ReconcileReport, id: &ReservationId) {
+        match self {
+            Self::Removed => report.orphans_removed.push(id.clone()),
+            Self::Moved => report.moved.push(id.clone()),
+        }
+    }
+}
+
+/// Removes the event of a booking read as not confirmed in the window,
+/// unless it is confirmed by now (the bookings were read before the
+/// calendar was listed) or confirmed at another time (then its event is
+/// moved). A confirmation landing between that last look and the delete
+/// gets its write job queued again, so the end state is right either way.
 async fn remove_orphan<S: ClaimStore, C: Calendar, Q: CalendarQueue>(
     store: &S,
     calendar: &C,
     queue: &Q,
     target: &CalendarTarget,
     id: &ReservationId,
-) -> Result<bool, String> {
-    let confirmed = || async {
-        let booking = store.confirmed_booking(id).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(booking.is_some())
-    };
-    if confirmed().await? {
-        return Ok(false);
+    found: &FoundEvent,
+) -> Result<Option<OrphanFix>, String> {
+    let confirmed = || async { store.confirmed_booking(id).await.map_err(|e| e.to_string()) };
+    if let Some(booking) = confirmed().await? {
+        if booking.slot.start == found.start {
+            return Ok(None);
+        }
+        enqueue_write(queue, id).await.map_err(|e| e.to_string())?;
+        return Ok(Some(OrphanFix::Moved));
     }
     calendar.delete_event(target, id).await.map_err(|e| e.to_string())?;
-    if confirmed().await? {
+    if confirmed().await?.is_some() {
         enqueue_write(queue, id).await.map_err(|e| e.to_string())?;
     }
-    Ok(true)
-}
-
-/// The UTC dates whose claim partitions can hold slots starting in `[from, to)`.
-fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
-    let last = (to - Duration::nanoseconds(1)).date_naive();
-    from.date_naive().iter_days().take_while(|d| *d <= last).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn days_cover_the_window_and_no_more() {
-        let d = days(t("2026-06-10T23:00:00Z"), t("2026-06-12T00:00:00Z"));
-        assert_eq!(d, [NaiveDate::from_ymd_opt(2026, 6, 10).unwrap(), NaiveDate::from_ymd_opt(2026, 6, 11).unwrap()]);
-        assert_eq!(days(t("2026-06-10T10:00:00Z"), t("2026-06-10T10:00:01Z")).len(), 1);
-    }
+    Ok(Some(OrphanFix::Removed))
 }

@@ -33,15 +33,17 @@ pub trait Payments: Send + Sync {
         &self,
         request: &CheckoutRequest,
     ) -> impl Future<Output = Result<CheckoutSession, PaymentError>> + Send;
-    /// Refunds a payment in full under `idempotency_key` (e.g.
-    /// `refund-{session_id}`, `cancel-{reservation_id}`): at most one refund
-    /// per key, however often it is called. Returns the refund id.
+    /// Refunds `amount` minor units of a payment (all of it when `None`)
+    /// under `idempotency_key` (e.g. `refund-{session_id}`,
+    /// `cancel-{reservation_id}`): at most one refund per key, however often
+    /// it is called. Returns the refund id.
     fn refund_payment(
         &self,
         payment_intent: &str,
         idempotency_key: &str,
         reservation_id: &ReservationId,
         cause: RefundCause,
+        amount: Option<i64>,
     ) -> impl Future<Output = Result<String, PaymentError>> + Send;
 }
 

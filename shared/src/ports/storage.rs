@@ -6,8 +6,8 @@
 
 use super::Cause;
 use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, RefundCause, ReservationId,
-    ReservationStatus, Resource, ResourceId, SlotKey,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, MAX_BLOCKED_MINUTES, PaymentOutcome,
+    RefundCause, ReservationId, ReservationStatus, Resource, ResourceId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -48,41 +48,78 @@ pub trait ResourceStore: Send + Sync {
     fn list_resources(&self) -> impl Future<Output = Result<Vec<Resource>, StoreError>> + Send;
 }
 
-/// The result of trying to hold a slot.
+/// The result of a write that claims locks (a hold, a payment's claim, a reschedule).
 #[derive(Debug)]
-pub enum HoldOutcome {
-    /// The hold is in place. `replaced` is the expired hold it overwrote, if any.
-    Placed { replaced: Option<Box<Claim>> },
-    /// Someone else has a live claim on the slot.
-    Taken { by: Box<Claim> },
+pub enum ClaimOutcome {
+    /// Written.
+    Done,
+    /// Someone else holds a live lock the booking needs: this one.
+    Taken { by: Box<Lock> },
+    /// Another condition failed (the booking changed since it was read, or
+    /// the session already has an outcome): nothing written; read again.
+    Stale,
 }
 
-/// Slot claims: the items that make double-booking impossible.
+/// Bookings and their locks: the items that make overlapping bookings impossible.
+///
+/// A booking (its claim item) is found by reservation id. Whether two
+/// bookings conflict is decided only by their locks (see [`Claim::locks`]):
+/// every write that makes a booking live writes all its locks in the same
+/// transaction, each conditioned on being free (absent, or a hold's lock
+/// past its expiry) or already the booking's own.
 pub trait ClaimStore: Send + Sync {
-    /// Puts `claim` (status HELD, with `expires_at`) only if the slot has no live
-    /// claim at `now`, in one conditional write.
+    /// Writes `claim` (status HELD, with `expires_at`) and all its locks, in
+    /// one transaction, only if every lock is free at `now`.
     fn place_hold(
         &self,
         claim: &Claim,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<HoldOutcome, StoreError>> + Send;
-    /// The claim on a slot, live or not, read consistently.
-    fn get_claim(&self, slot: &SlotKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
-    /// The claim of a reservation's slot if it is still that reservation's
-    /// (the id carries the slot key): one consistent read.
-    fn reservation_claim(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
-        async move { Ok(self.get_claim(&id.slot_key()).await?.filter(|c| &c.reservation_id == id)) }
-    }
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+    /// A reservation's booking, live or not, read consistently: one `GetItem`.
+    fn get_claim(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
     /// The reservation's booking if it is confirmed right now.
     fn confirmed_booking(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
-        async move { Ok(self.reservation_claim(id).await?.filter(|c| c.status == ClaimStatus::Confirmed)) }
+        async move { Ok(self.get_claim(id).await?.filter(|c| c.status == ClaimStatus::Confirmed)) }
     }
-    /// Every claim on slots of `resource` starting on the UTC date `day`: one Query.
-    fn claims_on_day(
+    /// Every cell lock of `resource` on the UTC date `day`, live or not: one Query.
+    fn cells_on_day(
         &self,
         resource: &ResourceId,
         day: NaiveDate,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Lock>, StoreError>> + Send;
+    /// Every day token of `booking_type` on the local `date`, live or not: one Query.
+    fn day_tokens(
+        &self,
+        resource: &ResourceId,
+        booking_type: &str,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<Lock>, StoreError>> + Send;
+    /// The bookings of `resource` live at `now` whose start is in `[from, to)`,
+    /// found through their cells (one Query per UTC day), then read by id.
+    fn bookings_between(
+        &self,
+        resource: &ResourceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+        async move {
+            // A booking's first cell is at most its buffer before its start.
+            let first = (from - chrono::Duration::minutes(MAX_BLOCKED_MINUTES.into())).date_naive();
+            let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= to.date_naive()).collect();
+            let cells = futures::future::try_join_all(days.iter().map(|d| self.cells_on_day(resource, *d))).await?;
+            let ids: std::collections::BTreeSet<ReservationId> = cells
+                .into_iter()
+                .flatten()
+                .filter(|l| l.is_live(now) && l.start >= from && l.start < to)
+                .map(|l| l.reservation_id)
+                .collect();
+            let claims = futures::future::try_join_all(ids.iter().map(|id| self.get_claim(id))).await?;
+            let mut claims: Vec<Claim> = claims.into_iter().flatten().filter(|c| c.is_live(now)).collect();
+            claims.sort_by_key(|c| c.slot.start);
+            Ok(claims)
+        }
+    }
 }
 
 /// A reservation that no longer owns its slot's claim item, kept so its
@@ -90,6 +127,8 @@ pub trait ClaimStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReservationRecord {
     pub reservation_id: ReservationId,
+    /// The booking's last interval (a reschedule moves it from the id's start).
+    pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub status: ReservationStatus,
     pub amount: i64,
@@ -191,15 +230,15 @@ pub trait PaymentStore: Send + Sync {
         &self,
         session_id: &str,
     ) -> impl Future<Output = Result<Option<PaymentOutcome>, StoreError>> + Send;
-    /// In one transaction: writes `confirmed` (status CONFIRMED, no TTL) if the
-    /// slot is free or already this reservation's, and records the session's
-    /// outcome as CONFIRMED if none is recorded. `Ok(false)` if either condition failed.
+    /// In one transaction: writes `confirmed` (status CONFIRMED, no TTL) and
+    /// all its locks if each is free or already this reservation's, and
+    /// records the session's outcome as CONFIRMED if none is recorded.
     fn confirm_paid(
         &self,
         confirmed: &Claim,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
     /// Records the session's outcome as REFUNDED for `cause` if none is
     /// recorded, or if the recorded one took no money (FAILED, EXPIRED: a
     /// payment that shows up after that is returned, never honoured).
@@ -212,34 +251,36 @@ pub trait PaymentStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// In one transaction: writes `pending` (status PAYMENT_PENDING, no TTL)
-    /// if the slot is free or held by this reservation, and only while
-    /// `session_id` has no recorded outcome. `Ok(false)` if either failed.
+    /// and all its locks if each is free or held by this reservation, and
+    /// only while `session_id` has no recorded outcome.
     fn hold_for_pending_payment(
         &self,
         pending: &Claim,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
     /// In one transaction: records `outcome` (FAILED or EXPIRED) for the
-    /// session if none is recorded, deletes the slot's claim if it is
-    /// `record`'s reservation's and HELD or PAYMENT_PENDING, and writes
-    /// `record`. `Ok(false)` if either condition failed (nothing written).
+    /// session if none is recorded, deletes `claim` (as read) if it is still
+    /// HELD or PAYMENT_PENDING, with its locks if it is live at `now` (an
+    /// expired hold's locks are free already and may be someone else's),
+    /// and writes `record`. `Ok(false)` if a condition failed (nothing written).
     fn release(
         &self,
-        slot: &SlotKey,
+        claim: &Claim,
         record: &ReservationRecord,
         session_id: &str,
         outcome: PaymentOutcome,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// In one transaction: deletes the slot's claim if it is `record`'s
-    /// reservation's and HELD or PAYMENT_PENDING, and writes `record` (a paid
-    /// session of the reservation was refunded: its hold must not outlive it).
-    /// `Ok(false)` if there was no such claim (nothing written).
+    /// In one transaction: deletes `claim` if it is still HELD or
+    /// PAYMENT_PENDING, with its locks if it is live at `now`, and writes
+    /// `record` (a paid session of the reservation was refunded: its hold
+    /// must not outlive it). `Ok(false)` if there was no such claim.
     fn retire_hold(
         &self,
-        slot: &SlotKey,
+        claim: &Claim,
         record: &ReservationRecord,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records an unpaid `outcome` (FAILED or EXPIRED) for a session whose
     /// reservation has no claim to release. `Ok(false)` if one was recorded.
@@ -258,27 +299,37 @@ pub trait BookingStore: Send + Sync {
     /// is still this reservation's confirmed booking.
     fn record_calendar_write(
         &self,
-        slot: &SlotKey,
         reservation_id: &ReservationId,
         event_ref: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records the intent to cancel: the claim goes from CONFIRMED to
-    /// CANCELLING if it is still this reservation's confirmed booking.
-    /// `Ok(false)` if it was not.
+    /// Records the intent to cancel and what it refunds: the booking goes
+    /// from CONFIRMED to CANCELLING with `refund_amount` if it is still
+    /// confirmed. `Ok(false)` if it was not.
     fn start_cancel(
         &self,
-        slot: &SlotKey,
         reservation_id: &ReservationId,
+        refund_amount: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// In one transaction: deletes the slot's claim if it is `record`'s
-    /// reservation's CANCELLING booking, and writes `record` (status cancelled).
-    /// `Ok(false)` if there was no such booking (nothing written).
+    /// In one transaction: deletes `booking` and its locks if it is
+    /// CANCELLING, and writes `record` (status cancelled). `Ok(false)` if
+    /// there was no such booking (nothing written).
     fn cancel_booking(
         &self,
-        slot: &SlotKey,
+        booking: &Claim,
         record: &ReservationRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Moves a confirmed booking in one transaction: writes `moved` (the same
+    /// reservation at its new interval, `version` one higher) only if the
+    /// booking is still `current` (CONFIRMED at `current.version`), claims
+    /// every lock of `moved` that is free or already the booking's, and
+    /// deletes the booking's locks `moved` no longer needs. All or nothing.
+    fn reschedule(
+        &self,
+        current: &Claim,
+        moved: &Claim,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
 }
 
 /// Something only a person can settle: a refund Stripe refused, a paid

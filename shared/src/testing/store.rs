@@ -9,12 +9,12 @@
 
 use super::{Faults, lock};
 use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource,
-    ResourceId, SlotKey,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome, ReservationId,
+    Resource, ResourceId, SlotKey,
 };
 use crate::ports::{
-    Attention, AttentionStore, BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore,
-    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, IdempotencyStart, IdempotencyStore,
+    PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -52,8 +52,10 @@ pub(crate) struct OutcomeItem {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tables {
     pub resources: BTreeMap<ResourceId, Resource>,
-    /// Keyed by resource and slot start, as the table's claim items are.
-    pub claims: BTreeMap<(ResourceId, DateTime<Utc>), ClaimItem>,
+    /// Booking items, keyed by reservation id as the table's are.
+    pub claims: BTreeMap<ReservationId, ClaimItem>,
+    /// Lock items (cells and day tokens), keyed by resource and lock.
+    pub locks: BTreeMap<(ResourceId, LockKey), Lock>,
     pub records: BTreeMap<ReservationId, ReservationRecord>,
     pub idempotency: BTreeMap<String, IdempotencyRecord>,
     pub checkouts: BTreeMap<ReservationId, CheckoutRecord>,
@@ -64,19 +66,25 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    /// The claim on `slot`, if any.
+    /// The booking that holds the cell where `slot` starts and starts there, if any.
     pub fn claim(&self, slot: &SlotKey) -> Option<&Claim> {
-        self.claims.get(&key(slot)).map(|item| &item.claim)
+        let lock = self.locks.get(&(slot.resource_id.clone(), LockKey::Cell(slot.start)))?;
+        self.claim_of(&lock.reservation_id).filter(|c| &c.slot == slot)
     }
 
-    /// The claim item of reservation `id`, if it still owns its slot.
+    /// The booking item of reservation `id`, if any.
     pub fn claim_item_of(&self, id: &ReservationId) -> Option<&ClaimItem> {
-        self.claims.get(&key(&id.slot_key())).filter(|item| &item.claim.reservation_id == id)
+        self.claims.get(id)
     }
 
-    /// The claim of reservation `id`, if it still owns its slot.
+    /// The booking of reservation `id`, if any.
     pub fn claim_of(&self, id: &ReservationId) -> Option<&Claim> {
         self.claim_item_of(id).map(|item| &item.claim)
+    }
+
+    /// The live locks' holders of `resource`, as (lock, holder).
+    pub fn live_locks(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Lock> {
+        self.locks.values().filter(move |l| l.is_live(now))
     }
 
     /// The outcome recorded for a session, if any.
@@ -84,22 +92,35 @@ impl Tables {
         self.outcomes.get(session_id).map(|o| o.outcome)
     }
 
-    /// Whether the slot's claim is `me`'s and in one of `statuses`.
-    fn owned_in(&self, slot: &SlotKey, me: &ReservationId, statuses: &[ClaimStatus]) -> bool {
-        self.claim(slot).is_some_and(|c| &c.reservation_id == me && statuses.contains(&c.status))
-    }
-
     /// `attribute_not_exists` on a session's outcome item.
     fn no_outcome(&self, session_id: &str) -> bool {
         !self.outcomes.contains_key(session_id)
     }
 
-    fn claim_mut(&mut self, slot: &SlotKey) -> Option<&mut ClaimItem> {
-        self.claims.get_mut(&key(slot))
+    fn claim_mut(&mut self, id: &ReservationId) -> Option<&mut ClaimItem> {
+        self.claims.get_mut(id)
     }
 
     fn put_claim(&mut self, claim: &Claim) {
-        self.claims.insert(key(&claim.slot), ClaimItem { claim: as_stored(claim), calendar_event: None });
+        self.claims.insert(claim.reservation_id.clone(), ClaimItem { claim: as_stored(claim), calendar_event: None });
+    }
+
+    /// Writes `claim`'s lock items (held or booked as the claim is).
+    fn put_locks(&mut self, claim: &Claim) {
+        let claim = as_stored(claim);
+        for key in claim.locks() {
+            self.locks.insert((claim.slot.resource_id.clone(), key.clone()), lock_of(&claim, key));
+        }
+    }
+
+    /// The first of `claim`'s locks that `allowed` refuses, as it is stored.
+    fn blocking_lock(&self, claim: &Claim, allowed: impl Fn(&Lock) -> bool) -> Option<Lock> {
+        claim
+            .locks()
+            .into_iter()
+            .filter_map(|key| self.locks.get(&(claim.slot.resource_id.clone(), key)))
+            .find(|lock| !allowed(lock))
+            .cloned()
     }
 
     fn put_outcome(&mut self, session_id: &str, outcome: PaymentOutcome, id: &ReservationId, now: DateTime<Utc>) {
@@ -112,19 +133,51 @@ impl Tables {
         self.records.insert(record.reservation_id.clone(), record);
     }
 
-    /// Deletes the slot's claim and writes the reservation's record.
-    fn retire(&mut self, slot: &SlotKey, record: &ReservationRecord) {
-        self.claims.remove(&key(slot));
+    /// The adapter's `retire_items`: whether `claim`'s booking may be
+    /// retired from `statuses` at `now`, and then deleting it (with its
+    /// locks if it is live; an expired hold's locks are left, free).
+    fn may_retire(&self, claim: &Claim, statuses: &[ClaimStatus], now: DateTime<Utc>) -> bool {
+        let me = &claim.reservation_id;
+        let Some(current) = self.claim_of(me) else { return false };
+        if !claim.is_live(now) {
+            return expired_hold(current, now);
+        }
+        statuses.contains(&current.status) && self.blocking_lock(claim, |l| &l.reservation_id == me).is_none()
+    }
+
+    fn retire(&mut self, claim: &Claim, record: &ReservationRecord, now: DateTime<Utc>) {
+        self.claims.remove(&claim.reservation_id);
+        if claim.is_live(now) {
+            for key in claim.locks() {
+                self.locks.remove(&(claim.slot.resource_id.clone(), key));
+            }
+        }
         self.put_record(record);
     }
 }
 
+/// `claim`'s lock item for `key`.
+fn lock_of(claim: &Claim, key: LockKey) -> Lock {
+    let held = claim.status == ClaimStatus::Held;
+    Lock {
+        resource_id: claim.slot.resource_id.clone(),
+        key,
+        reservation_id: claim.reservation_id.clone(),
+        booked: !held,
+        expires_at: if held { claim.expires_at } else { None },
+        booking_type: claim.terms.booking_type.clone(),
+        start: claim.slot.start,
+        end: claim.end,
+    }
+}
+
+/// The adapter's `LOCK_FREE`: a hold's lock past its expiry (epoch seconds) is free.
+fn lock_free(lock: &Lock, now: DateTime<Utc>) -> bool {
+    !lock.booked && lock.expires_at.is_some_and(|t| t.timestamp() <= now.timestamp())
+}
+
 /// The claims a payment's release or refund retires.
 const HELD_OR_PENDING: &[ClaimStatus] = &[ClaimStatus::Held, ClaimStatus::PaymentPending];
-
-fn key(slot: &SlotKey) -> (ResourceId, DateTime<Utc>) {
-    (slot.resource_id.clone(), slot.start)
-}
 
 /// An instant as the table reads it back: whole seconds.
 fn as_stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -144,15 +197,9 @@ fn as_stored(claim: &Claim) -> Claim {
     }
 }
 
-/// The adapter's `expired_hold`: `#status = HELD AND #expires_at <= :now`,
-/// in epoch seconds; free for anyone (TTL deletion is lazy).
+/// A HELD booking past its expiry: `#status = HELD AND #expires_at <= :now`, in epoch seconds.
 fn expired_hold(claim: &Claim, now: DateTime<Utc>) -> bool {
     claim.status == ClaimStatus::Held && claim.expires_at.is_some_and(|t| t.timestamp() <= now.timestamp())
-}
-
-/// The adapter's `SLOT_FREE_OR_MINE`: no claim, `me`'s claim, or an expired hold.
-fn slot_free_or_mine(claim: Option<&Claim>, me: &ReservationId, now: DateTime<Utc>) -> bool {
-    claim.is_none_or(|c| &c.reservation_id == me || expired_hold(c, now))
 }
 
 /// What a throttled or unreachable table answers `op` with.
@@ -209,9 +256,11 @@ impl MemoryStore {
         lock(&self.tables).clone()
     }
 
-    /// Stores `claim` as it is, whatever is on its slot (setting up a test).
+    /// Stores `claim` and its locks as they are, whatever was there (setting up a test).
     pub fn insert_claim(&self, claim: Claim) {
-        lock(&self.tables).put_claim(&claim);
+        let mut tables = lock(&self.tables);
+        tables.put_claim(&claim);
+        tables.put_locks(&claim);
     }
 
     /// Stores a reservation's checkout record as it is (setting up a test).
@@ -265,27 +314,47 @@ impl ResourceStore for MemoryStore {
 }
 
 impl ClaimStore for MemoryStore {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
-        self.with("place_hold", |t| match t.claim(&claim.slot) {
-            Some(existing) if !expired_hold(existing, now) => HoldOutcome::Taken { by: Box::new(existing.clone()) },
-            existing => {
-                let replaced = existing.cloned().map(Box::new);
-                t.put_claim(claim);
-                HoldOutcome::Placed { replaced }
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        self.with("place_hold", |t| {
+            if t.claims.contains_key(&claim.reservation_id) {
+                return ClaimOutcome::Stale;
             }
+            if let Some(by) = t.blocking_lock(claim, |l| lock_free(l, now)) {
+                return ClaimOutcome::Taken { by: Box::new(by) };
+            }
+            t.put_claim(claim);
+            t.put_locks(claim);
+            ClaimOutcome::Done
         })
     }
 
-    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
-        self.with("get_claim", |t| t.claim(slot).cloned())
+    async fn get_claim(&self, id: &ReservationId) -> Result<Option<Claim>, StoreError> {
+        self.with("get_claim", |t| t.claim_of(id).cloned())
     }
 
-    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
-        self.with("claims_on_day", |t| {
-            t.claims
+    async fn cells_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Lock>, StoreError> {
+        self.with("cells_on_day", |t| {
+            t.locks
                 .values()
-                .map(|item| &item.claim)
-                .filter(|c| &c.slot.resource_id == resource && c.slot.start.date_naive() == day)
+                .filter(|l| &l.resource_id == resource && matches!(l.key, LockKey::Cell(c) if c.date_naive() == day))
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn day_tokens(
+        &self,
+        resource: &ResourceId,
+        booking_type: &str,
+        date: NaiveDate,
+    ) -> Result<Vec<Lock>, StoreError> {
+        self.with("day_tokens", |t| {
+            t.locks
+                .values()
+                .filter(|l| {
+                    &l.resource_id == resource
+                        && matches!(&l.key, LockKey::DayToken { booking_type: b, date: d, .. } if b == booking_type && *d == date)
+                })
                 .cloned()
                 .collect()
         })
@@ -378,13 +447,21 @@ impl PaymentStore for MemoryStore {
         hold_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let may_start =
-            |t: &Tables| t.claim(&claim.slot).is_some_and(|current| checkout_may_start(current, claim, now));
+        let me = &claim.reservation_id;
+        let may_start = |t: &Tables| {
+            t.claim_of(me).is_some_and(|current| checkout_may_start(current, claim, now))
+                && t.blocking_lock(claim, |l| &l.reservation_id == me && !l.booked).is_none()
+        };
         self.write_if("start_checkout", may_start, |t| {
-            if let Some(item) = t.claim_mut(&claim.slot) {
+            if let Some(item) = t.claim_mut(me) {
                 item.claim.checkout_terms = Some(terms.clone());
                 item.claim.expires_at = Some(hold_expires_at);
                 item.claim = as_stored(&item.claim);
+            }
+            for key in claim.locks() {
+                if let Some(lock) = t.locks.get_mut(&(claim.slot.resource_id.clone(), key)) {
+                    lock.expires_at = Some(as_stored_time(hold_expires_at));
+                }
             }
         })
     }
@@ -397,14 +474,12 @@ impl PaymentStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         self.with("attach_checkout", |t| {
             // The record first (once, or the same session again), then the
-            // link on the claim if the claim is still the reservation's.
+            // link on the booking if it still exists.
             if t.checkouts.get(&record.reservation_id).is_some_and(|r| r.session_id != record.session_id) {
                 return false;
             }
             t.checkouts.insert(record.reservation_id.clone(), record.clone());
-            if let Some(item) = t.claims.get_mut(&key(&claim.slot))
-                && item.claim.reservation_id == claim.reservation_id
-            {
+            if let Some(item) = t.claims.get_mut(&claim.reservation_id) {
                 item.claim.checkout = Some(link.clone());
             }
             true
@@ -419,16 +494,28 @@ impl PaymentStore for MemoryStore {
         self.with("payment_outcome", |t| t.outcome(session_id))
     }
 
-    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn confirm_paid(
+        &self,
+        confirmed: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
         let me = &confirmed.reservation_id;
-        self.write_if(
-            "confirm_paid",
-            |t| slot_free_or_mine(t.claim(&confirmed.slot), me, now) && t.no_outcome(session_id),
-            |t| {
-                t.put_claim(confirmed);
-                t.put_outcome(session_id, PaymentOutcome::Confirmed, me, now);
-            },
-        )
+        self.with("confirm_paid", |t| {
+            if !unpaid_or_absent(t.claim_of(me)) {
+                return ClaimOutcome::Stale;
+            }
+            if let Some(by) = t.blocking_lock(confirmed, |l| &l.reservation_id == me || lock_free(l, now)) {
+                return ClaimOutcome::Taken { by: Box::new(by) };
+            }
+            if !t.no_outcome(session_id) {
+                return ClaimOutcome::Stale;
+            }
+            t.put_claim(confirmed);
+            t.put_locks(confirmed);
+            t.put_outcome(session_id, PaymentOutcome::Confirmed, me, now);
+            ClaimOutcome::Done
+        })
     }
 
     async fn decide_refund(
@@ -450,40 +537,50 @@ impl PaymentStore for MemoryStore {
         pending: &Claim,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ClaimOutcome, StoreError> {
         let me = &pending.reservation_id;
-        // SLOT_FREE_OR_MY_HOLD, and no outcome for the session.
-        let my_hold_or_expired =
-            |c: &Claim| (&c.reservation_id == me && c.status == ClaimStatus::Held) || expired_hold(c, now);
-        self.write_if(
-            "hold_for_pending_payment",
-            |t| t.claim(&pending.slot).is_none_or(my_hold_or_expired) && t.no_outcome(session_id),
-            |t| t.put_claim(pending),
-        )
+        self.with("hold_for_pending_payment", |t| {
+            if !unpaid_or_absent(t.claim_of(me)) {
+                return ClaimOutcome::Stale;
+            }
+            let my_hold_or_free = |l: &Lock| (&l.reservation_id == me && !l.booked) || lock_free(l, now);
+            if let Some(by) = t.blocking_lock(pending, my_hold_or_free) {
+                return ClaimOutcome::Taken { by: Box::new(by) };
+            }
+            if !t.no_outcome(session_id) {
+                return ClaimOutcome::Stale;
+            }
+            t.put_claim(pending);
+            t.put_locks(pending);
+            ClaimOutcome::Done
+        })
     }
 
     async fn release(
         &self,
-        slot: &SlotKey,
+        claim: &Claim,
         record: &ReservationRecord,
         session_id: &str,
         outcome: PaymentOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let me = &record.reservation_id;
         self.write_if(
             "release",
-            |t| t.owned_in(slot, me, HELD_OR_PENDING) && t.no_outcome(session_id),
+            |t| t.may_retire(claim, HELD_OR_PENDING, now) && t.no_outcome(session_id),
             |t| {
-                t.retire(slot, record);
-                t.put_outcome(session_id, outcome, me, now);
+                t.retire(claim, record, now);
+                t.put_outcome(session_id, outcome, &record.reservation_id, now);
             },
         )
     }
 
-    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        let mine = |t: &Tables| t.owned_in(slot, &record.reservation_id, HELD_OR_PENDING);
-        self.write_if("retire_hold", mine, |t| t.retire(slot, record))
+    async fn retire_hold(
+        &self,
+        claim: &Claim,
+        record: &ReservationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write_if("retire_hold", |t| t.may_retire(claim, HELD_OR_PENDING, now), |t| t.retire(claim, record, now))
     }
 
     async fn record_unpaid_outcome(
@@ -501,42 +598,71 @@ impl PaymentStore for MemoryStore {
     }
 }
 
+/// The adapter's `UNPAID_OR_ABSENT` on a booking item.
+fn unpaid_or_absent(current: Option<&Claim>) -> bool {
+    current.is_none_or(|c| c.status.is_unpaid())
+}
+
 impl BookingStore for MemoryStore {
     async fn record_calendar_write(
         &self,
-        slot: &SlotKey,
         reservation_id: &ReservationId,
         event_ref: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         // Cancelled meanwhile: nothing to note.
-        let written = self.write_if(
-            "record_calendar_write",
-            |t| t.owned_in(slot, reservation_id, &[ClaimStatus::Confirmed]),
-            |t| {
-                if let Some(item) = t.claim_mut(slot) {
-                    item.calendar_event = Some((event_ref.to_owned(), as_stored_time(at)));
-                }
-            },
-        );
+        let confirmed = |t: &Tables| t.claim_of(reservation_id).is_some_and(|c| c.status == ClaimStatus::Confirmed);
+        let written = self.write_if("record_calendar_write", confirmed, |t| {
+            if let Some(item) = t.claim_mut(reservation_id) {
+                item.calendar_event = Some((event_ref.to_owned(), as_stored_time(at)));
+            }
+        });
         written.map(drop)
     }
 
-    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
+        let confirmed = |t: &Tables| t.claim_of(reservation_id).is_some_and(|c| c.status == ClaimStatus::Confirmed);
+        self.write_if("start_cancel", confirmed, |t| {
+            if let Some(item) = t.claim_mut(reservation_id) {
+                item.claim.status = ClaimStatus::Cancelling;
+                item.claim.refund_amount = Some(refund_amount);
+            }
+        })
+    }
+
+    async fn cancel_booking(&self, booking: &Claim, record: &ReservationRecord) -> Result<bool, StoreError> {
+        let now = Utc::now();
         self.write_if(
-            "start_cancel",
-            |t| t.owned_in(slot, reservation_id, &[ClaimStatus::Confirmed]),
-            |t| {
-                if let Some(item) = t.claim_mut(slot) {
-                    item.claim.status = ClaimStatus::Cancelling;
-                }
-            },
+            "cancel_booking",
+            |t| t.may_retire(booking, &[ClaimStatus::Cancelling], now),
+            |t| t.retire(booking, record, now),
         )
     }
 
-    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        let mine = |t: &Tables| t.owned_in(slot, &record.reservation_id, &[ClaimStatus::Cancelling]);
-        self.write_if("cancel_booking", mine, |t| t.retire(slot, record))
+    async fn reschedule(&self, current: &Claim, moved: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        let me = &current.reservation_id;
+        self.with("reschedule", |t| {
+            let unchanged =
+                t.claim_of(me).is_some_and(|c| c.status == ClaimStatus::Confirmed && c.version == current.version);
+            if !unchanged {
+                return ClaimOutcome::Stale;
+            }
+            if let Some(by) = t.blocking_lock(moved, |l| &l.reservation_id == me || lock_free(l, now)) {
+                return ClaimOutcome::Taken { by: Box::new(by) };
+            }
+            let new = moved.locks();
+            if current.locks().iter().filter(|k| !new.contains(k)).any(|k| {
+                t.locks.get(&(current.slot.resource_id.clone(), k.clone())).is_none_or(|l| &l.reservation_id != me)
+            }) {
+                return ClaimOutcome::Stale;
+            }
+            for key in current.locks() {
+                t.locks.remove(&(current.slot.resource_id.clone(), key));
+            }
+            t.put_claim(moved);
+            t.put_locks(moved);
+            ClaimOutcome::Done
+        })
     }
 }
 

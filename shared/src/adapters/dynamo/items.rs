@@ -3,21 +3,27 @@
 //! | item | `pk` | `sk` |
 //! |---|---|---|
 //! | resource | `RESOURCE#{id}` | `RESOURCE` |
-//! | slot claim | `SLOT#{resource}#{UTC date}` | slot start, RFC 3339 |
+//! | booking (a reservation's claim) | `BOOKING#{reservation id}` | `BOOKING` |
+//! | cell lock | `CELL#{resource}#{UTC date}` | cell start, RFC 3339 |
+//! | day token | `DAYCAP#{resource}#{booking type}#{local date}` | token index, 3 digits |
 //! | reservation record | `RESERVATION#{id}` | `RESERVATION` |
 //! | idempotency record | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
 //! | payment outcome | `PAYMENT#{checkout session id}` | `PAYMENT` |
 //! | a reservation's own Checkout Session | `CHECKOUT#{reservation id}` | `CHECKOUT` |
 //! | operator queue | `ATTENTION` | the item's reference |
 //!
-//! Claims of one resource-day share a partition, so availability lists a day
-//! with one Query. `expires_at` (epoch seconds) is the table's TTL attribute:
-//! set on holds, idempotency records and reservation records, never on a
-//! confirmed claim.
+//! A booking item holds everything about one reservation and is found by its
+//! id with one `GetItem`. Its locks (one per 5-minute cell of its blocked
+//! interval, plus a day token if its type limits bookings per day) are what
+//! conflicts are decided on: the cells of one resource-day share a
+//! partition, so availability reads a day with one Query. `expires_at` (epoch
+//! seconds) is the table's TTL attribute: set on holds and their locks,
+//! idempotency records and reservation records, never on a confirmed booking
+//! or its locks.
 
 use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, PaymentOutcome, ReservationId,
-    ReservationStatus, Resource, ResourceId, ResourceSpec, SlotKey, rfc3339,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,
+    ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, SlotKey, rfc3339,
 };
 use crate::ports::{Attention, ReservationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -35,13 +41,106 @@ pub fn resource_key(id: &ResourceId) -> Item {
     key(format!("RESOURCE#{id}"), "RESOURCE".into())
 }
 
-/// The partition holding every claim of `resource` on the UTC date `day`.
-pub fn slot_partition(resource: &ResourceId, day: NaiveDate) -> String {
-    format!("SLOT#{resource}#{day}")
+pub fn claim_key(id: &ReservationId) -> Item {
+    key(format!("BOOKING#{id}"), "BOOKING".into())
 }
 
-pub fn slot_key(slot: &SlotKey) -> Item {
-    key(slot_partition(&slot.resource_id, slot.start.date_naive()), rfc3339(slot.start))
+/// The partition holding every cell lock of `resource` on the UTC date `day`.
+pub fn cell_partition(resource: &ResourceId, day: NaiveDate) -> String {
+    format!("CELL#{resource}#{day}")
+}
+
+/// The partition holding the day tokens of a booking type on a local date.
+pub fn token_partition(resource: &ResourceId, booking_type: &str, date: NaiveDate) -> String {
+    format!("DAYCAP#{resource}#{booking_type}#{date}")
+}
+
+pub fn lock_key(resource: &ResourceId, lock: &LockKey) -> Item {
+    match lock {
+        LockKey::Cell(start) => key(cell_partition(resource, start.date_naive()), rfc3339(*start)),
+        LockKey::DayToken { booking_type, date, index } => {
+            key(token_partition(resource, booking_type, *date), format!("{index:03}"))
+        }
+    }
+}
+
+/// The stored status of a lock: a hold's, or a booking's (never expires).
+pub const LOCK_HELD: &str = "HELD";
+pub const LOCK_BOOKED: &str = "BOOKED";
+
+/// `claim`'s lock item for `lock`: held while the claim is HELD (with its
+/// expiry), booked otherwise.
+pub fn lock_item(claim: &Claim, lock: &LockKey) -> Item {
+    let mut item = lock_key(&claim.slot.resource_id, lock);
+    let held = claim.status == ClaimStatus::Held;
+    let fields = [
+        ("kind", s("lock")),
+        ("resource_id", s(claim.slot.resource_id.as_str())),
+        ("reservation_id", s(claim.reservation_id.as_str())),
+        ("status", s(if held { LOCK_HELD } else { LOCK_BOOKED })),
+        ("booking_type", s(&claim.terms.booking_type)),
+        ("start", s(rfc3339(claim.slot.start))),
+        ("end", s(rfc3339(claim.end))),
+    ];
+    item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    match lock {
+        LockKey::Cell(start) => _ = item.insert("cell".into(), s(rfc3339(*start))),
+        LockKey::DayToken { date, index, .. } => {
+            item.insert("token_date".into(), s(date.to_string()));
+            item.insert("token_index".into(), n(i64::from(*index)));
+        }
+    }
+    if let (true, Some(expires_at)) = (held, claim.expires_at) {
+        item.insert(EXPIRES_AT.into(), epoch(expires_at));
+    }
+    item
+}
+
+impl TryFrom<&Item> for Lock {
+    type Error = ItemError;
+
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let booking_type = get_s(item, "booking_type")?.to_owned();
+        let key = match get_s(item, "cell") {
+            Ok(_) => LockKey::Cell(get_time(item, "cell")?),
+            Err(_) => LockKey::DayToken {
+                booking_type: booking_type.clone(),
+                date: NaiveDate::parse_from_str(get_s(item, "token_date")?, "%Y-%m-%d")
+                    .map_err(|_| ItemError("token_date is not a date".into()))?,
+                index: u32::try_from(get_n(item, "token_index")?)
+                    .map_err(|_| ItemError("token_index is out of range".into()))?,
+            },
+        };
+        let status = get_s(item, "status")?;
+        Ok(Lock {
+            resource_id: ResourceId::parse(get_s(item, "resource_id")?).map_err(|e| ItemError(e.to_string()))?,
+            key,
+            reservation_id: ReservationId::parse(get_s(item, "reservation_id")?)
+                .ok_or_else(|| ItemError("reservation_id is malformed".into()))?,
+            booked: match status {
+                LOCK_HELD => false,
+                LOCK_BOOKED => true,
+                other => return Err(ItemError(format!("unknown lock status {other:?}"))),
+            },
+            expires_at: get_opt_n(item, EXPIRES_AT)?.map(|t| from_epoch(t, EXPIRES_AT)).transpose()?,
+            booking_type,
+            start: get_time(item, "start")?,
+            end: get_time(item, "end")?,
+        })
+    }
+}
+
+/// A JSON-valued attribute.
+fn json<T: serde::Serialize>(value: &T) -> AttributeValue {
+    s(serde_json::to_string(value).expect("domain values always serialise"))
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, ItemError> {
+    serde_json::from_str(get_s(item, name)?).map_err(|e| ItemError(format!("attribute {name}: {e}")))
+}
+
+fn get_opt_json<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, ItemError> {
+    if item.contains_key(name) { get_json(item, name).map(Some) } else { Ok(None) }
 }
 
 pub fn reservation_record_key(id: &ReservationId) -> Item {
@@ -169,7 +268,7 @@ impl TryFrom<&Item> for Resource {
 }
 
 pub fn claim_item(claim: &Claim) -> Item {
-    let mut item = slot_key(&claim.slot);
+    let mut item = claim_key(&claim.reservation_id);
     let fields = [
         ("kind", s("claim")),
         ("resource_id", s(claim.slot.resource_id.as_str())),
@@ -182,8 +281,16 @@ pub fn claim_item(claim: &Claim) -> Item {
         ("amount", n(claim.amount)),
         ("currency", s(&claim.currency)),
         ("created_at", s(rfc3339(claim.created_at))),
+        ("terms", json(&claim.terms)),
+        ("version", n(i64::from(claim.version))),
     ];
     item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(token) = &claim.day_token {
+        item.insert("day_token".into(), json(token));
+    }
+    if let Some(amount) = claim.refund_amount {
+        item.insert("refund_amount".into(), n(amount));
+    }
     if let Some(expires_at) = claim.expires_at {
         item.insert(EXPIRES_AT.into(), epoch(expires_at));
     }
@@ -245,6 +352,10 @@ impl TryFrom<&Item> for Claim {
             payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
             cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
             request_ref: get_s(item, "request_ref").ok().map(str::to_owned),
+            terms: get_json(item, "terms")?,
+            day_token: get_opt_json(item, "day_token")?,
+            version: u32::try_from(get_n(item, "version")?).map_err(|_| ItemError("version is out of range".into()))?,
+            refund_amount: get_opt_n(item, "refund_amount")?,
         })
     }
 }
@@ -269,9 +380,13 @@ pub fn checkout_record_item(record: &CheckoutRecord, expires_at: DateTime<Utc>) 
         ("end", s(rfc3339(record.end))),
         ("customer_name", s(&record.customer.name)),
         ("customer_email", s(record.customer.email.as_str())),
+        ("terms", json(&record.terms)),
         (EXPIRES_AT, epoch(expires_at)),
     ];
     item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(token) = &record.day_token {
+        item.insert("day_token".into(), json(token));
+    }
     item
 }
 
@@ -288,6 +403,8 @@ impl TryFrom<&Item> for CheckoutRecord {
             end: get_time(item, "end")?,
             customer: Customer::parse(get_s(item, "customer_name")?, get_s(item, "customer_email")?)
                 .map_err(ItemError)?,
+            terms: get_json(item, "terms")?,
+            day_token: get_opt_json(item, "day_token")?,
         })
     }
 }
@@ -326,6 +443,7 @@ pub fn reservation_record_item(record: &ReservationRecord, expires_at: DateTime<
     let fields = [
         ("kind", s("reservation")),
         ("reservation_id", s(record.reservation_id.as_str())),
+        ("start", s(rfc3339(record.start))),
         ("end", s(rfc3339(record.end))),
         ("status", s(record.status.as_str())),
         ("amount", n(record.amount)),
@@ -348,6 +466,7 @@ impl TryFrom<&Item> for ReservationRecord {
         Ok(ReservationRecord {
             reservation_id: ReservationId::parse(get_s(item, "reservation_id")?)
                 .ok_or_else(|| ItemError("reservation_id is malformed".into()))?,
+            start: get_time(item, "start")?,
             end: get_time(item, "end")?,
             status: ReservationStatus::parse(status)
                 .ok_or_else(|| ItemError(format!("unknown reservation status {status:?}")))?,

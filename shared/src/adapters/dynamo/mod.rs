@@ -3,19 +3,19 @@
 pub mod items;
 
 use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome, ReservationId, Resource,
-    ResourceId, SlotKey,
+    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome, ReservationId,
+    Resource, ResourceId,
 };
 use crate::ports::{
-    Attention, AttentionStore, BookingStore, ClaimStore, HoldOutcome, IdempotencyStart, IdempotencyStore, PaymentStore,
-    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, IdempotencyStart, IdempotencyStore,
+    PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use items::*;
 use std::collections::HashMap;
@@ -90,7 +90,7 @@ mod condition {
             "attribute_not_exists(pk)"
         };
     }
-    /// A HELD claim past its expiry: free, though TTL deletion is lazy and
+    /// A hold's lock past its expiry: free, though TTL deletion is lazy and
     /// such items can linger for days.
     macro_rules! expired_hold {
         () => {
@@ -100,30 +100,53 @@ mod condition {
 
     /// No item under the key yet.
     pub const ABSENT: &str = absent!();
-    /// The slot is free: no claim, or an expired hold.
-    pub const SLOT_FREE: &str = concat!(absent!(), " OR ", expired_hold!());
-    /// The slot is free, or already `:me`'s (whatever its status).
-    pub const SLOT_FREE_OR_MINE: &str = concat!(absent!(), " OR reservation_id = :me OR ", expired_hold!());
-    /// The slot is free, or `:me`'s hold.
-    pub const SLOT_FREE_OR_MY_HOLD: &str =
+    /// A lock is free: no item, or an expired hold's.
+    pub const LOCK_FREE: &str = concat!(absent!(), " OR ", expired_hold!());
+    /// A lock is free, or already `:me`'s (whatever its status).
+    pub const LOCK_FREE_OR_MINE: &str = concat!(absent!(), " OR reservation_id = :me OR ", expired_hold!());
+    /// A lock is free, or `:me`'s hold.
+    pub const LOCK_FREE_OR_MY_HOLD: &str =
         concat!(absent!(), " OR (reservation_id = :me AND #status = :held) OR ", expired_hold!());
+    /// A booking item a payment may (re)write: none, or still a hold or a pending payment.
+    pub const UNPAID_OR_ABSENT: &str = concat!(absent!(), " OR #status IN (:held, :pending)");
     /// A reservation's checkout record: none yet, or already session `:sid`.
     pub const NO_OTHER_SESSION: &str = concat!(absent!(), " OR session_id = :sid");
     /// A session's outcome: none yet, or an unpaid one (`:failed`, `:expired`)
     /// that a late payment turns into a refund.
     pub const NO_PAID_OUTCOME: &str = concat!(absent!(), " OR outcome IN (:failed, :expired)");
-    /// The claim is `:me`'s, whatever its status.
+    /// The item (booking or lock) is `:me`'s, whatever its status.
     pub const MINE: &str = "reservation_id = :me";
-    /// The claim is `:me`'s confirmed booking.
+    /// The booking is `:me`'s and confirmed.
     pub const MY_BOOKING: &str = "reservation_id = :me AND #status = :confirmed";
+    /// A hold that lapsed at `:now`.
+    pub const MY_EXPIRED_HOLD: &str = concat!("reservation_id = :me AND ", expired_hold!());
 }
 
-fn free_or_mine_values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
+/// The values every condition above may name.
+fn values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (":me".into(), s(me.as_str())),
         (":held".into(), s(ClaimStatus::Held.as_str())),
+        (":pending".into(), s(ClaimStatus::PaymentPending.as_str())),
+        (":confirmed".into(), s(ClaimStatus::Confirmed.as_str())),
         (":now".into(), epoch(now)),
     ])
+}
+
+/// Keeps only the names and values an expression uses (DynamoDB refuses unused ones).
+fn used_by(
+    expression: &str,
+    names_: HashMap<String, String>,
+    values_: HashMap<String, AttributeValue>,
+) -> (Option<HashMap<String, String>>, Option<HashMap<String, AttributeValue>>) {
+    let mentions = |placeholder: &str| {
+        expression.match_indices(placeholder).any(|(i, _)| {
+            !expression[i + placeholder.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let names_: HashMap<_, _> = names_.into_iter().filter(|(k, _)| mentions(k)).collect();
+    let values_: HashMap<_, _> = values_.into_iter().filter(|(k, _)| mentions(k)).collect();
+    ((!names_.is_empty()).then_some(names_), (!values_.is_empty()).then_some(values_))
 }
 
 fn build_error(op: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
@@ -165,47 +188,28 @@ impl ResourceStore for DynamoStore {
 }
 
 impl ClaimStore for DynamoStore {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "place hold";
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(claim_item(claim)))
-            .condition_expression(condition::SLOT_FREE)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#expires_at", EXPIRES_AT)
-            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
-            .expression_attribute_values(":now", epoch(now))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let replaced =
-                    out.attributes().map(|old| Claim::try_from(old).map_err(|e| corrupt(OP, e))).transpose()?;
-                Ok(HoldOutcome::Placed { replaced: replaced.map(Box::new) })
-            }
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else { unreachable!() };
-                let old = failed.item().ok_or_else(|| StoreError::Failed {
-                    op: OP,
-                    source: "condition failed without the item that failed it".into(),
-                })?;
-                let by = Claim::try_from(old).map_err(|e| corrupt(OP, e))?;
-                Ok(HoldOutcome::Taken { by: Box::new(by) })
-            }
-            Err(e) => Err(store_error(OP, e)),
-        }
+        let mut items = vec![self.put(OP, claim_item(claim), condition::ABSENT, &claim.reservation_id, now)?];
+        items.extend(self.lock_puts(OP, claim, &claim.locks(), condition::LOCK_FREE, now)?);
+        self.transact_locks(OP, items, &claim.reservation_id).await
     }
 
-    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
-        self.get("get claim", slot_key(slot)).await
+    async fn get_claim(&self, id: &ReservationId) -> Result<Option<Claim>, StoreError> {
+        self.get("get booking", claim_key(id)).await
     }
 
-    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
-        self.partition("list claims", slot_partition(resource, day)).await
+    async fn cells_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Lock>, StoreError> {
+        self.partition("list cells", cell_partition(resource, day)).await
+    }
+
+    async fn day_tokens(
+        &self,
+        resource: &ResourceId,
+        booking_type: &str,
+        date: NaiveDate,
+    ) -> Result<Vec<Lock>, StoreError> {
+        self.partition("list day tokens", token_partition(resource, booking_type, date)).await
     }
 }
 
@@ -227,6 +231,10 @@ impl ReservationHistory for DynamoStore {
     }
 }
 
+/// How often a transaction that only collided with another one (no
+/// condition failed) is sent again before the caller gets a 503.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
 impl DynamoStore {
     /// A consistent `GetItem`, read into `T`.
     async fn get<T>(&self, op: &'static str, key: Item) -> Result<Option<T>, StoreError>
@@ -245,40 +253,51 @@ impl DynamoStore {
         out.item().map(|item| T::try_from(item).map_err(|e| corrupt(op, e))).transpose()
     }
 
-    /// In one transaction: deletes the slot's claim if it is `record`'s
-    /// reservation's and in one of `statuses`, and writes `record`. `Ok(false)`
-    /// if there was no such claim (nothing written).
-    async fn retire_claim(
+    /// The transaction items retiring `claim`: the booking, if still in one
+    /// of `statuses`, and its locks if it is live at `now`. An expired
+    /// hold's locks are free already (and may be someone else's by now):
+    /// only its booking item goes, conditioned on still being that expired hold.
+    fn retire_items(
         &self,
         op: &'static str,
-        slot: &SlotKey,
-        record: &ReservationRecord,
+        claim: &Claim,
         statuses: &[ClaimStatus],
-    ) -> Result<bool, StoreError> {
-        let delete = self.retire_claim_item(op, slot, &record.reservation_id, statuses)?;
-        self.transact(op, vec![delete, self.record_put(op, record)?]).await
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let me = &claim.reservation_id;
+        if !claim.is_live(now) {
+            return Ok(vec![self.delete(op, claim_key(me), condition::MY_EXPIRED_HOLD, me, now)?]);
+        }
+        let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
+        let mut values = values(me, now);
+        values.extend(placeholders.iter().zip(statuses).map(|(p, st)| (p.clone(), s(st.as_str()))));
+        let condition = format!("{} AND #status IN ({})", condition::MINE, placeholders.join(", "));
+        let (names, values) = used_by(&condition, names(), values);
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(me)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| build_error(op, e))?;
+        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+        for lock in claim.locks() {
+            items.push(self.delete(op, lock_key(&claim.slot.resource_id, &lock), condition::MINE, me, now)?);
+        }
+        Ok(items)
     }
 
-    /// The transaction item deleting the slot's claim if it is `me`'s and in one of `statuses`.
-    fn retire_claim_item(
+    /// The transaction items writing `claim`'s lock items for `locks`, each on `condition`.
+    fn lock_puts(
         &self,
         op: &'static str,
-        slot: &SlotKey,
-        me: &ReservationId,
-        statuses: &[ClaimStatus],
-    ) -> Result<TransactWriteItem, StoreError> {
-        let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
-        let mut delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
-            .condition_expression(format!("reservation_id = :me AND #status IN ({})", placeholders.join(", ")))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":me", s(me.as_str()));
-        for (placeholder, status) in placeholders.iter().zip(statuses) {
-            delete = delete.expression_attribute_values(placeholder, s(status.as_str()));
-        }
-        let delete = delete.build().map_err(|e| build_error(op, e))?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
+        claim: &Claim,
+        locks: &[LockKey],
+        condition: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        locks.iter().map(|lock| self.put(op, lock_item(claim, lock), condition, &claim.reservation_id, now)).collect()
     }
 
     /// A session's outcome item, kept [`PAYMENT_RECORD_DAYS`].
@@ -344,7 +363,8 @@ impl DynamoStore {
         reservation_id: &ReservationId,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, StoreError> {
-        self.put(op, self.outcome_item(session_id, outcome, reservation_id, now), condition::ABSENT, HashMap::new())
+        let item = self.outcome_item(session_id, outcome, reservation_id, now);
+        self.put(op, item, condition::ABSENT, reservation_id, now)
     }
 
     /// The transaction item writing a reservation record.
@@ -378,23 +398,91 @@ impl DynamoStore {
         }
     }
 
+    /// Runs a transaction that claims locks for `me`, and says why it did
+    /// not commit: a lock held by someone else (read from the failed
+    /// condition's old item), or any other condition ([`ClaimOutcome::Stale`]).
+    /// A collision with another transaction on the same items, with no
+    /// condition failed, is not an answer: the transaction is sent again
+    /// (jittered backoff), so a loser always names a live holder.
+    async fn transact_locks(
+        &self,
+        op: &'static str,
+        items: Vec<TransactWriteItem>,
+        me: &ReservationId,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut conflicts = 0;
+        loop {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let cancelled = match result {
+                Ok(_) => return Ok(ClaimOutcome::Done),
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+                {
+                    let TransactWriteItemsError::TransactionCanceledException(c) = e.into_err() else { unreachable!() };
+                    c
+                }
+                Err(e) => return Err(store_error(op, e)),
+            };
+            let reasons = cancelled.cancellation_reasons();
+            if let Some(failed) = reasons.iter().find(|r| r.code() == Some("ConditionalCheckFailed")) {
+                let holder = failed.item().filter(|item| get_s(item, "kind") == Ok("lock"));
+                return match holder.map(Lock::try_from).transpose().map_err(|e| corrupt(op, e))? {
+                    Some(lock) if &lock.reservation_id != me => Ok(ClaimOutcome::Taken { by: Box::new(lock) }),
+                    _ => Ok(ClaimOutcome::Stale),
+                };
+            }
+            let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+            let collided = codes.iter().all(|c| matches!(*c, "None" | "TransactionConflict"));
+            conflicts += 1;
+            if !collided || conflicts >= TRANSACTION_ATTEMPTS {
+                return Err(StoreError::Unavailable { op, source: format!("transaction cancelled: {codes:?}").into() });
+            }
+            let cap_ms = 10u64 << conflicts.min(6);
+            tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=cap_ms))).await;
+        }
+    }
+
+    /// A conditional `Put` transaction item; a failed condition returns the old item.
     fn put(
         &self,
         op: &'static str,
         item: Item,
         condition: &str,
-        values: HashMap<String, AttributeValue>,
+        me: &ReservationId,
+        now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let names = if condition.contains('#') { Some(names()) } else { None };
+        let (names, values) = used_by(condition, names(), values(me, now));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition)
             .set_expression_attribute_names(names)
-            .set_expression_attribute_values(if values.is_empty() { None } else { Some(values) })
+            .set_expression_attribute_values(values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| build_error(op, e))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A conditional `Delete` transaction item.
+    fn delete(
+        &self,
+        op: &'static str,
+        key: Item,
+        condition: &str,
+        me: &ReservationId,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (names, values) = used_by(condition, names(), values(me, now));
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| build_error(op, e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 }
 
@@ -411,6 +499,7 @@ impl PaymentStore for DynamoStore {
         hold_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        const OP: &str = "start checkout";
         let observed = claim.expires_at.map(epoch).unwrap_or_else(|| n(0));
         // First terms: none fixed yet. New terms: the ones read are still
         // there and no session was stored under them.
@@ -418,32 +507,47 @@ impl PaymentStore for DynamoStore {
             None => "attribute_not_exists(session_expires_at)".to_owned(),
             Some(_) => "session_expires_at = :observed_terms AND attribute_not_exists(checkout_session_id)".to_owned(),
         };
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(slot_key(&claim.slot)))
-            .update_expression(
-                "SET session_expires_at = :session_expires_at, checkout_success_url = :checkout_success_url, \
-                 checkout_cancel_url = :checkout_cancel_url, #expires_at = :hold",
-            )
-            .condition_expression(format!(
-                "reservation_id = :me AND #status = :held AND #expires_at = :observed AND #expires_at > :now \
-                 AND {terms_unchanged}"
-            ))
-            .set_expression_attribute_names(Some(names()))
-            .expression_attribute_values(":hold", epoch(hold_expires_at))
-            .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
-            .expression_attribute_values(":held", s(ClaimStatus::Held.as_str()))
-            .expression_attribute_values(":observed", observed)
-            .expression_attribute_values(":now", epoch(now));
+        let mut values = values(&claim.reservation_id, now);
+        values.insert(":hold".into(), epoch(hold_expires_at));
+        values.insert(":observed".into(), observed);
         if let Some(observed_terms) = &claim.checkout_terms {
-            update = update.expression_attribute_values(":observed_terms", epoch(observed_terms.expires_at));
+            values.insert(":observed_terms".into(), epoch(observed_terms.expires_at));
         }
         for (name, value) in checkout_terms_attributes(terms) {
-            update = update.expression_attribute_values(format!(":{name}"), value);
+            values.insert(format!(":{name}"), value);
         }
-        conditional("start checkout", update.send().await)
+        let update = |key: Item, expression: &str, condition: String| -> Result<TransactWriteItem, StoreError> {
+            let text = format!("{expression} {condition}");
+            let (names, values) = used_by(&text, names(), values.clone());
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(|e| build_error(OP, e))?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        let mut items = vec![update(
+            claim_key(&claim.reservation_id),
+            "SET session_expires_at = :session_expires_at, checkout_success_url = :checkout_success_url, \
+             checkout_cancel_url = :checkout_cancel_url, #expires_at = :hold",
+            format!(
+                "reservation_id = :me AND #status = :held AND #expires_at = :observed AND #expires_at > :now \
+                 AND {terms_unchanged}"
+            ),
+        )?];
+        // The hold's locks live exactly as long as the hold.
+        for lock in claim.locks() {
+            items.push(update(
+                lock_key(&claim.slot.resource_id, &lock),
+                "SET #expires_at = :hold",
+                "reservation_id = :me AND #status = :held".to_owned(),
+            )?);
+        }
+        self.transact(OP, items).await
     }
 
     async fn attach_checkout(
@@ -464,7 +568,7 @@ impl PaymentStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(slot_key(&claim.slot)))
+            .set_key(Some(claim_key(&claim.reservation_id)))
             .update_expression("SET checkout_session_id = :sid, checkout_url = :url")
             .condition_expression(condition::MINE)
             .expression_attribute_values(":sid", s(&link.session_id))
@@ -472,7 +576,7 @@ impl PaymentStore for DynamoStore {
             .expression_attribute_values(":me", s(claim.reservation_id.as_str()))
             .send()
             .await;
-        // The claim changed hands meanwhile: the session stays at Stripe and
+        // The booking is gone meanwhile: the session stays at Stripe and
         // expires there; a payment for it is settled by the webhook.
         conditional(OP, result)?;
         Ok(true)
@@ -486,16 +590,18 @@ impl PaymentStore for DynamoStore {
         self.get::<PaymentOutcome>("get payment outcome", payment_key(session_id)).await
     }
 
-    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn confirm_paid(
+        &self,
+        confirmed: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "confirm paid booking";
-        let claim = self.put(
-            OP,
-            claim_item(confirmed),
-            condition::SLOT_FREE_OR_MINE,
-            free_or_mine_values(&confirmed.reservation_id, now),
-        )?;
-        let outcome = self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, &confirmed.reservation_id, now)?;
-        self.transact(OP, vec![claim, outcome]).await
+        let me = &confirmed.reservation_id;
+        let mut items = vec![self.put(OP, claim_item(confirmed), condition::UNPAID_OR_ABSENT, me, now)?];
+        items.extend(self.lock_puts(OP, confirmed, &confirmed.locks(), condition::LOCK_FREE_OR_MINE, now)?);
+        items.push(self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, me, now)?);
+        self.transact_locks(OP, items, me).await
     }
 
     async fn decide_refund(
@@ -518,44 +624,46 @@ impl PaymentStore for DynamoStore {
         pending: &Claim,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "hold for pending payment";
-        let claim = self.put(
-            OP,
-            claim_item(pending),
-            condition::SLOT_FREE_OR_MY_HOLD,
-            free_or_mine_values(&pending.reservation_id, now),
-        )?;
+        let me = &pending.reservation_id;
+        let mut items = vec![self.put(OP, claim_item(pending), condition::UNPAID_OR_ABSENT, me, now)?];
+        items.extend(self.lock_puts(OP, pending, &pending.locks(), condition::LOCK_FREE_OR_MY_HOLD, now)?);
         let no_outcome = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(payment_key(session_id)))
             .condition_expression(condition::ABSENT)
             .build()
             .map_err(|e| build_error(OP, e))?;
-        self.transact(OP, vec![claim, TransactWriteItem::builder().condition_check(no_outcome).build()]).await
+        items.push(TransactWriteItem::builder().condition_check(no_outcome).build());
+        self.transact_locks(OP, items, me).await
     }
 
     async fn release(
         &self,
-        slot: &SlotKey,
+        claim: &Claim,
         record: &ReservationRecord,
         session_id: &str,
         outcome: PaymentOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "release hold";
-        let delete = self.retire_claim_item(
-            OP,
-            slot,
-            &record.reservation_id,
-            &[ClaimStatus::Held, ClaimStatus::PaymentPending],
-        )?;
-        let outcome = self.outcome_put(OP, session_id, outcome, &record.reservation_id, now)?;
-        self.transact(OP, vec![delete, self.record_put(OP, record)?, outcome]).await
+        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now)?;
+        items.push(self.record_put(OP, record)?);
+        items.push(self.outcome_put(OP, session_id, outcome, &record.reservation_id, now)?);
+        self.transact(OP, items).await
     }
 
-    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        self.retire_claim("retire hold", slot, record, &[ClaimStatus::Held, ClaimStatus::PaymentPending]).await
+    async fn retire_hold(
+        &self,
+        claim: &Claim,
+        record: &ReservationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "retire hold";
+        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now)?;
+        items.push(self.record_put(OP, record)?);
+        self.transact(OP, items).await
     }
 
     async fn record_unpaid_outcome(
@@ -570,10 +678,12 @@ impl PaymentStore for DynamoStore {
     }
 }
 
+/// The bookings a payment's release or refund retires.
+const HELD_OR_PENDING: &[ClaimStatus] = &[ClaimStatus::Held, ClaimStatus::PaymentPending];
+
 impl BookingStore for DynamoStore {
     async fn record_calendar_write(
         &self,
-        slot: &SlotKey,
         reservation_id: &ReservationId,
         event_ref: &str,
         at: DateTime<Utc>,
@@ -582,7 +692,7 @@ impl BookingStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
+            .set_key(Some(claim_key(reservation_id)))
             .update_expression("SET calendar_event_ref = :ref, calendar_written_at = :at")
             .condition_expression(condition::MY_BOOKING)
             .expression_attribute_names("#status", "status")
@@ -596,13 +706,14 @@ impl BookingStore for DynamoStore {
         conditional("record calendar write", result).map(|_| ())
     }
 
-    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(slot_key(slot)))
-            .update_expression("SET #status = :cancelling")
+            .set_key(Some(claim_key(reservation_id)))
+            .update_expression("SET #status = :cancelling, refund_amount = :refund")
+            .expression_attribute_values(":refund", n(refund_amount))
             .condition_expression(condition::MY_BOOKING)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":cancelling", s(ClaimStatus::Cancelling.as_str()))
@@ -613,8 +724,35 @@ impl BookingStore for DynamoStore {
         conditional("start cancel", result)
     }
 
-    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        self.retire_claim("cancel booking", slot, record, &[ClaimStatus::Cancelling]).await
+    async fn cancel_booking(&self, booking: &Claim, record: &ReservationRecord) -> Result<bool, StoreError> {
+        const OP: &str = "cancel booking";
+        let mut items = self.retire_items(OP, booking, &[ClaimStatus::Cancelling], Utc::now())?;
+        items.push(self.record_put(OP, record)?);
+        self.transact(OP, items).await
+    }
+
+    async fn reschedule(&self, current: &Claim, moved: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        const OP: &str = "reschedule booking";
+        let me = &current.reservation_id;
+        let mut values = values(me, now);
+        values.insert(":version".into(), n(i64::from(current.version)));
+        let condition = "reservation_id = :me AND #status = :confirmed AND version = :version";
+        let (names, values) = used_by(condition, names(), values);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(claim_item(moved)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        let (old, new) = (current.locks(), moved.locks());
+        items.extend(self.lock_puts(OP, moved, &new, condition::LOCK_FREE_OR_MINE, now)?);
+        for lock in old.iter().filter(|l| !new.contains(l)) {
+            items.push(self.delete(OP, lock_key(&current.slot.resource_id, lock), condition::MINE, me, now)?);
+        }
+        self.transact_locks(OP, items, me).await
     }
 }
 

@@ -129,8 +129,13 @@ impl Payments for StripePayments {
         idempotency_key: &str,
         reservation_id: &ReservationId,
         cause: RefundCause,
+        amount: Option<i64>,
     ) -> Result<String, PaymentError> {
-        let refund = CreateRefund::new()
+        let mut refund = CreateRefund::new();
+        if let Some(amount) = amount {
+            refund = refund.amount(amount);
+        }
+        let refund = refund
             .payment_intent(payment_intent)
             .reason(CreateRefundReason::RequestedByCustomer)
             .metadata(HashMap::from([
