@@ -6,6 +6,7 @@
 
 use super::booking_type::{
     BookingType, BookingTypeSpec, CELL_MINUTES, DEFAULT_ADVANCE_DAYS, DEFAULT_TYPE_ID, DurationSpec,
+    MAX_BLOCKED_MINUTES, check_minutes, check_price,
 };
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -245,8 +246,11 @@ impl Resource {
         }
         let mut date_overrides = BTreeMap::new();
         for o in &spec.date_overrides {
+            // Strictly `YYYY-MM-DD`: chrono alone also takes `2026-1-5` and `+2026-01-05`.
             let date = NaiveDate::parse_from_str(&o.date, "%Y-%m-%d")
-                .map_err(|_| ResourceError(format!("date_overrides: {:?} is not a YYYY-MM-DD date", o.date)))?;
+                .ok()
+                .filter(|d| d.format("%Y-%m-%d").to_string() == o.date)
+                .ok_or_else(|| ResourceError(format!("date_overrides: {:?} is not a YYYY-MM-DD date", o.date)))?;
             let intervals =
                 opening_intervals(&o.hours).map_err(|e| ResourceError(format!("date_overrides.{date}: {e}")))?;
             if date_overrides.insert(date, intervals).is_some() {
@@ -279,19 +283,24 @@ impl Resource {
 /// The booking types a spec defines: its list, or the one its shorthand describes.
 fn booking_types(spec: &ResourceSpec, name: &str) -> Result<Vec<BookingType>, ResourceError> {
     let specs = match (&spec.slot_minutes, &spec.price, spec.booking_types.is_empty()) {
-        (Some(minutes), Some(price), true) => vec![BookingTypeSpec {
-            id: DEFAULT_TYPE_ID.into(),
-            name: None,
-            durations: vec![DurationSpec { minutes: *minutes, price: price.clone() }],
-            buffer_before_minutes: 0,
-            buffer_after_minutes: 0,
-            start_interval_minutes: None,
-            min_notice_minutes: 0,
-            max_advance_days: DEFAULT_ADVANCE_DAYS,
-            max_per_day: None,
-            cancellation: Default::default(),
-            reschedule: Default::default(),
-        }],
+        (Some(minutes), Some(price), true) => {
+            // Checked here so that a refusal names the fields the admin wrote.
+            check_minutes("slot_minutes", *minutes, CELL_MINUTES..=MAX_BLOCKED_MINUTES)?;
+            check_price("price", price)?;
+            vec![BookingTypeSpec {
+                id: DEFAULT_TYPE_ID.into(),
+                name: None,
+                durations: vec![DurationSpec { minutes: *minutes, price: price.clone() }],
+                buffer_before_minutes: 0,
+                buffer_after_minutes: 0,
+                start_interval_minutes: None,
+                min_notice_minutes: 0,
+                max_advance_days: DEFAULT_ADVANCE_DAYS,
+                max_per_day: None,
+                cancellation: Default::default(),
+                reschedule: Default::default(),
+            }]
+        }
         (None, None, false) => spec.booking_types.clone(),
         (None, None, true) => {
             return Err(ResourceError("give booking_types, or the shorthand slot_minutes and price".into()));
@@ -334,7 +343,7 @@ fn parse_interval(o: &OpeningSpec) -> Result<OpeningInterval, String> {
         return Err(format!("interval {}-{} must start before it ends", o.start, o.end));
     }
     let cell = CELL_MINUTES as u16;
-    if start_minute % cell != 0 || end_minute % cell != 0 {
+    if !start_minute.is_multiple_of(cell) || !end_minute.is_multiple_of(cell) {
         return Err(format!("interval {}-{}: times must be multiples of {CELL_MINUTES} minutes", o.start, o.end));
     }
     Ok(OpeningInterval { start_minute, end_minute })
@@ -359,27 +368,49 @@ fn parse_hhmm(s: &str) -> Result<u16, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::booking_type::tests::type_spec;
 
-    /// A valid spec used across the crate's unit tests.
+    fn week(day: Vec<OpeningSpec>) -> WeeklyHoursSpec {
+        WeeklyHoursSpec {
+            mon: day.clone(),
+            tue: day.clone(),
+            wed: day.clone(),
+            thu: day.clone(),
+            fri: day.clone(),
+            sat: day.clone(),
+            sun: day,
+        }
+    }
+
+    pub(crate) fn opening(hours: &[(&str, &str)]) -> Vec<OpeningSpec> {
+        hours.iter().map(|(s, e)| OpeningSpec { start: (*s).into(), end: (*e).into() }).collect()
+    }
+
+    /// A valid shorthand spec (one type, `slot_minutes` at 45.00 EUR, the
+    /// same hours every day) used across the crate's unit tests.
     pub(crate) fn spec(timezone: &str, slot_minutes: u32, hours: &[(&str, &str)]) -> ResourceSpec {
-        let day: Vec<OpeningSpec> =
-            hours.iter().map(|(s, e)| OpeningSpec { start: (*s).into(), end: (*e).into() }).collect();
         ResourceSpec {
             name: "Coaching".into(),
             timezone: timezone.into(),
-            slot_minutes,
-            price: Price { amount: 4500, currency: "eur".into() },
+            slot_minutes: Some(slot_minutes),
+            price: Some(Price { amount: 4500, currency: "eur".into() }),
+            booking_types: Vec::new(),
             hold_minutes: 30,
-            weekly_hours: WeeklyHoursSpec {
-                mon: day.clone(),
-                tue: day.clone(),
-                wed: day.clone(),
-                thu: day.clone(),
-                fri: day.clone(),
-                sat: day.clone(),
-                sun: day,
-            },
+            weekly_hours: week(opening(hours)),
+            date_overrides: Vec::new(),
             calendar: CalendarTarget::None,
+        }
+    }
+
+    /// A valid spec with these booking types and the same hours every day.
+    pub(crate) fn typed_spec(timezone: &str, types: Vec<BookingTypeSpec>, hours: &[(&str, &str)]) -> ResourceSpec {
+        ResourceSpec { slot_minutes: None, price: None, booking_types: types, ..spec(timezone, 30, hours) }
+    }
+
+    fn refusal(spec: ResourceSpec) -> String {
+        match Resource::from_spec(ResourceId::parse("r").unwrap(), spec) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
         }
     }
 
@@ -408,21 +439,121 @@ pub(crate) mod tests {
         let ok = spec("Europe/Berlin", 30, &[("09:00", "17:00")]);
         assert!(Resource::from_spec(id.clone(), ok.clone()).is_ok());
 
+        let eur = |amount: i64, currency: &str| Some(Price { amount, currency: currency.into() });
         let cases: Vec<(ResourceSpec, &str)> = vec![
             (ResourceSpec { timezone: "Mars/Olympus".into(), ..ok.clone() }, "timezone"),
-            (ResourceSpec { slot_minutes: 0, ..ok.clone() }, "slot_minutes"),
+            (ResourceSpec { slot_minutes: Some(0), ..ok.clone() }, "slot_minutes"),
+            (ResourceSpec { slot_minutes: Some(32), ..ok.clone() }, "slot_minutes: must be a multiple of 5"),
+            (ResourceSpec { slot_minutes: Some(245), ..ok.clone() }, "slot_minutes"),
             (ResourceSpec { hold_minutes: 29, ..ok.clone() }, "hold_minutes"),
             (ResourceSpec { hold_minutes: 24 * 60 + 1, ..ok.clone() }, "hold_minutes"),
-            (ResourceSpec { price: Price { amount: 0, currency: "eur".into() }, ..ok.clone() }, "amount"),
-            (ResourceSpec { price: Price { amount: 100, currency: "EUR".into() }, ..ok.clone() }, "currency"),
+            (ResourceSpec { price: eur(0, "eur"), ..ok.clone() }, "price: amount"),
+            (ResourceSpec { price: eur(100_000_000, "eur"), ..ok.clone() }, "price: amount"),
+            (ResourceSpec { price: eur(100, "EUR"), ..ok.clone() }, "price: currency"),
             (ResourceSpec { name: " ".into(), ..ok.clone() }, "name"),
-            (spec("Europe/Berlin", 30, &[("10:00", "09:00")]), "start before"),
-            (spec("Europe/Berlin", 30, &[("09:00", "12:00"), ("11:00", "13:00")]), "overlap"),
+            (
+                spec("Europe/Berlin", 30, &[("10:00", "09:00")]),
+                "weekly_hours.mon: interval 10:00-09:00 must start before",
+            ),
+            (
+                spec("Europe/Berlin", 30, &[("09:00", "12:00"), ("11:00", "13:00")]),
+                "weekly_hours.mon: intervals overlap",
+            ),
+            (spec("Europe/Berlin", 30, &[("09:02", "12:00")]), "multiples of 5 minutes"),
+            (spec("Europe/Berlin", 30, &[("09:00", "11:59")]), "multiples of 5 minutes"),
             (ResourceSpec { calendar: CalendarTarget::Caldav { url: "ftp://x".into() }, ..ok.clone() }, "calendar.url"),
+            (
+                ResourceSpec { calendar: CalendarTarget::Google { calendar_id: " ".into() }, ..ok.clone() },
+                "calendar.calendar_id",
+            ),
         ];
         for (spec, needle) in cases {
-            let err = Resource::from_spec(id.clone(), spec).unwrap_err();
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            let err = refusal(spec);
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn the_shorthand_defines_one_default_type() {
+        let r = Resource::from_spec(ResourceId::parse("r").unwrap(), spec("UTC", 45, &[("09:00", "17:00")])).unwrap();
+        assert_eq!(r.booking_types.len(), 1);
+        let t = &r.booking_types[0];
+        assert_eq!(t.id, DEFAULT_TYPE_ID);
+        assert_eq!(t.name, "Coaching", "a type is named after its resource by default");
+        assert_eq!(t.durations, [DurationSpec { minutes: 45, price: Price { amount: 4500, currency: "eur".into() } }]);
+        assert_eq!(t.start_interval_minutes, 45);
+        assert_eq!((t.buffer_before_minutes, t.buffer_after_minutes, t.min_notice_minutes), (0, 0, 0));
+        assert_eq!((t.max_advance_days, t.max_per_day), (DEFAULT_ADVANCE_DAYS, None));
+        assert_eq!(t.cancellation, Default::default());
+        assert_eq!(t.reschedule, Default::default());
+    }
+
+    #[test]
+    fn booking_types_or_the_shorthand_but_not_both_nor_neither() {
+        let ok = spec("UTC", 30, &[("09:00", "17:00")]);
+        let one = vec![type_spec("intro", &[30])];
+        let price = ok.price.clone();
+        let cases: Vec<(ResourceSpec, &str)> = vec![
+            (ResourceSpec { slot_minutes: None, price: None, ..ok.clone() }, "give booking_types, or the shorthand"),
+            (ResourceSpec { booking_types: one.clone(), ..ok.clone() }, "not a mix"),
+            (ResourceSpec { price: None, booking_types: one.clone(), ..ok.clone() }, "not a mix"),
+            (ResourceSpec { slot_minutes: None, ..ok.clone() }, "not a mix"),
+            (ResourceSpec { price: None, ..ok.clone() }, "not a mix"),
+            (ResourceSpec { slot_minutes: None, price, booking_types: one, ..ok.clone() }, "not a mix"),
+            (
+                typed_spec("UTC", vec![type_spec("intro", &[30]), type_spec("intro", &[60])], &[("09:00", "17:00")]),
+                "booking_types: id \"intro\" is given twice",
+            ),
+            (
+                typed_spec("UTC", (0..=MAX_BOOKING_TYPES).map(|i| type_spec(&format!("t{i}"), &[30])).collect(), &[]),
+                "at most 20 booking_types",
+            ),
+            // A type's own refusal names the type.
+            (typed_spec("UTC", vec![type_spec("intro", &[31])], &[]), "booking_types.intro.durations.minutes"),
+        ];
+        for (spec, needle) in cases {
+            let err = refusal(spec);
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+        let two = typed_spec("UTC", vec![type_spec("intro", &[30]), type_spec("session", &[60, 90])], &[]);
+        let r = Resource::from_spec(ResourceId::parse("r").unwrap(), two).unwrap();
+        let ids: Vec<&str> = r.booking_types.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["intro", "session"], "types keep their order");
+    }
+
+    #[test]
+    fn date_overrides_are_checked_and_indexed_by_date() {
+        let day = |date: &str, hours: &[(&str, &str)]| DateOverrideSpec { date: date.into(), hours: opening(hours) };
+        let with = |overrides: Vec<DateOverrideSpec>| ResourceSpec {
+            date_overrides: overrides,
+            ..spec("Europe/Berlin", 30, &[("09:00", "17:00")])
+        };
+        let r = Resource::from_spec(
+            ResourceId::parse("r").unwrap(),
+            with(vec![day("2026-12-31", &[("10:00", "12:00"), ("08:00", "09:00")]), day("2026-12-24", &[])]),
+        )
+        .unwrap();
+        let dec = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        assert_eq!(r.date_overrides.keys().copied().collect::<Vec<_>>(), [dec(24), dec(31)]);
+        assert!(r.date_overrides[&dec(24)].is_empty(), "no hours: closed");
+        let iv = |start_minute, end_minute| OpeningInterval { start_minute, end_minute };
+        assert_eq!(r.date_overrides[&dec(31)], [iv(480, 540), iv(600, 720)], "sorted");
+
+        let cases: Vec<(ResourceSpec, &str)> = vec![
+            (with(vec![day("2026-02-30", &[])]), "date_overrides: \"2026-02-30\" is not a YYYY-MM-DD date"),
+            (with(vec![day("24.12.2026", &[])]), "date_overrides: \"24.12.2026\" is not a YYYY-MM-DD date"),
+            (with(vec![day("2026-1-5", &[])]), "is not a YYYY-MM-DD date"),
+            (with(vec![day("+2026-01-05", &[])]), "is not a YYYY-MM-DD date"),
+            (with(vec![day("2026-12-24", &[]), day("2026-12-24", &[("09:00", "10:00")])]), "2026-12-24 is given twice"),
+            (
+                with(vec![day("2026-12-24", &[("09:00", "12:00"), ("11:30", "13:00")])]),
+                "date_overrides.2026-12-24: intervals overlap",
+            ),
+            (with(vec![day("2026-12-24", &[("09:00", "09:03")])]), "date_overrides.2026-12-24: interval 09:00-09:03"),
+        ];
+        for (spec, needle) in cases {
+            let err = refusal(spec);
+            assert!(err.contains(needle), "{err} should mention {needle}");
         }
     }
 
@@ -432,5 +563,31 @@ pub(crate) mod tests {
         let spec: ResourceSpec = serde_json::from_str(json).unwrap();
         assert_eq!(spec.hold_minutes, 30);
         assert_eq!(spec.calendar, CalendarTarget::None);
+        assert!(spec.booking_types.is_empty() && spec.date_overrides.is_empty());
+    }
+
+    #[test]
+    fn a_spec_with_types_and_overrides_reads_and_writes_back_unchanged() {
+        let json = r#"{
+            "name": "Studio",
+            "timezone": "Europe/Berlin",
+            "booking_types": [
+                {"id": "intro", "durations": [{"minutes": 30, "price": {"amount": 0, "currency": "eur"}}]},
+                {"id": "session", "durations": [{"minutes": 60, "price": {"amount": 9000, "currency": "eur"}}],
+                 "buffer_after_minutes": 15}
+            ],
+            "weekly_hours": {"mon": [{"start": "09:00", "end": "17:00"}]},
+            "date_overrides": [{"date": "2026-12-24"}, {"date": "2026-12-31", "hours": [{"start": "10:00", "end": "12:00"}]}]
+        }"#;
+        let spec: ResourceSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.slot_minutes, None);
+        assert!(spec.date_overrides[0].hours.is_empty(), "hours default to none: closed");
+        let back: ResourceSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+        let written = serde_json::to_value(&spec).unwrap();
+        assert!(written.get("slot_minutes").is_none() && written.get("price").is_none(), "{written}");
+        // The intro's zero price is refused by validation, not by serde.
+        assert!(refusal(spec).contains("booking_types.intro.durations.price: amount"));
+        assert!(serde_json::from_str::<ResourceSpec>(&json.replace("\"name\"", "\"nmae\": 1, \"name\"")).is_err());
     }
 }
