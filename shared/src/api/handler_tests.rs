@@ -163,6 +163,8 @@ impl World {
             currency: claim.currency,
             end: claim.end,
             customer: claim.customer,
+            terms: claim.terms,
+            day_token: claim.day_token,
         });
     }
 
@@ -320,7 +322,7 @@ async fn reserve_a_slot_with_a_live_claim_is_409_and_leaves_the_claim() {
 }
 
 #[tokio::test]
-async fn reserve_over_a_lapsed_hold_takes_the_slot_and_keeps_a_record_of_the_old_one() {
+async fn reserve_over_a_lapsed_hold_takes_the_slot_and_the_old_one_reads_expired() {
     // Expired a minute ago, and expiring this very second (`expires_at <= now` is free).
     for lapsed_for in [Duration::minutes(1), Duration::zero()] {
         let world = World::new();
@@ -334,11 +336,8 @@ async fn reserve_over_a_lapsed_hold_takes_the_slot_and_keeps_a_record_of_the_old
         assert_ne!(id, lapsed.reservation_id);
         let tables = world.store.snapshot();
         assert_eq!(tables.claim(&lapsed.slot).map(|c| &c.reservation_id), Some(&id), "the new hold has the slot");
-        let record = &tables.records[&lapsed.reservation_id];
-        assert_eq!(
-            (record.status, record.end, record.recorded_at),
-            (ReservationStatus::Expired, lapsed.end, world.now)
-        );
+        let old = tables.claim_of(&lapsed.reservation_id).expect("the lapsed booking item stays until TTL");
+        assert_eq!(old.reservation_status(world.now), ReservationStatus::Expired);
     }
 }
 
@@ -842,7 +841,11 @@ async fn cancel_refunds_frees_the_slot_queues_the_removal_and_answers_a_repeat_a
             (refund.key.clone(), refund.payment_intent.as_str(), refund.cause),
             (format!("cancel-{id}"), BOOKED_PAYMENT, RefundCause::Cancelled)
         );
-        assert_eq!(reply.body, json!({"reservation_id": id, "status": "cancelled", "refund_id": refund.id}), "{case}");
+        assert_eq!(
+            reply.body,
+            json!({"reservation_id": id, "status": "cancelled", "refund_id": refund.id, "refunded": 4500, "currency": "eur"}),
+            "{case}"
+        );
 
         let tables = world.store.snapshot();
         assert_eq!(tables.claim(&id.slot_key()), None, "{case}: the slot is free");
@@ -945,7 +948,7 @@ async fn availability_refuses_bad_queries() {
     for (case, event, status, kind) in cases {
         world.availability(&event).await.assert_problem(case, status, kind);
     }
-    world.store.fail_next("claims_on_day", unavailable("claims_on_day"));
+    world.store.fail_next("cells_on_day", unavailable("cells_on_day"));
     world.availability(&sample()).await.assert_problem("storage down", 503, STORE_UNAVAILABLE);
 }
 

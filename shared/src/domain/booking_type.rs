@@ -272,11 +272,16 @@ pub enum CancelDecision {
 impl CancellationPolicy {
     /// What cancelling a booking of `amount` that starts at `start` gives at `now`.
     /// The host always refunds in full; a customer gets a full refund until
-    /// `free_until_hours` before the start, then what `late` says. Partial
-    /// amounts are rounded down to the minor unit.
+    /// `free_until_hours` before the start, then what `late` says until the
+    /// start, and cannot cancel a booking that has started. Partial amounts
+    /// are rounded down to the minor unit.
     pub fn decide(&self, actor: Actor, amount: i64, start: DateTime<Utc>, now: DateTime<Utc>) -> CancelDecision {
         if actor == Actor::Host || now + Duration::hours(i64::from(self.free_until_hours)) <= start {
             return CancelDecision::Refund { amount };
+        }
+        // A booking that has started is the customer's to attend, not to cancel.
+        if now >= start {
+            return CancelDecision::Refuse;
         }
         match self.late {
             LateCancellation::Refuse => CancelDecision::Refuse,
@@ -693,7 +698,11 @@ pub(crate) mod tests {
         let late = cutoff + Duration::seconds(1);
         // 4599 * 50% = 2299.5, rounded down.
         assert_eq!(half.decide(Actor::Customer, 4599, start, late), CancelDecision::Refund { amount: 2299 });
-        assert_eq!(half.decide(Actor::Customer, 4599, start, start), CancelDecision::Refund { amount: 2299 });
+        assert_eq!(
+            half.decide(Actor::Customer, 4599, start, start - Duration::seconds(1)),
+            CancelDecision::Refund { amount: 2299 }
+        );
+        assert_eq!(half.decide(Actor::Customer, 4599, start, start), CancelDecision::Refuse, "started: no cancel");
         assert_eq!(strict.decide(Actor::Customer, 4599, start, late), CancelDecision::Refuse);
         assert_eq!(strict.decide(Actor::Customer, 4599, start, start), CancelDecision::Refuse);
 
@@ -882,6 +891,21 @@ pub(crate) mod tests {
             } else {
                 prop_assert!(from >= to, "[{}, {}) has no cells", from, to);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl BookingTerms {
+    /// Terms of a `minutes` booking of the shorthand type: no buffers, default policies.
+    pub(crate) fn plain(minutes: u32) -> Self {
+        Self {
+            booking_type: DEFAULT_TYPE_ID.into(),
+            duration_minutes: minutes,
+            buffer_before_minutes: 0,
+            buffer_after_minutes: 0,
+            cancellation: CancellationPolicy::default(),
+            reschedule: ReschedulePolicy::default(),
         }
     }
 }

@@ -289,6 +289,8 @@ mod tests {
             currency: "eur".into(),
             end: t("2026-06-10T09:30:00Z"),
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
+            terms: BookingTerms::plain(30),
+            day_token: None,
         };
         let facts = SessionFacts {
             session_id: "cs_own".into(),

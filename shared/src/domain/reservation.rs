@@ -498,6 +498,8 @@ mod tests {
             currency: "eur".into(),
             end: slot().start + Duration::minutes(45),
             customer: Customer::parse("Jane", "jane@example.com").unwrap(),
+            terms: BookingTerms::plain(45),
+            day_token: None,
         };
         let claim = Claim::from_checkout(&record, ClaimStatus::Confirmed, now);
         assert_eq!(claim.reservation_id, id, "not a fresh id");
@@ -512,7 +514,8 @@ mod tests {
         let customer = Customer::parse("Jane", "jane@example.com").unwrap();
         let price = Price { amount: 100, currency: "eur".into() };
         let end = slot().start + Duration::minutes(30);
-        let mut claim = Claim::hold(slot(), end, customer, &price, now, now + Duration::seconds(1));
+        let mut claim =
+            Claim::hold(slot(), end, BookingTerms::plain(30), customer, &price, now, now + Duration::seconds(1));
         assert!(claim.is_live(now));
         assert_eq!(claim.reservation_status(now), ReservationStatus::Held);
         claim.expires_at = Some(now);

@@ -179,6 +179,7 @@ pub(crate) fn record(
 ) -> ReservationRecord {
     ReservationRecord {
         reservation_id: id.clone(),
+        start: id.slot_key().start,
         end: id.slot_key().start + Duration::minutes(resource.first_type().1.into()),
         status,
         amount: resource.first_type().2.amount,
@@ -199,6 +200,7 @@ pub(crate) fn claim(
 ) -> Claim {
     let slot = id.slot_key();
     let end = slot.start + Duration::minutes(resource.first_type().1.into());
-    let hold = Claim::hold(slot, end, sample_customer(), resource.first_type().2, created_at, created_at);
+    let terms = resource.booking_types[0].terms(resource.first_type().1);
+    let hold = Claim::hold(slot, end, terms, sample_customer(), resource.first_type().2, created_at, created_at);
     Claim { reservation_id: id.clone(), status, expires_at, cancel_token: Some(sample_cancel_token()), ..hold }
 }

@@ -38,6 +38,8 @@ pub(crate) struct RefundMade {
     pub payment_intent: String,
     pub reservation_id: ReservationId,
     pub cause: RefundCause,
+    /// `None`: the whole payment.
+    pub amount: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -102,12 +104,15 @@ impl Payments for MemoryPayments {
         idempotency_key: &str,
         reservation_id: &ReservationId,
         cause: RefundCause,
+        amount: Option<i64>,
     ) -> Result<String, PaymentError> {
         self.faults.take("refund_payment")?;
         let mut ledger = lock(&self.ledger);
         if let Some(made) = ledger.refunds.iter().find(|r| r.key == idempotency_key) {
-            let same =
-                made.payment_intent == payment_intent && &made.reservation_id == reservation_id && made.cause == cause;
+            let same = made.payment_intent == payment_intent
+                && &made.reservation_id == reservation_id
+                && made.cause == cause
+                && made.amount == amount;
             return if same { Ok(made.id.clone()) } else { Err(reused_key()) };
         }
         if ledger.refunds.iter().any(|r| r.payment_intent == payment_intent) {
@@ -119,6 +124,7 @@ impl Payments for MemoryPayments {
             payment_intent: payment_intent.to_owned(),
             reservation_id: reservation_id.clone(),
             cause,
+            amount,
         };
         ledger.refunds.push(refund.clone());
         Ok(refund.id)

@@ -716,6 +716,7 @@ mod tests {
         let mut tables = lock(&store.tables);
         if let Some(claim) = claim {
             tables.put_claim(&claim);
+            tables.put_locks(&claim);
         }
         if let Some(outcome) = outcome {
             tables.put_outcome("cs_1", outcome, &sample_reservation(), now());
@@ -725,7 +726,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hold_goes_only_on_a_free_or_lapsed_slot() {
+    async fn a_hold_goes_only_on_free_or_lapsed_locks() {
         let minute = Duration::minutes(1);
         // (the slot's claim, placed)
         let cases = [
@@ -742,16 +743,39 @@ mod tests {
             let outcome = store.place_hold(&hold, now()).await.unwrap();
             let stored = store.snapshot().claim(&hold.slot).cloned();
             match outcome {
-                HoldOutcome::Placed { replaced } => {
+                ClaimOutcome::Done => {
                     assert!(placed, "{existing:?}");
-                    assert_eq!((replaced.map(|c| *c), stored), (existing, Some(hold)));
+                    assert_eq!(stored, Some(hold), "the new hold owns the start cell");
                 }
-                HoldOutcome::Taken { by } => {
+                ClaimOutcome::Taken { by } => {
                     assert!(!placed, "{existing:?}");
-                    assert_eq!((Some(*by), stored), (existing.clone(), existing));
+                    let existing = existing.unwrap();
+                    assert_eq!(
+                        (by.reservation_id, by.booked),
+                        (existing.reservation_id.clone(), existing.status != ClaimStatus::Held)
+                    );
+                    assert_eq!(stored, Some(existing), "nothing written");
                 }
+                ClaimOutcome::Stale => panic!("a fresh id cannot be stale"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_hold_overlapping_any_cell_of_a_buffered_booking_is_refused() {
+        let mut booked = theirs(ClaimStatus::Confirmed, Duration::zero());
+        booked.terms.buffer_after_minutes = 15;
+        let store = store_with(Some(booked.clone()), None);
+        // Starting 10 minutes after the booking ends: inside its buffer.
+        let mut hold = mine(ClaimStatus::Held, Duration::minutes(30));
+        hold.slot.start = booked.end + Duration::minutes(10);
+        hold.end = hold.slot.start + Duration::minutes(30);
+        let outcome = store.place_hold(&hold, now()).await.unwrap();
+        assert!(matches!(outcome, ClaimOutcome::Taken { by } if by.reservation_id == booked.reservation_id));
+        // Starting when the buffer ends: free.
+        hold.slot.start = booked.end + Duration::minutes(15);
+        hold.end = hold.slot.start + Duration::minutes(30);
+        assert!(matches!(store.place_hold(&hold, now()).await.unwrap(), ClaimOutcome::Done));
     }
 
     /// The payment transactions of the sample reservation's session `cs_1`.
@@ -764,16 +788,19 @@ mod tests {
 
     impl Transaction {
         async fn run(self, store: &MemoryStore) -> bool {
-            let slot = sample_reservation().slot_key();
             let record = record(&sample_resource(), &sample_reservation(), ReservationStatus::Released, now());
             let (confirmed, pending) =
                 (mine(ClaimStatus::Confirmed, Duration::zero()), mine(ClaimStatus::PaymentPending, Duration::zero()));
-            let written = match self {
-                Self::ConfirmPaid => store.confirm_paid(&confirmed, "cs_1", now()).await,
-                Self::HoldForPendingPayment => store.hold_for_pending_payment(&pending, "cs_1", now()).await,
-                Self::Release => store.release(&slot, &record, "cs_1", PaymentOutcome::Expired, now()).await,
-            };
-            written.unwrap()
+            let done = |o: Result<ClaimOutcome, StoreError>| matches!(o.unwrap(), ClaimOutcome::Done);
+            match self {
+                Self::ConfirmPaid => done(store.confirm_paid(&confirmed, "cs_1", now()).await),
+                Self::HoldForPendingPayment => done(store.hold_for_pending_payment(&pending, "cs_1", now()).await),
+                Self::Release => {
+                    // Release retires the claim as the handler read it.
+                    let Some(read) = store.snapshot().claim_of(&sample_reservation()).cloned() else { return false };
+                    store.release(&read, &record, "cs_1", PaymentOutcome::Expired, now()).await.unwrap()
+                }
+            }
         }
 
         /// The slot's claim and the session's outcome once it has written.

@@ -493,8 +493,17 @@ mod tests {
         let customer = Customer::parse("Jane Doe", "jane@example.com").unwrap();
         let price = Price { amount: 4500, currency: "eur".into() };
         let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
-        let hold = Claim::hold(slot.clone(), slot.start + Duration::minutes(30), customer, &price, now, now);
-        Claim { status, expires_at, cancel_token: Some("ct_1".into()), ..hold }
+        let terms = crate::domain::BookingTerms::plain(30);
+        let hold = Claim::hold(slot.clone(), slot.start + Duration::minutes(30), terms, customer, &price, now, now);
+        Claim {
+            status,
+            expires_at,
+            cancel_token: Some("ct_1".into()),
+            day_token: Some(crate::domain::DayToken { date: slot.start.date_naive(), index: 2 }),
+            version: 3,
+            refund_amount: Some(1200),
+            ..hold
+        }
     }
 
     #[test]
@@ -502,8 +511,8 @@ mod tests {
         let c = claim(ClaimStatus::Held, DateTime::from_timestamp(1_780_000_900, 0));
         let item = claim_item(&c);
         assert_eq!(item[EXPIRES_AT], AttributeValue::N("1780000900".into()));
-        assert_eq!(item[PK], s("SLOT#demo#2026-06-10"));
-        assert_eq!(item[SK], s("2026-06-10T23:30:00Z"));
+        assert_eq!(item[PK], s(format!("BOOKING#{}", c.reservation_id)));
+        assert_eq!(item[SK], s("BOOKING"));
         assert_eq!(Claim::try_from(&item).unwrap(), c);
     }
 
@@ -533,6 +542,8 @@ mod tests {
             currency: "eur".into(),
             end: c.end,
             customer: c.customer.clone(),
+            terms: c.terms.clone(),
+            day_token: c.day_token.clone(),
         };
         let item = checkout_record_item(&record, DateTime::from_timestamp(1_790_000_000, 0).unwrap());
         assert_eq!(CheckoutRecord::try_from(&item).unwrap(), record);
@@ -601,6 +612,7 @@ mod tests {
         let c = claim(ClaimStatus::Held, None);
         let record = ReservationRecord {
             reservation_id: c.reservation_id.clone(),
+            start: c.slot.start,
             end: c.end,
             status: ReservationStatus::Expired,
             amount: 4500,
