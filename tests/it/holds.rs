@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
-use slotguard::domain::{Claim, Customer, Price, ReservationId, ResourceId, SlotKey};
-use slotguard::ports::{ClaimStore, HoldOutcome};
+use slotguard::domain::{BookingTerms, Claim, Customer, DEFAULT_TYPE_ID, Price, ReservationId, ResourceId, SlotKey};
+use slotguard::ports::{ClaimOutcome, ClaimStore};
 use std::collections::HashMap;
 
 #[tokio::test]
@@ -60,8 +60,16 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
     let customer = Customer::parse("Early Bird", "early@example.com").unwrap();
     let price = Price { amount: 2500, currency: "eur".into() };
     let (placed, lapsed) = (Utc::now() - Duration::minutes(31), Utc::now() - Duration::minutes(1));
-    let claim = Claim::hold(slot, start + Duration::hours(1), customer, &price, placed, lapsed);
-    assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), HoldOutcome::Placed { .. }));
+    let terms = BookingTerms {
+        booking_type: DEFAULT_TYPE_ID.into(),
+        duration_minutes: 60,
+        buffer_before_minutes: 0,
+        buffer_after_minutes: 0,
+        cancellation: Default::default(),
+        reschedule: Default::default(),
+    };
+    let claim = Claim::hold(slot, start + Duration::hours(1), terms, customer, &price, placed, lapsed);
+    assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), ClaimOutcome::Done));
     claim.reservation_id
 }
 
@@ -72,7 +80,7 @@ async fn an_expired_hold_still_in_the_table_frees_its_slot() {
     let start = hour_from_now(30);
     let old = lapsed_hold(&app, "room", start).await;
 
-    let item = app.store.get_claim(&old.slot_key()).await.unwrap().expect("the lapsed item is still readable");
+    let item = app.store.get_claim(&old).await.unwrap().expect("the lapsed item is still readable");
     assert_eq!(item.reservation_id, old);
     assert!(item.expires_at.unwrap() <= Utc::now());
 
@@ -142,7 +150,7 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
     assert_eq!(body["start"], rfc3339(start));
     assert_eq!(body["expires_at"], held["expires_at"]);
 
-    let item = app.store.get_claim(&ReservationId::parse(id).unwrap().slot_key()).await.unwrap().unwrap();
+    let item = app.store.get_claim(&ReservationId::parse(id).unwrap()).await.unwrap().unwrap();
     let ttl = app.scan().await.into_iter().find(|i| s(i, "reservation_id") == id).unwrap()["expires_at"].clone();
     assert_eq!(
         ttl,

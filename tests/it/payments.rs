@@ -176,15 +176,7 @@ async fn a_late_payment_for_a_still_free_slot_is_confirmed() {
 
     // And when TTL has already deleted the lapsed hold.
     let d = app.reserve_and_checkout("room", hour_from_now(31), "bob@example.com").await;
-    let slot = slotguard::domain::ReservationId::parse(&d.reservation_id).unwrap().slot_key();
-    app.store
-        .client()
-        .delete_item()
-        .table_name(app.store.table())
-        .set_key(Some(slotguard::adapters::dynamo::items::slot_key(&slot)))
-        .send()
-        .await
-        .unwrap();
+    app.sweep_hold(&d.reservation_id).await;
     app.pay(&d.session_id, "").await;
     assert_eq!(app.status_text(&d.reservation_id).await, "confirmed");
     assert_eq!(s(&app.claim_item(&d.reservation_id).await.unwrap(), "customer_name"), "Test Customer");

@@ -106,29 +106,50 @@ impl TestApp {
         out.messages().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect()
     }
 
-    /// Makes a hold lapse now, as if its time had passed (the item stays, as TTL deletion is lazy).
+    /// The keys of a reservation's booking item and of all its locks.
+    pub async fn hold_keys(&self, reservation_id: &str) -> Vec<Item> {
+        use slotguard::adapters::dynamo::items::{claim_key, lock_key};
+        use slotguard::ports::ClaimStore;
+        let id = slotguard::domain::ReservationId::parse(reservation_id).unwrap();
+        let claim = self.store.get_claim(&id).await.unwrap().expect("the booking item");
+        let mut keys = vec![claim_key(&id)];
+        keys.extend(claim.locks().iter().map(|l| lock_key(&claim.slot.resource_id, l)));
+        keys
+    }
+
+    /// Makes a hold lapse now, as if its time had passed: its booking item
+    /// and its locks (the items stay, as TTL deletion is lazy).
     pub async fn lapse_hold(&self, reservation_id: &str) {
-        let slot = slotguard::domain::ReservationId::parse(reservation_id).unwrap().slot_key();
-        let key = slotguard::adapters::dynamo::items::slot_key(&slot);
-        self.store
-            .client()
-            .update_item()
-            .table_name(self.store.table())
-            .set_key(Some(key))
-            .update_expression("SET expires_at = :past")
-            .expression_attribute_values(
-                ":past",
-                aws_sdk_dynamodb::types::AttributeValue::N((Utc::now() - Duration::seconds(1)).timestamp().to_string()),
-            )
-            .send()
-            .await
-            .unwrap();
+        for key in self.hold_keys(reservation_id).await {
+            self.store
+                .client()
+                .update_item()
+                .table_name(self.store.table())
+                .set_key(Some(key))
+                .update_expression("SET expires_at = :past")
+                .expression_attribute_values(
+                    ":past",
+                    aws_sdk_dynamodb::types::AttributeValue::N(
+                        (Utc::now() - Duration::seconds(1)).timestamp().to_string(),
+                    ),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Deletes a hold's booking item and locks, as DynamoDB's TTL sweeper does some time after it lapsed.
+    pub async fn sweep_hold(&self, reservation_id: &str) {
+        for key in self.hold_keys(reservation_id).await {
+            self.store.client().delete_item().table_name(self.store.table()).set_key(Some(key)).send().await.unwrap();
+        }
     }
 
     /// The claim item of a slot, raw.
     pub async fn claim_item(&self, reservation_id: &str) -> Option<Item> {
-        let slot = slotguard::domain::ReservationId::parse(reservation_id).unwrap().slot_key();
-        let key = slotguard::adapters::dynamo::items::slot_key(&slot);
+        let id = slotguard::domain::ReservationId::parse(reservation_id).unwrap();
+        let key = slotguard::adapters::dynamo::items::claim_key(&id);
         self.store
             .client()
             .get_item()

@@ -10,13 +10,14 @@
 //!
 //! Covered, by trait (the name in quotes is what step logs show):
 //! - `ResourceStore`: "get_resource", "put_resource", "list_resources"
-//! - `ClaimStore`: "place_hold", "get_claim", "claims_on_day"
+//! - `ClaimStore`: "place_hold", "get_claim", "cells_on_day", "day_tokens"
 //! - `ReservationHistory`: "record_reservation", "get_reservation_record"
 //! - `IdempotencyStore`: "start_idempotent", "complete_idempotent", "abandon_idempotent"
 //! - `PaymentStore`: "start_checkout", "attach_checkout", "checkout_record",
 //!   "payment_outcome", "confirm_paid", "decide_refund",
 //!   "hold_for_pending_payment", "release", "retire_hold", "record_unpaid_outcome"
-//! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking"
+//! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking",
+//!   "reschedule"
 //! - `AttentionStore`: "raise_attention", "list_attention"
 //! - `Payments`: "create_checkout_session", "refund_payment"
 //! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
@@ -29,10 +30,10 @@ use super::sched::Signal;
 use chrono::{DateTime, NaiveDate, Utc};
 use slotguard::domain::{
     CalendarJob, CalendarTarget, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim,
-    PaymentOutcome, ReservationId, Resource, ResourceId, SlotKey,
+    Lock, PaymentOutcome, ReservationId, Resource, ResourceId,
 };
 use slotguard::ports::{
-    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimStore, DeadLetterReason, DeadLetters, HoldOutcome,
+    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
     IdempotencyStart, IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause,
     ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
 };
@@ -286,14 +287,17 @@ impl<T: ResourceStore> ResourceStore for Faulty<T> {
 }
 
 impl<T: ClaimStore> ClaimStore for Faulty<T> {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<HoldOutcome, StoreError> {
+    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
         faulty!("place_hold", self.0.place_hold(claim, now), store("place_hold"))
     }
-    async fn get_claim(&self, slot: &SlotKey) -> Result<Option<Claim>, StoreError> {
-        faulty!("get_claim", self.0.get_claim(slot), store("get_claim"))
+    async fn get_claim(&self, id: &ReservationId) -> Result<Option<Claim>, StoreError> {
+        faulty!("get_claim", self.0.get_claim(id), store("get_claim"))
     }
-    async fn claims_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Claim>, StoreError> {
-        faulty!("claims_on_day", self.0.claims_on_day(resource, day), store("claims_on_day"))
+    async fn cells_on_day(&self, resource: &ResourceId, day: NaiveDate) -> Result<Vec<Lock>, StoreError> {
+        faulty!("cells_on_day", self.0.cells_on_day(resource, day), store("cells_on_day"))
+    }
+    async fn day_tokens(&self, resource: &ResourceId, kind: &str, date: NaiveDate) -> Result<Vec<Lock>, StoreError> {
+        faulty!("day_tokens", self.0.day_tokens(resource, kind, date), store("day_tokens"))
     }
 }
 
@@ -362,7 +366,12 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
         faulty!("payment_outcome", self.0.payment_outcome(session_id), store("payment_outcome"))
     }
-    async fn confirm_paid(&self, confirmed: &Claim, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn confirm_paid(
+        &self,
+        confirmed: &Claim,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
         faulty!("confirm_paid", self.0.confirm_paid(confirmed, session_id, now), store("confirm_paid"))
     }
     async fn decide_refund(
@@ -379,7 +388,7 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
         pending: &Claim,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ClaimOutcome, StoreError> {
         faulty!(
             "hold_for_pending_payment",
             self.0.hold_for_pending_payment(pending, session_id, now),
@@ -388,16 +397,21 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
     }
     async fn release(
         &self,
-        slot: &SlotKey,
+        claim: &Claim,
         record: &ReservationRecord,
         session_id: &str,
         outcome: PaymentOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        faulty!("release", self.0.release(slot, record, session_id, outcome, now), store("release"))
+        faulty!("release", self.0.release(claim, record, session_id, outcome, now), store("release"))
     }
-    async fn retire_hold(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        faulty!("retire_hold", self.0.retire_hold(slot, record), store("retire_hold"))
+    async fn retire_hold(
+        &self,
+        claim: &Claim,
+        record: &ReservationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        faulty!("retire_hold", self.0.retire_hold(claim, record, now), store("retire_hold"))
     }
     async fn record_unpaid_outcome(
         &self,
@@ -417,22 +431,24 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
 impl<T: BookingStore> BookingStore for Faulty<T> {
     async fn record_calendar_write(
         &self,
-        slot: &SlotKey,
         reservation_id: &ReservationId,
         event_ref: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         faulty!(
             "record_calendar_write",
-            self.0.record_calendar_write(slot, reservation_id, event_ref, at),
+            self.0.record_calendar_write(reservation_id, event_ref, at),
             store("record_calendar_write")
         )
     }
-    async fn start_cancel(&self, slot: &SlotKey, reservation_id: &ReservationId) -> Result<bool, StoreError> {
-        faulty!("start_cancel", self.0.start_cancel(slot, reservation_id), store("start_cancel"))
+    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
+        faulty!("start_cancel", self.0.start_cancel(reservation_id, refund_amount), store("start_cancel"))
     }
-    async fn cancel_booking(&self, slot: &SlotKey, record: &ReservationRecord) -> Result<bool, StoreError> {
-        faulty!("cancel_booking", self.0.cancel_booking(slot, record), store("cancel_booking"))
+    async fn cancel_booking(&self, booking: &Claim, record: &ReservationRecord) -> Result<bool, StoreError> {
+        faulty!("cancel_booking", self.0.cancel_booking(booking, record), store("cancel_booking"))
+    }
+    async fn reschedule(&self, current: &Claim, moved: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        faulty!("reschedule", self.0.reschedule(current, moved, now), store("reschedule"))
     }
 }
 
@@ -455,10 +471,11 @@ impl<T: Payments> Payments for Faulty<T> {
         idempotency_key: &str,
         reservation_id: &ReservationId,
         cause: RefundCause,
+        amount: Option<i64>,
     ) -> Result<String, PaymentError> {
         faulty!(
             "refund_payment",
-            self.0.refund_payment(payment_intent, idempotency_key, reservation_id, cause),
+            self.0.refund_payment(payment_intent, idempotency_key, reservation_id, cause, amount),
             payment("refund_payment")
         )
     }
