@@ -107,6 +107,7 @@ fn booking(start: DateTime<Utc>) -> BookingEvent {
         customer: Customer::parse("Zoë Ørsted, Jr.", "zoe@example.com").unwrap(),
         description: format!("Booked with slotguard.\nReservation {reservation_id}"),
         reservation_id,
+        sequence: 0,
     }
 }
 
@@ -152,6 +153,7 @@ async fn caldav_put_writes_one_event_with_the_booking_details() {
         format!("UID:{rid}@slotguard"),
         "DTSTART:20310310T090000Z".to_owned(),
         "DTEND:20310310T093000Z".to_owned(),
+        "SEQUENCE:0".to_owned(),
         format!("X-SLOTGUARD-BOOKING:{rid}"),
         r"SUMMARY:Coaching call: Zoë Ørsted\, Jr.\; (VIP)".to_owned(),
     ] {
@@ -441,6 +443,7 @@ async fn google_insert_is_idempotent_and_carries_the_booking() {
     assert_eq!(e["attendees"], json!([{ "email": "zoe@example.com", "displayName": "Zoë Ørsted, Jr." }]));
     assert_eq!(e["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
     assert!(e["description"].as_str().unwrap().contains(event.reservation_id.as_str()));
+    assert_eq!(e["sequence"], 0);
 }
 
 #[tokio::test]

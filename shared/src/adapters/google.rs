@@ -429,8 +429,8 @@ pub fn base32hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The insert body: times in UTC, the customer as attendee, the reservation
-/// id as a private extended property.
+/// The insert body: times in UTC, the customer as attendee, the booking's
+/// version as sequence, the reservation id as a private extended property.
 fn event_json(id: &str, event: &BookingEvent) -> Value {
     json!({
         "id": id,
@@ -439,6 +439,7 @@ fn event_json(id: &str, event: &BookingEvent) -> Value {
         "start": { "dateTime": rfc3339(event.start) },
         "end": { "dateTime": rfc3339(event.end) },
         "attendees": [{ "email": event.customer.email.as_str(), "displayName": event.customer.name }],
+        "sequence": event.sequence,
         "extendedProperties": { "private": { BOOKING_PROPERTY: event.reservation_id.as_str() } },
     })
 }
@@ -540,6 +541,7 @@ mod tests {
             end: DateTime::parse_from_rfc3339("2026-11-23T08:30:00Z").unwrap().with_timezone(&Utc),
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
             description: format!("Reservation {}", rid()),
+            sequence: 3,
         };
         let body = event_json("abcde", &event);
         assert_eq!(body["start"]["dateTime"], "2026-11-23T08:00:00Z");
@@ -548,6 +550,7 @@ mod tests {
         assert_eq!(body["attendees"][0]["displayName"], "Ada");
         assert_eq!(body["extendedProperties"]["private"]["slotguardBooking"], rid().as_str());
         assert_eq!(body["id"], "abcde");
+        assert_eq!(body["sequence"], 3);
     }
 
     #[test]

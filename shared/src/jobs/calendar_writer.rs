@@ -199,6 +199,7 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
             rfc3339(booking.slot.start)
         ),
         customer: booking.customer.clone(),
+        sequence: 0,
     };
     let started = std::time::Instant::now();
     let outcome = with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;

@@ -28,6 +28,11 @@ pub struct BookingEvent {
     pub customer: Customer,
     /// Free text; contains the reservation id.
     pub description: String,
+    /// The booking's version: 0 when it is confirmed, one more per
+    /// reschedule. Written as the iCalendar `SEQUENCE` (RFC 5545 §3.8.7.4),
+    /// which attendees' calendar clients compare to accept an update instead
+    /// of ignoring it as stale.
+    pub sequence: u32,
 }
 
 /// A slotguard event found on a calendar.
