@@ -211,7 +211,8 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     );
     let (event_ref, done) = match outcome {
         WriteOutcome::Created { event_ref } => (event_ref, "created"),
-        WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
+        WriteOutcome::Updated { event_ref } => (event_ref, "updated"),
+        WriteOutcome::Unchanged { event_ref } => (event_ref, "unchanged"),
     };
     // The booking may have been cancelled while the write was in flight, and
     // its delete job may have run before the write landed: look again, and
