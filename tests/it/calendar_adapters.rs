@@ -601,6 +601,129 @@ async fn google_delete_then_already_gone_and_a_rewrite_restores_it() {
 }
 
 #[tokio::test]
+async fn google_put_of_a_rescheduled_booking_moves_its_event_in_place() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 4, 8, 0));
+    let other = booking(at(2031, 6, 4, 9, 0));
+    let id = event_id(&event.reservation_id);
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Created { event_ref: id.clone() }));
+    calendar.put_event(&google_target(), &other).await.unwrap();
+
+    // Sequence 0 each time (as before the booking version is wired): Google
+    // raises the sequence itself when an event moves and refuses a lower one,
+    // so the second move must not send 0.
+    for (day, sequence) in [(11, 0), (18, 0), (25, 4)] {
+        let moved = rescheduled(&event, at(2031, 6, day, 13, 0), sequence);
+        assert_eq!(
+            calendar.put_event(&google_target(), &moved).await,
+            Ok(WriteOutcome::Updated { event_ref: id.clone() }),
+            "move to June {day}"
+        );
+        let mut found = listed(&calendar, &google_target()).await;
+        found.sort_by_key(|e| e.1);
+        assert_eq!(
+            found,
+            vec![
+                (other.reservation_id.clone(), other.start, event_id(&other.reservation_id)),
+                (event.reservation_id.clone(), moved.start, id.clone()),
+            ],
+            "move to June {day}"
+        );
+    }
+    assert_eq!(fake.events(CAL).len(), 2);
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["start"]["dateTime"], "2031-06-25T13:00:00Z");
+    assert_eq!(stored["end"]["dateTime"], "2031-06-25T14:00:00Z");
+    assert_eq!(stored["summary"], format!("Moved: {}", event.summary));
+    assert!(stored["description"].as_str().unwrap().ends_with("Rescheduled (4)"));
+    assert_eq!(stored["attendees"], json!([{ "email": "ada@example.com", "displayName": "Ada Lovelace" }]));
+    assert_eq!(stored["status"], "confirmed");
+    assert_eq!(stored["sequence"], 4);
+    assert_eq!(stored["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
+
+    // Writing the same content again writes nothing.
+    let last = rescheduled(&event, at(2031, 6, 25, 13, 0), 4);
+    assert_eq!(
+        calendar.put_event(&google_target(), &last).await,
+        Ok(WriteOutcome::Unchanged { event_ref: id.clone() })
+    );
+    assert_eq!(fake.event(CAL, &id).unwrap()["etag"], stored["etag"]);
+    // An older version than Google's sequence still lands (Google's number
+    // is kept), rather than failing for good.
+    let older = rescheduled(&event, at(2031, 6, 26, 13, 0), 2);
+    assert_eq!(calendar.put_event(&google_target(), &older).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(fake.event(CAL, &id).unwrap()["start"]["dateTime"], "2031-06-26T13:00:00Z");
+}
+
+#[tokio::test]
+async fn google_put_restores_a_cancelled_event_at_the_new_time() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 5, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+    calendar.delete_event(&google_target(), &event.reservation_id).await.unwrap();
+    assert_eq!(fake.event(CAL, &id).unwrap()["status"], "cancelled");
+    assert_eq!(listed(&calendar, &google_target()).await, vec![]);
+
+    let moved = rescheduled(&event, at(2031, 6, 6, 16, 0), 0);
+    assert_eq!(calendar.put_event(&google_target(), &moved).await, Ok(WriteOutcome::Created { event_ref: id.clone() }));
+    assert_eq!(
+        listed(&calendar, &google_target()).await,
+        vec![(event.reservation_id.clone(), moved.start, id.clone())]
+    );
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["status"], "confirmed");
+    assert_eq!(stored["end"]["dateTime"], "2031-06-06T17:00:00Z");
+    assert_eq!(fake.events(CAL).len(), 1);
+}
+
+#[tokio::test]
+async fn google_put_keeps_what_the_host_added_and_undoes_what_they_moved() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 7, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+    fake.edit(CAL, &id, |e| {
+        e["colorId"] = json!("5");
+        e["start"] = json!({ "dateTime": "2031-06-07T12:00:00+02:00", "timeZone": "Europe/Berlin" });
+        e["extendedProperties"]["private"]["otherTool"] = json!("x");
+        e["sequence"] = json!(1);
+    });
+
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["start"], json!({ "dateTime": "2031-06-07T08:00:00Z" }));
+    assert_eq!(stored["colorId"], "5");
+    assert_eq!(stored["extendedProperties"]["private"]["otherTool"], "x");
+    assert_eq!(stored["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Unchanged { event_ref: id }));
+}
+
+#[tokio::test]
+async fn google_put_starts_over_when_the_event_changes_between_read_and_update() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 8, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+
+    fake.edit_before_next_updates(1);
+    let moved = rescheduled(&event, at(2031, 6, 8, 10, 0), 1);
+    assert_eq!(calendar.put_event(&google_target(), &moved).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(fake.event(CAL, &id).unwrap()["start"]["dateTime"], "2031-06-08T10:00:00Z");
+
+    // Changed under every attempt: transient, and the retry lands.
+    fake.edit_before_next_updates(3);
+    let again = rescheduled(&event, at(2031, 6, 8, 12, 0), 2);
+    assert_error(calendar.put_event(&google_target(), &again).await, true, "conflict");
+    assert_eq!(calendar.put_event(&google_target(), &again).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(listed(&calendar, &google_target()).await, vec![(event.reservation_id.clone(), again.start, id)]);
+}
+
+#[tokio::test]
 async fn google_list_follows_pages_and_keeps_standing_slotguard_events_in_the_window() {
     let fake = FakeGoogle::start().await;
     let calendar = GoogleCalendar::new(fake.config()).unwrap();
