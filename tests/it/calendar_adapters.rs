@@ -107,11 +107,33 @@ fn booking(start: DateTime<Utc>) -> BookingEvent {
         customer: Customer::parse("Zoë Ørsted, Jr.", "zoe@example.com").unwrap(),
         description: format!("Booked with slotguard.\nReservation {reservation_id}"),
         reservation_id,
+        sequence: 0,
     }
 }
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+/// The same booking (same reservation id) moved to `start`, an hour longer,
+/// with everything else it shows changed too: a reschedule.
+fn rescheduled(event: &BookingEvent, start: DateTime<Utc>, sequence: u32) -> BookingEvent {
+    BookingEvent {
+        start,
+        end: start + Duration::minutes(60),
+        summary: format!("Moved: {}", event.summary),
+        description: format!("{}\nRescheduled ({sequence})", event.description),
+        customer: Customer::parse("Ada Lovelace", "ada@example.com").unwrap(),
+        sequence,
+        ..event.clone()
+    }
+}
+
+/// Every slotguard event of the target in 2030–2032, by the adapter's own
+/// listing: (reservation id, start, event ref).
+async fn listed(calendar: &impl Calendar, target: &CalendarTarget) -> Vec<(ReservationId, DateTime<Utc>, String)> {
+    let found = calendar.list_events(target, at(2030, 1, 1, 0, 0), at(2033, 1, 1, 0, 0)).await.unwrap();
+    found.into_iter().map(|e| (e.reservation_id, e.start, e.event_ref)).collect()
 }
 
 fn created_ref(outcome: Result<WriteOutcome, CalendarError>) -> String {
@@ -152,6 +174,7 @@ async fn caldav_put_writes_one_event_with_the_booking_details() {
         format!("UID:{rid}@slotguard"),
         "DTSTART:20310310T090000Z".to_owned(),
         "DTEND:20310310T093000Z".to_owned(),
+        "SEQUENCE:0".to_owned(),
         format!("X-SLOTGUARD-BOOKING:{rid}"),
         r"SUMMARY:Coaching call: Zoë Ørsted\, Jr.\; (VIP)".to_owned(),
     ] {
@@ -178,14 +201,24 @@ async fn caldav_put_is_idempotent_in_sequence_and_concurrently() {
     }
     let href = format!("{collection}{}.ics", event.reservation_id);
     assert_eq!(outcomes[0], WriteOutcome::Created { event_ref: href.clone() });
-    assert!(outcomes[1..].iter().all(|o| *o == WriteOutcome::AlreadyThere { event_ref: href.clone() }), "{outcomes:?}");
+    assert!(outcomes[1..].iter().all(|o| *o == WriteOutcome::Updated { event_ref: href.clone() }), "{outcomes:?}");
     assert_eq!(count_events(&collection).await, 1);
 
     let concurrent = booking(at(2031, 3, 10, 11, 0));
     let results = join_all((0..5).map(|_| calendar.put_event(&target, &concurrent))).await;
-    let outcomes: Vec<WriteOutcome> = results.into_iter().map(|r| r.expect("every concurrent put succeeds")).collect();
+    // The replacing PUTs may meet the server's lock (Xandikos: 423), a
+    // transient error the writer retries, as here.
+    let mut outcomes = Vec::new();
+    for result in results {
+        match result {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) if e.is_transient() => outcomes.push(calendar.put_event(&target, &concurrent).await.unwrap()),
+            Err(e) => panic!("a concurrent put failed for good: {e}"),
+        }
+    }
     let created = outcomes.iter().filter(|o| matches!(o, WriteOutcome::Created { .. })).count();
     assert_eq!(created, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Created { .. } | WriteOutcome::Updated { .. })));
     assert_eq!(count_events(&collection).await, 2);
 }
 
@@ -295,6 +328,103 @@ async fn caldav_sends_basic_credentials() {
         seen[0].authorization.as_deref(),
         Some(format!("Basic {}", base64("host@example.com:app-pass:word")).as_str())
     );
+}
+
+#[tokio::test]
+async fn caldav_put_of_a_rescheduled_booking_moves_its_event_in_place() {
+    let collection = fresh_collection().await;
+    let (calendar, target) = (caldav(5000), target(&collection));
+    let event = booking(at(2031, 3, 20, 9, 0));
+    let other = booking(at(2031, 3, 20, 10, 0));
+    let event_ref = created_ref(calendar.put_event(&target, &event).await);
+    created_ref(calendar.put_event(&target, &other).await);
+
+    let moved = rescheduled(&event, at(2031, 3, 27, 15, 30), 1);
+    assert_eq!(calendar.put_event(&target, &moved).await, Ok(WriteOutcome::Updated { event_ref: event_ref.clone() }));
+    // Writing the same content again is harmless.
+    assert_eq!(calendar.put_event(&target, &moved).await, Ok(WriteOutcome::Updated { event_ref: event_ref.clone() }));
+
+    let mut found = listed(&calendar, &target).await;
+    found.sort_by_key(|e| e.1);
+    assert_eq!(
+        found,
+        vec![
+            (other.reservation_id.clone(), other.start, format!("{collection}{}.ics", other.reservation_id)),
+            (event.reservation_id.clone(), moved.start, event_ref.clone()),
+        ]
+    );
+    assert_eq!(count_events(&collection).await, 2);
+    assert_eq!(
+        calendar.list_events(&target, event.start, event.end).await.unwrap().len(),
+        0,
+        "nothing at the old time"
+    );
+    let (status, ics) = get(&event_ref).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines = unfolded(&ics);
+    let rid = event.reservation_id.as_str();
+    for expected in [
+        format!("UID:{rid}@slotguard"),
+        "DTSTART:20310327T153000Z".to_owned(),
+        "DTEND:20310327T163000Z".to_owned(),
+        "SEQUENCE:1".to_owned(),
+        r"SUMMARY:Moved: Coaching call: Zoë Ørsted\, Jr.\; (VIP)".to_owned(),
+        format!("X-SLOTGUARD-BOOKING:{rid}"),
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?} in {lines:#?}");
+    }
+    assert_eq!(lines.iter().filter(|l| l.starts_with("ATTENDEE")).count(), 1, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("ATTENDEE") && l.ends_with(":mailto:ada@example.com")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("DESCRIPTION:") && l.contains("Rescheduled (1)")), "{lines:#?}");
+    // The other booking's event was not touched.
+    assert!(get(&format!("{collection}{}.ics", other.reservation_id)).await.1.contains("DTSTART:20310320T100000Z"));
+}
+
+#[tokio::test]
+async fn caldav_put_replaces_the_event_when_the_server_answers_409_instead_of_412() {
+    let collection = fresh_collection().await;
+    let proxy = FaultProxy::start(&collection).await;
+    let (calendar, target) = (caldav(5000), target(&proxy.url_for(&collection)));
+    let event = booking(at(2031, 3, 21, 9, 0));
+    let event_ref = created_ref(calendar.put_event(&target, &event).await);
+
+    proxy.inject([Fault::Status(409)]);
+    let moved = rescheduled(&event, at(2031, 3, 21, 14, 0), 1);
+    assert_eq!(calendar.put_event(&target, &moved).await, Ok(WriteOutcome::Updated { event_ref: event_ref.clone() }));
+    let seen: Vec<_> = proxy.requests().into_iter().map(|r| (r.method, r.fault)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("PUT".to_owned(), None),
+            ("PUT".to_owned(), Some(Fault::Status(409))),
+            ("GET".to_owned(), None),
+            ("PUT".to_owned(), None),
+        ]
+    );
+    assert_eq!(listed(&calendar, &target).await, vec![(event.reservation_id.clone(), moved.start, event_ref)]);
+}
+
+#[tokio::test]
+async fn caldav_put_replaces_an_event_the_server_filed_under_another_name() {
+    let collection = fresh_collection().await;
+    let (calendar, target) = (caldav(5000), target(&collection));
+    let event = booking(at(2031, 3, 22, 9, 0));
+    let rid = &event.reservation_id;
+    let renamed = format!("{collection}server-chosen-name.ics");
+    put_raw(
+        &renamed,
+        &format!(
+            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//test//EN\nBEGIN:VEVENT\nUID:{rid}@slotguard\nDTSTAMP:20310101T000000Z\n\
+             DTSTART:20310322T090000Z\nDTEND:20310322T093000Z\nSUMMARY:x\nX-SLOTGUARD-BOOKING:{rid}\nEND:VEVENT\nEND:VCALENDAR\n"
+        ),
+    )
+    .await;
+
+    let moved = rescheduled(&event, at(2031, 3, 22, 11, 0), 1);
+    let outcome = calendar.put_event(&target, &moved).await.unwrap();
+    let found = listed(&calendar, &target).await;
+    assert_eq!(found, vec![(rid.clone(), moved.start, outcome.event_ref().to_owned())], "{outcome:?}");
+    assert_eq!(count_events(&collection).await, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -428,7 +558,7 @@ async fn google_insert_is_idempotent_and_carries_the_booking() {
     for _ in 0..3 {
         assert_eq!(
             calendar.put_event(&google_target(), &event).await,
-            Ok(WriteOutcome::AlreadyThere { event_ref: id.clone() })
+            Ok(WriteOutcome::Unchanged { event_ref: id.clone() })
         );
     }
     let stored = fake.events(CAL);
@@ -441,6 +571,7 @@ async fn google_insert_is_idempotent_and_carries_the_booking() {
     assert_eq!(e["attendees"], json!([{ "email": "zoe@example.com", "displayName": "Zoë Ørsted, Jr." }]));
     assert_eq!(e["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
     assert!(e["description"].as_str().unwrap().contains(event.reservation_id.as_str()));
+    assert_eq!(e["sequence"], 0);
 }
 
 #[tokio::test]
@@ -467,6 +598,129 @@ async fn google_delete_then_already_gone_and_a_rewrite_restores_it() {
     let live = fake.live_events(CAL);
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
+}
+
+#[tokio::test]
+async fn google_put_of_a_rescheduled_booking_moves_its_event_in_place() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 4, 8, 0));
+    let other = booking(at(2031, 6, 4, 9, 0));
+    let id = event_id(&event.reservation_id);
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Created { event_ref: id.clone() }));
+    calendar.put_event(&google_target(), &other).await.unwrap();
+
+    // Sequence 0 each time (as before the booking version is wired): Google
+    // raises the sequence itself when an event moves and refuses a lower one,
+    // so the second move must not send 0.
+    for (day, sequence) in [(11, 0), (18, 0), (25, 4)] {
+        let moved = rescheduled(&event, at(2031, 6, day, 13, 0), sequence);
+        assert_eq!(
+            calendar.put_event(&google_target(), &moved).await,
+            Ok(WriteOutcome::Updated { event_ref: id.clone() }),
+            "move to June {day}"
+        );
+        let mut found = listed(&calendar, &google_target()).await;
+        found.sort_by_key(|e| e.1);
+        assert_eq!(
+            found,
+            vec![
+                (other.reservation_id.clone(), other.start, event_id(&other.reservation_id)),
+                (event.reservation_id.clone(), moved.start, id.clone()),
+            ],
+            "move to June {day}"
+        );
+    }
+    assert_eq!(fake.events(CAL).len(), 2);
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["start"]["dateTime"], "2031-06-25T13:00:00Z");
+    assert_eq!(stored["end"]["dateTime"], "2031-06-25T14:00:00Z");
+    assert_eq!(stored["summary"], format!("Moved: {}", event.summary));
+    assert!(stored["description"].as_str().unwrap().ends_with("Rescheduled (4)"));
+    assert_eq!(stored["attendees"], json!([{ "email": "ada@example.com", "displayName": "Ada Lovelace" }]));
+    assert_eq!(stored["status"], "confirmed");
+    assert_eq!(stored["sequence"], 4);
+    assert_eq!(stored["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
+
+    // Writing the same content again writes nothing.
+    let last = rescheduled(&event, at(2031, 6, 25, 13, 0), 4);
+    assert_eq!(
+        calendar.put_event(&google_target(), &last).await,
+        Ok(WriteOutcome::Unchanged { event_ref: id.clone() })
+    );
+    assert_eq!(fake.event(CAL, &id).unwrap()["etag"], stored["etag"]);
+    // An older version than Google's sequence still lands (Google's number
+    // is kept), rather than failing for good.
+    let older = rescheduled(&event, at(2031, 6, 26, 13, 0), 2);
+    assert_eq!(calendar.put_event(&google_target(), &older).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(fake.event(CAL, &id).unwrap()["start"]["dateTime"], "2031-06-26T13:00:00Z");
+}
+
+#[tokio::test]
+async fn google_put_restores_a_cancelled_event_at_the_new_time() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 5, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+    calendar.delete_event(&google_target(), &event.reservation_id).await.unwrap();
+    assert_eq!(fake.event(CAL, &id).unwrap()["status"], "cancelled");
+    assert_eq!(listed(&calendar, &google_target()).await, vec![]);
+
+    let moved = rescheduled(&event, at(2031, 6, 6, 16, 0), 0);
+    assert_eq!(calendar.put_event(&google_target(), &moved).await, Ok(WriteOutcome::Created { event_ref: id.clone() }));
+    assert_eq!(
+        listed(&calendar, &google_target()).await,
+        vec![(event.reservation_id.clone(), moved.start, id.clone())]
+    );
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["status"], "confirmed");
+    assert_eq!(stored["end"]["dateTime"], "2031-06-06T17:00:00Z");
+    assert_eq!(fake.events(CAL).len(), 1);
+}
+
+#[tokio::test]
+async fn google_put_keeps_what_the_host_added_and_undoes_what_they_moved() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 7, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+    fake.edit(CAL, &id, |e| {
+        e["colorId"] = json!("5");
+        e["start"] = json!({ "dateTime": "2031-06-07T12:00:00+02:00", "timeZone": "Europe/Berlin" });
+        e["extendedProperties"]["private"]["otherTool"] = json!("x");
+        e["sequence"] = json!(1);
+    });
+
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    let stored = fake.event(CAL, &id).unwrap();
+    assert_eq!(stored["start"], json!({ "dateTime": "2031-06-07T08:00:00Z" }));
+    assert_eq!(stored["colorId"], "5");
+    assert_eq!(stored["extendedProperties"]["private"]["otherTool"], "x");
+    assert_eq!(stored["extendedProperties"]["private"]["slotguardBooking"], event.reservation_id.as_str());
+    assert_eq!(calendar.put_event(&google_target(), &event).await, Ok(WriteOutcome::Unchanged { event_ref: id }));
+}
+
+#[tokio::test]
+async fn google_put_starts_over_when_the_event_changes_between_read_and_update() {
+    let fake = FakeGoogle::start().await;
+    let calendar = GoogleCalendar::new(fake.config()).unwrap();
+    let event = booking(at(2031, 6, 8, 8, 0));
+    let id = event_id(&event.reservation_id);
+    calendar.put_event(&google_target(), &event).await.unwrap();
+
+    fake.edit_before_next_updates(1);
+    let moved = rescheduled(&event, at(2031, 6, 8, 10, 0), 1);
+    assert_eq!(calendar.put_event(&google_target(), &moved).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(fake.event(CAL, &id).unwrap()["start"]["dateTime"], "2031-06-08T10:00:00Z");
+
+    // Changed under every attempt: transient, and the retry lands.
+    fake.edit_before_next_updates(3);
+    let again = rescheduled(&event, at(2031, 6, 8, 12, 0), 2);
+    assert_error(calendar.put_event(&google_target(), &again).await, true, "conflict");
+    assert_eq!(calendar.put_event(&google_target(), &again).await, Ok(WriteOutcome::Updated { event_ref: id.clone() }));
+    assert_eq!(listed(&calendar, &google_target()).await, vec![(event.reservation_id.clone(), again.start, id)]);
 }
 
 #[tokio::test]

@@ -95,6 +95,7 @@ mod tests {
             end: Utc::now(),
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
             description: "d".into(),
+            sequence: 0,
         };
         let c = calendars();
         assert_eq!(c.put_event(&CalendarTarget::None, &event).await.unwrap_err().kind(), "no_calendar");

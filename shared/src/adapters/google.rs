@@ -9,14 +9,33 @@
 //! calendars.
 //!
 //! A booking's event id is the base32hex encoding of its reservation id (see
-//! [`event_id`]), so inserting twice answers `409` and deleting needs nothing
-//! but the reservation id. Events carry the reservation id as the private
-//! extended property `slotguardBooking`, the Google form of [`MARKER`](crate::ports::MARKER).
+//! [`event_id`]), so deleting needs nothing but the reservation id. Events
+//! carry the reservation id as the private extended property
+//! `slotguardBooking`, the Google form of [`MARKER`](crate::ports::MARKER).
+//!
+//! A write is an upsert. It starts with `events.insert` under that id: one
+//! round trip for a new booking ([`WriteOutcome::Created`]). A `409` says the
+//! id is taken; the adapter then reads the event (`events.get`) and
+//! - leaves it alone if it already says what the booking says (a redelivered
+//!   job: [`WriteOutcome::Unchanged`]);
+//! - otherwise `events.update`s it, with the event it read as the base (so
+//!   what the host added, like reminders, a colour or a video link, stays)
+//!   and slotguard's fields (summary, description, start, end, attendee,
+//!   marker, sequence) put over it, guarded by `If-Match` with the ETag it
+//!   read ([`WriteOutcome::Updated`]; a rescheduled booking's event moves).
 //!
 //! Google keeps a deleted event as `status: cancelled` and refuses to insert
-//! its id again (`409`). So a `409` is checked: if the event is cancelled
-//! (the host deleted it by hand, or slotguard did), it is restored with an
-//! update and reported as created; otherwise it is [`WriteOutcome::AlreadyThere`].
+//! its id again (`409`). slotguard only writes events for confirmed
+//! bookings, so the upsert of a cancelled event restores it: the update sets
+//! `status: confirmed` with the booking's times, and the write reports
+//! [`WriteOutcome::Created`] (the event was not on the calendar before).
+//!
+//! Google's `sequence` may never go down (`400 Invalid sequence value`), and
+//! Google raises it itself when an update moves an event or a delete cancels
+//! it. An update therefore sends the larger of the booking's version and the
+//! sequence it read. If the event changes between the read and the update
+//! (`412`, or that `400` from a server ignoring `If-Match`), the adapter
+//! starts over, a few times, then reports a transient `conflict`.
 
 use super::http;
 /// Why an adapter could not be built (shared by both adapters).
@@ -24,6 +43,7 @@ pub use super::http::SetupError;
 use crate::domain::{CalendarTarget, ReservationId, rfc3339};
 use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,6 +61,12 @@ pub const BOOKING_PROPERTY: &str = "slotguardBooking";
 
 /// Listing pages are at most 2500 events; this many pages is a runaway.
 const MAX_PAGES: usize = 200;
+
+/// How many times a write starts over when the event changes under it.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The fields a write sets on an existing event; the host's others stay.
+const OWN_FIELDS: [&str; 5] = ["summary", "description", "start", "end", "attendees"];
 
 /// An OAuth client and a refresh token it was granted.
 #[derive(Clone)]
@@ -236,55 +262,95 @@ impl GoogleCalendar {
         format!("{}/{}", self.events_url(calendar_id), http::encode_path_segment(event_id))
     }
 
-    async fn insert(&self, calendar_id: &str, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+    /// Creates the booking's event, or brings the one under its id to what
+    /// the booking says (see the module documentation).
+    async fn upsert(&self, calendar_id: &str, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
         let id = event_id(&event.reservation_id);
         let body = event_json(&id, event);
-        let url = self.events_url(calendar_id);
-        let response = self
-            .send("google insert", || {
-                self.http.request(Method::POST, &url).query(&[("sendUpdates", "none")]).json(&body)
-            })
-            .await?;
-        match response.status() {
-            s if s.is_success() => Ok(WriteOutcome::Created { event_ref: id }),
-            StatusCode::CONFLICT => self.restore_if_cancelled(calendar_id, &id, &body).await,
-            s => Err(google_error("google insert", s, &http::body_text(response).await)),
+        for _ in 0..WRITE_ATTEMPTS {
+            if let Some(outcome) = self.try_upsert(calendar_id, &id, &body).await? {
+                return Ok(outcome);
+            }
         }
+        Err(CalendarError::Transient {
+            kind: "conflict",
+            message: format!("google update: event {id} changed under every one of {WRITE_ATTEMPTS} attempts"),
+        })
     }
 
-    /// After a 409: brings back an event Google only keeps as cancelled.
-    async fn restore_if_cancelled(
+    /// One attempt: `None` when the event changed between two calls (gone
+    /// after the `409`, or edited between the read and the update).
+    async fn try_upsert(
         &self,
         calendar_id: &str,
         id: &str,
         body: &Value,
-    ) -> Result<WriteOutcome, CalendarError> {
-        let url = self.event_url(calendar_id, id);
-        let response = self.send("google get", || self.http.get(&url)).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let err = google_error("google get", status, &http::body_text(response).await);
-            // The 409 already said the id is taken; not being able to look
-            // closer does not make it less so.
-            return if err.is_transient() {
-                Err(err)
-            } else {
-                Ok(WriteOutcome::AlreadyThere { event_ref: id.to_owned() })
-            };
-        }
-        let existing: Value = response.json().await.map_err(|e| invalid_response("google get", e))?;
-        if existing.get("status").and_then(Value::as_str) != Some("cancelled") {
-            return Ok(WriteOutcome::AlreadyThere { event_ref: id.to_owned() });
-        }
-        let mut restored = body.clone();
-        restored["status"] = json!("confirmed");
+    ) -> Result<Option<WriteOutcome>, CalendarError> {
+        let events_url = self.events_url(calendar_id);
         let response = self
-            .send("google update", || self.http.put(&url).query(&[("sendUpdates", "none")]).json(&restored))
+            .send("google insert", || {
+                self.http.request(Method::POST, &events_url).query(&[("sendUpdates", "none")]).json(body)
+            })
             .await?;
         match response.status() {
-            s if s.is_success() => Ok(WriteOutcome::Created { event_ref: id.to_owned() }),
-            s => Err(google_error("google update", s, &http::body_text(response).await)),
+            s if s.is_success() => return Ok(Some(WriteOutcome::Created { event_ref: id.to_owned() })),
+            StatusCode::CONFLICT => {}
+            s => return Err(google_error("google insert", s, &http::body_text(response).await)),
         }
+        let Some(existing) = self.get(calendar_id, id).await? else { return Ok(None) };
+        let cancelled = existing.get("status").and_then(Value::as_str) == Some("cancelled");
+        if !cancelled && says_the_same(&existing, body) {
+            return Ok(Some(WriteOutcome::Unchanged { event_ref: id.to_owned() }));
+        }
+        let replacement = replacement(&existing, body);
+        let etag = existing.get("etag").and_then(Value::as_str);
+        let url = self.event_url(calendar_id, id);
+        let response = self
+            .send("google update", || {
+                let request = self.http.put(&url).query(&[("sendUpdates", "none")]).json(&replacement);
+                match etag {
+                    Some(etag) => request.header(IF_MATCH, etag),
+                    None => request,
+                }
+            })
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            let event_ref = id.to_owned();
+            return Ok(Some(if cancelled {
+                WriteOutcome::Created { event_ref }
+            } else {
+                WriteOutcome::Updated { event_ref }
+            }));
+        }
+        let text = http::body_text(response).await;
+        if status == StatusCode::PRECONDITION_FAILED
+            || (status == StatusCode::BAD_REQUEST && is_sequence_conflict(&text))
+        {
+            tracing::debug!(event_id = id, %status, "google: the event changed between read and update; starting over");
+            return Ok(None);
+        }
+        Err(google_error("google update", status, &text))
+    }
+
+    /// The event `id` as Google holds it, cancelled or not; `None` if there
+    /// is none.
+    async fn get(&self, calendar_id: &str, id: &str) -> Result<Option<Value>, CalendarError> {
+        let url = self.event_url(calendar_id, id);
+        let response = self.send("google get", || self.http.get(&url)).await?;
+        match response.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
+            s => return Err(google_error("google get", s, &http::body_text(response).await)),
+        }
+        let event: Value = response.json().await.map_err(|e| invalid_response("google get", e))?;
+        if !event.is_object() {
+            return Err(CalendarError::Permanent {
+                kind: "invalid_response",
+                message: format!("google get: the event is not a JSON object: {}", http::snippet(&event.to_string())),
+            });
+        }
+        Ok(Some(event))
     }
 
     async fn delete(&self, calendar_id: &str, reservation_id: &ReservationId) -> Result<DeleteOutcome, CalendarError> {
@@ -342,7 +408,7 @@ impl GoogleCalendar {
 
 impl Calendar for GoogleCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
-        let outcome = self.insert(calendar_id(target)?, event).await;
+        let outcome = self.upsert(calendar_id(target)?, event).await;
         http::log_outcome("google", "put", &event.reservation_id, &outcome);
         outcome
     }
@@ -397,6 +463,13 @@ fn invalid_response(op: &str, err: reqwest::Error) -> CalendarError {
     }
 }
 
+/// A `400` refusing a `sequence` below the event's current one.
+fn is_sequence_conflict(body: &str) -> bool {
+    let Ok(parsed) = serde_json::from_str::<Value>(body) else { return false };
+    let message = parsed.pointer("/error/message").and_then(Value::as_str).unwrap_or_default();
+    message.to_ascii_lowercase().contains("sequence")
+}
+
 /// Google answers rate limiting with 403 as often as with 429 (reasons
 /// `rateLimitExceeded`, `userRateLimitExceeded`); those are transient.
 fn google_error(op: &str, status: StatusCode, body: &str) -> CalendarError {
@@ -429,8 +502,8 @@ pub fn base32hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The insert body: times in UTC, the customer as attendee, the reservation
-/// id as a private extended property.
+/// The insert body: times in UTC, the customer as attendee, the booking's
+/// version as sequence, the reservation id as a private extended property.
 fn event_json(id: &str, event: &BookingEvent) -> Value {
     json!({
         "id": id,
@@ -439,8 +512,62 @@ fn event_json(id: &str, event: &BookingEvent) -> Value {
         "start": { "dateTime": rfc3339(event.start) },
         "end": { "dateTime": rfc3339(event.end) },
         "attendees": [{ "email": event.customer.email.as_str(), "displayName": event.customer.name }],
+        "sequence": event.sequence,
         "extendedProperties": { "private": { BOOKING_PROPERTY: event.reservation_id.as_str() } },
     })
+}
+
+/// Whether the event Google holds already says what the insert body `ours`
+/// says: same summary, description, instants, single attendee and marker,
+/// and a sequence no lower. Fields only the host set do not count.
+fn says_the_same(existing: &Value, ours: &Value) -> bool {
+    let instant =
+        |v: &Value| v.get("dateTime").and_then(Value::as_str).and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let attendee = |v: &Value| match v.get("attendees").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([one]) => Some((text(one, "email").to_ascii_lowercase(), text(one, "displayName"))),
+        _ => None,
+    };
+    let marker = |v: &Value| v.pointer(&format!("/extendedProperties/private/{BOOKING_PROPERTY}")).cloned();
+    let sequence = |v: &Value| v.get("sequence").and_then(Value::as_u64).unwrap_or(0);
+    ["summary", "description"].iter().all(|k| text(existing, k) == text(ours, k))
+        && ["start", "end"].iter().all(|k| {
+            let (theirs, mine) = (existing.get(*k).and_then(instant), ours.get(*k).and_then(instant));
+            theirs.is_some() && theirs == mine
+        })
+        && attendee(existing).is_some()
+        && attendee(existing) == attendee(ours)
+        && marker(existing).is_some()
+        && marker(existing) == marker(ours)
+        && sequence(existing) >= sequence(ours)
+}
+
+/// The update body: the event as read, with slotguard's fields from the
+/// insert body `ours` over it, `status: confirmed` (restoring a cancelled
+/// event), and a sequence that never goes below the one read.
+fn replacement(existing: &Value, ours: &Value) -> Value {
+    let mut merged = existing.clone();
+    for key in OWN_FIELDS {
+        merged[key] = ours[key].clone();
+    }
+    let read = existing.get("sequence").and_then(Value::as_u64).unwrap_or(0);
+    let mine = ours.get("sequence").and_then(Value::as_u64).unwrap_or(0);
+    merged["sequence"] = json!(read.max(mine));
+    merged["status"] = json!("confirmed");
+    // Other private properties (another tool's) stay beside the marker.
+    let marker = ours.pointer(&format!("/extendedProperties/private/{BOOKING_PROPERTY}")).cloned().unwrap_or_default();
+    match merged.pointer_mut("/extendedProperties/private").and_then(Value::as_object_mut) {
+        Some(private) => {
+            private.insert(BOOKING_PROPERTY.to_owned(), marker);
+        }
+        None => match merged.get_mut("extendedProperties").and_then(Value::as_object_mut) {
+            Some(properties) => {
+                properties.insert("private".to_owned(), json!({ BOOKING_PROPERTY: marker }));
+            }
+            None => merged["extendedProperties"] = ours["extendedProperties"].clone(),
+        },
+    }
+    merged
 }
 
 #[derive(Deserialize)]
@@ -540,6 +667,7 @@ mod tests {
             end: DateTime::parse_from_rfc3339("2026-11-23T08:30:00Z").unwrap().with_timezone(&Utc),
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
             description: format!("Reservation {}", rid()),
+            sequence: 3,
         };
         let body = event_json("abcde", &event);
         assert_eq!(body["start"]["dateTime"], "2026-11-23T08:00:00Z");
@@ -548,6 +676,82 @@ mod tests {
         assert_eq!(body["attendees"][0]["displayName"], "Ada");
         assert_eq!(body["extendedProperties"]["private"]["slotguardBooking"], rid().as_str());
         assert_eq!(body["id"], "abcde");
+        assert_eq!(body["sequence"], 3);
+    }
+
+    fn ours() -> Value {
+        let event = BookingEvent {
+            reservation_id: rid(),
+            summary: "Demo: Ada".into(),
+            start: DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z").unwrap().with_timezone(&Utc),
+            end: DateTime::parse_from_rfc3339("2026-11-23T08:30:00Z").unwrap().with_timezone(&Utc),
+            customer: Customer::parse("Ada", "ada@example.com").unwrap(),
+            description: "d".into(),
+            sequence: 1,
+        };
+        event_json("abcde", &event)
+    }
+
+    #[test]
+    fn an_event_says_the_same_whatever_google_or_the_host_added() {
+        let mut existing = ours();
+        existing["start"] = json!({ "dateTime": "2026-11-23T09:00:00+01:00", "timeZone": "Europe/Berlin" });
+        existing["attendees"][0]["email"] = json!("Ada@Example.com");
+        existing["attendees"][0]["responseStatus"] = json!("needsAction");
+        existing["sequence"] = json!(2);
+        existing["colorId"] = json!("5");
+        existing["etag"] = json!("\"1\"");
+        existing["extendedProperties"]["private"]["other"] = json!("x");
+        assert!(says_the_same(&existing, &ours()));
+        for change in [
+            json!({ "summary": "Other" }),
+            json!({ "description": "other" }),
+            json!({ "end": { "dateTime": "2026-11-23T08:45:00Z" } }),
+            json!({ "start": { "date": "2026-11-23" } }),
+            json!({ "attendees": [] }),
+            json!({ "attendees": [{ "email": "ada@example.com", "displayName": "Ada L." }] }),
+            json!({ "sequence": 0 }),
+            json!({ "extendedProperties": {} }),
+        ] {
+            let mut changed = existing.clone();
+            for (k, v) in change.as_object().unwrap() {
+                changed[k] = v.clone();
+            }
+            assert!(!says_the_same(&changed, &ours()), "{change}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_hosts_fields_and_never_lowers_the_sequence() {
+        let existing = json!({
+            "id": "abcde", "etag": "\"7\"", "status": "cancelled", "sequence": 4, "colorId": "5",
+            "summary": "moved by hand", "start": { "dateTime": "2026-11-24T08:00:00Z", "timeZone": "Europe/Berlin" },
+            "attendees": [{ "email": "boss@example.com" }],
+            "extendedProperties": { "private": { "other": "x" }, "shared": { "s": "y" } },
+        });
+        let merged = replacement(&existing, &ours());
+        assert_eq!(merged["status"], "confirmed");
+        assert_eq!(merged["sequence"], 4);
+        assert_eq!(merged["colorId"], "5");
+        assert_eq!(merged["summary"], "Demo: Ada");
+        assert_eq!(merged["start"], json!({ "dateTime": "2026-11-23T08:00:00Z" }));
+        assert_eq!(merged["attendees"], ours()["attendees"]);
+        assert_eq!(
+            merged["extendedProperties"],
+            json!({ "private": { "other": "x", "slotguardBooking": rid().as_str() }, "shared": { "s": "y" } })
+        );
+        assert_eq!(replacement(&json!({ "sequence": 0 }), &ours())["sequence"], 1);
+        let odd = json!({ "extendedProperties": "nonsense" });
+        assert_eq!(replacement(&odd, &ours())["extendedProperties"], ours()["extendedProperties"]);
+        assert!(says_the_same(&replacement(&existing, &ours()), &ours()));
+    }
+
+    #[test]
+    fn only_a_sequence_400_is_a_sequence_conflict() {
+        let body = r#"{"error":{"code":400,"message":"Invalid sequence value. The specified sequence number is below the current sequence number of the resource.","errors":[{"reason":"invalid"}]}}"#;
+        assert!(is_sequence_conflict(body));
+        assert!(!is_sequence_conflict(r#"{"error":{"code":400,"message":"Missing end time."}}"#));
+        assert!(!is_sequence_conflict("sequence"));
     }
 
     #[test]

@@ -201,7 +201,8 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         );
         let (event_ref, done) = match outcome {
             WriteOutcome::Created { event_ref } => (event_ref, "created"),
-            WriteOutcome::AlreadyThere { event_ref } => (event_ref, "already_there"),
+            WriteOutcome::Updated { event_ref } => (event_ref, "updated"),
+            WriteOutcome::Unchanged { event_ref } => (event_ref, "unchanged"),
         };
         // The booking may have been cancelled while the write was in flight, and
         // its delete job may have run before the write landed: look again, and
@@ -248,6 +249,7 @@ fn booking_event(resource_name: &str, booking: &Claim) -> BookingEvent {
             rfc3339(booking.slot.start)
         ),
         customer: booking.customer.clone(),
+        sequence: booking.version,
     }
 }
 

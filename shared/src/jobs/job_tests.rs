@@ -47,6 +47,7 @@ fn event_of(booking: &Claim) -> BookingEvent {
         end: booking.end,
         customer: booking.customer.clone(),
         description: String::new(),
+        sequence: 0,
     }
 }
 

@@ -5,8 +5,9 @@
 //!
 //! Events are keyed by the booking: the event id (CalDAV href and UID, Google
 //! event id) is derived from the reservation id, so writing the same booking
-//! twice finds the first event instead of making a second one, and deleting it
-//! needs nothing but the reservation id.
+//! twice finds the first event instead of making a second one, a rescheduled
+//! booking moves its event instead of leaving a copy at the old time, and
+//! deleting it needs nothing but the reservation id.
 
 use crate::domain::{CalendarTarget, Customer, ReservationId};
 use chrono::{DateTime, Utc};
@@ -28,6 +29,11 @@ pub struct BookingEvent {
     pub customer: Customer,
     /// Free text; contains the reservation id.
     pub description: String,
+    /// The booking's version: 0 when it is confirmed, one more per
+    /// reschedule. Written as the iCalendar `SEQUENCE` (RFC 5545 §3.8.7.4),
+    /// which attendees' calendar clients compare to accept an update instead
+    /// of ignoring it as stale.
+    pub sequence: u32,
 }
 
 /// A slotguard event found on a calendar.
@@ -39,13 +45,28 @@ pub struct FoundEvent {
     pub start: DateTime<Utc>,
 }
 
-/// What a write did.
+/// What a write did. Every variant is a success: the calendar now holds the
+/// booking's event, as written, at `event_ref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// The event was created; `event_ref` says where.
+    /// The event was not on the calendar and now is (including a deleted
+    /// event an adapter brought back under its old id).
     Created { event_ref: String },
-    /// An event with this booking's id was already there (412/409): success.
-    AlreadyThere { event_ref: String },
+    /// The event was there and its content was replaced by the one written.
+    /// Adapters that cannot cheaply tell whether the content differed (CalDAV)
+    /// report this for a rewrite of identical content too.
+    Updated { event_ref: String },
+    /// The event was there with exactly this content; nothing was written.
+    Unchanged { event_ref: String },
+}
+
+impl WriteOutcome {
+    /// Where the event lives: the CalDAV href or the Google event id.
+    pub fn event_ref(&self) -> &str {
+        match self {
+            Self::Created { event_ref } | Self::Updated { event_ref } | Self::Unchanged { event_ref } => event_ref,
+        }
+    }
 }
 
 /// What a delete did.
@@ -83,7 +104,14 @@ impl CalendarError {
 
 /// A calendar slotguard can write booking events to.
 pub trait Calendar: Send + Sync {
-    /// Creates the booking's event unless it exists (idempotent).
+    /// Writes the booking's event: creates it, or replaces the one already
+    /// there under the booking's event id (an idempotent upsert). After `Ok`
+    /// the calendar holds exactly one event for the booking, under the same
+    /// event id (CalDAV href and UID, Google event id) as any earlier write,
+    /// whose start, end, summary, description, attendee and sequence are
+    /// those of `event`: a rescheduled booking's event moves, a redelivered
+    /// write changes nothing, and an event the host edited or deleted by hand
+    /// is put back as the booking says.
     fn put_event(
         &self,
         target: &CalendarTarget,

@@ -11,12 +11,16 @@ use std::sync::Mutex;
 pub(crate) struct StoredEvent {
     pub target: CalendarTarget,
     pub event_ref: String,
+    /// The event as last written: a rewrite (a reschedule) replaces its
+    /// start, end, sequence and the rest.
     pub event: BookingEvent,
 }
 
 /// Calendars in memory. Like the adapters, an event's reference derives from
-/// its booking, so writing a booking again finds its event, and deleting
-/// needs nothing but the reservation id.
+/// its booking, so writing a booking again finds its event and replaces its
+/// content in place (an upsert: [`WriteOutcome::Updated`], or
+/// [`WriteOutcome::Unchanged`] when it already said the same, as the Google
+/// adapter reports), and deleting needs nothing but the reservation id.
 #[derive(Default)]
 pub(crate) struct MemoryCalendar {
     events: Mutex<Vec<StoredEvent>>,
@@ -61,8 +65,12 @@ impl Calendar for MemoryCalendar {
         self.faults.take("put_event")?;
         let mut events = lock(&self.events);
         let event_ref = event_ref(&event.reservation_id);
-        if events.iter().any(|e| &e.target == target && e.event_ref == event_ref) {
-            return Ok(WriteOutcome::AlreadyThere { event_ref });
+        if let Some(stored) = events.iter_mut().find(|e| &e.target == target && e.event_ref == event_ref) {
+            if stored.event == *event {
+                return Ok(WriteOutcome::Unchanged { event_ref });
+            }
+            stored.event = event.clone();
+            return Ok(WriteOutcome::Updated { event_ref });
         }
         events.push(StoredEvent { target: target.clone(), event_ref: event_ref.clone(), event: event.clone() });
         Ok(WriteOutcome::Created { event_ref })
@@ -97,5 +105,46 @@ impl Calendar for MemoryCalendar {
                 start: e.event.start,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Customer;
+    use crate::testing::at;
+
+    #[tokio::test]
+    async fn writing_a_booking_again_replaces_its_event_in_place() {
+        let target = CalendarTarget::Caldav { url: "https://dav.example.com/cal/".into() };
+        let rid = ReservationId::parse("rsv_demo_20261123T080000_2579e728486449b88d897c1ecf3b632c").unwrap();
+        let event = BookingEvent {
+            reservation_id: rid.clone(),
+            summary: "s".into(),
+            start: at("2026-11-23T08:00:00Z"),
+            end: at("2026-11-23T08:30:00Z"),
+            customer: Customer::parse("Ada", "ada@example.com").unwrap(),
+            description: "d".into(),
+            sequence: 0,
+        };
+        let calendar = MemoryCalendar::new();
+        let event_ref = event_ref(&rid);
+        assert_eq!(
+            calendar.put_event(&target, &event).await,
+            Ok(WriteOutcome::Created { event_ref: event_ref.clone() })
+        );
+        assert_eq!(
+            calendar.put_event(&target, &event).await,
+            Ok(WriteOutcome::Unchanged { event_ref: event_ref.clone() })
+        );
+        let moved =
+            BookingEvent { start: at("2026-11-24T10:00:00Z"), end: at("2026-11-24T11:00:00Z"), sequence: 1, ..event };
+        assert_eq!(
+            calendar.put_event(&target, &moved).await,
+            Ok(WriteOutcome::Updated { event_ref: event_ref.clone() })
+        );
+        let events = calendar.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!((&events[0].event_ref, &events[0].event), (&event_ref, &moved));
     }
 }

@@ -2,6 +2,14 @@
 //! endpoint, holding the rules the adapter must live with:
 //! - event ids are 5–1024 characters of base32hex (`0-9a-v`), else `400`;
 //! - inserting an id that exists (even cancelled) is `409`;
+//! - `events.update` (PUT) replaces the whole event, a cancelled one too (so
+//!   `status: confirmed` restores it); with `If-Match` it answers `412` unless
+//!   the event's current `etag` matches; every write gives the event a new
+//!   `etag`;
+//! - `sequence` may not go down: an update sending less than the stored one
+//!   (a missing one counts as 0) is `400 Invalid sequence value`; an update
+//!   that moves the event without raising it gets it raised by one, and a
+//!   delete raises it by one, as Google does;
 //! - deleting marks the event `cancelled` (Google keeps it); deleting it
 //!   again is `410`, an unknown id `404`;
 //! - every API call needs `Authorization: Bearer <a token it issued>` (`401`);
@@ -37,6 +45,10 @@ struct State {
     token_requests: usize,
     list_requests: usize,
     page_size: usize,
+    /// The last `etag` handed out.
+    etags: u64,
+    /// How many coming updates find the event edited by someone else first.
+    edits_before_updates: usize,
     /// calendar id → event id → event.
     calendars: HashMap<String, BTreeMap<String, Value>>,
 }
@@ -59,6 +71,8 @@ impl FakeGoogle {
             token_requests: 0,
             list_requests: 0,
             page_size: DEFAULT_PAGE_SIZE,
+            etags: 0,
+            edits_before_updates: 0,
             calendars: HashMap::new(),
         }));
         let (addr, server) = super::serve({
@@ -122,6 +136,28 @@ impl FakeGoogle {
         self.events(calendar_id).into_iter().filter(|e| e["status"] != "cancelled").collect()
     }
 
+    /// One event, cancelled or not.
+    pub fn event(&self, calendar_id: &str, id: &str) -> Option<Value> {
+        self.lock().calendars.get(calendar_id).and_then(|c| c.get(id)).cloned()
+    }
+
+    /// Changes a stored event as the host would in Google's UI (it gets a
+    /// new `etag`).
+    pub fn edit(&self, calendar_id: &str, id: &str, change: impl FnOnce(&mut Value)) {
+        let mut state = self.lock();
+        let etag = next_etag(&mut state);
+        let event = state.calendars.get_mut(calendar_id).and_then(|c| c.get_mut(id)).expect("the event to edit exists");
+        change(event);
+        event["etag"] = json!(etag);
+    }
+
+    /// The next `count` updates find their event edited since it was read
+    /// (it gets a new `etag` just before the update is handled), as when the
+    /// host changes it in that moment.
+    pub fn edit_before_next_updates(&self, count: usize) {
+        self.lock().edits_before_updates = count;
+    }
+
     /// Stores an event as-is (it needs an `id`), e.g. one the host made.
     pub fn put_raw(&self, calendar_id: &str, event: Value) {
         let id = event["id"].as_str().expect("a raw event needs an id").to_owned();
@@ -162,7 +198,10 @@ fn handle(state: &Mutex<State>, req: Request) -> super::Response {
         ("POST", ["calendars", cal, "events"]) => insert(&mut state, cal, req.body()),
         ("GET", ["calendars", cal, "events"]) => list(&mut state, cal, &query),
         ("GET", ["calendars", cal, "events", id]) => get(&state, cal, id),
-        ("PUT", ["calendars", cal, "events", id]) => update(&mut state, cal, id, req.body()),
+        ("PUT", ["calendars", cal, "events", id]) => {
+            let if_match = req.headers().get("if-match").and_then(|v| v.to_str().ok());
+            update(&mut state, cal, id, if_match, req.body())
+        }
         ("DELETE", ["calendars", cal, "events", id]) => delete(&mut state, cal, id),
         _ => api_error(404, "notFound", "Not Found"),
     }
@@ -220,8 +259,18 @@ fn insert(state: &mut State, cal: &str, body: &[u8]) -> super::Response {
     if event.get("status").is_none() {
         event["status"] = json!("confirmed");
     }
-    events.insert(id, event.clone());
+    if event.get("sequence").is_none() {
+        event["sequence"] = json!(0);
+    }
+    event["etag"] = json!(next_etag(state));
+    state.calendars.entry(cal.to_owned()).or_default().insert(id, event.clone());
     json_response(200, &event)
+}
+
+/// A fresh `etag`, quoted as Google's are.
+fn next_etag(state: &mut State) -> String {
+    state.etags += 1;
+    format!("\"{}\"", 3_000_000_000 + state.etags)
 }
 
 fn get(state: &State, cal: &str, id: &str) -> super::Response {
@@ -231,27 +280,60 @@ fn get(state: &State, cal: &str, id: &str) -> super::Response {
     }
 }
 
-fn update(state: &mut State, cal: &str, id: &str, body: &[u8]) -> super::Response {
+fn update(state: &mut State, cal: &str, id: &str, if_match: Option<&str>, body: &[u8]) -> super::Response {
     let Ok(mut event) = serde_json::from_slice::<Value>(body) else {
         return api_error(400, "parseError", "Parse Error");
     };
-    let Some(stored) = state.calendars.get_mut(cal).and_then(|c| c.get_mut(id)) else {
+    if !state.calendars.get(cal).is_some_and(|c| c.contains_key(id)) {
         return api_error(404, "notFound", "Not Found");
+    }
+    if state.edits_before_updates > 0 {
+        state.edits_before_updates -= 1;
+        let etag = next_etag(state);
+        let stored = state.calendars.get_mut(cal).and_then(|c| c.get_mut(id)).expect("checked above");
+        stored["etag"] = json!(etag);
+        stored["sequence"] = json!(stored["sequence"].as_u64().unwrap_or(0) + 1);
+    }
+    let etag = next_etag(state);
+    let stored = state.calendars.get_mut(cal).and_then(|c| c.get_mut(id)).expect("checked above");
+    if if_match.is_some_and(|tag| tag != "*" && stored["etag"].as_str() != Some(tag)) {
+        return api_error(412, "conditionNotMet", "Precondition Failed");
+    }
+    let (Some(start), Some(end)) = (instant(&event["start"]), instant(&event["end"])) else {
+        return api_error(400, "required", "Missing start or end time.");
     };
+    let current = stored["sequence"].as_u64().unwrap_or(0);
+    let mut sequence = event["sequence"].as_u64().unwrap_or(0);
+    if sequence < current {
+        return api_error(
+            400,
+            "invalid",
+            "Invalid sequence value. The specified sequence number is below the current sequence number of the resource.",
+        );
+    }
+    let moved = instant(&stored["start"]) != Some(start) || instant(&stored["end"]) != Some(end);
+    if moved && sequence == current {
+        sequence += 1;
+    }
     event["id"] = json!(id);
     if event.get("status").is_none() {
         event["status"] = json!("confirmed");
     }
+    event["sequence"] = json!(sequence);
+    event["etag"] = json!(etag);
     *stored = event.clone();
     json_response(200, &event)
 }
 
 fn delete(state: &mut State, cal: &str, id: &str) -> super::Response {
+    let etag = next_etag(state);
     match state.calendars.get_mut(cal).and_then(|c| c.get_mut(id)) {
         None => api_error(404, "notFound", "Not Found"),
         Some(event) if event["status"] == "cancelled" => api_error(410, "deleted", "Resource has been deleted"),
         Some(event) => {
             event["status"] = json!("cancelled");
+            event["sequence"] = json!(event["sequence"].as_u64().unwrap_or(0) + 1);
+            event["etag"] = json!(etag);
             super::response(204, "text/plain", "")
         }
     }

@@ -26,7 +26,8 @@ pub fn uid(reservation_id: &ReservationId) -> String {
 
 /// The complete VCALENDAR object for a booking. `dtstamp` is when it was
 /// written (RFC 5545 requires it; it plays no part in idempotency, which
-/// comes from the resource name and UID).
+/// comes from the resource name and UID); the booking's version is its
+/// `SEQUENCE`, so attendees' clients take a rescheduled event as an update.
 pub fn booking_calendar(event: &BookingEvent, dtstamp: DateTime<Utc>) -> String {
     let rid = &event.reservation_id;
     let attendee = format!(
@@ -44,6 +45,7 @@ pub fn booking_calendar(event: &BookingEvent, dtstamp: DateTime<Utc>) -> String 
         format!("DTSTAMP:{}", utc_datetime(dtstamp)),
         format!("DTSTART:{}", utc_datetime(event.start)),
         format!("DTEND:{}", utc_datetime(event.end)),
+        format!("SEQUENCE:{}", event.sequence),
         format!("SUMMARY:{}", escape_text(&event.summary)),
         format!("DESCRIPTION:{}", escape_text(&event.description)),
         attendee,
@@ -293,6 +295,7 @@ mod tests {
             end: at("2026-11-23T08:30:00Z"),
             customer: Customer::parse(name, "ada@example.com").unwrap(),
             description: format!("Booked with slotguard. Reservation {}", rid()),
+            sequence: 0,
         }
     }
 
@@ -363,6 +366,7 @@ mod tests {
             "DTSTAMP:20261121T100000Z",
             "DTSTART:20261123T080000Z",
             "DTEND:20261123T083000Z",
+            "SEQUENCE:0",
             "SUMMARY:Demo call: Ada",
             r"DESCRIPTION:Booked with slotguard. Reservation rsv_demo_20261123T080000_2579e728486449b88d897c1ecf3b632c",
             "ATTENDEE;CN=\"Ada Lovelace\";ROLE=REQ-PARTICIPANT:mailto:ada@example.com",

@@ -3,20 +3,26 @@
 //!
 //! A booking's event lives at `{collection}{reservation id}.ics` with UID
 //! `{reservation id}@slotguard`, so:
-//! - create is one `PUT` with `If-None-Match: *`: of any number of concurrent
-//!   writers exactly one creates, the others get `412` and report
-//!   [`WriteOutcome::AlreadyThere`];
+//! - a write is one `PUT` with `If-None-Match: *` when the event is new: of
+//!   any number of concurrent writers exactly one creates it
+//!   ([`WriteOutcome::Created`]); the others get `412` and replace it with a
+//!   second, unconditional `PUT` to the same href ([`WriteOutcome::Updated`]),
+//!   so a rescheduled booking's event moves under the same href and UID
+//!   (concurrent replacements may meet a server's lock, `423`: transient);
 //! - delete is one `DELETE` of that href;
 //! - list is one `calendar-query` `REPORT` over a time range, keeping the
 //!   events that carry [`MARKER`](crate::ports::MARKER).
 //!
 //! Two places where the obvious reading of a status would lose data:
 //! - `409` to a `PUT` is what a server answers when the *collection* does not
-//!   exist (RFC 4918 §9.7.1), and `403`/`409` with `no-uid-conflict` is what
-//!   some answer when the UID already lives under another name. So a 409 or
-//!   403 counts as "already there" only if the server says `no-uid-conflict`
-//!   or the event can be fetched; otherwise it is a permanent error, and a
-//!   mistyped calendar URL fails loudly instead of silently dropping bookings.
+//!   exist (RFC 4918 §9.7.1), and `403`/`409` (Xandikos: `412`) with
+//!   `no-uid-conflict` is what servers answer when the UID already lives
+//!   under another name. So `no-uid-conflict` sends the write to the event
+//!   found by its UID, replaced where it lives; a bare 409 or 403 counts as
+//!   "the event exists" only if it can be fetched at its href (some servers
+//!   answer `409` where RFC 7232 says `412`; it is then replaced there), and
+//!   is otherwise a permanent error, so a mistyped calendar URL fails loudly
+//!   instead of silently dropping bookings.
 //! - `404` to a `DELETE` may mean the server filed the event under another
 //!   name (some rename resources after their UID). Before answering
 //!   [`DeleteOutcome::AlreadyGone`] the adapter looks the UID up once and
@@ -121,29 +127,101 @@ impl CalDavCalendar {
         request.send().await.map_err(|e| http::transport_error(op, e))
     }
 
-    async fn create(&self, collection: &Url, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+    /// PUT of the booking's calendar object to `url`, with `If-None-Match: *`
+    /// when `only_if_new`.
+    async fn put(&self, url: &Url, body: &str, only_if_new: bool) -> Result<Response, CalendarError> {
+        let mut request = self.request(Method::PUT, url.clone()).header(CONTENT_TYPE, "text/calendar; charset=utf-8");
+        if only_if_new {
+            request = request.header(IF_NONE_MATCH, "*");
+        }
+        self.send("caldav put", request.body(body.to_owned())).await
+    }
+
+    /// Creates the booking's event, or replaces it where it already is.
+    async fn upsert(&self, collection: &Url, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
         let url = event_url(collection, &event.reservation_id);
         let body = ics::booking_calendar(event, Utc::now());
-        let request = self
-            .request(Method::PUT, url.clone())
-            .header(IF_NONE_MATCH, "*")
-            .header(CONTENT_TYPE, "text/calendar; charset=utf-8")
-            .body(body);
-        let response = self.send("caldav put", request).await?;
+        let response = self.put(&url, &body, true).await?;
         let status = response.status();
         if status.is_success() {
             let event_ref = created_location(&url, &response).unwrap_or_else(|| url.to_string());
             return Ok(WriteOutcome::Created { event_ref });
         }
-        if status == StatusCode::PRECONDITION_FAILED {
-            return Ok(WriteOutcome::AlreadyThere { event_ref: url.to_string() });
+        if !matches!(status, StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT | StatusCode::FORBIDDEN) {
+            return Err(http::status_error("caldav put", status, &http::body_text(response).await));
         }
-        let body = http::body_text(response).await;
-        let ambiguous = matches!(status, StatusCode::CONFLICT | StatusCode::FORBIDDEN);
-        if ambiguous && (body.contains("no-uid-conflict") || self.exists(&url).await?) {
-            return Ok(WriteOutcome::AlreadyThere { event_ref: url.to_string() });
+        let text = http::body_text(response).await;
+        // Xandikos says this with a 412, others with a 403 or 409.
+        if text.contains("no-uid-conflict") {
+            return self.replace_by_uid(collection, &url, event, &body).await;
         }
-        Err(http::status_error("caldav put", status, &body))
+        if status == StatusCode::PRECONDITION_FAILED || self.exists(&url).await? {
+            return self.replace(&url, &body).await;
+        }
+        Err(http::status_error("caldav put", status, &text))
+    }
+
+    /// Replaces the event at `url` with an unconditional PUT.
+    ///
+    /// Unconditional rather than `If-Match` with an ETag fetched first: the
+    /// href is derived from the reservation id, so nothing but slotguard's
+    /// writes of this very booking lives there, and each write carries the
+    /// whole event as the booking stood when its writer read it. An `If-Match`
+    /// would cost a `GET` (a third round trip) and would only turn a race
+    /// between two such writers into a retry that then overwrites just the
+    /// same; it cannot tell an older booking version from a newer one (the
+    /// writer re-reads the booking for that). Edits the host made by hand are
+    /// overwritten on purpose: the event must say what the booking says.
+    /// Servers that do not keep unknown properties still get the complete
+    /// object, so nothing depends on merging.
+    async fn replace(&self, url: &Url, body: &str) -> Result<WriteOutcome, CalendarError> {
+        let response = self.put(url, body, false).await?;
+        let status = response.status();
+        let event_ref = url.to_string();
+        match status {
+            // Deleted between the two PUTs (a cancel racing the write): it
+            // is back now, and the writer's second look takes it off again.
+            StatusCode::CREATED => Ok(WriteOutcome::Created { event_ref }),
+            s if s.is_success() => Ok(WriteOutcome::Updated { event_ref }),
+            s => {
+                let text = http::body_text(response).await;
+                if text.contains("no-uid-conflict") {
+                    // The event moved to another name since the first PUT:
+                    // a retry starts over and finds it there.
+                    return Err(CalendarError::Transient {
+                        kind: "uid_conflict",
+                        message: format!("caldav put: the event left {url} while it was being replaced"),
+                    });
+                }
+                Err(http::status_error("caldav put", s, &text))
+            }
+        }
+    }
+
+    /// After `no-uid-conflict`: the server holds the booking's UID under
+    /// another name. Replaces it there, and removes any further copies, so
+    /// the booking keeps exactly one event.
+    async fn replace_by_uid(
+        &self,
+        collection: &Url,
+        url: &Url,
+        event: &BookingEvent,
+        body: &str,
+    ) -> Result<WriteOutcome, CalendarError> {
+        let mut found = self.find_by_uid(collection, &ics::uid(&event.reservation_id)).await?;
+        if found.is_empty() {
+            // It went between the PUT and the search: a retry creates it.
+            return Err(CalendarError::Transient {
+                kind: "uid_conflict",
+                message: format!("caldav put: the server reported a UID conflict for {url} but holds no such UID"),
+            });
+        }
+        let home = found.remove(found.iter().position(|u| u == url).unwrap_or(0));
+        let outcome = self.replace(&home, body).await?;
+        for copy in &found {
+            self.delete_at(copy).await?;
+        }
+        Ok(outcome)
     }
 
     /// Whether a GET of `url` succeeds; only asked to disambiguate a 409/403.
@@ -247,7 +325,7 @@ impl CalDavCalendar {
 impl Calendar for CalDavCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
         let collection = collection_url(target)?;
-        let outcome = self.create(&collection, event).await;
+        let outcome = self.upsert(&collection, event).await;
         http::log_outcome("caldav", "put", &event.reservation_id, &outcome);
         outcome
     }

@@ -293,10 +293,10 @@ fn reservation_id() -> impl Strategy<Value = ReservationId> {
 }
 
 fn booking_event() -> impl Strategy<Value = (BookingEvent, DateTime<Utc>)> {
-    (reservation_id(), text(), instant(), 5i64..=720, customer(), text(), instant()).prop_map(
-        |(reservation_id, summary, start, minutes, customer, description, dtstamp)| {
+    (reservation_id(), text(), instant(), 5i64..=720, customer(), text(), instant(), any::<u32>()).prop_map(
+        |(reservation_id, summary, start, minutes, customer, description, dtstamp, sequence)| {
             let end = start + chrono::Duration::minutes(minutes);
-            (BookingEvent { reservation_id, summary, start, end, customer, description }, dtstamp)
+            (BookingEvent { reservation_id, summary, start, end, customer, description, sequence }, dtstamp)
         },
     )
 }
@@ -510,12 +510,13 @@ proptest! {
         let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
         prop_assert_eq!(
             names,
-            ["BEGIN", "VERSION", "PRODID", "CALSCALE", "BEGIN", "UID", "DTSTAMP", "DTSTART", "DTEND", "SUMMARY",
-             "DESCRIPTION", "ATTENDEE", "STATUS", "TRANSP", MARKER, "END", "END"]
+            ["BEGIN", "VERSION", "PRODID", "CALSCALE", "BEGIN", "UID", "DTSTAMP", "DTSTART", "DTEND", "SEQUENCE",
+             "SUMMARY", "DESCRIPTION", "ATTENDEE", "STATUS", "TRANSP", MARKER, "END", "END"]
         );
         let line = |name: &str| lines.iter().find(|l| l.name == name).unwrap();
         prop_assert_eq!(parse_dtstart(line("DTEND")), Some(event.end));
         prop_assert_eq!(parse_dtstart(line("DTSTAMP")), Some(dtstamp));
+        prop_assert_eq!(line("SEQUENCE").value.clone(), event.sequence.to_string());
         prop_assert_eq!(unescape_text(&line("SUMMARY").value), newlines_as_lf(&event.summary));
         prop_assert_eq!(unescape_text(&line("DESCRIPTION").value), newlines_as_lf(&event.description));
         let attendee = line("ATTENDEE");
