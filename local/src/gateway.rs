@@ -16,9 +16,11 @@ use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
 use slotguard::api::auth::AdminAuth;
 use slotguard::api::cancel::CancelDeps;
 use slotguard::api::checkout::CheckoutUrls;
+use slotguard::api::reschedule::RescheduleDeps;
 use slotguard::api::stripe_webhook::WebhookDeps;
 use slotguard::api::{
-    Problem, ProblemKind, availability, cancel, checkout, put_resource, reservation_status, reserve, stripe_webhook,
+    Problem, ProblemKind, admin_bookings, availability, cancel, checkout, put_resource, reschedule, reservation_status,
+    reserve, resource_view, stripe_webhook,
 };
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -39,6 +41,9 @@ pub enum Route {
     Checkout,
     StripeWebhook,
     Cancel,
+    Reschedule,
+    ResourceView,
+    AdminBookings,
 }
 
 /// Every route the gateway serves: method, path template (API Gateway syntax)
@@ -51,6 +56,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/v1/reservations/{id}/checkout", Route::Checkout),
     ("POST", "/webhooks/stripe", Route::StripeWebhook),
     ("POST", "/v1/bookings/{id}/cancel", Route::Cancel),
+    ("POST", "/v1/bookings/{id}/reschedule", Route::Reschedule),
+    ("GET", "/v1/resources/{id}", Route::ResourceView),
+    ("POST", "/v1/admin/bookings/{id}/cancel", Route::Cancel),
+    ("POST", "/v1/admin/bookings/{id}/reschedule", Route::Reschedule),
+    ("GET", "/v1/admin/resources/{id}/bookings", Route::AdminBookings),
 ];
 
 /// What the routes need: built once, shared by every request.
@@ -164,6 +174,12 @@ impl Gateway {
                 };
                 cancel::cancel(deps, request).await
             }
+            Route::Reschedule => {
+                let deps = RescheduleDeps { store: &self.store, calendar: &self.calendar, admin: &self.admin };
+                reschedule::reschedule(deps, request).await
+            }
+            Route::ResourceView => resource_view::resource_view(&self.store, request).await,
+            Route::AdminBookings => admin_bookings::admin_bookings(&self.store, &self.admin, request).await,
         }
     }
 }

@@ -1,7 +1,11 @@
-//! Lambda function for `POST /v1/bookings/{id}/cancel`.
+//! Lambda function for changes to a confirmed booking:
+//! `POST /v1/bookings/{id}/cancel` and `POST /v1/bookings/{id}/reschedule`
+//! (the customer, with the booking's token), and the same under
+//! `/v1/admin/bookings/{id}/...` (the host, IAM-authorised on AWS).
 
 use lambda_http::{Error, run, service_fn};
 use slotguard::api::cancel::{CancelDeps, cancel};
+use slotguard::api::reschedule::{RescheduleDeps, reschedule};
 use slotguard::config;
 
 #[tokio::main]
@@ -12,9 +16,14 @@ async fn main() -> Result<(), Error> {
     let payments = config::payments(&config::Secrets::load(&aws).await?)?;
     let calendar = config::calendar_queue(&aws)?;
     let admin = config::admin_auth_from_env();
-    run(service_fn(|req| async {
-        let deps = CancelDeps { store: &store, payments: &payments, calendar: &calendar, admin: &admin };
-        Ok::<_, std::convert::Infallible>(cancel(deps, req).await)
+    run(service_fn(|req: lambda_http::Request| async {
+        let response = if req.uri().path().ends_with("/reschedule") {
+            reschedule(RescheduleDeps { store: &store, calendar: &calendar, admin: &admin }, req).await
+        } else {
+            let deps = CancelDeps { store: &store, payments: &payments, calendar: &calendar, admin: &admin };
+            cancel(deps, req).await
+        };
+        Ok::<_, std::convert::Infallible>(response)
     }))
     .await
 }

@@ -8,6 +8,7 @@
 //! from a hyper server, and tests can call it directly. A handler never returns
 //! an error: every failure is a `application/problem+json` response.
 
+pub mod admin_bookings;
 pub mod auth;
 pub mod availability;
 pub mod cancel;
@@ -17,6 +18,7 @@ pub mod put_resource;
 pub mod reschedule;
 pub mod reservation_status;
 pub mod reserve;
+pub mod resource_view;
 pub mod stripe_webhook;
 
 pub mod problem;

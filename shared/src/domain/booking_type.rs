@@ -145,6 +145,9 @@ pub struct BookingTypeSpec {
     pub reschedule: ReschedulePolicy,
 }
 
+/// The longest advance window a type may have: ten years.
+pub const MAX_ADVANCE_DAYS: u32 = 3650;
+
 /// The advance window when a type does not name one.
 pub const DEFAULT_ADVANCE_DAYS: u32 = 365;
 
@@ -384,8 +387,8 @@ mod validate {
             CELL_MINUTES..=1440,
         )?;
         let notice = minutes(&at("min_notice_minutes"), spec.min_notice_minutes, 0..=525_600)?;
-        if !(1..=3650).contains(&spec.max_advance_days) {
-            return Err(err(&at("max_advance_days"), "must be between 1 and 3650"));
+        if !(1..=MAX_ADVANCE_DAYS).contains(&spec.max_advance_days) {
+            return Err(err(&at("max_advance_days"), format!("must be between 1 and {MAX_ADVANCE_DAYS}")));
         }
         if spec.max_per_day.is_some_and(|n| !(1..=MAX_PER_DAY).contains(&n)) {
             return Err(err(&at("max_per_day"), format!("must be between 1 and {MAX_PER_DAY}")));

@@ -5,8 +5,8 @@
 //! only ever sees a checked [`Resource`].
 
 use super::booking_type::{
-    BookingType, BookingTypeSpec, CELL_MINUTES, DEFAULT_ADVANCE_DAYS, DEFAULT_TYPE_ID, DurationSpec,
-    MAX_BLOCKED_MINUTES, check_minutes, check_price,
+    BookingType, BookingTypeSpec, CELL_MINUTES, DEFAULT_TYPE_ID, DurationSpec, MAX_ADVANCE_DAYS, MAX_BLOCKED_MINUTES,
+    check_minutes, check_price,
 };
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -295,7 +295,8 @@ fn booking_types(spec: &ResourceSpec, name: &str) -> Result<Vec<BookingType>, Re
                 buffer_after_minutes: 0,
                 start_interval_minutes: None,
                 min_notice_minutes: 0,
-                max_advance_days: DEFAULT_ADVANCE_DAYS,
+                // The shorthand keeps the old behaviour: any future slot (the longest window a type may have).
+                max_advance_days: MAX_ADVANCE_DAYS,
                 max_per_day: None,
                 cancellation: Default::default(),
                 reschedule: Default::default(),
@@ -483,7 +484,7 @@ pub(crate) mod tests {
         assert_eq!(t.durations, [DurationSpec { minutes: 45, price: Price { amount: 4500, currency: "eur".into() } }]);
         assert_eq!(t.start_interval_minutes, 45);
         assert_eq!((t.buffer_before_minutes, t.buffer_after_minutes, t.min_notice_minutes), (0, 0, 0));
-        assert_eq!((t.max_advance_days, t.max_per_day), (DEFAULT_ADVANCE_DAYS, None));
+        assert_eq!((t.max_advance_days, t.max_per_day), (MAX_ADVANCE_DAYS, None));
         assert_eq!(t.cancellation, Default::default());
         assert_eq!(t.reschedule, Default::default());
     }

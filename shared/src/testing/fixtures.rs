@@ -21,6 +21,7 @@ use serde_json::Value;
 pub(crate) mod events {
     pub const AVAILABILITY: &str = include_str!("../../../events/apigw-availability.json");
     pub const CANCEL: &str = include_str!("../../../events/apigw-cancel.json");
+    pub const RESCHEDULE: &str = include_str!("../../../events/apigw-reschedule.json");
     pub const CHECKOUT: &str = include_str!("../../../events/apigw-checkout.json");
     pub const PUT_RESOURCE: &str = include_str!("../../../events/apigw-put-resource.json");
     pub const RESERVATION_STATUS: &str = include_str!("../../../events/apigw-reservation-status.json");
