@@ -13,6 +13,7 @@ use super::cancel::{CancelDeps, cancel_at};
 use super::checkout::{CheckoutUrls, checkout_at};
 use super::idempotency::IN_PROGRESS_TTL;
 use super::put_resource::put_resource;
+use super::reschedule::{RescheduleDeps, reschedule_at};
 use super::reservation_status::reservation_status_at;
 use super::reserve::reserve_at;
 use super::stripe_webhook::{WebhookDeps, stripe_webhook_at};
@@ -20,8 +21,8 @@ use super::{MAX_BODY_BYTES, ProblemKind};
 use crate::adapters::stripe::{WebhookVerifier, sign};
 use crate::domain::payment::session_window;
 use crate::domain::{
-    CalendarAction, CalendarJob, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, PaymentOutcome,
-    RefundCause, ReservationId, ReservationStatus, SlotKey, rfc3339,
+    CalendarAction, CalendarJob, CancellationPolicy, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus,
+    LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationStatus, SlotKey, rfc3339,
 };
 use crate::ports::{PaymentError, ReservationRecord};
 use crate::testing::*;
@@ -201,6 +202,11 @@ impl World {
         let deps =
             CancelDeps { store: &self.store, payments: &self.payments, calendar: &self.queue, admin: &self.admin };
         cancel_at(deps, event.request(), self.now).await.into()
+    }
+
+    async fn reschedule(&self, event: &Fixture) -> Reply {
+        let deps = RescheduleDeps { store: &self.store, calendar: &self.queue, admin: &self.admin };
+        reschedule_at(deps, event.request(), self.now).await.into()
     }
 
     async fn availability(&self, event: &Fixture) -> Reply {
@@ -1061,5 +1067,138 @@ async fn put_resource_stores_what_an_admin_sends_and_nothing_else() {
                 assert_eq!(stored.values().collect::<Vec<_>>(), [&resource], "{case}");
             }
         }
+    }
+}
+
+// ---- cancellation policy ---------------------------------------------------
+
+/// The sample booking, confirmed under `policy` (the sample slot starts 20 hours after `now`).
+fn world_with_policy(policy: CancellationPolicy) -> World {
+    let world = World::new();
+    let mut booking = world.sample_claim(ClaimStatus::Confirmed);
+    booking.terms.cancellation = policy;
+    world.store.insert_claim(booking);
+    world
+}
+
+#[tokio::test]
+async fn a_customer_cannot_cancel_after_a_refusing_cutoff_but_the_host_refunds_in_full() {
+    let policy = CancellationPolicy { free_until_hours: 24, late: LateCancellation::Refuse };
+    let world = world_with_policy(policy);
+    let before = world.store.snapshot();
+    let by_customer = Fixture::load(events::CANCEL);
+    world.cancel(&by_customer).await.assert_problem("20 hours before", 409, "outside_cancellation_window");
+    assert_eq!(world.store.snapshot(), before, "nothing changed");
+    assert!(world.payments.refunds().is_empty() && world.queue.jobs().is_empty());
+
+    let by_host = by_customer.header("authorization", &format!("Bearer {ADMIN_TOKEN}"));
+    let reply = world.cancel(&by_host).await;
+    assert_eq!((reply.status, reply.body["refunded"].as_i64()), (200, Some(4500)), "{}", reply.body);
+    assert_eq!(world.payments.refunds()[0].amount, None, "a full refund");
+}
+
+#[tokio::test]
+async fn a_late_cancellation_refunds_the_policy_share_once_whatever_the_clock_does_next() {
+    let policy = CancellationPolicy { free_until_hours: 24, late: LateCancellation::Refund { percent: 50 } };
+    let mut world = world_with_policy(policy);
+    let id = sample_reservation();
+    // The refund fails once: the booking stays CANCELLING with its amount decided.
+    world.payments.fail_next("refund_payment", PaymentError::Unavailable("timed out".into()));
+    world.cancel(&Fixture::load(events::CANCEL)).await.assert_problem("Stripe down", 503, PAYMENTS_UNAVAILABLE);
+    let cancelling = world.store.snapshot().claim_of(&id).cloned().unwrap();
+    assert_eq!((cancelling.status, cancelling.refund_amount), (ClaimStatus::Cancelling, Some(2250)));
+
+    // Retried after the start: the amount decided before still applies.
+    world.now += Duration::days(2);
+    let reply = world.cancel(&Fixture::load(events::CANCEL)).await;
+    assert_eq!((reply.status, reply.body["refunded"].as_i64()), (200, Some(2250)), "{}", reply.body);
+    let refunds = world.payments.refunds();
+    assert_eq!((refunds.len(), refunds[0].amount, refunds[0].key.clone()), (1, Some(2250), format!("cancel-{id}")));
+    assert!(world.store.snapshot().claim_of(&id).is_none(), "the slot is free");
+}
+
+// ---- reschedule --------------------------------------------------------------
+
+/// The reschedule event moving the sample booking to `start`.
+fn reschedule_to(start: &str) -> Fixture {
+    let body = json!({ "start": start }).to_string();
+    Fixture::load(events::RESCHEDULE).body(body)
+}
+
+#[tokio::test]
+async fn reschedule_moves_the_booking_and_its_locks_in_one_step_and_queues_the_event_update() {
+    let world = World::with_sample(ClaimStatus::Confirmed);
+    let id = sample_reservation();
+    let before = world.store.snapshot().claim_of(&id).cloned().unwrap();
+    let event = Fixture::load(events::RESCHEDULE);
+    let target = at(Fixture::load(event.text_at("/body")).text_at("/start"));
+
+    for attempt in ["first", "repeat"] {
+        let reply = world.reschedule(&event).await;
+        assert_eq!(reply.status, 200, "{attempt}: {}", reply.body);
+        assert_eq!(
+            (reply.body["start"].as_str(), reply.body["version"].as_u64()),
+            (Some(rfc3339(target).as_str()), Some(1))
+        );
+    }
+    let tables = world.store.snapshot();
+    let moved = tables.claim_of(&id).unwrap();
+    assert_eq!(
+        (moved.slot.start, moved.end - moved.slot.start, moved.version),
+        (target, before.end - before.slot.start, 1)
+    );
+    assert_eq!(
+        (moved.payment_intent.as_ref(), moved.amount),
+        (before.payment_intent.as_ref(), before.amount),
+        "the payment carries over"
+    );
+    let locked: Vec<_> = tables.locks.values().filter(|l| l.reservation_id == id).map(|l| l.key.clone()).collect();
+    assert_eq!(locked, moved.locks(), "exactly the new interval's cells");
+    assert!(
+        !tables.locks.contains_key(&(before.slot.resource_id.clone(), LockKey::Cell(before.slot.start))),
+        "the old cells are free"
+    );
+    let write = CalendarJob { action: CalendarAction::Write, reservation_id: id };
+    assert_eq!(world.queue.jobs(), [write.clone(), write], "each answer queues the event's update");
+}
+
+#[tokio::test]
+async fn reschedule_onto_another_booking_or_outside_the_rules_changes_nothing() {
+    let event = Fixture::load(events::RESCHEDULE);
+    let target = at(Fixture::load(event.text_at("/body")).text_at("/start"));
+    let cases: Vec<(&str, Fixture, u16, &str)> = vec![
+        ("taken", event.clone(), 409, "slot_taken"),
+        ("off grid", reschedule_to("2030-01-07T10:10:00Z"), 422, "off_grid"),
+        ("closed", reschedule_to("2030-01-07T20:00:00Z"), 422, "outside_opening_hours"),
+        ("past", reschedule_to("2030-01-05T10:00:00Z"), 422, "slot_in_past"),
+        ("no token", event.clone().header("authorization", "Bearer ct_wrong"), 401, "unauthorized"),
+    ];
+    for (case, event, status, kind) in cases {
+        let world = World::with_sample(ClaimStatus::Confirmed);
+        // Someone else's booking where the "taken" case wants to go.
+        let other = ReservationId::new(&SlotKey { resource_id: sample_resource().id, start: target });
+        world.store.insert_claim(Claim {
+            slot: SlotKey { resource_id: sample_resource().id, start: target },
+            end: target + Duration::minutes(30),
+            ..claim(&sample_resource(), &other, ClaimStatus::Confirmed, None, world.now)
+        });
+        let before = world.store.snapshot();
+        world.reschedule(&event).await.assert_problem(case, status, kind);
+        assert_eq!(world.store.snapshot(), before, "{case}: nothing changed");
+        assert!(world.queue.jobs().is_empty(), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn only_a_confirmed_booking_is_rescheduled() {
+    for status in [ClaimStatus::Held, ClaimStatus::PaymentPending, ClaimStatus::Cancelling] {
+        let world = World::with_sample(status);
+        let before = world.store.snapshot();
+        world.reschedule(&Fixture::load(events::RESCHEDULE)).await.assert_problem(
+            &format!("{status:?}"),
+            409,
+            "not_reschedulable",
+        );
+        assert_eq!(world.store.snapshot(), before);
     }
 }
