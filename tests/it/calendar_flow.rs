@@ -26,13 +26,13 @@ fn policy() -> RetryPolicy {
     }
 }
 
-struct Writer {
+pub(crate) struct Writer {
     calendar: CalDavCalendar,
     dead_letters: SqsDeadLetters,
 }
 
 impl Writer {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         let config = CalDavConfig::default().with_timeout(std::time::Duration::from_secs(2));
         Self {
             calendar: CalDavCalendar::new(config).unwrap(),
@@ -50,7 +50,7 @@ impl Writer {
     /// Plays the SQS event source mapping until the queue stays empty: each
     /// batch gets a second of retries, failures come back after the queue's
     /// 1-second visibility timeout.
-    async fn drain(&self, app: &TestApp) {
+    pub(crate) async fn drain(&self, app: &TestApp) {
         let deps = self.deps(app);
         let mut idle = 0;
         for _ in 0..60 {

@@ -8,6 +8,7 @@
 //! and gateway from [`helpers::spawn_app`].
 
 mod bad_input;
+mod booking_types;
 mod calendar_adapters;
 mod calendar_flow;
 mod event_orders;
