@@ -158,6 +158,39 @@ async fn main() {
     })
     .await
     .print();
+    // Hold cost by length: a 30-minute booking writes 6 cell locks, a
+    // 240-minute one 48, each in the hold's one TransactWriteItems.
+    let open = serde_json::json!([{"start": "00:00", "end": "24:00"}]);
+    let lengths = serde_json::json!({
+        "name": "Bench lengths", "timezone": "UTC",
+        "booking_types": [{"id": "t", "start_interval_minutes": 30, "max_advance_days": 3650, "durations": [
+            {"minutes": 30, "price": {"amount": 1000, "currency": "eur"}},
+            {"minutes": 240, "price": {"amount": 6000, "currency": "eur"}}]}],
+        "weekly_hours": {"mon": open, "tue": open, "wed": open, "thu": open, "fri": open, "sat": open, "sun": open}
+    });
+    let r = http.put(format!("{base}/v1/resources/lengths")).bearer_auth(TOKEN).json(&lengths).send().await.unwrap();
+    assert!(r.status().is_success(), "create the lengths resource");
+    let hold = |minutes: i64, i: usize, days_ahead: i64| {
+        let start = day + chrono::Duration::days(days_ahead) + chrono::Duration::minutes(minutes * i as i64);
+        serde_json::json!({"resource_id": "lengths", "start": slotguard::domain::rfc3339(start),
+            "booking_type": "t", "duration_minutes": minutes,
+            "customer": {"name": "Bench", "email": format!("l{i}@example.com")}})
+    };
+    for round in 0..2 {
+        run(if round == 0 { "hold 30 min (6 cells), c=1" } else { "hold 30 min (6 cells), c=1, again" }, 200, 1, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&hold(30, i, 30 + 10 * round)).send()
+        })
+        .await
+        .print();
+        run(
+            if round == 0 { "hold 240 min (48 cells), c=1" } else { "hold 240 min (48 cells), c=1, again" },
+            200,
+            1,
+            |i| http.post(format!("{base}/v1/reservations")).json(&hold(240, i, 100 + 100 * round)).send(),
+        )
+        .await
+        .print();
+    }
     let from = slotguard::domain::rfc3339(day);
     let to = slotguard::domain::rfc3339(day + chrono::Duration::days(7));
     run("availability, 7 days, c=8", 400, 8, |_| {
