@@ -434,6 +434,21 @@ pub const MAX_POLICY_HOURS: u32 = 8760;
 pub const MAX_PER_DAY: u32 = 50;
 
 #[cfg(test)]
+impl BookingTerms {
+    /// Terms of a `minutes` booking of the shorthand type: no buffers, default policies.
+    pub(crate) fn plain(minutes: u32) -> Self {
+        Self {
+            booking_type: DEFAULT_TYPE_ID.into(),
+            duration_minutes: minutes,
+            buffer_before_minutes: 0,
+            buffer_after_minutes: 0,
+            cancellation: CancellationPolicy::default(),
+            reschedule: ReschedulePolicy::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -894,21 +909,6 @@ pub(crate) mod tests {
             } else {
                 prop_assert!(from >= to, "[{}, {}) has no cells", from, to);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-impl BookingTerms {
-    /// Terms of a `minutes` booking of the shorthand type: no buffers, default policies.
-    pub(crate) fn plain(minutes: u32) -> Self {
-        Self {
-            booking_type: DEFAULT_TYPE_ID.into(),
-            duration_minutes: minutes,
-            buffer_before_minutes: 0,
-            buffer_after_minutes: 0,
-            cancellation: CancellationPolicy::default(),
-            reschedule: ReschedulePolicy::default(),
         }
     }
 }

@@ -82,11 +82,6 @@ impl Tables {
         self.claim_item_of(id).map(|item| &item.claim)
     }
 
-    /// The live locks' holders of `resource`, as (lock, holder).
-    pub fn live_locks(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Lock> {
-        self.locks.values().filter(move |l| l.is_live(now))
-    }
-
     /// The outcome recorded for a session, if any.
     pub fn outcome(&self, session_id: &str) -> Option<PaymentOutcome> {
         self.outcomes.get(session_id).map(|o| o.outcome)

@@ -133,12 +133,15 @@ fn values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeVa
     ])
 }
 
+/// Expression attribute names and values, as the SDK builders take them.
+type Placeholders = (Option<HashMap<String, String>>, Option<HashMap<String, AttributeValue>>);
+
 /// Keeps only the names and values an expression uses (DynamoDB refuses unused ones).
 fn used_by(
     expression: &str,
     names_: HashMap<String, String>,
     values_: HashMap<String, AttributeValue>,
-) -> (Option<HashMap<String, String>>, Option<HashMap<String, AttributeValue>>) {
+) -> Placeholders {
     let mentions = |placeholder: &str| {
         expression.match_indices(placeholder).any(|(i, _)| {
             !expression[i + placeholder.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
