@@ -123,21 +123,7 @@ async fn events_of(collection: &str, id: &str, day: DateTime<Utc>) -> Vec<(Strin
 
 /// The open starts of `minutes` of type `kind` of the studio in `[from, to)`.
 async fn slots_of(app: &TestApp, kind: &str, minutes: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
-    let r = app
-        .http
-        .get(app.url("/v1/resources/studio/slots"))
-        .query(&[
-            ("from", rfc3339(from)),
-            ("to", rfc3339(to)),
-            ("type", kind.into()),
-            ("duration", minutes.to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    body["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect()
+    app.slots_with("studio", from, to, &[("type", kind.into()), ("duration", minutes.to_string())]).await
 }
 
 async fn post_reservation(app: &TestApp, body: &Value) -> reqwest::Response {

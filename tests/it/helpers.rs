@@ -176,13 +176,20 @@ impl TestApp {
     }
 
     pub async fn slots(&self, resource: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
-        let r = self
-            .http
-            .get(self.url(&format!("/v1/resources/{resource}/slots")))
-            .query(&[("from", rfc3339(from)), ("to", rfc3339(to))])
-            .send()
-            .await
-            .unwrap();
+        self.slots_with(resource, from, to, &[]).await
+    }
+
+    /// The open starts in `[from, to)`, with more query parameters (`type`, `duration`).
+    pub async fn slots_with(
+        &self,
+        resource: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        more: &[(&str, String)],
+    ) -> Vec<String> {
+        let mut query = vec![("from", rfc3339(from)), ("to", rfc3339(to))];
+        query.extend(more.iter().cloned());
+        let r = self.http.get(self.url(&format!("/v1/resources/{resource}/slots"))).query(&query).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let body: Value = r.json().await.unwrap();
         body["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect()
