@@ -1202,3 +1202,24 @@ async fn only_a_confirmed_booking_is_rescheduled() {
         assert_eq!(world.store.snapshot(), before);
     }
 }
+
+#[tokio::test]
+async fn a_reschedule_that_fails_in_storage_or_the_queue_leaves_the_booking_or_is_finished_by_a_retry() {
+    // The transaction fails: nothing moved, nothing queued, 503.
+    let world = World::with_sample(ClaimStatus::Confirmed);
+    let before = world.store.snapshot();
+    world.store.fail_next("reschedule", unavailable("reschedule"));
+    let event = Fixture::load(events::RESCHEDULE);
+    world.reschedule(&event).await.assert_problem("storage down", 503, STORE_UNAVAILABLE);
+    assert_eq!(world.store.snapshot(), before);
+    assert!(world.queue.jobs().is_empty());
+
+    // The move commits but the calendar job is not queued: 503; the retry
+    // finds the booking moved, answers 200 and queues the job.
+    world.queue.fail_next("enqueue");
+    world.reschedule(&event).await.assert_problem("queue down", 503, QUEUE_UNAVAILABLE);
+    assert!(world.queue.jobs().is_empty());
+    let reply = world.reschedule(&event).await;
+    assert_eq!((reply.status, reply.body["version"].as_u64()), (200, Some(1)), "{}", reply.body);
+    assert_eq!(world.queue.jobs().len(), 1);
+}
