@@ -1,39 +1,55 @@
 //! The invariant checker.
 //!
-//! After every step (cheap, from one Scan of the table):
-//! - I1: claim items agree with one live claim per slot, and a confirmed or
-//!   pending claim carries no TTL attribute (DESIGN invariant 2);
+//! After every step, and again on the final state (cheap, from one Scan of
+//! the table, reading the booking items, never trusting the locks for it):
+//! - I1: no two live bookings of a resource have overlapping blocked
+//!   intervals `[start − buffer_before, end + buffer_after)`, computed from
+//!   each booking item's own `terms` and interval; a type's `max_per_day` is
+//!   never exceeded on a day; a confirmed, pending or cancelling booking and
+//!   its locks carry no TTL attribute, a hold and its locks always do;
+//! - I7: every live booking holds exactly its locks (one per 5-minute cell of
+//!   its blocked interval, plus its day token), owned by it, booked or held
+//!   as it is, expiring with it; and no live lock belongs to a reservation
+//!   whose booking is gone or not live (a lock nobody would ever free);
 //! - I6: a reservation seen confirmed stays confirmed until it is cancelled;
 //!   refunded and cancelled are final (DESIGN invariant 9); a live hold or
 //!   pending payment never vanishes (nobody takes it over while it lives).
 //!
 //! After the quiesce phase, from the real servers:
-//! - I1: per slot, at most one reservation whose status (the status route at
-//!   the harness clock) is held, payment_pending, cancelling or confirmed, and
-//!   the slot's claim item is that reservation's;
-//! - I2: no ghost payment: every paid session is exactly one confirmed
-//!   booking with no refund, or refunded exactly once in full; every
-//!   confirmed booking is paid by its own slotguard session at its price;
+//! - I1: a reservation whose status route shows it live owns its booking item;
+//! - I6: no booking is left `cancelling` once every client retry is done;
+//! - I2: money: every paid session ends as exactly one confirmed booking with
+//!   no refund, or as refunds: in full when the webhook refunds it, or, for
+//!   a booking it confirmed that was cancelled since, exactly the share the
+//!   type's cancellation policy gives the canceller (full for the host, as
+//!   decided by one of the cancel requests made for it; nothing refunded
+//!   for a 0% share); never more than was paid; every confirmed booking is
+//!   paid by its own slotguard session at its price;
 //! - I3: no reservation stays payment_pending once its session's delayed
 //!   payment result was delivered, or with no delayed payment pending at all;
-//! - I4: every confirmed booking has exactly one calendar event and nothing
-//!   else has one, before and after a reconcile run.
+//! - I4: every confirmed booking has exactly one calendar event, at its
+//!   current start and end (after any reschedule), and nothing else of
+//!   slotguard's is on the calendar, before and after a reconcile run.
 //!
-//! I5 (no 5xx without an injected fault, refused cancels change nothing) is
-//! checked by the runner as each op finishes.
+//! The runner checks as each op finishes: I5 (no 5xx without an injected
+//! fault; a refused cancel or reschedule changes nothing) and I8 (an
+//! unhindered customer cancel or reschedule is answered as the type's policy
+//! says: the refund share, a refusal outside the window, same price only).
 
 use super::run::{Runner, SessionKind};
+use super::world::ResourceInfo;
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
+use slotguard::domain::{BookingTerms, CancellationPolicy, LateCancellation, ReschedulePolicy};
 use slotguard::ports::Calendar;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct Violation {
-    /// `I1`..`I6`.
+    /// `I1`..`I8`.
     pub inv: &'static str,
     /// The plan step after which it was seen; `None`: in the final checks.
     pub step: Option<usize>,
@@ -91,58 +107,155 @@ fn n(item: &Item, name: &str) -> Option<i64> {
     }
 }
 
-/// A claim item, read without the product's own parser (so a status it adds,
-/// such as `CANCELLING`, reads too).
+fn time(item: &Item, name: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s(item, name)?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// A booking item (`kind = claim`), read without the product's own parser
+/// (so a status it adds, such as `CANCELLING`, reads too).
 #[derive(Debug, Clone)]
-pub struct RawClaim {
-    pub pk: String,
-    pub sk: String,
+pub struct RawBooking {
     pub reservation: String,
+    pub resource: String,
+    /// As stored: `HELD`, `PAYMENT_PENDING`, `CONFIRMED`, `CANCELLING`.
     pub status: String,
     pub expires_at: Option<i64>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// `None` when the `terms` attribute is missing or unreadable (an I1 violation).
+    pub terms: Option<BookingTerms>,
+    /// The day token: its local date and index.
+    pub day_token: Option<(NaiveDate, u32)>,
     pub payment_intent: Option<String>,
     pub amount: i64,
     pub currency: String,
 }
 
+impl RawBooking {
+    /// Whether the booking keeps its interval from others at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        match self.status.as_str() {
+            "HELD" => self.expires_at.is_some_and(|t| t > now.timestamp()),
+            _ => true,
+        }
+    }
+
+    /// Its blocked interval, from its own stored interval and terms.
+    pub fn blocked(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (start, end, terms) = (self.start?, self.end?, self.terms.as_ref()?);
+        Some((
+            start - Duration::minutes(i64::from(terms.buffer_before_minutes)),
+            end + Duration::minutes(i64::from(terms.buffer_after_minutes)),
+        ))
+    }
+
+    /// The `(pk, sk)` of every lock it must hold: one per 5-minute UTC cell
+    /// its blocked interval touches, and its day token (see `items.rs`).
+    pub fn lock_keys(&self) -> BTreeSet<(String, String)> {
+        let mut keys = BTreeSet::new();
+        if let Some((from, to)) = self.blocked() {
+            const CELL: i64 = 300;
+            let mut t = from.timestamp().div_euclid(CELL) * CELL;
+            while t < to.timestamp() {
+                let cell = DateTime::from_timestamp(t, 0).unwrap();
+                keys.insert((
+                    format!("CELL#{}#{}", self.resource, cell.date_naive()),
+                    slotguard::domain::rfc3339(cell),
+                ));
+                t += CELL;
+            }
+        }
+        if let (Some((date, index)), Some(terms)) = (self.day_token, &self.terms) {
+            keys.insert((format!("DAYCAP#{}#{}#{date}", self.resource, terms.booking_type), format!("{index:03}")));
+        }
+        keys
+    }
+}
+
+/// A lock item (`kind = lock`).
+#[derive(Debug, Clone)]
+pub struct RawLock {
+    pub pk: String,
+    pub sk: String,
+    pub reservation: String,
+    /// `HELD` or `BOOKED`.
+    pub status: String,
+    pub expires_at: Option<i64>,
+}
+
+impl RawLock {
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.status != "HELD" || self.expires_at.is_some_and(|t| t > now.timestamp())
+    }
+}
+
 pub struct Snapshot {
-    pub claims: Vec<RawClaim>,
+    pub bookings: Vec<RawBooking>,
+    pub locks: Vec<RawLock>,
     /// Reservation records: id → status.
     pub records: HashMap<String, String>,
+    /// Payment outcomes: session id → (outcome, reservation id).
+    pub outcomes: HashMap<String, (String, String)>,
 }
 
 impl Snapshot {
     pub fn from_items(items: &[Item]) -> Self {
-        let mut claims = Vec::new();
+        let mut bookings = Vec::new();
+        let mut locks = Vec::new();
         let mut records = HashMap::new();
+        let mut outcomes = HashMap::new();
         for item in items {
             match s(item, "kind").as_deref() {
-                Some("claim") => claims.push(RawClaim {
+                Some("claim") => bookings.push(RawBooking {
+                    reservation: s(item, "reservation_id").unwrap_or_default(),
+                    resource: s(item, "resource_id").unwrap_or_default(),
+                    status: s(item, "status").unwrap_or_default(),
+                    expires_at: n(item, "expires_at"),
+                    start: time(item, "start"),
+                    end: time(item, "end"),
+                    terms: s(item, "terms").and_then(|t| serde_json::from_str(&t).ok()),
+                    day_token: s(item, "day_token").and_then(|t| {
+                        let v: Value = serde_json::from_str(&t).ok()?;
+                        let date = NaiveDate::parse_from_str(v["date"].as_str()?, "%Y-%m-%d").ok()?;
+                        Some((date, u32::try_from(v["index"].as_u64()?).ok()?))
+                    }),
+                    payment_intent: s(item, "payment_intent"),
+                    amount: n(item, "amount").unwrap_or_default(),
+                    currency: s(item, "currency").unwrap_or_default(),
+                }),
+                Some("lock") => locks.push(RawLock {
                     pk: s(item, "pk").unwrap_or_default(),
                     sk: s(item, "sk").unwrap_or_default(),
                     reservation: s(item, "reservation_id").unwrap_or_default(),
                     status: s(item, "status").unwrap_or_default(),
                     expires_at: n(item, "expires_at"),
-                    payment_intent: s(item, "payment_intent"),
-                    amount: n(item, "amount").unwrap_or_default(),
-                    currency: s(item, "currency").unwrap_or_default(),
                 }),
                 Some("reservation") => {
                     if let (Some(id), Some(status)) = (s(item, "reservation_id"), s(item, "status")) {
                         records.insert(id, status);
                     }
                 }
+                Some("payment") => {
+                    let session = s(item, "pk").unwrap_or_default().trim_start_matches("PAYMENT#").to_owned();
+                    if let (Some(outcome), Some(reservation)) = (s(item, "outcome"), s(item, "reservation_id")) {
+                        outcomes.insert(session, (outcome, reservation));
+                    }
+                }
                 _ => {}
             }
         }
-        Self { claims, records }
+        Self { bookings, locks, records, outcomes }
+    }
+
+    pub fn booking(&self, reservation: &str) -> Option<&RawBooking> {
+        self.bookings.iter().find(|b| b.reservation == reservation)
     }
 
     /// The status the status route would show, from the raw items.
     pub fn status(&self, reservation: &str, now: DateTime<Utc>) -> Option<String> {
-        if let Some(c) = self.claims.iter().find(|c| c.reservation == reservation) {
-            return Some(match c.status.as_str() {
-                "HELD" if c.expires_at.is_some_and(|t| t > now.timestamp()) => "held".into(),
+        if let Some(b) = self.booking(reservation) {
+            return Some(match b.status.as_str() {
+                "HELD" if b.is_live(now) => "held".into(),
                 "HELD" => "expired".into(),
                 other => other.to_ascii_lowercase(),
             });
@@ -155,30 +268,195 @@ fn live(status: &str) -> bool {
     matches!(status, "held" | "payment_pending" | "confirmed" | "cancelling")
 }
 
+fn short(id: &str) -> String {
+    super::run::short(id)
+}
+
+fn interval(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!("[{}, {})", from.format("%m-%dT%H:%M"), to.format("%H:%M"))
+}
+
+/// I1 and I7 on one snapshot at `now`.
+pub fn bookings_and_locks(
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+    resources: &[ResourceInfo],
+) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    let live: Vec<&RawBooking> = snapshot.bookings.iter().filter(|b| b.is_live(now)).collect();
+
+    // I1: TTL attributes.
+    for b in &snapshot.bookings {
+        match (b.status.as_str(), b.expires_at) {
+            ("HELD", None) => {
+                found.push(("I1", format!("HELD booking {} has no expires_at: it never lapses", b.reservation)))
+            }
+            ("HELD", Some(_)) => {}
+            (other, Some(_)) => {
+                found.push(("I1", format!("{other} booking {} carries the TTL attribute expires_at", b.reservation)))
+            }
+            _ => {}
+        }
+        if b.terms.is_none() || b.start.is_none() || b.end.is_none() {
+            found.push(("I1", format!("booking {} has no readable terms or interval", b.reservation)));
+        }
+    }
+    // I1: no overlap between the blocked intervals of live bookings of a resource.
+    for (i, a) in live.iter().enumerate() {
+        for b in &live[i + 1..] {
+            if a.resource != b.resource {
+                continue;
+            }
+            if let (Some((a0, a1)), Some((b0, b1))) = (a.blocked(), b.blocked())
+                && a0 < b1
+                && b0 < a1
+            {
+                found.push((
+                    "I1",
+                    format!(
+                        "live bookings of {} overlap: {} {} {} blocks {} and {} {} {} blocks {}",
+                        a.resource,
+                        short(&a.reservation),
+                        a.status,
+                        a.terms.as_ref().map(|t| t.booking_type.as_str()).unwrap_or("?"),
+                        interval(a0, a1),
+                        short(&b.reservation),
+                        b.status,
+                        b.terms.as_ref().map(|t| t.booking_type.as_str()).unwrap_or("?"),
+                        interval(b0, b1),
+                    ),
+                ));
+            }
+        }
+    }
+    // I1: a type's day limit (the resources are on UTC: the local date is the UTC date).
+    let mut per_day: BTreeMap<(&str, &str, NaiveDate), Vec<&str>> = BTreeMap::new();
+    for b in &live {
+        if let (Some(terms), Some(start)) = (&b.terms, b.start) {
+            per_day
+                .entry((b.resource.as_str(), terms.booking_type.as_str(), start.date_naive()))
+                .or_default()
+                .push(b.reservation.as_str());
+        }
+    }
+    for ((resource, kind, date), ids) in &per_day {
+        let limit = resources
+            .iter()
+            .find(|r| r.id == *resource)
+            .and_then(|r| r.resource.booking_type(Some(kind)))
+            .and_then(|t| t.max_per_day);
+        if let Some(limit) = limit
+            && ids.len() > limit as usize
+        {
+            let listed: Vec<String> = ids.iter().map(|id| short(id)).collect();
+            found.push((
+                "I1",
+                format!(
+                    "{} live {kind} bookings of {resource} on {date}, limit {limit}: {}",
+                    ids.len(),
+                    listed.join(", ")
+                ),
+            ));
+        }
+    }
+
+    // I7: every live booking holds exactly its locks, as it is.
+    let locks_by_key: HashMap<(&str, &str), &RawLock> =
+        snapshot.locks.iter().map(|l| ((l.pk.as_str(), l.sk.as_str()), l)).collect();
+    let mut expected_of: HashMap<&str, BTreeSet<(String, String)>> = HashMap::new();
+    for b in &live {
+        let expected = b.lock_keys();
+        let held = b.status == "HELD";
+        let mut missing = Vec::new();
+        for (pk, sk) in &expected {
+            match locks_by_key.get(&(pk.as_str(), sk.as_str())) {
+                None => missing.push(format!("{pk} {sk}")),
+                Some(l) if l.reservation != b.reservation => found.push((
+                    "I7",
+                    format!(
+                        "live {} {} lacks lock {pk} {sk}: it is {}'s",
+                        b.status,
+                        short(&b.reservation),
+                        short(&l.reservation)
+                    ),
+                )),
+                Some(l) => {
+                    let consistent = if held {
+                        l.status == "HELD" && l.expires_at == b.expires_at
+                    } else {
+                        l.status == "BOOKED" && l.expires_at.is_none()
+                    };
+                    if !consistent {
+                        found.push((
+                            "I7",
+                            format!(
+                                "{} booking {} has lock {pk} {sk} as {} (expires_at {:?}, the booking's {:?})",
+                                b.status,
+                                short(&b.reservation),
+                                l.status,
+                                l.expires_at,
+                                b.expires_at
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            found.push((
+                "I7",
+                format!(
+                    "live {} {} is missing {} of its {} locks: {}",
+                    b.status,
+                    short(&b.reservation),
+                    missing.len(),
+                    expected.len(),
+                    missing.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        expected_of.insert(b.reservation.as_str(), expected);
+    }
+    // I7: no live lock but the live bookings' own.
+    let mut stray: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
+    for l in snapshot.locks.iter().filter(|l| l.is_live(now)) {
+        let why = match expected_of.get(l.reservation.as_str()) {
+            Some(expected) if expected.contains(&(l.pk.clone(), l.sk.clone())) => continue,
+            Some(_) => "a live booking that does not cover it".to_owned(),
+            None => match snapshot.booking(&l.reservation) {
+                Some(b) => format!("a booking that is not live ({} expired)", b.status),
+                None => match snapshot.records.get(&l.reservation) {
+                    Some(status) => format!("a booking that is gone ({status})"),
+                    None => "a booking that is gone".to_owned(),
+                },
+            },
+        };
+        stray.entry((l.reservation.as_str(), why)).or_default().push(format!("{} {}", l.pk, l.sk));
+    }
+    for ((reservation, why), keys) in stray {
+        found.push((
+            "I7",
+            format!(
+                "{} live lock(s) of {} belong to {why}: {}",
+                keys.len(),
+                short(reservation),
+                keys.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    found
+}
+
 /// The checks run after every step. `seen` carries the last status seen of
 /// each reservation from one step to the next.
 pub fn per_step(
     snapshot: &Snapshot,
     now: DateTime<Utc>,
+    resources: &[ResourceInfo],
     reservations: &[String],
     seen: &mut HashMap<String, String>,
 ) -> Vec<(&'static str, String)> {
-    let mut found = Vec::new();
-    let mut per_slot: HashMap<(&str, &str), Vec<&RawClaim>> = HashMap::new();
-    for c in &snapshot.claims {
-        per_slot.entry((c.pk.as_str(), c.sk.as_str())).or_default().push(c);
-        if matches!(c.status.as_str(), "CONFIRMED" | "PAYMENT_PENDING") && c.expires_at.is_some() {
-            found.push(("I1", format!("{} claim of {} carries the TTL attribute expires_at", c.status, c.reservation)));
-        }
-        if c.status == "HELD" && c.expires_at.is_none() {
-            found.push(("I1", format!("HELD claim of {} has no expires_at: it never lapses", c.reservation)));
-        }
-    }
-    for ((_, sk), claims) in per_slot {
-        if claims.len() > 1 {
-            found.push(("I1", format!("{} claim items for slot {sk}", claims.len())));
-        }
-    }
+    let mut found = bookings_and_locks(snapshot, now, resources);
     for id in reservations {
         let now_status = snapshot.status(id, now).unwrap_or_else(|| "gone".into());
         if let Some(before) = seen.get(id) {
@@ -202,12 +480,39 @@ pub fn per_step(
     found
 }
 
-/// Reads the final state from the real servers and checks I1-I4.
+/// What a cancellation by the customer (or, `host`, by the host) of a
+/// booking of `amount` starting at `start` refunds at `now` under `policy`;
+/// `None`: refused. Written from the policy's documentation, not the product's code.
+pub fn policy_refund(
+    policy: &CancellationPolicy,
+    host: bool,
+    amount: i64,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<i64> {
+    if host || now + Duration::hours(i64::from(policy.free_until_hours)) <= start {
+        return Some(amount);
+    }
+    if now >= start {
+        return None;
+    }
+    match policy.late {
+        LateCancellation::Refuse => None,
+        LateCancellation::Refund { percent } => Some(amount * i64::from(percent.min(100)) / 100),
+    }
+}
+
+/// Whether a customer may move a booking starting at `start` at `now`.
+pub fn policy_moves(policy: &ReschedulePolicy, start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    policy.allowed && now + Duration::hours(i64::from(policy.until_hours)) <= start
+}
+
+/// Reads the final state from the real servers and checks I1-I4, I6, I7.
 pub async fn final_checks(r: &mut Runner) {
     let items = scan(&r.world.raw_store).await;
     let snapshot = Snapshot::from_items(&items);
 
-    let mut found: Vec<(&'static str, String)> = Vec::new();
+    let mut found: Vec<(&'static str, String)> = bookings_and_locks(&snapshot, r.now, &r.world.resources);
     // Statuses as the status route shows them.
     let mut status: HashMap<String, String> = HashMap::new();
     let ids: Vec<String> = r.reservations.iter().map(|x| x.id.clone()).collect();
@@ -218,35 +523,27 @@ pub async fn final_checks(r: &mut Runner) {
         status.insert(id.clone(), shown);
     }
 
-    // I1: one live reservation per slot, and its claim item is its own.
-    let mut live_per_slot: BTreeMap<(usize, DateTime<Utc>), Vec<&str>> = BTreeMap::new();
+    // I1: a reservation shown live owns its booking item; I6: no cancel is left half done.
     for res in &r.reservations {
-        if live(&status[&res.id]) {
-            live_per_slot.entry((res.resource, res.start)).or_default().push(res.id.as_str());
-            let own = snapshot.claims.iter().any(|c| c.reservation == res.id);
-            if !own && status[&res.id] != "cancelling" {
-                push(&mut found, "I1", format!("{} shows {} but owns no claim item", res.id, status[&res.id]));
-            }
+        let shown = &status[&res.id];
+        if live(shown) && snapshot.booking(&res.id).is_none() {
+            push(&mut found, "I1", format!("{} shows {shown} but owns no booking item", res.id));
         }
-    }
-    for ((resource, start), ids) in &live_per_slot {
-        if ids.len() > 1 {
-            let listed: Vec<String> = ids.iter().map(|id| format!("{id} ({})", status[*id])).collect();
-            let name = r.world.resources[*resource].id.clone();
+        if shown == "cancelling" {
             push(
                 &mut found,
-                "I1",
-                format!("slot {name}@{start} has {} live reservations: {}", ids.len(), listed.join(", ")),
+                "I6",
+                format!("{} is still cancelling after every client retry: its slot is never freed", res.id),
             );
         }
     }
 
-    // I2: no ghost payment.
+    // I2: money.
     let sessions = r.sim_get("/_sim/checkout/sessions").await["sessions"].as_array().cloned().unwrap_or_default();
     let refunds = r.sim_get("/_sim/refunds").await["refunds"].as_array().cloned().unwrap_or_default();
     let sim_events = r.sim_get("/_sim/events").await["events"].as_array().cloned().unwrap_or_default();
-    let confirmed: Vec<&RawClaim> = snapshot
-        .claims
+    let confirmed: Vec<&RawBooking> = snapshot
+        .bookings
         .iter()
         .filter(|c| c.status == "CONFIRMED" && status.get(&c.reservation).is_none_or(|s| s == "confirmed"))
         .collect();
@@ -281,18 +578,61 @@ pub async fn final_checks(r: &mut Runner) {
         }
         let Some(pi) = session["payment_intent"].as_str() else { continue };
         paid_pis.push(pi.to_owned());
-        let booked: Vec<&&RawClaim> = confirmed.iter().filter(|c| c.payment_intent.as_deref() == Some(pi)).collect();
+        let total = session["amount_total"].as_i64().unwrap_or_default();
+        let booked: Vec<&&RawBooking> = confirmed.iter().filter(|c| c.payment_intent.as_deref() == Some(pi)).collect();
         let refunded = refunds_of(pi);
-        let ok = (booked.len() == 1 && refunded.is_empty())
-            || (booked.is_empty() && refunded.len() == 1 && refunded[0]["amount"] == session["amount_total"]);
+        let sum: i64 = refunded.iter().map(|f| f["amount"].as_i64().unwrap_or_default()).sum();
+        if sum > total {
+            push(&mut found, "I2", format!("paid {} is refunded {sum}, more than paid", describe(session)));
+            continue;
+        }
+        let amounts: Vec<i64> = refunded.iter().map(|f| f["amount"].as_i64().unwrap_or_default()).collect();
+        let session_id = session["id"].as_str().unwrap_or("");
+        let confirmed_for = snapshot
+            .outcomes
+            .get(session_id)
+            .filter(|(outcome, _)| outcome == "CONFIRMED")
+            .map(|(_, reservation)| reservation.clone());
+        // A session that confirmed a booking which was cancelled since:
+        // refunded the policy's share, as one of the cancels decided it.
+        if let Some(reservation) = confirmed_for.filter(|_| booked.is_empty()) {
+            let shown = status.get(&reservation).cloned().unwrap_or_else(|| "unknown to the client".into());
+            if shown != "cancelled" {
+                push(
+                    &mut found,
+                    "I2",
+                    format!(
+                        "paid {} confirmed {reservation}, which is now {shown}, refunded {amounts:?}",
+                        describe(session)
+                    ),
+                );
+                continue;
+            }
+            let shares = r.cancel_shares(&reservation, total);
+            let ok = match amounts.as_slice() {
+                [] => shares.contains(&0),
+                [one] => *one > 0 && shares.contains(one),
+                _ => false,
+            };
+            if !ok {
+                push(
+                    &mut found,
+                    "I2",
+                    format!(
+                        "paid {} for {reservation}, cancelled, is refunded {amounts:?}; the cancellation policy's \
+                         share for the cancels made is one of {shares:?} (0: no refund)",
+                        describe(session)
+                    ),
+                );
+            }
+            continue;
+        }
+        let ok = (booked.len() == 1 && refunded.is_empty()) || (booked.is_empty() && amounts == [total]);
         if !ok {
             let what = match (booked.len(), refunded.len()) {
                 (0, 0) => "neither booked nor refunded (a ghost payment)".to_owned(),
                 (b, 0) => format!("booked by {b} reservations"),
-                (0, n) => {
-                    let amounts: Vec<String> = refunded.iter().map(|f| f["amount"].to_string()).collect();
-                    format!("refunded {n} times ({})", amounts.join(", "))
-                }
+                (0, n) => format!("refunded {n} times ({amounts:?}), not once in full"),
                 (b, n) => format!("booked by {b} reservation(s) and refunded {n} time(s)"),
             };
             push(&mut found, "I2", format!("paid {} is {what}", describe(session)));
@@ -391,18 +731,25 @@ pub async fn final_checks(r: &mut Runner) {
     }
 
     // I4: the calendar, as the writer left it, then after reconcile.
-    calendar_check(r, &status, "before reconcile").await;
+    let intervals: HashMap<String, (DateTime<Utc>, DateTime<Utc>)> =
+        snapshot.bookings.iter().filter_map(|b| Some((b.reservation.clone(), (b.start?, b.end?)))).collect();
+    calendar_check(r, &status, &intervals, "before reconcile").await;
     let (from, to) = r.window();
     let report =
         slotguard::jobs::reconcile::reconcile(&r.world.raw_store, &r.world.raw_calendar, &r.world.raw_queue, from, to)
             .await
             .expect("reconcile with faults off");
     r.note(
-        format!("reconcile: missing {}, orphans removed {}", report.missing.len(), report.orphans_removed.len()),
+        format!(
+            "reconcile: missing {}, moved {}, orphans removed {}",
+            report.missing.len(),
+            report.moved.len(),
+            report.orphans_removed.len()
+        ),
         "",
     );
     r.drain_calendar().await;
-    calendar_check(r, &status, "after reconcile").await;
+    calendar_check(r, &status, &intervals, "after reconcile").await;
 
     // Counters for the summary.
     r.stats.confirmed += status.values().filter(|s| *s == "confirmed").count();
@@ -414,13 +761,41 @@ fn push(found: &mut Vec<(&'static str, String)>, inv: &'static str, detail: Stri
     found.push((inv, detail));
 }
 
-async fn calendar_check(r: &mut Runner, status: &HashMap<String, String>, when: &str) {
+/// DTSTART and DTEND of the calendar object at `url`, as written (UTC).
+async fn event_times(r: &Runner, url: &str) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
+    use slotguard::adapters::caldav::ics;
+    let response = r.world.http.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: {}", response.status()));
+    }
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    let (mut start, mut end) = (None, None);
+    let mut in_event = false;
+    for line in ics::unfold(&text) {
+        let Some(cl) = ics::ContentLine::parse(line.trim_end()) else { continue };
+        match cl.name.as_str() {
+            "BEGIN" if cl.value.trim().eq_ignore_ascii_case("VEVENT") => in_event = true,
+            "END" if cl.value.trim().eq_ignore_ascii_case("VEVENT") => break,
+            "DTSTART" if in_event => start = ics::parse_dtstart(&cl),
+            "DTEND" if in_event => end = ics::parse_dtstart(&cl),
+            _ => {}
+        }
+    }
+    Ok((start, end))
+}
+
+async fn calendar_check(
+    r: &mut Runner,
+    status: &HashMap<String, String>,
+    intervals: &HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    when: &str,
+) {
     let (from, to) = r.window();
     let events = match r.world.raw_calendar.list_events(&r.world.target, from, to).await {
         Ok(events) => events,
         Err(e) => return r.violate("I4", format!("listing the calendar failed ({when}): {e}")),
     };
-    let mut per_booking: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut per_booking: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &events {
         per_booking.entry(e.reservation_id.to_string()).or_default().insert(e.event_ref.clone());
     }
@@ -428,12 +803,33 @@ async fn calendar_check(r: &mut Runner, status: &HashMap<String, String>, when: 
         r.stats.calendar_events += per_booking.values().map(|v| v.len()).sum::<usize>();
     }
     for (id, shown) in status {
-        let n = per_booking.get(id).map(|v| v.len()).unwrap_or(0);
+        let refs = per_booking.get(id).cloned().unwrap_or_default();
+        let n = refs.len();
         if shown == "confirmed" && n != 1 {
             r.violate("I4", format!("confirmed {id} has {n} calendar events ({when})"));
         }
         if shown != "confirmed" && n != 0 {
             r.violate("I4", format!("{id} is {shown} but has {n} calendar event(s) ({when})"));
+        }
+        if shown == "confirmed"
+            && n == 1
+            && let Some(&(start, end)) = intervals.get(id)
+        {
+            let url = refs.first().unwrap().clone();
+            match event_times(r, &url).await {
+                Ok((s, e)) if s == Some(start) && e == Some(end) => {}
+                Ok((s, e)) => r.violate(
+                    "I4",
+                    format!(
+                        "confirmed {id}'s event is at {:?}-{:?}, the booking at {}-{} ({when})",
+                        s.map(hhmm),
+                        e.map(hhmm),
+                        hhmm(start),
+                        hhmm(end)
+                    ),
+                ),
+                Err(e) => r.violate("I4", format!("reading confirmed {id}'s event failed ({when}): {e}")),
+            }
         }
     }
     for id in per_booking.keys() {

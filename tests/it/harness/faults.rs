@@ -187,6 +187,7 @@ const WRITES: &[&str] = &[
     "record_unpaid_outcome",
     "start_cancel",
     "cancel_booking",
+    "reschedule",
     "record_calendar_write",
     "put_event",
     "delete_event",

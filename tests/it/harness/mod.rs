@@ -1,9 +1,10 @@
 //! The seeded, model-based harness with fault injection (DESIGN invariant 11).
 //!
-//! Each seed is one history: a plan of abstract steps (reserve, checkout,
-//! pay, foreign sessions, webhook deliveries in any order and any number of
-//! times, cancels, calendar writer runs, reconcile, clock jumps, resuming
-//! parked ops) generated from the seed, run against a world of its own on the
+//! Each seed is one history: a plan of abstract steps (reserve a type and
+//! duration at a candidate start, checkout, pay, foreign sessions, webhook
+//! deliveries in any order and any number of times, cancels under the type's
+//! cancellation policy, reschedules, calendar writer runs, reconcile, clock
+//! jumps across the policies' cutoffs, resuming parked ops) generated from the seed, run against a world of its own on the
 //! real local stack (DynamoDB Local, SQS, Xandikos, an in-process Stripe
 //! simulator), with every port call of every op passing through a fault
 //! layer that can fail it before or after its effect, crash the op, or park
@@ -181,7 +182,8 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         "harness: {} histories in {:.1} s ({parallel} at once), {} steps ({} no-ops), {} ops; \
          injected: {} fail-before, {} fail-after, {} crashes, {} pauses ({} resumed); \
          5xx: {} with a fault, {} 503 after a pause; \
-         {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps; \
+         {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps, \
+         {} moves ({} refused), {} late cancels; \
          final: {} confirmed, {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
         stats.histories,
         elapsed.as_secs_f64(),
@@ -201,6 +203,9 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         stats.events,
         stats.deliveries,
         stats.clock_jumps,
+        stats.moves,
+        stats.move_refusals,
+        stats.late_cancels,
         stats.confirmed,
         stats.cancelled,
         stats.refunds,

@@ -31,7 +31,7 @@ pub enum UrlVariant {
     B,
 }
 
-/// How a cancel authorises itself.
+/// How a cancel or a reschedule authorises itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     /// The booking's cancel token, as its status shows it once confirmed.
@@ -54,9 +54,13 @@ pub enum EventPick {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// A hold of `resource`'s `slot`-th candidate start, for its `kind`-th
+    /// booking type's `duration`-th duration (each taken modulo how many there are).
     Reserve {
         resource: usize,
         slot: usize,
+        kind: usize,
+        duration: usize,
         customer: usize,
         key: KeyMode,
     },
@@ -91,6 +95,15 @@ pub enum Step {
     },
     Cancel {
         reservation: usize,
+        auth: Auth,
+    },
+    /// Moves the k-th reservation to its resource's `slot`-th candidate start,
+    /// keeping its type; `duration`: `None` sends none (the booking's own),
+    /// `Some(d)` the type's d-th duration (maybe another price: refused).
+    Reschedule {
+        reservation: usize,
+        slot: usize,
+        duration: Option<usize>,
         auth: Auth,
     },
     /// The SQS event source mapping hands one message to the calendar writer;
@@ -141,7 +154,7 @@ pub const DEFAULT_STEPS: usize = 60;
 ///
 /// `SLOTGUARD_HARNESS_WITHOUT` (comma-separated) leaves kinds of steps out
 /// (`reserve`, `checkout`, `pay`, `settle`, `expire`, `foreign`, `deliver`,
-/// `cancel`, `calendar`, `reconcile`, `clock`, `resume`) or faults (`faults`:
+/// `cancel`, `reschedule`, `calendar`, `reconcile`, `clock`, `resume`) or faults (`faults`:
 /// no fault scripts; `pauses`: no pauses), to focus on the rest, e.g. while a
 /// known bug is being fixed.
 pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
@@ -219,14 +232,17 @@ struct Gen {
 /// (cancel vs calendar write, two checkouts, concurrent deliveries, ...).
 fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
     match kind {
-        "calendar" => &[("cancel", 15), ("calendar", 15), ("deliver", 5)],
+        "calendar" => &[("cancel", 15), ("calendar", 15), ("reschedule", 12), ("deliver", 5)],
         // A delivery parked between its read and its write races another
         // delivery of the session, a cancel, or (once the hold lapsed) a new hold.
         "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("settle", 4), ("reserve", 8), ("clock", 6)],
         "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5)],
-        "cancel" => &[("cancel", 10), ("calendar", 10), ("deliver", 5)],
+        "cancel" => &[("cancel", 10), ("calendar", 10), ("reschedule", 10), ("deliver", 5)],
+        // A move parked between its read and its transaction races another
+        // move, a cancel, the writer (version re-check) and new holds.
+        "reschedule" => &[("reschedule", 12), ("cancel", 10), ("calendar", 10), ("reserve", 6), ("deliver", 3)],
         "reserve" => &[("reserve", 15), ("checkout", 5)],
-        "reconcile" => &[("calendar", 10), ("deliver", 10), ("cancel", 6)],
+        "reconcile" => &[("calendar", 10), ("deliver", 10), ("cancel", 6), ("reschedule", 6)],
         _ => &[],
     }
 }
@@ -236,7 +252,7 @@ impl Gen {
         let after = |name: &str, last: Option<&str>| if last == Some(name) { 10 } else { 0 };
         let last = self.last;
         let ready = |n: usize, w: u32| if n > 0 { w } else { 0 };
-        let table: [(&'static str, u32); 12] = [
+        let table: [(&'static str, u32); 13] = [
             ("reserve", 10),
             ("checkout", ready(self.reserves, 9) + after("reserve", last)),
             ("pay", ready(self.checkouts, 8) + after("checkout", last)),
@@ -245,6 +261,7 @@ impl Gen {
             ("foreign", ready(self.reserves, 3)),
             ("deliver", ready(self.emitted, 16) + after("pay", last) + after("foreign", last) + after("settle", last)),
             ("cancel", ready(self.delivered, 6)),
+            ("reschedule", ready(self.delivered, 12) + after("reschedule", last) / 2),
             ("calendar", ready(self.delivered, 8)),
             ("reconcile", ready(self.delivered, 2)),
             ("clock", 5),
@@ -284,10 +301,12 @@ impl Gen {
                 // Often the slot of an earlier hold: contention is the point.
                 let (resource, slot) = match self.last_slot {
                     Some(same) if rng.u32(0..10) < 4 => same,
-                    _ => (rng.usize(0..2), rng.usize(0..3)),
+                    _ => (rng.usize(0..2), rng.usize(0..5)),
                 };
                 self.last_slot = Some((resource, slot));
-                Step::Reserve { resource, slot, customer: rng.usize(0..3), key }
+                // Of the resource's types and their durations (taken modulo how many).
+                let (kind, duration) = (rng.usize(0..2), rng.usize(0..2));
+                Step::Reserve { resource, slot, kind, duration, customer: rng.usize(0..3), key }
             }
             "checkout" => {
                 self.checkouts += 1;
@@ -332,6 +351,16 @@ impl Gen {
                     _ => Auth::Missing,
                 };
                 Step::Cancel { reservation: pick(rng), auth }
+            }
+            "reschedule" => {
+                let auth = match rng.u32(0..20) {
+                    0..=11 => Auth::Token,
+                    12..=13 => Auth::Wrong,
+                    14..=18 => Auth::Admin,
+                    _ => Auth::Missing,
+                };
+                let duration = if rng.u32(0..3) == 0 { Some(rng.usize(0..2)) } else { None };
+                Step::Reschedule { reservation: pick(rng), slot: rng.usize(0..5), duration, auth }
             }
             "calendar" => Step::CalendarWork { lose_delete: rng.u32(0..8) == 0 },
             "reconcile" => Step::Reconcile,

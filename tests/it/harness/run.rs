@@ -15,11 +15,12 @@ use lambda_http::{Body, RequestExt, Response};
 use serde_json::{Value, json};
 use slotguard::api::cancel::{CancelDeps, cancel_at};
 use slotguard::api::checkout::checkout_at;
+use slotguard::api::reschedule::{RescheduleDeps, reschedule_at};
 use slotguard::api::reservation_status::reservation_status_at;
 use slotguard::api::reserve::reserve_at;
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
 use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,7 +32,10 @@ pub const CUSTOMERS: [(&str, &str); 3] =
 pub struct Res {
     pub id: String,
     pub resource: usize,
+    /// Its interval as the client last saw it (a reschedule moves it).
     pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub booking_type: String,
     pub customer: usize,
     pub amount: i64,
     pub currency: String,
@@ -70,6 +74,15 @@ pub struct Mail {
     pub deliveries: u32,
 }
 
+/// A cancel request made with the booking's token or as the admin: one of
+/// them decides what the cancellation refunds.
+#[derive(Debug, Clone)]
+pub struct CancelAttempt {
+    pub reservation: String,
+    pub host: bool,
+    pub at: DateTime<Utc>,
+}
+
 /// One line of the printed history.
 #[derive(Debug, Clone)]
 pub struct LogLine {
@@ -100,7 +113,8 @@ enum Pending {
     Reserve { resource: usize, start: DateTime<Utc>, customer: usize },
     Checkout,
     Deliver { mail: usize },
-    Cancel { reservation: String, auth: Auth, bearer: Option<String> },
+    Cancel { reservation: String, auth: Auth, bearer: Option<String>, check: Option<PolicyCheck> },
+    Reschedule { reservation: String, auth: Auth, bearer: Option<String>, body: String, check: Option<PolicyCheck> },
     Calendar { receipt: String, lose_delete: bool },
     Reconcile,
 }
@@ -109,6 +123,16 @@ impl Pending {
     fn http(&self) -> bool {
         !matches!(self, Pending::Calendar { .. } | Pending::Reconcile)
     }
+}
+
+/// What an unhindered customer request (no fault, no pause) must be answered,
+/// as the type's policy says, given the booking as it was just before.
+#[derive(Debug, Clone)]
+pub enum PolicyCheck {
+    /// A cancel of a confirmed booking: refunds this, or is refused (`None`).
+    Cancel { refund: Option<i64> },
+    /// A move to another time or duration: allowed by the policy, and at the same price.
+    Move { allowed: bool, same_price: bool },
 }
 
 struct OpRec {
@@ -141,6 +165,9 @@ pub struct Stats {
     pub refunds: usize,
     pub calendar_events: usize,
     pub clock_jumps: usize,
+    pub moves: usize,
+    pub move_refusals: usize,
+    pub late_cancels: usize,
 }
 
 impl Stats {
@@ -167,6 +194,9 @@ impl Stats {
             refunds,
             calendar_events,
             clock_jumps,
+            moves,
+            move_refusals,
+            late_cancels,
         } = o;
         self.histories += histories;
         self.steps += steps;
@@ -189,6 +219,9 @@ impl Stats {
         self.refunds += refunds;
         self.calendar_events += calendar_events;
         self.clock_jumps += clock_jumps;
+        self.moves += moves;
+        self.move_refusals += move_refusals;
+        self.late_cancels += late_cancels;
     }
 }
 
@@ -220,7 +253,7 @@ fn recent(k: usize, len: usize) -> usize {
     len - 1 - (k % len)
 }
 
-fn short(id: &str) -> String {
+pub fn short(id: &str) -> String {
     // rsv_ra_20261214T050000_<32 hex>: keep the slot and 6 hex digits.
     if let Some(rest) = id.strip_prefix("rsv_") {
         let (head, random) = rest.rsplit_once('_').unwrap_or((rest, ""));
@@ -264,6 +297,11 @@ pub struct Runner {
     next_quiesce_op: usize,
     pub log: Vec<LogLine>,
     cancel_retries: Vec<(String, Auth, Option<String>)>,
+    reschedule_retries: Vec<(String, Auth, Option<String>, String)>,
+    /// Every cancel request that could decide a refund.
+    pub cancels: Vec<CancelAttempt>,
+    /// Every start each reservation was seen at (the status route, the table, a reschedule's answer).
+    pub starts_seen: HashMap<String, BTreeSet<DateTime<Utc>>>,
     seen: HashMap<String, String>,
     pub violations: Vec<Violation>,
     pub stats: Stats,
@@ -293,6 +331,9 @@ impl Runner {
             next_quiesce_op: 1_000_000,
             log: Vec::new(),
             cancel_retries: Vec::new(),
+            reschedule_retries: Vec::new(),
+            cancels: Vec::new(),
+            starts_seen: HashMap::new(),
             seen: HashMap::new(),
             violations: Vec::new(),
             stats: Stats { histories: 1, ..Stats::default() },
@@ -505,10 +546,20 @@ impl Runner {
                     let id = body["reservation_id"].as_str().unwrap_or_default().to_owned();
                     if !id.is_empty() && !self.reservations.iter().any(|r| r.id == id) {
                         self.stats.holds += 1;
+                        let at = |name: &str| {
+                            body[name]
+                                .as_str()
+                                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                                .map(|t| t.with_timezone(&Utc))
+                        };
+                        let end = at("end").unwrap_or(start);
+                        self.starts_seen.entry(id.clone()).or_default().insert(start);
                         self.reservations.push(Res {
                             id,
                             resource,
                             start,
+                            end,
+                            booking_type: body["booking_type"].as_str().unwrap_or_default().to_owned(),
                             customer,
                             amount: body["amount"].as_i64().unwrap_or_default(),
                             currency: body["currency"].as_str().unwrap_or_default().to_owned(),
@@ -539,7 +590,39 @@ impl Runner {
                     self.learn_token(&reservation).await;
                 }
             }
-            Pending::Cancel { reservation, auth, bearer } => {
+            Pending::Cancel { reservation, auth, bearer, check } => {
+                let kind = problem_type(&outcome);
+                let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                let amount = self.reservations.iter().find(|r| r.id == reservation).map(|r| r.amount);
+                if kind.as_deref() == Some("outside_cancellation_window")
+                    || (outcome.status == 200 && body["refunded"].as_i64().zip(amount).is_some_and(|(x, a)| x < a))
+                {
+                    self.stats.late_cancels += 1;
+                }
+                // I8: an unhindered customer cancel is answered as the policy says.
+                if let (Some(PolicyCheck::Cancel { refund }), false, false) = (&check, failed, paused) {
+                    let answered = match (outcome.status, kind.as_deref()) {
+                        (200, _) => Some(body["refunded"].as_i64()),
+                        (409, Some("outside_cancellation_window")) => Some(None),
+                        _ => None,
+                    };
+                    if let Some(answered) = answered
+                        && answered != *refund
+                    {
+                        self.violate(
+                            "I8",
+                            format!(
+                                "{} answered {} (refunded {answered:?}); the policy says {}",
+                                rec.desc,
+                                outcome.status,
+                                match refund {
+                                    Some(x) => format!("refund {x}"),
+                                    None => "refuse".into(),
+                                }
+                            ),
+                        );
+                    }
+                }
                 if matches!(auth, Auth::Wrong | Auth::Missing) {
                     let allowed = matches!(outcome.status, 401 | 404 | 409) || (failed && outcome.status >= 500);
                     if !allowed {
@@ -551,8 +634,78 @@ impl Runner {
                             ),
                         );
                     }
-                } else if outcome.status >= 500 {
+                } else if retryable(&outcome) {
                     self.cancel_retries.push((reservation, auth, bearer));
+                }
+            }
+            Pending::Reschedule { reservation, auth, bearer, body, check } => {
+                let kind = problem_type(&outcome);
+                let answer: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                let asked: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if matches!(
+                    kind.as_deref(),
+                    Some("outside_reschedule_window" | "price_differs" | "slot_taken" | "day_full")
+                ) {
+                    self.stats.move_refusals += 1;
+                }
+                if outcome.status == 200 {
+                    let at = |v: &Value| {
+                        v.as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+                    };
+                    let (start, end) = (at(&answer["start"]), at(&answer["end"]));
+                    // The answer is the booking where it was asked to be.
+                    let minutes = answer["duration_minutes"].as_i64();
+                    let fits = start == at(&asked["start"])
+                        && asked["duration_minutes"].as_i64().is_none_or(|m| Some(m) == minutes)
+                        && answer["status"] == "confirmed";
+                    if !fits {
+                        self.violate("I8", format!("{} answered 200 with {answer} for {asked}", rec.desc));
+                    }
+                    if let (Some(start), Some(end)) = (start, end) {
+                        self.starts_seen.entry(reservation.clone()).or_default().insert(start);
+                        if let Some(res) = self.reservations.iter_mut().find(|r| r.id == reservation) {
+                            if (res.start, res.end) != (start, end) {
+                                self.stats.moves += 1;
+                            }
+                            (res.start, res.end) = (start, end);
+                        }
+                    }
+                }
+                // I8: an unhindered customer move is answered as the policy says.
+                if let (Some(PolicyCheck::Move { allowed, same_price }), false, false) = (&check, failed, paused) {
+                    let wrong = match (outcome.status, kind.as_deref()) {
+                        (200, _) => !allowed || !same_price,
+                        (409, Some("outside_reschedule_window")) => *allowed,
+                        (409, Some("price_differs")) => !allowed || *same_price,
+                        _ => false,
+                    };
+                    if wrong {
+                        self.violate(
+                            "I8",
+                            format!(
+                                "{} answered {} {}; the policy {} a customer's move now, the price is {}",
+                                rec.desc,
+                                outcome.status,
+                                kind.unwrap_or_default(),
+                                if *allowed { "allows" } else { "refuses" },
+                                if *same_price { "the same" } else { "another" }
+                            ),
+                        );
+                    }
+                }
+                if matches!(auth, Auth::Wrong | Auth::Missing) {
+                    let allowed = matches!(outcome.status, 401 | 404 | 409) || (failed && outcome.status >= 500);
+                    if !allowed {
+                        self.violate(
+                            "I5",
+                            format!(
+                                "{} without the booking's token answered {} (only 401, or 404/409 with no confirmed booking): {}",
+                                rec.desc, outcome.status, outcome.body
+                            ),
+                        );
+                    }
+                } else if retryable(&outcome) {
+                    self.reschedule_retries.push((reservation, auth, bearer, body));
                 }
             }
             Pending::Calendar { receipt, lose_delete } => {
@@ -637,13 +790,22 @@ impl Runner {
         let PlanStep { step, script } = self.plan[i].clone();
         self.sync_sim_clock(false).await;
         match step {
-            Step::Reserve { resource, slot, customer, key } => {
+            Step::Reserve { resource, slot, kind, duration, customer, key } => {
                 let r = &self.world.resources[resource % self.world.resources.len()];
                 let start = r.slots[slot % r.slots.len()];
                 let rid = r.id.clone();
+                let types = &r.resource.booking_types;
+                let t = &types[kind % types.len()];
+                let (type_id, minutes) = (t.id.clone(), t.durations[duration % t.durations.len()].minutes);
                 let fresh = |customer: usize| {
                     let (name, email) = CUSTOMERS[customer % CUSTOMERS.len()];
-                    json!({ "resource_id": rid, "start": slotguard::domain::rfc3339(start), "customer": { "name": name, "email": email } })
+                    json!({
+                        "resource_id": rid,
+                        "start": slotguard::domain::rfc3339(start),
+                        "booking_type": type_id,
+                        "duration_minutes": minutes,
+                        "customer": { "name": name, "email": email }
+                    })
                 };
                 let (key, body, how) = match key {
                     KeyMode::None => (None, fresh(customer), String::new()),
@@ -676,8 +838,13 @@ impl Runner {
                     (self.world.resources.iter().position(|r| r.id == rid).unwrap(), at)
                 };
                 let who = CUSTOMERS.iter().position(|(_, e)| *e == body["customer"]["email"]).unwrap_or(customer);
-                let desc =
-                    format!("reserve {}@{} by c{who}{how}", self.world.resources[resource].id, check::hhmm(start));
+                let desc = format!(
+                    "reserve {}@{} {}/{} by c{who}{how}",
+                    self.world.resources[resource].id,
+                    check::hhmm(start),
+                    body["booking_type"].as_str().unwrap_or("?"),
+                    body["duration_minutes"],
+                );
                 let mut headers = vec![("content-type", "application/json".to_owned())];
                 if let Some(key) = key {
                     headers.push(("idempotency-key", key));
@@ -786,20 +953,80 @@ impl Runner {
                 };
                 let id = self.reservations[k].id.clone();
                 // The client reads the status page, which shows the token once confirmed.
-                let (_, status) = self.status_of(&id).await;
-                if let Some(token) = status["cancel_token"].as_str() {
-                    self.reservations[k].token = Some(token.to_owned());
-                }
-                let bearer = match auth {
-                    Auth::Token => match self.reservations[k].token.clone() {
-                        Some(token) => Some(token),
-                        None => return self.noop(&format!("cancel {} with its token (never shown one)", short(&id))),
-                    },
-                    Auth::Wrong => Some(format!("ct_{}", "0".repeat(32))),
-                    Auth::Admin => Some(ADMIN_TOKEN.to_owned()),
-                    Auth::Missing => None,
+                let status = self.read_status(k).await;
+                let Some(bearer) = self.bearer(k, auth) else {
+                    return self.noop(&format!("cancel {} with its token (never shown one)", short(&id)));
                 };
-                self.cancel(i, id, auth, bearer, script).await;
+                // What the policy gives the customer for the booking as it is now.
+                let check = match (auth, status["status"].as_str(), self.booking_now(k, &status)) {
+                    (Auth::Token, Some("confirmed"), Some((start, _, policy))) => Some(PolicyCheck::Cancel {
+                        refund: check::policy_refund(
+                            &policy.cancellation,
+                            false,
+                            self.reservations[k].amount,
+                            start,
+                            self.now,
+                        ),
+                    }),
+                    _ => None,
+                };
+                self.cancel(i, id, auth, bearer, check, script).await;
+            }
+            Step::Reschedule { reservation, slot, duration, auth } => {
+                if self.reservations.is_empty() {
+                    return self.noop("reschedule (no reservation yet)");
+                }
+                // Mostly a booking the client last saw confirmed (its own, or
+                // any as the admin); now and then any other.
+                let confirmed: Vec<usize> = (0..self.reservations.len())
+                    .filter(|k| {
+                        let r = &self.reservations[*k];
+                        self.seen.get(&r.id).is_some_and(|s| s == "confirmed")
+                            && (auth != Auth::Token || r.token.is_some())
+                    })
+                    .collect();
+                let known: Vec<usize> =
+                    (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
+                let k = if !confirmed.is_empty() && reservation < 3 {
+                    confirmed[recent(reservation, confirmed.len())]
+                } else if auth == Auth::Token {
+                    if known.is_empty() {
+                        return self.noop("reschedule with a token (no booking has shown one yet)");
+                    }
+                    known[recent(reservation, known.len())]
+                } else {
+                    recent(reservation, self.reservations.len())
+                };
+                let id = self.reservations[k].id.clone();
+                let status = self.read_status(k).await;
+                let Some(bearer) = self.bearer(k, auth) else {
+                    return self.noop(&format!("reschedule {} with its token (never shown one)", short(&id)));
+                };
+                let res = self.reservations[k].clone();
+                let info = &self.world.resources[res.resource];
+                let target = info.slots[slot % info.slots.len()];
+                let Some(kind) = info.resource.booking_type(Some(&res.booking_type)) else {
+                    return self.noop(&format!("reschedule {} (type {:?} unknown)", short(&id), res.booking_type));
+                };
+                let asked = duration.map(|d| &kind.durations[d % kind.durations.len()]);
+                let mut body = json!({ "start": slotguard::domain::rfc3339(target) });
+                if let Some(d) = asked {
+                    body["duration_minutes"] = json!(d.minutes);
+                }
+                // What the policy says of moving the booking as it is now.
+                let check = match (auth, status["status"].as_str(), self.booking_now(k, &status)) {
+                    (Auth::Token, Some("confirmed"), Some((start, minutes, policy))) => {
+                        let new_minutes = asked.map(|d| d.minutes).unwrap_or(minutes);
+                        let same_place = start == target && new_minutes == minutes;
+                        let price = kind.duration(Some(new_minutes)).map(|d| d.price.amount);
+                        (!same_place).then_some(PolicyCheck::Move {
+                            allowed: check::policy_moves(&policy.reschedule, start, self.now),
+                            same_price: price == Some(res.amount),
+                        })
+                    }
+                    _ => None,
+                };
+                self.reschedule(i, id, auth, bearer, body.to_string(), check, script).await;
             }
             Step::CalendarWork { lose_delete } => self.calendar_work(i, lose_delete, script).await,
             Step::Reconcile => {
@@ -821,8 +1048,8 @@ impl Runner {
                 self.note(format!("clock +{minutes} min"), format!("now {}", check::hhmm(now)));
             }
             Step::ClockPastSlots { minutes } => {
-                let last = self.world.resources.iter().flat_map(|r| r.slots.iter()).max().copied().unwrap();
-                let target = last + Duration::hours(1) + Duration::minutes(minutes);
+                let last = self.world.resources.iter().map(|r| r.last_blocked_end()).max().unwrap();
+                let target = last + Duration::minutes(minutes);
                 if target <= self.now {
                     return self.noop("clock past the slots (already)");
                 }
@@ -849,10 +1076,64 @@ impl Runner {
 
     /// The window of slot starts reconcile and the calendar checks look at.
     pub fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let slots = self.world.resources.iter().flat_map(|r| r.slots.iter().copied());
-        let first = slots.clone().min().unwrap();
-        let last = slots.max().unwrap();
+        let first = self.world.resources.iter().flat_map(|r| r.slots.iter().copied()).min().unwrap();
+        let last = self.world.resources.iter().map(|r| r.last_blocked_end()).max().unwrap();
         (first - Duration::hours(2), last + Duration::hours(2))
+    }
+
+    /// The client reads the k-th reservation's status page: learns its cancel
+    /// token once confirmed, and where the booking is now.
+    async fn read_status(&mut self, k: usize) -> Value {
+        let id = self.reservations[k].id.clone();
+        let (_, status) = self.status_of(&id).await;
+        if let Some(token) = status["cancel_token"].as_str() {
+            self.reservations[k].token = Some(token.to_owned());
+        }
+        if let Some((start, end, _)) = interval_of(&status) {
+            self.starts_seen.entry(id).or_default().insert(start);
+            (self.reservations[k].start, self.reservations[k].end) = (start, end);
+        }
+        status
+    }
+
+    /// The `Authorization` bearer a request on the k-th reservation sends;
+    /// `None`: the customer never saw the booking's token.
+    fn bearer(&self, k: usize, auth: Auth) -> Option<Option<String>> {
+        match auth {
+            Auth::Token => self.reservations[k].token.clone().map(Some),
+            Auth::Wrong => Some(Some(format!("ct_{}", "0".repeat(32)))),
+            Auth::Admin => Some(Some(ADMIN_TOKEN.to_owned())),
+            Auth::Missing => Some(None),
+        }
+    }
+
+    /// The k-th reservation's booking as its status shows it: start, length
+    /// in minutes and the type it was booked under.
+    fn booking_now(&self, k: usize, status: &Value) -> Option<(DateTime<Utc>, u32, slotguard::domain::BookingType)> {
+        let (start, _, minutes) = interval_of(status)?;
+        let res = &self.reservations[k];
+        let kind = self.world.resources[res.resource].resource.booking_type(Some(&res.booking_type))?;
+        Some((start, minutes, kind.clone()))
+    }
+
+    /// What the cancellation of `reservation` (paid `amount`) may refund: the
+    /// policy's share for each cancel request made for it, at each start the
+    /// booking was seen at.
+    pub fn cancel_shares(&self, reservation: &str, amount: i64) -> BTreeSet<i64> {
+        let Some(res) = self.reservations.iter().find(|r| r.id == reservation) else { return BTreeSet::new() };
+        let Some(kind) = self.world.resources[res.resource].resource.booking_type(Some(&res.booking_type)) else {
+            return BTreeSet::new();
+        };
+        let starts = self.starts_seen.get(reservation).cloned().unwrap_or_default();
+        self.cancels
+            .iter()
+            .filter(|c| c.reservation == reservation)
+            .flat_map(|c| {
+                starts
+                    .iter()
+                    .filter_map(move |start| check::policy_refund(&kind.cancellation, c.host, amount, *start, c.at))
+            })
+            .collect()
     }
 
     async fn learn_token(&mut self, id: &str) {
@@ -895,8 +1176,19 @@ impl Runner {
         .await;
     }
 
-    async fn cancel(&mut self, op: usize, id: String, auth: Auth, bearer: Option<String>, mut script: Vec<Decision>) {
+    async fn cancel(
+        &mut self,
+        op: usize,
+        id: String,
+        auth: Auth,
+        bearer: Option<String>,
+        check: Option<PolicyCheck>,
+        mut script: Vec<Decision>,
+    ) {
         let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
+        if !unauthorised {
+            self.cancels.push(CancelAttempt { reservation: id.clone(), host: auth == Auth::Admin, at: self.now });
+        }
         if unauthorised {
             // Checked by comparing the world before and after: no interleaving.
             script.retain(|d| !d.is_pause());
@@ -909,7 +1201,7 @@ impl Runner {
         }
         let req = request("POST", &format!("/v1/bookings/{id}/cancel"), Some(&id), &headers, None);
         let (world, now) = (self.world.clone(), self.now);
-        let pending = Pending::Cancel { reservation: id, auth, bearer };
+        let pending = Pending::Cancel { reservation: id, auth, bearer, check };
         self.start_op(op, desc.clone(), pending, script, async move {
             let deps = CancelDeps {
                 store: &world.store,
@@ -921,6 +1213,59 @@ impl Runner {
         })
         .await;
         if let Some(before) = before {
+            let after = self.effects().await;
+            if before != after {
+                self.violate("I5", format!("{desc} changed the world: {}", check::diff(&before, &after)));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reschedule(
+        &mut self,
+        op: usize,
+        id: String,
+        auth: Auth,
+        bearer: Option<String>,
+        body: String,
+        check: Option<PolicyCheck>,
+        mut script: Vec<Decision>,
+    ) {
+        let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
+        if unauthorised {
+            // Checked by comparing the world before and after: no interleaving.
+            script.retain(|d| !d.is_pause());
+        }
+        // A refused move changes nothing: compared whenever nothing can interleave.
+        let before = if script.iter().any(|d| d.is_pause()) { None } else { Some(self.effects().await) };
+        let asked: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let desc = format!(
+            "reschedule {} to {}{} auth={auth:?}",
+            short(&id),
+            asked["start"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| check::hhmm(t.with_timezone(&Utc)))
+                .unwrap_or_default(),
+            asked["duration_minutes"].as_u64().map(|m| format!(" for {m} min")).unwrap_or_default(),
+        );
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", format!("Bearer {bearer}")));
+        }
+        let req = request("POST", &format!("/v1/bookings/{id}/reschedule"), Some(&id), &headers, Some(body.clone()));
+        let (world, now) = (self.world.clone(), self.now);
+        let pending = Pending::Reschedule { reservation: id, auth, bearer, body, check };
+        let answered = self.log.len();
+        self.start_op(op, desc.clone(), pending, script, async move {
+            let deps = RescheduleDeps { store: &world.store, calendar: &world.queue, admin: &world.admin };
+            outcome(reschedule_at(deps, req, now).await)
+        })
+        .await;
+        let refused = self.log[answered].status.starts_with('4');
+        if let Some(before) = before
+            && (unauthorised || refused)
+        {
             let after = self.effects().await;
             if before != after {
                 self.violate("I5", format!("{desc} changed the world: {}", check::diff(&before, &after)));
@@ -985,7 +1330,7 @@ impl Runner {
         let (amount, currency) = if own_price { (res.amount, res.currency.clone()) } else { (100, "eur".to_owned()) };
         let (name, email) =
             if own_price { CUSTOMERS[res.customer % CUSTOMERS.len()] } else { ("Mallory", "mallory@example.com") };
-        let slot_end = slotguard::domain::rfc3339(res.start + Duration::hours(1));
+        let slot_end = slotguard::domain::rfc3339(res.end);
         // On the harness's minute grid, like every expiry slotguard sets.
         let expires_at = (self.now + Duration::hours(23)).timestamp().to_string();
         let form: String = form_urlencoded::Serializer::new(String::new())
@@ -1040,8 +1385,13 @@ impl Runner {
     async fn per_step_checks(&mut self) {
         let items = check::scan(&self.world.raw_store).await;
         let snapshot = Snapshot::from_items(&items);
+        for b in &snapshot.bookings {
+            if let Some(start) = b.start {
+                self.starts_seen.entry(b.reservation.clone()).or_default().insert(start);
+            }
+        }
         let ids: Vec<String> = self.reservations.iter().map(|r| r.id.clone()).collect();
-        let found = check::per_step(&snapshot, self.now, &ids, &mut self.seen);
+        let found = check::per_step(&snapshot, self.now, &self.world.resources, &ids, &mut self.seen);
         for (inv, detail) in found {
             self.violate(inv, detail);
         }
@@ -1054,19 +1404,25 @@ impl Runner {
         self.drain_parked().await;
         self.ctl.pauses.store(false, Ordering::SeqCst);
 
-        // Clients retry what failed on the server's side.
-        for (id, auth, bearer) in std::mem::take(&mut self.cancel_retries) {
-            for _ in 0..5 {
-                let before = self.log.len();
-                let op = self.quiesce_op();
-                self.cancel(op, id.clone(), auth, bearer.clone(), Vec::new()).await;
-                let last = self.log[before..].iter().map(|l| l.status.clone()).next_back().unwrap_or_default();
-                if !last.starts_with('5') {
-                    break;
-                }
+        // Clients retry what failed on the server's side (or was busy with a
+        // concurrent request): each answer that is retryable again queues it again.
+        for _ in 0..5 {
+            let moves = std::mem::take(&mut self.reschedule_retries);
+            let cancels = std::mem::take(&mut self.cancel_retries);
+            if moves.is_empty() && cancels.is_empty() {
+                break;
             }
-            self.cancel_retries.clear();
+            for (id, auth, bearer, body) in moves {
+                let op = self.quiesce_op();
+                self.reschedule(op, id, auth, bearer, body, None, Vec::new()).await;
+            }
+            for (id, auth, bearer) in cancels {
+                let op = self.quiesce_op();
+                self.cancel(op, id, auth, bearer, None, Vec::new()).await;
+            }
         }
+        self.reschedule_retries.clear();
+        self.cancel_retries.clear();
 
         // Stripe retries every event until it gets a 2xx, then sends some once more.
         self.deliver_until_acknowledged().await;
@@ -1156,4 +1512,27 @@ fn sim_status(status: u16, body: &Value) -> String {
     } else {
         format!("{status} {}", body["error"].as_str().unwrap_or_default().chars().take(60).collect::<String>())
     }
+}
+
+/// The problem `type` of an error answer.
+fn problem_type(outcome: &Outcome) -> Option<String> {
+    if outcome.status < 400 {
+        return None;
+    }
+    serde_json::from_str::<Value>(&outcome.body).ok().and_then(|b| b["type"].as_str().map(str::to_owned))
+}
+
+/// What a client retries: a 5xx (the server's failure) or `request_in_progress`
+/// (a concurrent request on the same booking; its `Retry-After` says to).
+fn retryable(outcome: &Outcome) -> bool {
+    outcome.status >= 500 || problem_type(outcome).as_deref() == Some("request_in_progress")
+}
+
+/// A reservation view's start, end and length in minutes.
+fn interval_of(view: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>, u32)> {
+    let at = |name: &str| {
+        view[name].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    };
+    let (start, end) = (at("start")?, at("end")?);
+    Some((start, end, u32::try_from((end - start).num_minutes()).ok()?))
 }

@@ -1,7 +1,8 @@
 //! One history's world: its own table in DynamoDB Local, its own calendar
 //! queue pair on the SQS server, its own in-process Stripe simulator (events
 //! recorded, never posted: the harness delivers them), its own CalDAV
-//! collection on Xandikos, and two resources that both write to it.
+//! collection on Xandikos, and two resources with booking types that both
+//! write to it.
 
 use super::faults::Faulty;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -30,7 +31,24 @@ pub const VISIBILITY_MINUTES: i64 = 3;
 
 pub struct ResourceInfo {
     pub id: String,
+    /// The candidate starts every reserve and reschedule picks from.
     pub slots: Vec<DateTime<Utc>>,
+    /// The resource as stored: its booking types, durations, buffers and policies.
+    pub resource: Resource,
+}
+
+impl ResourceInfo {
+    /// The latest instant any booking of the resource can block.
+    pub fn last_blocked_end(&self) -> DateTime<Utc> {
+        let longest = self
+            .resource
+            .booking_types
+            .iter()
+            .flat_map(|t| t.durations.iter().map(move |d| d.minutes + t.buffer_after_minutes))
+            .max()
+            .unwrap_or(0);
+        self.slots.iter().max().copied().unwrap() + Duration::minutes(i64::from(longest))
+    }
 }
 
 pub struct World {
@@ -108,18 +126,76 @@ impl World {
             let _ = rx.await;
         }));
 
-        // Two resources, open around the clock, one-hour slots, 2-3 slots each,
-        // 20-40 days ahead, both writing to the same collection.
+        // Two resources, open around the clock, with booking types of several
+        // durations and buffers, a handful of candidate starts each within a
+        // few hours of one day 20-40 days ahead, both writing to the same
+        // collection. The candidates are chosen so that bookings of different
+        // types overlap often and touch exactly (blocked intervals sharing an
+        // end) sometimes:
+        //
+        //   ra  talk  30 min 25.00 | 60 min 40.00 EUR, 15 min buffer after, starts every 30 min
+        //       deep  45 | 60 min 35.00 EUR each, 10 min buffer before, starts every 15 min
+        //   rb  long  90 min 40.00 USD, starts every 30 min, at most 2 a day
+        //
+        // ra's candidates T, T+15, T+30, T+60, T+90: deep 45 at T+15 blocks
+        // [T+5, T+60) and talk at T+60 blocks from T+60 (touching); talk 30 at
+        // T+15 is off its grid. rb's T, T+30, T+90, T+180: T and T+90 touch,
+        // T+30 overlaps both, and a third booking on one day is refused.
         let day = (t0 + Duration::days(20 + rng.i64(0..20))).duration_trunc(Duration::days(1)).unwrap();
-        let first = day + Duration::hours(rng.i64(0..20));
+        let first = day + Duration::hours(rng.i64(0..22));
+        // Cancellation and reschedule cutoffs a few hours or days after t0, so
+        // that the plan's clock jumps cross them: customers then cancel late
+        // (a partial refund, nothing, or refused) or can no longer move.
+        let lead_hours = (first - t0).num_hours();
+        let cutoff = |rng: &mut fastrand::Rng| -> u32 {
+            let after_t0 = [0, 1, 2, 30, 50][rng.usize(0..5)];
+            u32::try_from(lead_hours - after_t0).unwrap()
+        };
+        let (talk_cancel, talk_move, deep_cancel, deep_move, long_cancel) =
+            (cutoff(&mut rng), cutoff(&mut rng), cutoff(&mut rng), cutoff(&mut rng), cutoff(&mut rng));
+        let deep_movable = rng.u32(0..4) > 0;
+        let at =
+            |minutes: &[i64]| -> Vec<DateTime<Utc>> { minutes.iter().map(|m| first + Duration::minutes(*m)).collect() };
+        let ra_types = json!([
+            {
+                "id": "talk",
+                "durations": [
+                    { "minutes": 30, "price": { "amount": 2500, "currency": "eur" } },
+                    { "minutes": 60, "price": { "amount": 4000, "currency": "eur" } }
+                ],
+                "buffer_after_minutes": 15,
+                "cancellation": { "free_until_hours": talk_cancel, "late": { "refund": { "percent": 50 } } },
+                "reschedule": { "allowed": true, "until_hours": talk_move }
+            },
+            {
+                "id": "deep",
+                "durations": [
+                    { "minutes": 45, "price": { "amount": 3500, "currency": "eur" } },
+                    { "minutes": 60, "price": { "amount": 3500, "currency": "eur" } }
+                ],
+                "buffer_before_minutes": 10,
+                "start_interval_minutes": 15,
+                "cancellation": { "free_until_hours": deep_cancel, "late": "refuse" },
+                "reschedule": { "allowed": deep_movable, "until_hours": deep_move }
+            }
+        ]);
+        let rb_percent = [0, 33, 100][rng.usize(0..3)];
+        let rb_types = json!([
+            {
+                "id": "long",
+                "durations": [{ "minutes": 90, "price": { "amount": 4000, "currency": "usd" } }],
+                "start_interval_minutes": 30,
+                "max_per_day": 2,
+                "cancellation": { "free_until_hours": long_cancel, "late": { "refund": { "percent": rb_percent } } }
+            }
+        ]);
         let mut resources = Vec::new();
-        for (id, amount, currency) in [("ra", 2500, "eur"), ("rb", 4000, "usd")] {
-            let slots = (0..rng.i64(2..4)).map(|h| first + Duration::hours(h)).collect();
+        for (id, types, starts) in [("ra", ra_types, at(&[0, 15, 30, 60, 90])), ("rb", rb_types, at(&[0, 30, 90, 180]))]
+        {
             let spec = json!({
                 "name": format!("Room {id}"),
                 "timezone": "UTC",
-                "slot_minutes": 60,
-                "price": { "amount": amount, "currency": currency },
+                "booking_types": types,
                 "weekly_hours": {
                     "mon": [{"start": "00:00", "end": "24:00"}], "tue": [{"start": "00:00", "end": "24:00"}],
                     "wed": [{"start": "00:00", "end": "24:00"}], "thu": [{"start": "00:00", "end": "24:00"}],
@@ -131,7 +207,7 @@ impl World {
             let resource =
                 Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec).unwrap()).unwrap();
             raw_store.put_resource(&resource).await.expect("put a resource");
-            resources.push(ResourceInfo { id: id.into(), slots });
+            resources.push(ResourceInfo { id: id.into(), slots: starts, resource });
         }
 
         let caldav = CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_secs(5)))
