@@ -154,12 +154,13 @@ pub async fn open_slots<S: ClaimStore>(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Slot>, StoreError> {
+    // The grid's slots inside the notice and advance window: exactly the
+    // starts `Resource::bookable_slot` accepts (`latest` itself included).
     let (earliest, latest) = kind.window(now, resource.hold_minutes);
-    // `latest` itself is bookable: the range ends just after it.
     let candidates: Vec<Slot> = resource
         .slots_between(kind, minutes, from.max(earliest), to.min(latest + Duration::seconds(1)))
         .into_iter()
-        .filter(|s| resource.bookable_slot(kind, minutes, s.start, now, true).is_ok())
+        .filter(|s| s.start > now)
         .collect();
     let terms = kind.terms(minutes);
     let blocked: Vec<(DateTime<Utc>, DateTime<Utc>)> =

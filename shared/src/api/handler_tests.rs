@@ -1223,3 +1223,73 @@ async fn a_reschedule_that_fails_in_storage_or_the_queue_leaves_the_booking_or_i
     assert_eq!((reply.status, reply.body["version"].as_u64()), (200, Some(1)), "{}", reply.body);
     assert_eq!(world.queue.jobs().len(), 1);
 }
+
+// ---- availability = what reserve accepts -------------------------------------
+
+/// A Berlin resource with a buffered, noticed, day-limited type next to the
+/// sample's 30-minute one, and two bookings already made.
+fn typed_world() -> World {
+    let spec = json!({
+        "name": "Typed", "timezone": "Europe/Berlin",
+        "weekly_hours": {"mon": [{"start": "09:00", "end": "12:00"}, {"start": "13:00", "end": "17:00"}]},
+        "booking_types": [
+            {"id": "a", "durations": [{"minutes": 30, "price": {"amount": 1000, "currency": "eur"}}],
+             "buffer_after_minutes": 15, "start_interval_minutes": 15},
+            {"id": "b", "durations": [{"minutes": 45, "price": {"amount": 2000, "currency": "eur"}}],
+             "buffer_before_minutes": 10, "start_interval_minutes": 15, "min_notice_minutes": 1260, "max_per_day": 3}
+        ]
+    });
+    let resource = crate::domain::Resource::from_spec(
+        crate::domain::ResourceId::parse("typed").unwrap(),
+        serde_json::from_value(spec).unwrap(),
+    )
+    .unwrap();
+    let world = World { store: MemoryStore::with_resources([resource.clone()]), ..World::new() };
+    // A confirmed "a" at 10:00 local (09:00Z, blocks to 09:45Z) and a live
+    // hold of "b" at 14:00 local (13:00Z, blocks from 12:50Z).
+    for (kind, minutes, start, status) in [
+        ("a", 30, "2030-01-07T09:00:00Z", ClaimStatus::Confirmed),
+        ("b", 45, "2030-01-07T13:00:00Z", ClaimStatus::Held),
+    ] {
+        let start = at(start);
+        let slot = SlotKey { resource_id: resource.id.clone(), start };
+        let id = ReservationId::new(&slot);
+        let terms = resource.booking_type(Some(kind)).unwrap().terms(minutes);
+        let expires = (status == ClaimStatus::Held).then(|| world.now + Duration::minutes(20));
+        let base = claim(&resource, &id, status, expires, world.now);
+        world.store.insert_claim(Claim { slot, end: start + Duration::minutes(minutes.into()), terms, ..base });
+    }
+    world
+}
+
+#[tokio::test]
+async fn availability_offers_exactly_the_starts_reserve_accepts() {
+    let (from, to) = ("2030-01-07T00:00:00Z", "2030-01-08T00:00:00Z");
+    for (kind, minutes) in [("a", 30), ("b", 45)] {
+        let world = typed_world();
+        let query = format!("from={from}&to={to}&type={kind}&duration={minutes}");
+        let event = Fixture::load(events::AVAILABILITY)
+            .set("/pathParameters/id", "typed")
+            .set("/rawQueryString", query.as_str())
+            .set(
+                "/queryStringParameters",
+                json!({"from": from, "to": to, "type": kind, "duration": minutes.to_string()}),
+            );
+        let reply = world.availability(&event).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let offered: Vec<String> =
+            reply.body["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect();
+        assert!(!offered.is_empty(), "{kind}");
+        // Every 5 minutes of the day: reserve accepts it iff it was offered.
+        let mut t = at(from);
+        while t < at(to) {
+            let fresh = typed_world();
+            let body = json!({"resource_id": "typed", "start": rfc3339(t), "booking_type": kind,
+                "duration_minutes": minutes, "customer": {"name": "Ada", "email": "ada@example.com"}});
+            let reply = fresh.reserve(&Fixture::load(events::RESERVE).body(body.to_string())).await;
+            let accepted = reply.status == 201;
+            assert_eq!(accepted, offered.contains(&rfc3339(t)), "{kind} at {t}: {}", reply.body);
+            t += Duration::minutes(5);
+        }
+    }
+}
