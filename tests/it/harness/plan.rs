@@ -100,11 +100,13 @@ pub enum Step {
     /// Moves the k-th reservation to its resource's `slot`-th candidate start,
     /// keeping its type; `duration`: `None` sends none (the booking's own),
     /// `Some(d)` the type's d-th duration (maybe another price: refused).
+    /// `gives_up`: the client never retries a failed answer (what reconcile is for).
     Reschedule {
         reservation: usize,
         slot: usize,
         duration: Option<usize>,
         auth: Auth,
+        gives_up: bool,
     },
     /// The SQS event source mapping hands one message to the calendar writer;
     /// `lose_delete`: the delete after success is lost, so SQS delivers it again.
@@ -237,7 +239,7 @@ fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
         // delivery of the session, a cancel, or (once the hold lapsed) a new hold.
         "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("settle", 4), ("reserve", 8), ("clock", 6)],
         "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5)],
-        "cancel" => &[("cancel", 10), ("calendar", 10), ("reschedule", 10), ("deliver", 5)],
+        "cancel" => &[("cancel", 10), ("calendar", 10), ("reschedule", 15), ("deliver", 5)],
         // A move parked between its read and its transaction races another
         // move, a cancel, the writer (version re-check) and new holds.
         "reschedule" => &[("reschedule", 12), ("cancel", 10), ("calendar", 10), ("reserve", 6), ("deliver", 3)],
@@ -360,7 +362,8 @@ impl Gen {
                     _ => Auth::Missing,
                 };
                 let duration = if rng.u32(0..3) == 0 { Some(rng.usize(0..2)) } else { None };
-                Step::Reschedule { reservation: pick(rng), slot: rng.usize(0..5), duration, auth }
+                let gives_up = rng.u32(0..5) == 0;
+                Step::Reschedule { reservation: pick(rng), slot: rng.usize(0..5), duration, auth, gives_up }
             }
             "calendar" => Step::CalendarWork { lose_delete: rng.u32(0..8) == 0 },
             "reconcile" => Step::Reconcile,

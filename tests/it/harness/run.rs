@@ -20,7 +20,7 @@ use slotguard::api::reservation_status::reservation_status_at;
 use slotguard::api::reserve::reserve_at;
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
 use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -110,12 +110,33 @@ impl std::fmt::Display for LogLine {
 /// What to do when an op finishes.
 #[derive(Debug, Clone)]
 enum Pending {
-    Reserve { resource: usize, start: DateTime<Utc>, customer: usize },
+    Reserve {
+        resource: usize,
+        start: DateTime<Utc>,
+        customer: usize,
+    },
     Checkout,
-    Deliver { mail: usize },
-    Cancel { reservation: String, auth: Auth, bearer: Option<String>, check: Option<PolicyCheck> },
-    Reschedule { reservation: String, auth: Auth, bearer: Option<String>, body: String, check: Option<PolicyCheck> },
-    Calendar { receipt: String, lose_delete: bool },
+    Deliver {
+        mail: usize,
+    },
+    Cancel {
+        reservation: String,
+        auth: Auth,
+        bearer: Option<String>,
+        check: Option<PolicyCheck>,
+    },
+    Reschedule {
+        reservation: String,
+        auth: Auth,
+        bearer: Option<String>,
+        body: String,
+        check: Option<PolicyCheck>,
+        gives_up: bool,
+    },
+    Calendar {
+        receipt: String,
+        lose_delete: bool,
+    },
     Reconcile,
 }
 
@@ -300,6 +321,8 @@ pub struct Runner {
     reschedule_retries: Vec<(String, Auth, Option<String>, String)>,
     /// Every cancel request that could decide a refund.
     pub cancels: Vec<CancelAttempt>,
+    /// Reservations with a failed reschedule whose client gave up.
+    pub abandoned_moves: HashSet<String>,
     /// Every start each reservation was seen at (the status route, the table, a reschedule's answer).
     pub starts_seen: HashMap<String, BTreeSet<DateTime<Utc>>>,
     seen: HashMap<String, String>,
@@ -334,6 +357,7 @@ impl Runner {
             reschedule_retries: Vec::new(),
             cancels: Vec::new(),
             starts_seen: HashMap::new(),
+            abandoned_moves: HashSet::new(),
             seen: HashMap::new(),
             violations: Vec::new(),
             stats: Stats { histories: 1, ..Stats::default() },
@@ -638,7 +662,7 @@ impl Runner {
                     self.cancel_retries.push((reservation, auth, bearer));
                 }
             }
-            Pending::Reschedule { reservation, auth, bearer, body, check } => {
+            Pending::Reschedule { reservation, auth, bearer, body, check, gives_up } => {
                 let kind = problem_type(&outcome);
                 let answer: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
                 let asked: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -704,6 +728,9 @@ impl Runner {
                             ),
                         );
                     }
+                } else if retryable(&outcome) && gives_up {
+                    // Whatever it did stays as it is: the calendar is reconcile's to fix.
+                    self.abandoned_moves.insert(reservation);
                 } else if retryable(&outcome) {
                     self.reschedule_retries.push((reservation, auth, bearer, body));
                 }
@@ -940,8 +967,12 @@ impl Runner {
                     return self.noop("cancel (no reservation yet)");
                 }
                 // A customer cancels a booking whose token they were shown;
-                // anyone may try any reservation without it.
-                let k = if auth == Auth::Token {
+                // anyone may try any reservation without it. Mostly a booking
+                // the client last saw confirmed.
+                let confirmed = self.seen_confirmed(auth);
+                let k = if !confirmed.is_empty() && reservation < 2 {
+                    confirmed[recent(reservation, confirmed.len())]
+                } else if auth == Auth::Token {
                     let known: Vec<usize> =
                         (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
                     if known.is_empty() {
@@ -972,19 +1003,13 @@ impl Runner {
                 };
                 self.cancel(i, id, auth, bearer, check, script).await;
             }
-            Step::Reschedule { reservation, slot, duration, auth } => {
+            Step::Reschedule { reservation, slot, duration, auth, gives_up } => {
                 if self.reservations.is_empty() {
                     return self.noop("reschedule (no reservation yet)");
                 }
                 // Mostly a booking the client last saw confirmed (its own, or
                 // any as the admin); now and then any other.
-                let confirmed: Vec<usize> = (0..self.reservations.len())
-                    .filter(|k| {
-                        let r = &self.reservations[*k];
-                        self.seen.get(&r.id).is_some_and(|s| s == "confirmed")
-                            && (auth != Auth::Token || r.token.is_some())
-                    })
-                    .collect();
+                let confirmed = self.seen_confirmed(auth);
                 let known: Vec<usize> =
                     (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
                 let k = if !confirmed.is_empty() && reservation < 3 {
@@ -1026,7 +1051,7 @@ impl Runner {
                     }
                     _ => None,
                 };
-                self.reschedule(i, id, auth, bearer, body.to_string(), check, script).await;
+                self.reschedule(i, id, auth, bearer, body.to_string(), check, gives_up, script).await;
             }
             Step::CalendarWork { lose_delete } => self.calendar_work(i, lose_delete, script).await,
             Step::Reconcile => {
@@ -1094,6 +1119,17 @@ impl Runner {
             (self.reservations[k].start, self.reservations[k].end) = (start, end);
         }
         status
+    }
+
+    /// The reservations last seen confirmed that a request with `auth` can name
+    /// (with a token only those whose token the client was shown).
+    fn seen_confirmed(&self, auth: Auth) -> Vec<usize> {
+        (0..self.reservations.len())
+            .filter(|k| {
+                let r = &self.reservations[*k];
+                self.seen.get(&r.id).is_some_and(|s| s == "confirmed") && (auth != Auth::Token || r.token.is_some())
+            })
+            .collect()
     }
 
     /// The `Authorization` bearer a request on the k-th reservation sends;
@@ -1229,6 +1265,7 @@ impl Runner {
         bearer: Option<String>,
         body: String,
         check: Option<PolicyCheck>,
+        gives_up: bool,
         mut script: Vec<Decision>,
     ) {
         let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
@@ -1240,7 +1277,7 @@ impl Runner {
         let before = if script.iter().any(|d| d.is_pause()) { None } else { Some(self.effects().await) };
         let asked: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         let desc = format!(
-            "reschedule {} to {}{} auth={auth:?}",
+            "reschedule {} to {}{} auth={auth:?}{}",
             short(&id),
             asked["start"]
                 .as_str()
@@ -1248,6 +1285,7 @@ impl Runner {
                 .map(|t| check::hhmm(t.with_timezone(&Utc)))
                 .unwrap_or_default(),
             asked["duration_minutes"].as_u64().map(|m| format!(" for {m} min")).unwrap_or_default(),
+            if gives_up { " (no retry)" } else { "" },
         );
         let mut headers = vec![("content-type", "application/json".to_owned())];
         if let Some(bearer) = &bearer {
@@ -1255,7 +1293,7 @@ impl Runner {
         }
         let req = request("POST", &format!("/v1/bookings/{id}/reschedule"), Some(&id), &headers, Some(body.clone()));
         let (world, now) = (self.world.clone(), self.now);
-        let pending = Pending::Reschedule { reservation: id, auth, bearer, body, check };
+        let pending = Pending::Reschedule { reservation: id, auth, bearer, body, check, gives_up };
         let answered = self.log.len();
         self.start_op(op, desc.clone(), pending, script, async move {
             let deps = RescheduleDeps { store: &world.store, calendar: &world.queue, admin: &world.admin };
@@ -1414,7 +1452,7 @@ impl Runner {
             }
             for (id, auth, bearer, body) in moves {
                 let op = self.quiesce_op();
-                self.reschedule(op, id, auth, bearer, body, None, Vec::new()).await;
+                self.reschedule(op, id, auth, bearer, body, None, false, Vec::new()).await;
             }
             for (id, auth, bearer) in cancels {
                 let op = self.quiesce_op();

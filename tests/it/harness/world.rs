@@ -148,7 +148,7 @@ impl World {
         // (a partial refund, nothing, or refused) or can no longer move.
         let lead_hours = (first - t0).num_hours();
         let cutoff = |rng: &mut fastrand::Rng| -> u32 {
-            let after_t0 = [0, 1, 2, 30, 50][rng.usize(0..5)];
+            let after_t0 = [1, 3, 6, 30, 50][rng.usize(0..5)];
             u32::try_from(lead_hours - after_t0).unwrap()
         };
         let (talk_cancel, talk_move, deep_cancel, deep_move, long_cancel) =
