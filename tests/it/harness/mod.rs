@@ -26,6 +26,9 @@
 //! A failing seed is reported with its violations and a shrunk history: the
 //! plan re-run with steps removed and fault scripts cleared, greedily, while
 //! it still breaks the same invariant.
+//!
+//! The `scenarios` test runs fixed plans (`plan::scenarios`) the same way:
+//! races and lost jobs around a reschedule that random plans reach rarely.
 
 mod check;
 pub(crate) mod faults;
@@ -332,4 +335,28 @@ async fn randomized_histories() {
     }
     let listed: Vec<String> = failing.iter().map(|r| r.seed.to_string()).collect();
     panic!("{} of {} histories break an invariant: seeds {}", failing.len(), results.len(), listed.join(" "));
+}
+
+/// The fixed plans of [`plan::scenarios`]: races and gaps that random plans
+/// reach rarely, each run like a seed (world of seed 1) and checked the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenarios() {
+    let mut failed = Vec::new();
+    for (name, plan) in plan::scenarios() {
+        let r = run_plan(1, plan.clone()).await;
+        if r.violations.is_empty() {
+            say!("scenario {name}: ok");
+            continue;
+        }
+        say!("\nscenario {name} fails:");
+        for (i, step) in plan.iter().enumerate() {
+            say!("    plan {i:>3}  {step}");
+        }
+        print_history("  history:", &r.log);
+        for v in &r.violations {
+            say!("  {v}");
+        }
+        failed.push(name);
+    }
+    assert!(failed.is_empty(), "scenarios break an invariant: {}", failed.join(", "));
 }

@@ -417,3 +417,70 @@ fn script(rng: &mut Rng) -> Vec<Decision> {
         })
         .collect()
 }
+
+/// Fixed plans (see the `scenarios` test): a booking confirmed, then a race or
+/// a lost job around a reschedule.
+pub fn scenarios() -> Vec<(&'static str, Vec<PlanStep>)> {
+    let step = |step: Step| PlanStep { step, script: Vec::new() };
+    // A hold of `ra`'s slot-th candidate start for its kind-th type's
+    // duration-th duration, paid and confirmed.
+    let booked = |slot: usize, kind: usize, duration: usize| {
+        vec![
+            step(Step::Reserve { resource: 0, slot, kind, duration, customer: 0, key: KeyMode::None }),
+            step(Step::Checkout { reservation: 0, url: UrlVariant::Default }),
+            step(Step::Pay { session: 0, delayed: false }),
+            step(Step::Deliver { pick: EventPick::Unacknowledged(0) }),
+        ]
+    };
+    let with = |mut plan: Vec<PlanStep>, more: Vec<PlanStep>| {
+        plan.extend(more);
+        plan
+    };
+    vec![
+        (
+            // The cancel reads the booking, the move commits, the cancel goes
+            // on with what it read: it must still free the booking's locks.
+            "cancel parked at its write while the booking is moved",
+            with(
+                booked(0, 0, 0),
+                vec![
+                    PlanStep {
+                        step: Step::Cancel { reservation: 0, auth: Auth::Admin },
+                        script: vec![Decision::PauseAtWrite],
+                    },
+                    step(Step::Reschedule {
+                        reservation: 0,
+                        slot: 3,
+                        duration: None,
+                        auth: Auth::Admin,
+                        gives_up: false,
+                    }),
+                    step(Step::Resume { parked: 0 }),
+                ],
+            ),
+        ),
+        (
+            // The event is written, then the booking gets longer (same start)
+            // but the move's answer is lost and its client gives up, so no
+            // calendar job is queued: reconcile must notice the event's end.
+            "a lengthened booking whose calendar job was never queued",
+            with(
+                booked(1, 1, 0),
+                vec![
+                    step(Step::CalendarWork { lose_delete: false }),
+                    PlanStep {
+                        step: Step::Reschedule {
+                            reservation: 0,
+                            slot: 1,
+                            duration: Some(1),
+                            auth: Auth::Admin,
+                            gives_up: true,
+                        },
+                        // get_claim, get_resource, then the move's transaction: done, answered 503.
+                        script: vec![Decision::Proceed, Decision::Proceed, Decision::FailAfter],
+                    },
+                ],
+            ),
+        ),
+    ]
+}
