@@ -585,6 +585,7 @@ struct ApiEvent {
     id: String,
     status: Option<String>,
     start: Option<ApiTime>,
+    end: Option<ApiTime>,
     extended_properties: Option<ExtendedProperties>,
 }
 
@@ -613,7 +614,8 @@ fn found_event(item: ApiEvent) -> Option<FoundEvent> {
         tracing::warn!(%reservation_id, "google: a slotguard event without a readable start is skipped");
         return None;
     };
-    Some(FoundEvent { reservation_id, event_ref: item.id, start })
+    let end = item.end.as_ref().and_then(start_instant);
+    Some(FoundEvent { reservation_id, event_ref: item.id, start, end })
 }
 
 fn start_instant(time: &ApiTime) -> Option<DateTime<Utc>> {

@@ -121,21 +121,30 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     // The intent and the amount first: from here on a retry, whatever
     // failed, finishes the cancellation with the same refund, and the
     // booking can never be both refunded and confirmed.
+    // The amount is decided from the booking as it is when the intent is
+    // recorded: a reschedule landing in between is seen, and decided again.
     let mut booking = booking;
-    if booking.status == ClaimStatus::Confirmed {
+    let mut rounds = 0;
+    while booking.status == ClaimStatus::Confirmed {
+        rounds += 1;
         let policy = booking.terms.cancellation;
         let amount = match policy.decide(actor, booking.amount, booking.slot.start, now) {
             CancelDecision::Refund { amount } => amount,
             CancelDecision::Refuse => return Err(CancelError::OutsideWindow(policy.free_until_hours)),
         };
-        if deps.store.start_cancel(&id, amount).await? {
+        if deps.store.start_cancel(&id, booking.version, amount).await? {
             booking = Claim { status: ClaimStatus::Cancelling, refund_amount: Some(amount), ..booking };
-        } else {
-            // Changed meanwhile: a concurrent cancel started (then finish it too), or finished.
-            match deps.store.get_claim(&id).await? {
-                Some(current) if current.status == ClaimStatus::Cancelling => booking = current,
-                _ => return Err(CancelError::CancelledConcurrently),
+            break;
+        }
+        // Changed meanwhile: moved (decide again), a concurrent cancel
+        // started (then finish it too), or finished.
+        match deps.store.get_claim(&id).await? {
+            Some(current)
+                if matches!(current.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) && rounds < 4 =>
+            {
+                booking = current;
             }
+            _ => return Err(CancelError::CancelledConcurrently),
         }
     }
     let refund = booking.refund_amount.unwrap_or(booking.amount);

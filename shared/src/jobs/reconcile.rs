@@ -32,7 +32,7 @@ pub struct ReconcileReport {
     pub missing: Vec<ReservationId>,
     /// Events whose booking is not confirmed: removed.
     pub orphans_removed: Vec<ReservationId>,
-    /// Events at another time than their (rescheduled) booking: re-enqueued,
+    /// Events at another start or end than their (rescheduled) booking: re-enqueued,
     /// the writer moves them.
     pub moved: Vec<ReservationId>,
     /// Bookings with more than one event: reported, left for a human.
@@ -72,12 +72,12 @@ where
             continue;
         }
         report.resources += 1;
-        let confirmed: BTreeMap<ReservationId, DateTime<Utc>> = store
+        let confirmed: BTreeMap<ReservationId, (DateTime<Utc>, DateTime<Utc>)> = store
             .bookings_between(&resource.id, from, to, Utc::now())
             .await?
             .into_iter()
             .filter(|c| c.status == ClaimStatus::Confirmed)
-            .map(|c| (c.reservation_id, c.slot.start))
+            .map(|c| (c.reservation_id, (c.slot.start, c.end)))
             .collect();
         report.confirmed_bookings += confirmed.len();
         let events = match calendar.list_events(&resource.calendar, from, to).await {
@@ -104,9 +104,8 @@ where
             if found.len() > 1 {
                 report.duplicates.push(id.clone());
             }
-            let stale = |start: DateTime<Utc>| found.iter().any(|e| e.start != start);
             match confirmed.get(id) {
-                Some(start) if stale(*start) => match enqueue_write(queue, id).await {
+                Some(at) if found.iter().any(|e| elsewhere(e, *at)) => match enqueue_write(queue, id).await {
                     Ok(()) => report.moved.push(id.clone()),
                     Err(e) => report.errors.push(format!("{id}: re-enqueue failed: {e}")),
                 },
@@ -142,6 +141,12 @@ async fn enqueue_write<Q: CalendarQueue>(queue: &Q, id: &ReservationId) -> Resul
     queue.enqueue(&CalendarJob { action: CalendarAction::Write, reservation_id: id.clone() }).await
 }
 
+/// Whether an event is at another time than its booking's `(start, end)`
+/// (an end the calendar did not give is not held against it).
+fn elsewhere(event: &FoundEvent, (start, end): (DateTime<Utc>, DateTime<Utc>)) -> bool {
+    event.start != start || event.end.is_some_and(|e| e != end)
+}
+
 /// What [`remove_orphan`] did.
 enum OrphanFix {
     Removed,
@@ -174,7 +179,7 @@ async fn remove_orphan<S: ClaimStore, C: Calendar, Q: CalendarQueue>(
 ) -> Result<Option<OrphanFix>, String> {
     let confirmed = || async { store.confirmed_booking(id).await.map_err(|e| e.to_string()) };
     if let Some(booking) = confirmed().await? {
-        if booking.slot.start == found.start {
+        if !elsewhere(found, (booking.slot.start, booking.end)) {
             return Ok(None);
         }
         enqueue_write(queue, id).await.map_err(|e| e.to_string())?;

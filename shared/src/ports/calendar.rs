@@ -43,6 +43,8 @@ pub struct FoundEvent {
     /// Where the event lives: the CalDAV href or the Google event id.
     pub event_ref: String,
     pub start: DateTime<Utc>,
+    /// The end, when the calendar gave one slotguard can read.
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// What a write did. Every variant is a success: the calendar now holds the

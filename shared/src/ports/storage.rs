@@ -305,10 +305,12 @@ pub trait BookingStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records the intent to cancel and what it refunds: the booking goes
     /// from CONFIRMED to CANCELLING with `refund_amount` if it is still
-    /// confirmed. `Ok(false)` if it was not.
+    /// confirmed at `version` (not moved since it was read: the amount was
+    /// decided from that start). `Ok(false)` if it was not.
     fn start_cancel(
         &self,
         reservation_id: &ReservationId,
+        version: u32,
         refund_amount: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// In one transaction: deletes `booking` and its locks if it is

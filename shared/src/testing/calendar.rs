@@ -103,6 +103,7 @@ impl Calendar for MemoryCalendar {
                 reservation_id: e.event.reservation_id.clone(),
                 event_ref: e.event_ref.clone(),
                 start: e.event.start,
+                end: Some(e.event.end),
             })
             .collect())
     }

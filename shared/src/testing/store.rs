@@ -615,8 +615,15 @@ impl BookingStore for MemoryStore {
         written.map(drop)
     }
 
-    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
-        let confirmed = |t: &Tables| t.claim_of(reservation_id).is_some_and(|c| c.status == ClaimStatus::Confirmed);
+    async fn start_cancel(
+        &self,
+        reservation_id: &ReservationId,
+        version: u32,
+        refund_amount: i64,
+    ) -> Result<bool, StoreError> {
+        let confirmed = |t: &Tables| {
+            t.claim_of(reservation_id).is_some_and(|c| c.status == ClaimStatus::Confirmed && c.version == version)
+        };
         self.write_if("start_cancel", confirmed, |t| {
             if let Some(item) = t.claim_mut(reservation_id) {
                 item.claim.status = ClaimStatus::Cancelling;

@@ -442,8 +442,13 @@ impl<T: BookingStore> BookingStore for Faulty<T> {
             store("record_calendar_write")
         )
     }
-    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
-        faulty!("start_cancel", self.0.start_cancel(reservation_id, refund_amount), store("start_cancel"))
+    async fn start_cancel(
+        &self,
+        reservation_id: &ReservationId,
+        version: u32,
+        refund_amount: i64,
+    ) -> Result<bool, StoreError> {
+        faulty!("start_cancel", self.0.start_cancel(reservation_id, version, refund_amount), store("start_cancel"))
     }
     async fn cancel_booking(&self, booking: &Claim, record: &ReservationRecord) -> Result<bool, StoreError> {
         faulty!("cancel_booking", self.0.cancel_booking(booking, record), store("cancel_booking"))

@@ -224,6 +224,8 @@ pub struct ParsedEvent {
     pub booking: Option<String>,
     /// DTSTART as an instant, when it could be read (see [`parse_dtstart`]).
     pub start: Option<DateTime<Utc>>,
+    /// DTEND, read the same way.
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// Reads the first VEVENT of a calendar object; `None` if it has none.
@@ -242,6 +244,7 @@ pub fn parse_event(text: &str) -> Option<ParsedEvent> {
             (_, Some(ev)) if depth_in_event == 0 => match cl.name.as_str() {
                 "UID" => ev.uid = Some(unescape_text(cl.value.trim())),
                 "DTSTART" => ev.start = parse_dtstart(&cl),
+                "DTEND" => ev.end = parse_dtstart(&cl),
                 name if name == MARKER => ev.booking = Some(unescape_text(cl.value.trim())),
                 _ => {}
             },
@@ -251,7 +254,7 @@ pub fn parse_event(text: &str) -> Option<ParsedEvent> {
     event
 }
 
-/// Reads DTSTART in any of its forms: UTC (`...Z`), local time with a `TZID`
+/// Reads DTSTART (or DTEND) in any of its forms: UTC (`...Z`), local time with a `TZID`
 /// known to the IANA database, floating time (taken as UTC: slotguard never
 /// writes it, and a server that drops the zone most likely kept UTC digits),
 /// or a DATE (midnight UTC). `None` for anything else, e.g. a Windows zone name.

@@ -408,7 +408,7 @@ pub(crate) fn found_event(collection: &Url, response: DavResponse) -> Option<Fou
         return None;
     };
     let event_ref = collection.join(&response.href).ok()?.to_string();
-    Some(FoundEvent { reservation_id, event_ref, start })
+    Some(FoundEvent { reservation_id, event_ref, start, end: parsed.end })
 }
 
 /// A calendar-query (RFC 4791 §7.8) returning the calendar data of the

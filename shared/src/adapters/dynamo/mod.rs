@@ -709,7 +709,12 @@ impl BookingStore for DynamoStore {
         conditional("record calendar write", result).map(|_| ())
     }
 
-    async fn start_cancel(&self, reservation_id: &ReservationId, refund_amount: i64) -> Result<bool, StoreError> {
+    async fn start_cancel(
+        &self,
+        reservation_id: &ReservationId,
+        version: u32,
+        refund_amount: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
@@ -717,7 +722,8 @@ impl BookingStore for DynamoStore {
             .set_key(Some(claim_key(reservation_id)))
             .update_expression("SET #status = :cancelling, refund_amount = :refund")
             .expression_attribute_values(":refund", n(refund_amount))
-            .condition_expression(condition::MY_BOOKING)
+            .expression_attribute_values(":version", n(i64::from(version)))
+            .condition_expression(format!("{} AND version = :version", condition::MY_BOOKING))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":cancelling", s(ClaimStatus::Cancelling.as_str()))
             .expression_attribute_values(":me", s(reservation_id.as_str()))
