@@ -238,21 +238,28 @@ async fn caldav_delete_removes_the_event_once() {
     assert_eq!(count_events(&collection).await, 1);
 }
 
+/// Puts reservation `rid`'s event (09:00-09:30Z on `day`, `YYYYMMDD`) into
+/// `collection` under a name the server chose, not slotguard's; returns its URL.
+async fn file_under_another_name(collection: &str, rid: &ReservationId, day: &str) -> String {
+    let renamed = format!("{collection}server-chosen-name.ics");
+    put_raw(
+        &renamed,
+        &format!(
+            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//test//EN\nBEGIN:VEVENT\nUID:{rid}@slotguard\nDTSTAMP:20310101T000000Z\n\
+             DTSTART:{day}T090000Z\nDTEND:{day}T093000Z\nSUMMARY:x\nX-SLOTGUARD-BOOKING:{rid}\nEND:VEVENT\nEND:VCALENDAR\n"
+        ),
+    )
+    .await;
+    renamed
+}
+
 #[tokio::test]
 async fn caldav_delete_finds_an_event_the_server_filed_under_another_name() {
     let collection = fresh_collection().await;
     let (calendar, target) = (caldav(5000), target(&collection));
     let event = booking(at(2031, 3, 12, 9, 0));
     let rid = &event.reservation_id;
-    let renamed = format!("{collection}server-chosen-name.ics");
-    put_raw(
-        &renamed,
-        &format!(
-            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//test//EN\nBEGIN:VEVENT\nUID:{rid}@slotguard\nDTSTAMP:20310101T000000Z\n\
-             DTSTART:20310312T090000Z\nDTEND:20310312T093000Z\nSUMMARY:x\nX-SLOTGUARD-BOOKING:{rid}\nEND:VEVENT\nEND:VCALENDAR\n"
-        ),
-    )
-    .await;
+    let renamed = file_under_another_name(&collection, rid, "20310312").await;
 
     assert_eq!(calendar.delete_event(&target, rid).await, Ok(DeleteOutcome::Deleted));
     assert_eq!(get(&renamed).await.0, StatusCode::NOT_FOUND);
@@ -410,15 +417,7 @@ async fn caldav_put_replaces_an_event_the_server_filed_under_another_name() {
     let (calendar, target) = (caldav(5000), target(&collection));
     let event = booking(at(2031, 3, 22, 9, 0));
     let rid = &event.reservation_id;
-    let renamed = format!("{collection}server-chosen-name.ics");
-    put_raw(
-        &renamed,
-        &format!(
-            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//test//EN\nBEGIN:VEVENT\nUID:{rid}@slotguard\nDTSTAMP:20310101T000000Z\n\
-             DTSTART:20310322T090000Z\nDTEND:20310322T093000Z\nSUMMARY:x\nX-SLOTGUARD-BOOKING:{rid}\nEND:VEVENT\nEND:VCALENDAR\n"
-        ),
-    )
-    .await;
+    file_under_another_name(&collection, rid, "20310322").await;
 
     let moved = rescheduled(&event, at(2031, 3, 22, 11, 0), 1);
     let outcome = calendar.put_event(&target, &moved).await.unwrap();
