@@ -28,8 +28,9 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// A reservation id: `rsv_{resource}_{yyyymmddThhmmss}_{32 hex random}`.
 ///
-/// The id carries its slot key, so the status route finds the claim with one
-/// consistent `GetItem` and no index; the 128 random bits make it unguessable,
+/// The id names its resource and the start it was made for (a reschedule
+/// moves the booking, not the id: the booking item, keyed by the id, holds
+/// the current interval). The UUIDv4's 122 random bits make it unguessable,
 /// so it can be handed to the customer's browser as the handle of their hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -68,7 +69,7 @@ impl ReservationId {
         random_ok.then(|| Self(s.to_owned()))
     }
 
-    /// The slot this reservation claims.
+    /// The resource and the start this reservation was made for (before any reschedule).
     pub fn slot_key(&self) -> SlotKey {
         let rest = &self.0["rsv_".len()..];
         let (rest, _) = rest.rsplit_once('_').expect("validated at construction");
