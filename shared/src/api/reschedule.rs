@@ -91,16 +91,6 @@ api_error!(RescheduleError {
     Self::Concurrent => RequestInProgress,
 });
 
-impl From<super::reserve::ReserveError> for RescheduleError {
-    /// Only [`free_day_token`]'s errors reach here.
-    fn from(e: super::reserve::ReserveError) -> Self {
-        match e {
-            super::reserve::ReserveError::Store(e) => Self::Store(e),
-            _ => Self::DayFull,
-        }
-    }
-}
-
 /// The `200` body.
 #[derive(Debug, Serialize)]
 pub struct RescheduledView {
@@ -191,7 +181,11 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
     let same_day = current.day_token.as_ref().is_some_and(|t| t.date == resource.local_date(slot.start));
     let day_token = match kind.max_per_day {
         Some(_) if same_day => current.day_token.clone(),
-        Some(limit) => Some(free_day_token(deps.store, &resource, &kind.id, limit, slot.start, now).await?),
+        Some(limit) => Some(
+            free_day_token(deps.store, &resource, &kind.id, limit, slot.start, now)
+                .await?
+                .ok_or(RescheduleError::DayFull)?,
+        ),
         None => None,
     };
     let moved = Claim {

@@ -193,7 +193,11 @@ async fn hold<S: ReserveStore>(
     // A day token can be taken between the read and the write: choose again.
     for _ in 0..DAY_TOKEN_ATTEMPTS {
         let day_token = match kind.max_per_day {
-            Some(limit) => Some(free_day_token(store, &resource, &kind.id, limit, slot.start, now).await?),
+            Some(limit) => Some(
+                free_day_token(store, &resource, &kind.id, limit, slot.start, now)
+                    .await?
+                    .ok_or(ReserveError::DayFull)?,
+            ),
             None => None,
         };
         let claim = Claim { request_ref: request_ref.clone(), day_token, ..hold.clone() };
@@ -231,7 +235,7 @@ async fn hold<S: ReserveStore>(
 const DAY_TOKEN_ATTEMPTS: usize = 3;
 
 /// A day token of `booking_type` on the local date of `start` that no live
-/// booking holds, or [`ReserveError::DayFull`]. Which one is free is read
+/// booking holds; `None` when the day is full. Which one is free is read
 /// (one Query); that it is still free is the hold's write condition.
 pub async fn free_day_token<S: ClaimStore>(
     store: &S,
@@ -240,18 +244,17 @@ pub async fn free_day_token<S: ClaimStore>(
     limit: u32,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<DayToken, ReserveError> {
+) -> Result<Option<DayToken>, StoreError> {
     let date = resource.local_date(start);
     let tokens = store.day_tokens(&resource.id, booking_type, date).await?;
     let live: Vec<&Lock> = tokens.iter().filter(|t| t.is_live(now)).collect();
     // Lowering a limit never cancels bookings: while more than `limit` are
     // live, the day is full.
     if live.len() >= limit as usize {
-        return Err(ReserveError::DayFull);
+        return Ok(None);
     }
     let taken = |i: u32| live.iter().any(|t| matches!(&t.key, LockKey::DayToken { index, .. } if *index == i));
-    let index = (0..limit).find(|i| !taken(*i)).ok_or(ReserveError::DayFull)?;
-    Ok(DayToken { date, index })
+    Ok((0..limit).find(|i| !taken(*i)).map(|index| DayToken { date, index }))
 }
 
 /// The `201` for a hold (also what an idempotent replay returns).
