@@ -969,18 +969,8 @@ impl Runner {
                 // A customer cancels a booking whose token they were shown;
                 // anyone may try any reservation without it. Mostly a booking
                 // the client last saw confirmed.
-                let confirmed = self.seen_confirmed(auth);
-                let k = if !confirmed.is_empty() && reservation < 2 {
-                    confirmed[recent(reservation, confirmed.len())]
-                } else if auth == Auth::Token {
-                    let known: Vec<usize> =
-                        (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
-                    if known.is_empty() {
-                        return self.noop("cancel with a token (no booking has shown one yet)");
-                    }
-                    known[recent(reservation, known.len())]
-                } else {
-                    recent(reservation, self.reservations.len())
+                let Some(k) = self.pick_booking(reservation, auth, 2) else {
+                    return self.noop("cancel with a token (no booking has shown one yet)");
                 };
                 let id = self.reservations[k].id.clone();
                 // The client reads the status page, which shows the token once confirmed.
@@ -1009,18 +999,8 @@ impl Runner {
                 }
                 // Mostly a booking the client last saw confirmed (its own, or
                 // any as the admin); now and then any other.
-                let confirmed = self.seen_confirmed(auth);
-                let known: Vec<usize> =
-                    (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
-                let k = if !confirmed.is_empty() && reservation < 3 {
-                    confirmed[recent(reservation, confirmed.len())]
-                } else if auth == Auth::Token {
-                    if known.is_empty() {
-                        return self.noop("reschedule with a token (no booking has shown one yet)");
-                    }
-                    known[recent(reservation, known.len())]
-                } else {
-                    recent(reservation, self.reservations.len())
+                let Some(k) = self.pick_booking(reservation, auth, 3) else {
+                    return self.noop("reschedule with a token (no booking has shown one yet)");
                 };
                 let id = self.reservations[k].id.clone();
                 let status = self.read_status(k).await;
@@ -1123,6 +1103,23 @@ impl Runner {
 
     /// The reservations last seen confirmed that a request with `auth` can name
     /// (with a token only those whose token the client was shown).
+    /// The reservation a cancel or reschedule acts on: a booking the client
+    /// last saw confirmed when `reservation < confirmed_below` (and there is
+    /// one), else with a token one whose token was shown (`None` if none
+    /// was), else any.
+    fn pick_booking(&self, reservation: usize, auth: Auth, confirmed_below: usize) -> Option<usize> {
+        let confirmed = self.seen_confirmed(auth);
+        if !confirmed.is_empty() && reservation < confirmed_below {
+            return Some(confirmed[recent(reservation, confirmed.len())]);
+        }
+        if auth != Auth::Token {
+            return Some(recent(reservation, self.reservations.len()));
+        }
+        let known: Vec<usize> =
+            (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
+        (!known.is_empty()).then(|| known[recent(reservation, known.len())])
+    }
+
     fn seen_confirmed(&self, auth: Auth) -> Vec<usize> {
         (0..self.reservations.len())
             .filter(|k| {
