@@ -1,11 +1,46 @@
-//! `bench`: latency, throughput and memory of the request path, measured
-//! through the local gateway against DynamoDB Local (run by `scripts/bench`).
+//! `bench`: what the request path costs, measured on the local stack (run by
+//! `scripts/bench`, which builds the binaries and starts the stack).
 //!
-//! Prints figures; asserts nothing about speed. The numbers describe this
-//! machine and DynamoDB Local, not AWS: on Lambda, DynamoDB round trips are
-//! a few milliseconds and each request has its own execution environment.
-//! They are for comparing changes, and for sizing memory (peak RSS of the
-//! process running every handler at once is an upper bound for one function).
+//! Prints figures; asserts nothing. Each comparison is measured interleaved
+//! in one run, so the machine's noise hits both sides alike:
+//!
+//! - request path latency through the local gateway (the same handlers) and
+//!   the peak memory of this process;
+//! - contention: many holds at once on few slots;
+//! - warm `reserve` (in-process) against the raw DynamoDB writes it is built
+//!   on, on the same client;
+//! - round trips per flow, counted by recording proxies in front of DynamoDB
+//!   Local, the SQS server and the Stripe simulator;
+//! - each release function binary as Lambda runs it (a runtime API
+//!   stand-in): init, first response and peak memory against a hello-world
+//!   `lambda_http` binary;
+//! - binary sizes, arm64 (as deployed) and x86_64.
+//!
+//! The numbers describe this machine and DynamoDB Local, not AWS: on Lambda,
+//! DynamoDB round trips are a few milliseconds and each request has its own
+//! execution environment. They are for comparing changes.
+//!
+//! Environment: `SLOTGUARD_BENCH_DYNAMODB_URL`, `SLOTGUARD_BENCH_SQS_URL`
+//! (required); `SLOTGUARD_BENCH_BIN_DIR` (release binaries: the functions and
+//! `hello-lambda`; without it the Lambda sections are skipped),
+//! `SLOTGUARD_BENCH_LAMBDA_DIR` (cargo lambda's arm64 output, if built),
+//! `SLOTGUARD_BENCH_FUNCTION_LOG` (where the functions' output goes),
+//! `SLOTGUARD_BENCH_ROUNDS` (cold-start rounds, 5), `SLOTGUARD_BENCH_ONLY`
+//! (comma-separated sections: `latency,contention,raw,flows,lambda,sizes`),
+//! `RUST_LOG` (the in-process handlers' logs, on stderr; none if unset).
+
+#[path = "../bench/flows.rs"]
+mod flows;
+#[path = "../bench/functions.rs"]
+mod functions;
+#[path = "../bench/latency.rs"]
+mod latency;
+#[path = "../bench/proxy.rs"]
+mod proxy;
+#[path = "../bench/runtime_api.rs"]
+mod runtime_api;
+#[path = "../bench/stats.rs"]
+mod stats;
 
 use slotguard::adapters::dynamo::DynamoStore;
 use slotguard::adapters::sqs::SqsCalendarQueue;
@@ -13,115 +48,79 @@ use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
 use slotguard::api::auth::AdminAuth;
 use slotguard::api::checkout::CheckoutUrls;
 use slotguard_local::{dev, gateway};
+use stats::run;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-admin";
+const WEBHOOK_SECRET: &str = "whsec_bench";
+const STRIPE_KEY: &str = "sk_test_bench";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; run scripts/bench"))
 }
 
-struct Figures {
-    name: &'static str,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-    statuses: std::collections::BTreeMap<u16, usize>,
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-impl Figures {
-    fn print(mut self) {
-        self.latencies.sort();
-        let pct = |p: f64| {
-            let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-            self.latencies[i].as_secs_f64() * 1000.0
-        };
-        println!(
-            "{:<34} n={:<5} p50={:>6.2} ms  p95={:>6.2} ms  p99={:>6.2} ms  max={:>7.2} ms  {:>7.0} req/s  statuses={:?}",
-            self.name,
-            self.latencies.len(),
-            pct(0.50),
-            pct(0.95),
-            pct(0.99),
-            pct(1.0),
-            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
-            self.statuses
-        );
-    }
+fn number(name: &str, default: usize) -> usize {
+    optional(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Sends `requests` with at most `concurrency` in flight; times each.
-async fn run<F, Fut>(name: &'static str, requests: usize, concurrency: usize, make: F) -> Figures
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-{
-    use futures::StreamExt;
-    let started = Instant::now();
-    let results: Vec<(Duration, u16)> = futures::stream::iter(0..requests)
-        .map(|i| {
-            let request = make(i);
-            async move {
-                let t = Instant::now();
-                // A transport failure counts as status 0.
-                let status = match request.await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                (t.elapsed(), status)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let mut statuses = std::collections::BTreeMap::new();
-    for (_, s) in &results {
-        *statuses.entry(*s).or_insert(0) += 1;
-    }
-    Figures { name, latencies: results.into_iter().map(|(d, _)| d).collect(), elapsed: started.elapsed(), statuses }
+fn heading(title: &str) {
+    println!();
+    println!("{title}");
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+/// A resource open around the clock with 15-minute slots.
+fn open_resource(name: &str, timezone: &str) -> serde_json::Value {
+    let open = serde_json::json!([{"start": "00:00", "end": "24:00"}]);
+    serde_json::json!({
+        "name": name, "timezone": timezone, "slot_minutes": 15,
+        "price": {"amount": 1000, "currency": "eur"},
+        "weekly_hours": {"mon": open, "tue": open, "wed": open, "thu": open, "fri": open, "sat": open, "sun": open}
+    })
 }
 
 #[tokio::main]
 async fn main() {
-    let ddb = dev::dynamodb_client(&env("SLOTGUARD_BENCH_DYNAMODB_URL"));
+    // The handlers' own logs (a 503's cause, say) on stderr, if asked for.
+    if std::env::var_os("RUST_LOG").is_some() {
+        lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    }
+    let dynamodb_url = env("SLOTGUARD_BENCH_DYNAMODB_URL");
+    let sqs_url = env("SLOTGUARD_BENCH_SQS_URL");
+    let only = optional("SLOTGUARD_BENCH_ONLY");
+    let section = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|s| s.trim() == name));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+
+    let ddb = dev::dynamodb_client(&dynamodb_url);
     let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
     dev::ensure_table(&ddb, &table).await.expect("create the bench table");
-    let sqs = dev::sqs_client(&env("SLOTGUARD_BENCH_SQS_URL"));
-    let (queue_url, _) = dev::create_calendar_queues(&sqs, &table, 30).await.expect("create queues");
+    let sqs = dev::sqs_client(&sqs_url);
+    let (queue_url, dlq_url) = dev::create_calendar_queues(&sqs, &table, 30).await.expect("create queues");
+    let store = DynamoStore::new(ddb.clone(), table);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let gw = gateway::Gateway {
-        store: DynamoStore::new(ddb, table),
+        store: store.clone(),
         admin: AdminAuth::Token(TOKEN.into()),
         // Never called by these requests.
-        payments: Arc::new(StripePayments::new("sk_test_bench", Some("http://127.0.0.1:9")).unwrap()),
+        payments: Arc::new(StripePayments::new(STRIPE_KEY, Some("http://127.0.0.1:9")).unwrap()),
         checkout_urls: CheckoutUrls { success_url: "https://x/".into(), cancel_url: "https://x/".into() },
-        calendar: SqsCalendarQueue::new(sqs, queue_url),
-        verifier: WebhookVerifier::new("whsec_bench"),
+        calendar: SqsCalendarQueue::new(sqs, queue_url.clone()),
+        verifier: WebhookVerifier::new(WEBHOOK_SECRET),
     };
     tokio::spawn(gateway::serve(listener, gw, std::future::pending()));
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-    let week: serde_json::Value = serde_json::json!({
-        "name": "Bench room", "timezone": "Europe/Berlin", "slot_minutes": 15,
-        "price": {"amount": 1000, "currency": "eur"},
-        "weekly_hours": {"mon": [{"start": "00:00", "end": "24:00"}], "tue": [{"start": "00:00", "end": "24:00"}],
-            "wed": [{"start": "00:00", "end": "24:00"}], "thu": [{"start": "00:00", "end": "24:00"}],
-            "fri": [{"start": "00:00", "end": "24:00"}], "sat": [{"start": "00:00", "end": "24:00"}],
-            "sun": [{"start": "00:00", "end": "24:00"}]}
-    });
-    let r = http.put(format!("{base}/v1/resources/bench")).bearer_auth(TOKEN).json(&week).send().await.unwrap();
+    let r = http
+        .put(format!("{base}/v1/resources/bench"))
+        .bearer_auth(TOKEN)
+        .json(&open_resource("Bench room", "Europe/Berlin"))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "create the bench resource");
 
     let day = chrono::Utc::now().date_naive().succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
@@ -131,76 +130,183 @@ async fn main() {
             "customer": {"name": "Bench", "email": format!("b{who}@example.com")}})
     };
     println!(
-        "slotguard bench: local gateway + DynamoDB Local, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "slotguard bench: local stack (DynamoDB Local, SQS server, Stripe simulator), {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
+    println!("Figures for comparing changes on this machine, not AWS latencies; nothing is asserted.");
 
-    run("reserve, distinct slots, c=1", 200, 1, |i| {
-        http.post(format!("{base}/v1/reservations")).json(&body(i, i)).send()
-    })
-    .await
-    .print();
-    run("reserve, distinct slots, c=32", 2000, 32, |i| {
-        http.post(format!("{base}/v1/reservations")).json(&body(200 + i, i)).send()
-    })
-    .await
-    .print();
-    run("reserve, 20 per slot (race), c=200", 2000, 200, |i| {
-        http.post(format!("{base}/v1/reservations")).json(&body(2400 + i / 20, i)).send()
-    })
-    .await
-    .print();
-    run("reserve + Idempotency-Key, c=32", 1000, 32, |i| {
-        http.post(format!("{base}/v1/reservations"))
-            .header("idempotency-key", format!("bench-{i}"))
-            .json(&body(2600 + i, i))
-            .send()
-    })
-    .await
-    .print();
-    // Hold cost by length: a 30-minute booking writes 6 cell locks, a
-    // 240-minute one 48, each in the hold's one TransactWriteItems.
-    let open = serde_json::json!([{"start": "00:00", "end": "24:00"}]);
-    let lengths = serde_json::json!({
-        "name": "Bench lengths", "timezone": "UTC",
-        "booking_types": [{"id": "t", "start_interval_minutes": 30, "max_advance_days": 3650, "durations": [
-            {"minutes": 30, "price": {"amount": 1000, "currency": "eur"}},
-            {"minutes": 240, "price": {"amount": 6000, "currency": "eur"}}]}],
-        "weekly_hours": {"mon": open, "tue": open, "wed": open, "thu": open, "fri": open, "sat": open, "sun": open}
-    });
-    let r = http.put(format!("{base}/v1/resources/lengths")).bearer_auth(TOKEN).json(&lengths).send().await.unwrap();
-    assert!(r.status().is_success(), "create the lengths resource");
-    let hold = |minutes: i64, i: usize, days_ahead: i64| {
-        let start = day + chrono::Duration::days(days_ahead) + chrono::Duration::minutes(minutes * i as i64);
-        serde_json::json!({"resource_id": "lengths", "start": slotguard::domain::rfc3339(start),
-            "booking_type": "t", "duration_minutes": minutes,
-            "customer": {"name": "Bench", "email": format!("l{i}@example.com")}})
-    };
-    for round in 0..2 {
-        run(if round == 0 { "hold 30 min (6 cells), c=1" } else { "hold 30 min (6 cells), c=1, again" }, 200, 1, |i| {
-            http.post(format!("{base}/v1/reservations")).json(&hold(30, i, 30 + 10 * round)).send()
+    if section("latency") {
+        heading("Request path through the local gateway (HTTP client -> gateway -> handler -> DynamoDB Local)");
+        run("reserve, distinct slots, c=1", 200, 1, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&body(i, i)).send()
         })
         .await
         .print();
-        run(
-            if round == 0 { "hold 240 min (48 cells), c=1" } else { "hold 240 min (48 cells), c=1, again" },
-            200,
-            1,
-            |i| http.post(format!("{base}/v1/reservations")).json(&hold(240, i, 100 + 100 * round)).send(),
-        )
+        run("reserve, distinct slots, c=32", 2000, 32, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&body(200 + i, i)).send()
+        })
         .await
         .print();
+        run("reserve, 20 per slot (race), c=200", 2000, 200, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&body(2400 + i / 20, i)).send()
+        })
+        .await
+        .print();
+        run("reserve + Idempotency-Key, c=32", 1000, 32, |i| {
+            http.post(format!("{base}/v1/reservations"))
+                .header("idempotency-key", format!("bench-{i}"))
+                .json(&body(2600 + i, i))
+                .send()
+        })
+        .await
+        .print();
+        // Hold cost by length: a 30-minute booking writes 6 cell locks, a
+        // 240-minute one 48, each in the hold's one TransactWriteItems.
+        let open = serde_json::json!([{"start": "00:00", "end": "24:00"}]);
+        let lengths = serde_json::json!({
+            "name": "Bench lengths", "timezone": "UTC",
+            "booking_types": [{"id": "t", "start_interval_minutes": 30, "max_advance_days": 3650, "durations": [
+                {"minutes": 30, "price": {"amount": 1000, "currency": "eur"}},
+                {"minutes": 240, "price": {"amount": 6000, "currency": "eur"}}]}],
+            "weekly_hours": {"mon": open, "tue": open, "wed": open, "thu": open, "fri": open, "sat": open, "sun": open}
+        });
+        let r =
+            http.put(format!("{base}/v1/resources/lengths")).bearer_auth(TOKEN).json(&lengths).send().await.unwrap();
+        assert!(r.status().is_success(), "create the lengths resource");
+        let hold = |minutes: i64, i: usize, days_ahead: i64| {
+            let start = day + chrono::Duration::days(days_ahead) + chrono::Duration::minutes(minutes * i as i64);
+            serde_json::json!({"resource_id": "lengths", "start": slotguard::domain::rfc3339(start),
+                "booking_type": "t", "duration_minutes": minutes,
+                "customer": {"name": "Bench", "email": format!("l{i}@example.com")}})
+        };
+        for round in 0..2 {
+            let again = if round == 0 { "" } else { ", again" };
+            run(format!("hold 30 min (6 cells), c=1{again}"), 200, 1, |i| {
+                http.post(format!("{base}/v1/reservations")).json(&hold(30, i, 30 + 10 * round)).send()
+            })
+            .await
+            .print();
+            run(format!("hold 240 min (48 cells), c=1{again}"), 200, 1, |i| {
+                http.post(format!("{base}/v1/reservations")).json(&hold(240, i, 100 + 100 * round)).send()
+            })
+            .await
+            .print();
+        }
+        let from = slotguard::domain::rfc3339(day);
+        let to = slotguard::domain::rfc3339(day + chrono::Duration::days(7));
+        run("availability, 7 days, c=8", 400, 8, |_| {
+            http.get(format!("{base}/v1/resources/bench/slots")).query(&[("from", &from), ("to", &to)]).send()
+        })
+        .await
+        .print();
+        let missing = format!("rsv_bench_{}_{}", slot(0).format("%Y%m%dT%H%M%S"), "0".repeat(32));
+        run("reservation status (miss), c=8", 1000, 8, |_| {
+            http.get(format!("{base}/v1/reservations/{missing}")).send()
+        })
+        .await
+        .print();
+        println!(
+            "  peak RSS of this process (gateway + client + every handler): {:.1} MiB",
+            stats::peak_rss_mib("self").unwrap_or(f64::NAN)
+        );
     }
-    let from = slotguard::domain::rfc3339(day);
-    let to = slotguard::domain::rfc3339(day + chrono::Duration::days(7));
-    run("availability, 7 days, c=8", 400, 8, |_| {
-        http.get(format!("{base}/v1/resources/bench/slots")).query(&[("from", &from), ("to", &to)]).send()
-    })
-    .await
-    .print();
-    let missing = format!("rsv_bench_{}_{}", slot(0).format("%Y%m%dT%H%M%S"), "0".repeat(32));
-    run("reservation status (miss), c=8", 1000, 8, |_| http.get(format!("{base}/v1/reservations/{missing}")).send())
-        .await
-        .print();
-    println!("peak RSS of this process (gateway + client + every handler): {:.1} MiB", peak_rss_mib());
+
+    if section("contention") {
+        let (slots, total) = (10, 1000);
+        heading(&format!(
+            "Contention: {total} holds sent at once on {slots} slots through the gateway ({} per slot)",
+            total / slots
+        ));
+        latency::contention(&http, &base, "bench", slot(5000), slots, total).await;
+    }
+
+    if section("raw") {
+        let n = 200;
+        heading(&format!(
+            "Warm reserve, handler called in-process, vs raw conditional writes on the same DynamoDB client \
+             ({n} of each, interleaved in rotating order, after 20 warm-up rounds; distinct slots)"
+        ));
+        latency::reserve_vs_raw(&store, "bench", slot(6000), n).await;
+    }
+
+    if section("flows") {
+        heading(
+            "Round trips per request, counted by recording proxies in front of DynamoDB Local, the SQS server \
+             and the Stripe simulator (handlers in-process behind the gateway; status = HTTP status, for confirm \
+             the webhook's)",
+        );
+        flows::round_trips(&dynamodb_url, &sqs_url, WEBHOOK_SECRET).await;
+    }
+
+    let bin_dir = optional("SLOTGUARD_BENCH_BIN_DIR").map(PathBuf::from);
+    let names: Vec<String> =
+        std::iter::once(functions::HELLO.to_owned()).chain(functions::function_names(&root)).collect();
+    if section("lambda") {
+        match &bin_dir {
+            None => {
+                println!("\n(Lambda init, first response and peak RSS skipped: SLOTGUARD_BENCH_BIN_DIR is not set)")
+            }
+            Some(bin_dir) => {
+                let rounds = number("SLOTGUARD_BENCH_ROUNDS", 5);
+                let invocations = number("SLOTGUARD_BENCH_INVOCATIONS", 200);
+                let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let sim = format!("http://{}", sim_listener.local_addr().unwrap());
+                let config =
+                    stripe_sim::SimConfig { webhook_secret: WEBHOOK_SECRET.into(), ..stripe_sim::SimConfig::default() };
+                tokio::spawn(stripe_sim::serve(sim_listener, config, std::future::pending()));
+                let stack = functions::Stack {
+                    dynamodb_url: dynamodb_url.clone(),
+                    sqs_url: sqs_url.clone(),
+                    queue_url: queue_url.clone(),
+                    dlq_url: dlq_url.clone(),
+                    stripe_url: sim.clone(),
+                    stripe_key: STRIPE_KEY.into(),
+                    webhook_secret: WEBHOOK_SECRET.into(),
+                    paid_session: functions::paid_session(&http, &sim, STRIPE_KEY).await,
+                };
+                let mut bins = Vec::new();
+                for name in &names {
+                    match functions::Binary::new(name, bin_dir, &root, &stack) {
+                        Some(bin) if bin_dir.join(name).exists() => bins.push(bin),
+                        Some(_) => println!("  ({name}: no binary in {})", bin_dir.display()),
+                        None => println!("  ({name}: no sample event known to the bench)"),
+                    }
+                }
+                let log_path = optional("SLOTGUARD_BENCH_FUNCTION_LOG").unwrap_or_else(|| "/dev/null".into());
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .unwrap_or_else(|e| panic!("{log_path}: {e}"));
+                heading(&format!(
+                    "Lambda cold start of each x86_64 release binary: spawned with Lambda's environment against a \
+                     local runtime API stand-in; init = spawn to first GET /next, 1st resp = spawn to the POSTed \
+                     answer to its events/ file; median of {rounds} rounds, binaries interleaved; ÷hello = this \
+                     binary ÷ {}",
+                    functions::HELLO
+                ));
+                functions::cold_starts(&bins, &ddb, WEBHOOK_SECRET, rounds, invocations, &log).await;
+            }
+        }
+    }
+
+    if section("sizes") {
+        match &bin_dir {
+            None => println!("\n(binary sizes skipped: SLOTGUARD_BENCH_BIN_DIR is not set)"),
+            Some(bin_dir) => {
+                let lambda_dir = optional("SLOTGUARD_BENCH_LAMBDA_DIR").map(PathBuf::from);
+                heading(&format!(
+                    "Binary size, stripped release builds: arm64 = cargo lambda build --release --arm64 ({}), \
+                     x86_64 = the binaries measured above",
+                    match (&lambda_dir, optional("SLOTGUARD_BENCH_ARM64_BUILD_SECS")) {
+                        (None, _) => "skipped: SLOTGUARD_BENCH_ARM64=0".to_owned(),
+                        (Some(_), Some(secs)) => format!("built in {secs} s this run"),
+                        (Some(_), None) => "built this run".to_owned(),
+                    }
+                ));
+                functions::print_sizes(&names, bin_dir, lambda_dir.as_deref());
+            }
+        }
+    }
 }
