@@ -438,24 +438,29 @@ async fn an_unreadable_checkout_session_event_is_read_leniently_or_retried_never
 }
 
 #[tokio::test]
-async fn a_reserve_retried_after_a_crash_with_the_same_key_gets_its_own_hold_back() {
+async fn a_reserve_retried_after_a_lost_answer_gets_its_own_hold_back_and_a_refused_one_burns_no_key() {
     let app = app_with_room().await;
     let body = TestApp::reserve_body("room", hour_from_now(30), "ada@example.com");
     let send = |key: &'static str| {
         app.http.post(app.url("/v1/reservations")).header("idempotency-key", key).json(&body).send()
     };
+    let record = |key: &str| {
+        let key = slotguard::adapters::dynamo::items::idempotency_key(&format!("reserve#{key}"));
+        app.store.client().get_item().table_name(app.store.table()).set_key(Some(key)).consistent_read(true).send()
+    };
     let first: Value = send("crash-me").await.unwrap().json().await.unwrap();
-    // The first attempt's key record is lost (its Lambda died before saving the answer).
-    let key = slotguard::adapters::dynamo::items::idempotency_key("reserve#crash-me");
-    app.store.client().delete_item().table_name(app.store.table()).set_key(Some(key)).send().await.unwrap();
-
+    // The answer was lost after the commit (the Lambda timed out, the client
+    // gave up): the key's record was written in the hold's own transaction.
+    assert!(record("crash-me").await.unwrap().item().is_some(), "the record exists with the hold");
     let r = send("crash-me").await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "not 409 slot_taken by its own hold");
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
     let again: Value = r.json().await.unwrap();
-    assert_eq!(again["reservation_id"], first["reservation_id"]);
+    assert_eq!(again, first);
     assert_eq!(app.live_holds().await.len(), 1);
-    // Another customer's key still meets a taken slot.
+    // Another customer's key meets a taken slot, and is not burnt by the refusal.
     assert_problem(send("someone-else").await.unwrap(), 409, "slot_taken").await;
+    assert!(record("someone-else").await.unwrap().item().is_none(), "a refused hold writes no record");
 }
 
 #[tokio::test]

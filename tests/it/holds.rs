@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 use slotguard::domain::{BookingTerms, Claim, Customer, DEFAULT_TYPE_ID, Price, ReservationId, ResourceId, SlotKey};
-use slotguard::ports::{ClaimOutcome, ClaimStore};
+use slotguard::ports::{ClaimStore, HoldOutcome};
 use std::collections::HashMap;
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
         reschedule: Default::default(),
     };
     let claim = Claim::hold(slot, start + Duration::hours(1), terms, customer, &price, placed, lapsed);
-    assert!(matches!(app.store.place_hold(&claim, Utc::now()).await.unwrap(), ClaimOutcome::Done));
+    assert!(matches!(app.store.place_hold(&claim, None, Utc::now()).await.unwrap(), HoldOutcome::Placed));
     claim.reservation_id
 }
 

@@ -12,14 +12,22 @@
 //! request under the same key. A retry so late that the fixed expiry is
 //! closer than Stripe's 30-minute minimum, refused by Stripe (so no session
 //! was made), fixes a new expiry, and with it a new key.
+//!
+//! Before a session is created the hold is checked against the resource's
+//! stored settings ([`still_admits`]): reserve accepts from a cache up to a
+//! minute old, and a hold the current settings no longer offer (hours closed,
+//! price or buffers changed) is released with `409 settings_changed`.
 
 use super::problem::api_error;
+use super::reserve::still_admits;
 use super::{RequestError, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::{SESSION_MIN, session_window};
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339,
 };
-use crate::ports::{ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ResourceStore, StoreError};
+use crate::ports::{
+    ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ReservationRecord, ResourceStore, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -59,6 +67,11 @@ pub enum CheckoutError {
     UrlsDiffer,
     #[error("{0} must be an http(s) URL")]
     InvalidUrl(&'static str),
+    #[error(
+        "the resource's settings changed since this slot was held and no longer offer it as held; \
+         the hold is released: reserve again"
+    )]
+    SettingsChanged,
     /// A concurrent call is setting up (or has set up) this checkout.
     #[error("{0}")]
     InProgress(&'static str),
@@ -72,6 +85,7 @@ api_error!(CheckoutError {
     Self::NotHeld(_) => NotHeld,
     Self::UrlsDiffer => CheckoutUrlsDiffer,
     Self::InvalidUrl(_) => InvalidField,
+    Self::SettingsChanged => SettingsChanged,
     Self::InProgress(_) => RequestInProgress,
 });
 
@@ -167,11 +181,27 @@ async fn run<S: CheckoutStore, P: Payments>(
                 terms
             }
         };
-        let product_name = store
-            .get_resource(&claim.slot.resource_id)
-            .await?
-            .map(|r| r.name)
-            .unwrap_or_else(|| claim.slot.resource_id.to_string());
+        // The hold may have been accepted under cached settings that have
+        // changed since: no payment for what the current ones do not offer.
+        let resource = store.get_resource(&claim.slot.resource_id).await?;
+        if let Some(resource) = &resource
+            && !still_admits(resource, &claim)
+        {
+            let record = ReservationRecord {
+                reservation_id: id.clone(),
+                start: claim.slot.start,
+                end: claim.end,
+                status: ReservationStatus::Released,
+                amount: claim.amount,
+                currency: claim.currency.clone(),
+                recorded_at: now,
+                cancel_token: None,
+            };
+            store.retire_hold(&claim, &record, now).await?;
+            tracing::info!(reservation_id = %id, "hold released: the resource's settings no longer offer it");
+            return Err(CheckoutError::SettingsChanged);
+        }
+        let product_name = resource.map(|r| r.name).unwrap_or_else(|| claim.slot.resource_id.to_string());
         let request = CheckoutRequest {
             reservation_id: id.clone(),
             slot: claim.slot.clone(),

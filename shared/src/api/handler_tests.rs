@@ -11,7 +11,7 @@ use super::auth::AdminAuth;
 use super::availability::availability_at;
 use super::cancel::{CancelDeps, cancel_at};
 use super::checkout::{CheckoutUrls, checkout_at};
-use super::idempotency::IN_PROGRESS_TTL;
+use super::idempotency::RECORD_TTL;
 use super::put_resource::put_resource;
 use super::reschedule::{RescheduleDeps, reschedule_at};
 use super::reservation_status::reservation_status_at;
@@ -20,9 +20,11 @@ use super::stripe_webhook::{WebhookDeps, stripe_webhook_at};
 use super::{MAX_BODY_BYTES, ProblemKind};
 use crate::adapters::stripe::{WebhookVerifier, sign};
 use crate::domain::payment::session_window;
+use crate::domain::resource::OpeningSpec;
 use crate::domain::{
     CalendarAction, CalendarJob, CancellationPolicy, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus,
-    LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationStatus, SlotKey, rfc3339,
+    DateOverrideSpec, LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationStatus,
+    Resource, SlotKey, rfc3339,
 };
 use crate::ports::{PaymentError, ReservationRecord};
 use crate::testing::*;
@@ -249,10 +251,10 @@ async fn reserve_holds_the_sample_slot_with_a_ttl_and_saves_its_response() {
         (hold.amount, hold.currency.as_str()),
         (resource.first_type().2.amount, resource.first_type().2.currency.as_str())
     );
-    assert!(hold.request_ref.is_some(), "the hold names the request that placed it");
+    assert_eq!(hold.settings_version.as_ref(), Some(&resource.settings_version), "the settings it was held under");
 
     let key = format!("reserve#{}", event.text_at("/headers/idempotency-key"));
-    let saved = tables.idempotency[&key].response.clone().expect("the key is completed");
+    let saved = tables.idempotency[&key].response.clone();
     assert_eq!(saved.status, 201);
     assert_eq!(serde_json::from_str::<Value>(&saved.body).unwrap(), reply.body, "the response is saved for replays");
 }
@@ -350,31 +352,71 @@ async fn reserve_over_a_lapsed_hold_takes_the_slot_and_the_old_one_reads_expired
 #[tokio::test]
 async fn reserve_with_storage_down_is_503_with_retry_after_and_writes_nothing() {
     let event = Fixture::load(events::RESERVE);
-    for op in ["start_idempotent", "get_resource", "place_hold"] {
+    for op in ["get_resource", "place_hold"] {
         let world = World::new();
         let before = world.store.snapshot();
         world.store.fail_next(op, unavailable(op));
         let reply = world.reserve(&event).await;
         reply.assert_problem(op, 503, STORE_UNAVAILABLE);
         assert_eq!(reply.header("retry-after"), Some("1"), "{op}");
-        assert_eq!(world.store.snapshot(), before, "{op}: no hold, and the idempotency key released");
+        assert_eq!(world.store.snapshot(), before, "{op}: no hold, and no idempotency record");
         assert_eq!(world.reserve(&event).await.status, 201, "{op}: the retry goes through");
     }
 }
 
 #[tokio::test]
-async fn reserve_whose_response_was_not_saved_gets_its_own_hold_back_when_retried() {
+async fn a_retried_reserve_replays_its_answer_even_when_the_request_would_now_be_refused() {
     let mut world = World::new();
     let event = Fixture::load(events::RESERVE);
-    world.store.fail_next("complete_idempotent", unavailable("complete_idempotent"));
     let first = world.reserve(&event).await;
-    assert_eq!(first.status, 201, "the hold is placed; only saving the answer failed");
-    world.reserve(&event).await.assert_problem("retried at once", 409, "request_in_progress");
-
-    world.now += IN_PROGRESS_TTL + Duration::seconds(1);
+    assert_eq!(first.status, 201, "{}", first.body);
+    // The slot has started since (the hold lapsed long ago): the request
+    // itself would be refused, its earlier answer is replayed.
+    let start = at(first.body["start"].as_str().unwrap());
+    world.now = start + Duration::hours(1);
     let retry = world.reserve(&event).await;
-    assert_eq!((retry.status, &retry.body["reservation_id"]), (201, &first.body["reservation_id"]));
-    assert_eq!(world.store.snapshot().claims.len(), 1);
+    assert_eq!((retry.status, &retry.body), (201, &first.body));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    // Once the record expired, the request is a new one, and refused.
+    world.now = now() + RECORD_TTL + Duration::seconds(1);
+    world.reserve(&event).await.assert_problem("after the record's TTL", 422, "slot_in_past");
+    assert_eq!(world.store.snapshot().claims.len(), 1, "nothing else was held");
+}
+
+#[tokio::test]
+async fn reserve_trusts_cached_settings_only_to_accept_and_checkout_checks_them_again() {
+    let world = World::new();
+    let event = Fixture::load(events::RESERVE);
+    let monday_0830 = event.clone().body_field("/start", "2030-01-07T08:30:00Z");
+    assert_eq!(world.reserve(&event).await.status, 201, "the settings are cached now");
+    // Another process (the put-resource function) closes Monday 08:00-09:00
+    // and opens Saturday: this process's cache does not know yet.
+    let hours = |date: &str, start: &str, end: &str| DateOverrideSpec {
+        date: date.into(),
+        hours: vec![OpeningSpec { start: start.into(), end: end.into() }],
+    };
+    let mut spec = sample_resource().spec;
+    spec.date_overrides = vec![hours("2030-01-07", "13:00", "17:00"), hours("2030-01-12", "09:00", "12:00")];
+    world.store.put_resource_elsewhere(Resource::from_spec(sample_resource().id, spec).unwrap());
+
+    // A refusal is decided on the stored settings: Saturday is open now.
+    let saturday = event.clone().body_field("/start", "2030-01-12T08:30:00Z").header("idempotency-key", "sat");
+    let saturday = world.reserve(&saturday).await;
+    assert_eq!(saturday.status, 201, "refused by the cache, accepted by the table: {}", saturday.body);
+    // An acceptance by the cache holds the slot, and checkout refuses to take money for it.
+    let stale = world.reserve(&monday_0830.header("idempotency-key", "mon")).await;
+    assert_eq!(stale.status, 201, "{}", stale.body);
+    let id = stale.body["reservation_id"].as_str().unwrap();
+    let checkout = Fixture::load(events::CHECKOUT).path_id(id);
+    world.checkout(&checkout).await.assert_problem("stale settings", 409, "settings_changed");
+    let tables = world.store.snapshot();
+    let id = ReservationId::parse(id).unwrap();
+    assert!(tables.claim_of(&id).is_none(), "the hold is released");
+    assert_eq!(tables.records[&id].status, ReservationStatus::Released);
+    assert!(world.payments.sessions().is_empty(), "no Checkout Session");
+    // A hold the new settings still offer pays as usual.
+    let saturday = Fixture::load(events::CHECKOUT).path_id(saturday.body["reservation_id"].as_str().unwrap());
+    assert_eq!(world.checkout(&saturday).await.status, 201);
 }
 
 // ---- checkout -----------------------------------------------------------------
@@ -584,9 +626,12 @@ async fn every_delivery_order_ends_in_one_outcome_per_session() {
             refunds.iter().map(|r| r.cause).collect::<Vec<_>>(),
             world.queue.jobs(),
         );
+        // Every delivery answered "confirmed" sends the calendar job (a
+        // redelivery may follow a crash before the first send); the writer is idempotent.
+        let confirmed = answers.iter().filter(|a| **a == "confirmed").count();
         let expected = match ending {
             Ending::Booked => {
-                (Some(ClaimStatus::Confirmed), None, PaymentOutcome::Confirmed, vec![], vec![write.clone()])
+                (Some(ClaimStatus::Confirmed), None, PaymentOutcome::Confirmed, vec![], vec![write.clone(); confirmed])
             }
             Ending::Released(unpaid) => (None, Some(ReservationStatus::Released), unpaid, vec![], vec![]),
             Ending::Refunded(cause) => {
@@ -716,7 +761,7 @@ async fn a_calendar_queue_outage_is_a_503_and_the_redelivery_queues_the_job() {
     assert_eq!(reply.header("retry-after"), Some("5"));
     let tables = world.store.snapshot();
     assert_eq!(tables.claim_of(&sample_reservation()).map(|c| c.status), Some(ClaimStatus::Confirmed));
-    assert!(tables.idempotency.is_empty(), "the event is not marked handled, so Stripe's redelivery runs");
+    assert_eq!(tables.outcome(&sample_session()), Some(PaymentOutcome::Confirmed));
     assert!(world.queue.jobs().is_empty());
 
     world.webhook(&event).await.assert_outcome("redelivery", "confirmed");
@@ -788,10 +833,7 @@ async fn a_session_slotguard_did_not_make_is_acknowledged_and_touches_no_booking
     let before = world.store.snapshot();
     let reply = world.webhook(&event).await;
     assert_eq!((reply.status, reply.body["ignored"].as_str()), (200, Some("not a slotguard session")));
-    let after = world.store.snapshot();
-    let event_key = format!("stripe-event#{}", event.text_at("/id"));
-    assert!(after.idempotency[&event_key].response.is_some(), "the event is marked handled");
-    assert_eq!(Tables { idempotency: before.idempotency.clone(), ..after }, before);
+    assert_eq!(world.store.snapshot(), before, "nothing written");
     assert!(world.payments.refunds().is_empty() && world.queue.jobs().is_empty());
 }
 

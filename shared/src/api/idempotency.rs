@@ -1,19 +1,22 @@
 //! `Idempotency-Key` handling for POST routes.
 //!
-//! Follows Powertools for AWS Lambda: the first request with a key writes an
-//! IN_PROGRESS record (conditional put) holding a hash of its payload; when it
-//! succeeds the record becomes COMPLETED with the response, which later
-//! requests with the same key and payload get back unchanged. A request that
-//! fails deletes its record, so a retry runs afresh. The same key with another
-//! payload is a 422; the same key while the first is still running is a 409.
+//! Follows Powertools for AWS Lambda's contract (replay, `422` for the key
+//! with another payload, one execution per key) with one change that makes
+//! it cheaper and stricter: the record is written COMPLETED, with the
+//! response, in the same transaction as the work itself. The response is
+//! known before the write (the handler makes the reservation id), so a
+//! first request is one round trip and there is no IN_PROGRESS state: a
+//! concurrent duplicate either commits first or finds the record and
+//! replays it, and a request that fails writes nothing, so a retry runs afresh.
+//! A request refused before its write (the slot taken since, its notice
+//! passed) still replays an earlier success of the same key and payload.
 
 use super::RequestError;
-use crate::ports::{IdempotencyStart, IdempotencyStore, SavedResponse, StoreError};
+use crate::ports::{IdempotencyStore, IdempotentAnswer, KeyUse, SavedResponse, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{HeaderValue, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
-use std::future::Future;
 
 /// The request header carrying the client's key.
 pub const HEADER: &str = "idempotency-key";
@@ -21,9 +24,6 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// How long a completed key replays its response.
 pub const RECORD_TTL: Duration = Duration::hours(24);
-/// How long an IN_PROGRESS record blocks its key if its request never finishes:
-/// longer than any function timeout.
-pub const IN_PROGRESS_TTL: Duration = Duration::seconds(60);
 
 /// The client's idempotency key for `req`, validated; `None` if absent.
 pub fn key_of(req: &Request) -> Result<Option<String>, RequestError> {
@@ -48,8 +48,6 @@ pub fn payload_hash(payload: &serde_json::Value) -> String {
 /// Why a request with an `Idempotency-Key` was not run.
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {
-    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
-    InProgress,
     #[error("this Idempotency-Key was used with a different request body")]
     KeyReused,
     #[error("idempotency record")]
@@ -58,59 +56,56 @@ pub enum IdempotencyError {
 
 super::problem::api_error!(IdempotencyError {
     wraps: [Store],
-    Self::InProgress => RequestInProgress,
     Self::KeyReused => IdempotencyKeyReused,
 });
 
-/// Runs `operation` at most once per `(scope, key)`, replaying its successful
-/// response to later requests with the same key and payload.
-pub async fn run_once<S, F, Fut, E>(
-    store: &S,
-    scope: &str,
-    key: Option<String>,
-    payload: &serde_json::Value,
-    now: DateTime<Utc>,
-    operation: F,
-) -> Result<Response<Body>, E>
-where
-    S: IdempotencyStore,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Response<Body>, E>>,
-    E: From<IdempotencyError>,
-{
-    let Some(key) = key else {
-        return operation().await;
-    };
-    let record_key = format!("{scope}#{key}");
-    let hash = payload_hash(payload);
-    let start = store.start_idempotent(&record_key, &hash, now, now + IN_PROGRESS_TTL, now + RECORD_TTL).await;
-    match start.map_err(IdempotencyError::Store)? {
-        IdempotencyStart::Started => {}
-        IdempotencyStart::Completed(saved) => return Ok(replay(saved)),
-        IdempotencyStart::InProgress => return Err(IdempotencyError::InProgress.into()),
-        IdempotencyStart::PayloadMismatch => return Err(IdempotencyError::KeyReused.into()),
+/// A request's key, scoped to its route, with its payload's hash.
+#[derive(Debug, Clone)]
+pub struct KeyedRequest {
+    record_key: String,
+    payload_hash: String,
+}
+
+impl KeyedRequest {
+    /// The request under `scope` with the client's `key`, if it sent one.
+    pub fn new(scope: &str, key: Option<String>, payload: &serde_json::Value) -> Option<Self> {
+        key.map(|key| Self { record_key: format!("{scope}#{key}"), payload_hash: payload_hash(payload) })
     }
-    let outcome = operation().await;
-    match &outcome {
-        Ok(response) if response.status().is_success() => {
-            let saved = SavedResponse {
+
+    /// The record to write with the work whose answer is `response`.
+    pub fn answer(&self, response: &Response<Body>, now: DateTime<Utc>) -> IdempotentAnswer {
+        IdempotentAnswer {
+            key: self.record_key.clone(),
+            payload_hash: self.payload_hash.clone(),
+            response: SavedResponse {
                 status: response.status().as_u16(),
                 body: String::from_utf8_lossy(response.body().as_ref()).into_owned(),
                 location: response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
-            };
-            if let Err(e) = store.complete_idempotent(&record_key, &saved, now + RECORD_TTL).await {
-                // The work is done; the client gets its answer. A retry within
-                // IN_PROGRESS_TTL sees 409, later it re-runs and meets its own claim.
-                tracing::warn!(error = %e, "could not save the idempotent response");
-            }
-        }
-        _ => {
-            if let Err(e) = store.abandon_idempotent(&record_key).await {
-                tracing::warn!(error = %e, "could not release the idempotency key");
-            }
+            },
+            expires_at: now + RECORD_TTL,
         }
     }
-    outcome
+
+    /// The response a live record of this key gives this request: its
+    /// replay, or `422` for another payload. `Ok(None)` without a record.
+    pub async fn earlier<S: IdempotencyStore>(
+        &self,
+        store: &S,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Response<Body>>, IdempotencyError> {
+        match store.key_use(&self.record_key, &self.payload_hash, now).await? {
+            None => Ok(None),
+            Some(found) => answer_for(found).map(Some),
+        }
+    }
+}
+
+/// What a key's record answers: a replay, or `422` for another payload.
+pub fn answer_for(found: KeyUse) -> Result<Response<Body>, IdempotencyError> {
+    match found {
+        KeyUse::Replay(saved) => Ok(replay(saved)),
+        KeyUse::OtherPayload => Err(IdempotencyError::KeyReused),
+    }
 }
 
 fn replay(saved: SavedResponse) -> Response<Body> {

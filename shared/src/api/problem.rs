@@ -103,6 +103,8 @@ problem_kinds! {
     PriceDiffers => ("price_differs", CONFLICT, "Price differs"),
     /// the booking type's limit of bookings for that day is reached
     DayFull => ("day_full", CONFLICT, "Day full"),
+    /// the resource's settings changed since the hold and no longer offer it; the hold is released
+    SettingsChanged => ("settings_changed", CONFLICT, "Settings changed"),
     /// the hold lapsed before checkout
     HoldExpired => ("hold_expired", GONE, "Hold expired"),
     /// the body is larger than the route accepts

@@ -10,16 +10,24 @@
 //! limits bookings per day), each lock conditioned on being free, all
 //! carrying the TTL attribute `expires_at`. Two requests whose intervals
 //! overlap can never both get a 201. Optional `Idempotency-Key` header: see
-//! [`super::idempotency`].
+//! [`super::idempotency`]; its record is one more item of the same transaction.
+//!
+//! One round trip: the resource's settings come from an in-process cache
+//! ([`ResourceStore::cached_resource`], at most a minute old), so a warm hold
+//! is just the transaction. Conflicts never depend on the cache (they are
+//! decided by lock items alone); a refusal is decided on the stored
+//! settings (read again when the cached ones refuse); and a hold accepted
+//! under settings changed since is checked again at checkout
+//! ([`still_admits`]) before any money moves.
 
-use super::idempotency::IdempotencyError;
+use super::idempotency::{IdempotencyError, KeyedRequest};
 use super::problem::api_error;
 use super::{RequestError, from_json, idempotency, json_body, json_response, respond};
 use crate::domain::{
     BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationStatus, Resource,
     ResourceId, SlotKey, StartError, rfc3339,
 };
-use crate::ports::{ClaimOutcome, ClaimStore, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
+use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -157,17 +165,80 @@ async fn run<S: ReserveStore>(store: &S, req: &Request, now: DateTime<Utc>) -> R
     let key = idempotency::key_of(req)?;
     let payload: serde_json::Value = json_body(req)?;
     let body: ReserveRequest = from_json(payload.clone())?;
-    // Marks the hold with its request, so a retry of the same request after a
-    // crash (its key's record lost or released) gets this hold back.
-    let request_ref =
-        key.as_ref().map(|k| idempotency::payload_hash(&serde_json::json!({ "key": k, "body": payload })));
-    idempotency::run_once(store, "reserve", key, &payload, now, || hold(store, body, request_ref, now)).await
+    let keyed = KeyedRequest::new("reserve", key, &payload);
+    match hold(store, body, keyed.as_ref(), now).await {
+        // A retry of a request that succeeded earlier gets that answer, even
+        // though the request would be refused now (its own hold has the slot,
+        // its notice has passed since).
+        Err(refused) if refused.is_refusal() => match &keyed {
+            Some(keyed) => keyed.earlier(store, now).await?.ok_or(refused),
+            None => Err(refused),
+        },
+        other => other,
+    }
+}
+
+impl ReserveError {
+    /// Refused for what was asked (not for a failure of ours).
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidField(_) | Self::UnknownResource(_) | Self::Rules(_) | Self::SlotTaken { .. } | Self::DayFull
+        )
+    }
+}
+
+/// What a resource's settings make of a request: the type, duration and slot it asks for.
+struct Admitted {
+    kind: BookingType,
+    duration: DurationSpec,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// Checks a request for `start` against `resource` at `now`.
+fn admit(
+    resource: Option<&Resource>,
+    id: &ResourceId,
+    body: &ReserveRequest,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Admitted, ReserveError> {
+    let resource = resource.ok_or_else(|| ReserveError::UnknownResource(id.to_string()))?;
+    let (kind, duration) = choose(resource, body.booking_type.as_deref(), body.duration_minutes)?;
+    let slot = resource.bookable_slot(kind, duration.minutes, start, now, true).map_err(RuleError::from)?;
+    // RFC 3339 years have four digits: a slot ending after 9999 fits in no
+    // reservation id, response or calendar event.
+    if chrono::Datelike::year(&slot.end) > 9999 {
+        return Err(ReserveError::InvalidField("start is too far in the future".into()));
+    }
+    Ok(Admitted { kind: kind.clone(), duration: duration.clone(), start: slot.start, end: slot.end })
+}
+
+/// Whether `resource`'s settings still accept `claim` as it was held: true
+/// if they are the ones it was held under; otherwise the same type,
+/// duration, buffers, policies and price must still be offered, and its
+/// start must have been bookable when it was held. Checkout asks this
+/// before creating a payment.
+pub fn still_admits(resource: &Resource, claim: &Claim) -> bool {
+    if claim.settings_version.as_deref() == Some(resource.settings_version.as_str()) {
+        return true;
+    }
+    let terms = &claim.terms;
+    let Ok((kind, duration)) = choose(resource, Some(&terms.booking_type), Some(terms.duration_minutes)) else {
+        return false;
+    };
+    kind.terms(duration.minutes) == *terms
+        && duration.price.amount == claim.amount
+        && duration.price.currency == claim.currency
+        && kind.max_per_day.is_some() == claim.day_token.is_some()
+        && resource.bookable_slot(kind, duration.minutes, claim.slot.start, claim.created_at, true).is_ok()
 }
 
 async fn hold<S: ReserveStore>(
     store: &S,
     body: ReserveRequest,
-    request_ref: Option<String>,
+    keyed: Option<&KeyedRequest>,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, ReserveError> {
     let invalid = ReserveError::InvalidField;
@@ -176,52 +247,51 @@ async fn hold<S: ReserveStore>(
         .map_err(|_| invalid("start must be an RFC 3339 time like 2026-06-10T09:00:00Z".into()))?
         .with_timezone(&Utc);
     let customer = Customer::parse(&body.customer.name, &body.customer.email).map_err(invalid)?;
-    let resource = store
-        .get_resource(&resource_id)
-        .await?
-        .ok_or_else(|| ReserveError::UnknownResource(resource_id.to_string()))?;
-    let (kind, duration) = choose(&resource, body.booking_type.as_deref(), body.duration_minutes)?;
-    let slot = resource.bookable_slot(kind, duration.minutes, start, now, true).map_err(RuleError::from)?;
-    // RFC 3339 years have four digits: a slot ending after 9999 fits in no
-    // reservation id, response or calendar event.
-    if chrono::Datelike::year(&slot.end) > 9999 {
-        return Err(invalid("start is too far in the future".into()));
+    let mut resource = store.cached_resource(&resource_id, now).await?;
+    let mut admitted = admit(resource.as_ref(), &resource_id, &body, start, now);
+    if admitted.is_err() {
+        // The cached settings may be a minute old: refuse only on the stored ones.
+        let stored = store.get_resource(&resource_id).await?;
+        if stored.as_ref().map(|r| &r.settings_version) != resource.as_ref().map(|r| &r.settings_version) {
+            admitted = admit(stored.as_ref(), &resource_id, &body, start, now);
+            resource = stored;
+        }
     }
-    let key = SlotKey { resource_id, start: slot.start };
+    let Admitted { kind, duration, start, end } = admitted?;
+    let resource = resource.expect("admitted by a resource");
+    let key = SlotKey { resource_id, start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
-    let hold = Claim::hold(key, slot.end, kind.terms(duration.minutes), customer, &duration.price, now, expires_at);
+    let hold = Claim {
+        settings_version: Some(resource.settings_version.clone()),
+        ..Claim::hold(key, end, kind.terms(duration.minutes), customer, &duration.price, now, expires_at)
+    };
     // A day token can be taken between the read and the write: choose again.
     for _ in 0..DAY_TOKEN_ATTEMPTS {
         let day_token = match kind.max_per_day {
             Some(limit) => Some(
-                free_day_token(store, &resource, &kind.id, limit, slot.start, now)
-                    .await?
-                    .ok_or(ReserveError::DayFull)?,
+                free_day_token(store, &resource, &kind.id, limit, start, now).await?.ok_or(ReserveError::DayFull)?,
             ),
             None => None,
         };
-        let claim = Claim { request_ref: request_ref.clone(), day_token, ..hold.clone() };
-        match store.place_hold(&claim, now).await? {
-            ClaimOutcome::Done => {
+        let claim = Claim { day_token, ..hold.clone() };
+        let response = created(&claim, now);
+        let answer = keyed.map(|k| k.answer(&response, now));
+        match store.place_hold(&claim, answer.as_ref(), now).await? {
+            HoldOutcome::Placed => {
                 tracing::info!(reservation_id = %claim.reservation_id, slot = %claim.slot, "slot held");
-                return Ok(created(&claim, now));
+                return Ok(response);
             }
-            ClaimOutcome::Taken { by } => {
-                if claim.request_ref.is_some()
-                    && let Some(earlier) = store.get_claim(&by.reservation_id).await?
-                    && earlier.request_ref == claim.request_ref
-                {
-                    tracing::info!(reservation_id = %earlier.reservation_id, "the same request's hold, placed by an earlier attempt");
-                    return Ok(created(&earlier, now));
-                }
-                if matches!(by.key, LockKey::DayToken { .. }) {
-                    continue;
-                }
+            HoldOutcome::KeyUsed(found) => {
+                tracing::info!("the same Idempotency-Key was answered before");
+                return Ok(idempotency::answer_for(found)?);
+            }
+            HoldOutcome::Taken { by } if matches!(by.key, LockKey::DayToken { .. }) => continue,
+            HoldOutcome::Taken { by } => {
                 tracing::info!(slot = %claim.slot, "slot taken");
                 crate::metrics::count("ReservationConflicts", &[]);
                 return Err(ReserveError::SlotTaken { booked: by.booked });
             }
-            ClaimOutcome::Stale => {
+            HoldOutcome::Stale => {
                 return Err(
                     StoreError::Failed { op: "place hold", source: "a fresh booking id was taken".into() }.into()
                 );

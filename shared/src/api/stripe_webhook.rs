@@ -1,12 +1,19 @@
 //! `POST /webhooks/stripe`: Stripe's Checkout Session events.
 //!
 //! The signature is checked over the body exactly as API Gateway delivered it;
-//! a bad one is a `400` and nothing is written. Each event id is processed once
-//! (Powertools-style idempotency record; a concurrent redelivery gets `409` and
-//! Stripe tries again later), and every step is also safe to repeat on its own:
+//! a bad one is a `400` and nothing is written.
 //!
 //! Every session gets one final outcome (`PAYMENT#{session}`), written once,
-//! whatever order Stripe delivers its events in:
+//! whatever order Stripe delivers its events in. That outcome item is the
+//! idempotency record: it is written in the same transaction as the change
+//! it decides, keyed by session (so two events of one session, e.g.
+//! `completed` then `async_payment_succeeded`, settle it once), and every
+//! delivery starts by reading it with the checkout record and the booking
+//! (one `BatchGetItem`). A paid session is confirmed in two round trips:
+//! that read and one `TransactWriteItems`, then the calendar job is sent.
+//! A redelivery, a concurrent delivery, or a retry after a crash between any
+//! two steps reads the recorded outcome and finishes what it says (sending
+//! the job again, refunding under the same key):
 //!
 //! - A session settles a reservation only if it is the one slotguard created
 //!   for it (recorded at checkout), for the expected amount and currency.
@@ -30,16 +37,15 @@
 //!   client cannot read is read leniently from the signed JSON; if even that
 //!   fails, `503` (Stripe retries) and the `UnreadableSessionEvents` alarm.
 
-use super::idempotency::IdempotencyError;
 use super::problem::api_error;
-use super::{idempotency, json_response, respond};
+use super::{json_response, respond};
 use crate::domain::{
     CalendarAction, CalendarJob, CheckoutRecord, Claim, ClaimStatus, PaymentOutcome, ReservationId, ReservationStatus,
     SessionEvent, SessionEventKind, SessionFacts,
 };
 use crate::ports::{
-    Attention, AttentionStore, CalendarQueue, ClaimOutcome, ClaimStore, IdempotencyStore, PaymentError, PaymentStore,
-    Payments, QueueError, RefundCause, ReservationHistory, ReservationRecord, StoreError,
+    Attention, AttentionStore, CalendarQueue, ClaimOutcome, ClaimStore, PaymentError, PaymentStore, Payments,
+    QueueError, RefundCause, ReservationHistory, ReservationRecord, SessionState, StoreError,
 };
 use crate::ports::{Delivery, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
@@ -52,8 +58,8 @@ use tracing::Instrument;
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
 /// What the webhook handler needs from storage.
-pub trait WebhookStore: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore + AttentionStore {}
-impl<T: ClaimStore + PaymentStore + ReservationHistory + IdempotencyStore + AttentionStore> WebhookStore for T {}
+pub trait WebhookStore: ClaimStore + PaymentStore + ReservationHistory + AttentionStore {}
+impl<T: ClaimStore + PaymentStore + ReservationHistory + AttentionStore> WebhookStore for T {}
 
 /// Everything the webhook handler talks to.
 pub struct WebhookDeps<'a, S, P, Q, V> {
@@ -89,8 +95,6 @@ pub enum WebhookError {
     Signature(#[from] SignatureError),
     #[error("Checkout Session event {event_id} unreadable: {reason}")]
     Unreadable { event_id: String, reason: String },
-    #[error(transparent)]
-    Idempotency(#[from] IdempotencyError),
     #[error("settling the session")]
     Store(#[from] StoreError),
     #[error("refunding the session")]
@@ -103,7 +107,7 @@ pub enum WebhookError {
 }
 
 api_error!(WebhookError {
-    wraps: [Idempotency, Store, Payment, Queue],
+    wraps: [Store, Payment, Queue],
     Self::Signature(_) => InvalidSignature,
     Self::Unreadable { .. } => UnreadableEvent,
     Self::ConcurrentUpdate => ConcurrentUpdate,
@@ -127,9 +131,7 @@ async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
         }
         Delivery::Session(event) => event,
     };
-    let key = Some(event.event_id.clone());
-    let payload = json!({ "event": event.event_id });
-    idempotency::run_once(deps.store, "stripe-event", key, &payload, now, || handle_event(deps, &event, now)).await
+    handle_event(deps, &event, now).await
 }
 
 async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
@@ -145,17 +147,22 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
     let outcome = async {
         let paid =
             matches!(event.kind, SessionEventKind::Completed { paid: true } | SessionEventKind::AsyncPaymentSucceeded);
-        let own = deps.store.checkout_record(&reservation_id).await?.filter(|r| r.is_own(&event.session, paid));
+        let state = deps.store.session_state(&reservation_id, &event.session.session_id).await?;
+        let own = state.checkout.clone().filter(|r| r.is_own(&event.session, paid));
         let session = Session { reservation_id: &reservation_id, facts: &event.session, own: own.as_ref() };
         match event.kind {
             SessionEventKind::Completed { paid: true } | SessionEventKind::AsyncPaymentSucceeded => {
-                settle_paid(deps, &session, now).await
+                settle_paid(deps, &session, state, now).await
             }
-            SessionEventKind::Completed { paid: false } => keep_for_pending_payment(deps.store, &session, now).await,
+            SessionEventKind::Completed { paid: false } => {
+                keep_for_pending_payment(deps.store, &session, state, now).await
+            }
             // Nothing was charged: nothing is bought; the hold lapses on its own.
             SessionEventKind::CompletedWithoutPayment => Ok("ignored_no_payment"),
-            SessionEventKind::AsyncPaymentFailed => release(deps.store, &session, PaymentOutcome::Failed, now).await,
-            SessionEventKind::Expired => release(deps.store, &session, PaymentOutcome::Expired, now).await,
+            SessionEventKind::AsyncPaymentFailed => {
+                release(deps.store, &session, state, PaymentOutcome::Failed, now).await
+            }
+            SessionEventKind::Expired => release(deps.store, &session, state, PaymentOutcome::Expired, now).await,
         }
     }
     .instrument(span)
@@ -200,18 +207,22 @@ fn claim_for(
 async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
     deps: &WebhookDeps<'_, S, P, Q, V>,
     session: &Session<'_>,
+    mut state: SessionState,
     now: DateTime<Utc>,
 ) -> Result<&'static str, WebhookError> {
     let store = deps.store;
     let (reservation_id, facts) = (session.reservation_id, session.facts);
-    for _ in 0..4 {
-        let recorded = store.payment_outcome(&facts.session_id).await?;
-        let cause = match recorded {
-            Some(PaymentOutcome::Confirmed) => {
-                let job = CalendarJob { action: CalendarAction::Write, reservation_id: reservation_id.clone() };
-                deps.calendar.enqueue(&job).await?;
-                return Ok("confirmed");
-            }
+    let confirmed = || async {
+        let job = CalendarJob { action: CalendarAction::Write, reservation_id: reservation_id.clone() };
+        deps.calendar.enqueue(&job).await?;
+        Ok::<_, WebhookError>("confirmed")
+    };
+    for round in 0..4 {
+        if round > 0 {
+            state = store.session_state(reservation_id, &facts.session_id).await?;
+        }
+        let cause = match state.outcome {
+            Some(PaymentOutcome::Confirmed) => return confirmed().await,
             Some(PaymentOutcome::Refunded(cause)) => return refund(deps, session, cause, now).await,
             // The session was recorded failed or expired, and now says paid:
             // never resurrect the claim; return the money.
@@ -220,12 +231,15 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
                 None => RefundCause::NotOwnSession,
                 Some(_) if now >= reservation_id.slot_key().start => RefundCause::TooLate,
                 Some(own) => {
-                    let current = store.get_claim(reservation_id).await?;
-                    let confirmed = claim_for(reservation_id, current, own, facts, ClaimStatus::Confirmed, now);
-                    match store.confirm_paid(&confirmed, &facts.session_id, now).await? {
+                    let booking =
+                        claim_for(reservation_id, state.claim.take(), own, facts, ClaimStatus::Confirmed, now);
+                    match store.confirm_paid(&booking, &facts.session_id, now).await? {
+                        // The outcome is recorded with the booking: the job goes
+                        // now; if sending fails (503), Stripe's redelivery reads
+                        // the outcome and sends it.
                         ClaimOutcome::Done => {
-                            tracing::info!(slot = %confirmed.slot, "booking confirmed");
-                            continue;
+                            tracing::info!(slot = %booking.slot, "booking confirmed");
+                            return confirmed().await;
                         }
                         // A live booking or hold of someone else's overlaps it (buffers included).
                         ClaimOutcome::Taken { .. } => RefundCause::SlotTaken,
@@ -337,6 +351,7 @@ fn record_of(
 async fn keep_for_pending_payment<S: WebhookStore>(
     store: &S,
     session: &Session<'_>,
+    mut state: SessionState,
     now: DateTime<Utc>,
 ) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
@@ -348,11 +363,14 @@ async fn keep_for_pending_payment<S: WebhookStore>(
         // Too late to keep anything; if the payment succeeds, it is refunded then.
         return Ok("slot_started");
     }
-    for _ in 0..4 {
-        if store.payment_outcome(&facts.session_id).await?.is_some() {
+    for round in 0..4 {
+        if round > 0 {
+            state = store.session_state(reservation_id, &facts.session_id).await?;
+        }
+        if state.outcome.is_some() {
             return Ok("already_settled");
         }
-        let current = store.get_claim(reservation_id).await?;
+        let current = state.claim.take();
         if current.as_ref().is_some_and(|c| c.status != ClaimStatus::Held) {
             return Ok("payment_pending");
         }
@@ -374,13 +392,20 @@ async fn keep_for_pending_payment<S: WebhookStore>(
 async fn release<S: WebhookStore>(
     store: &S,
     session: &Session<'_>,
+    mut state: SessionState,
     outcome: PaymentOutcome,
     now: DateTime<Utc>,
 ) -> Result<&'static str, WebhookError> {
     let (reservation_id, facts) = (session.reservation_id, session.facts);
-    for _ in 0..4 {
+    for round in 0..4 {
+        if round > 0 {
+            state = store.session_state(reservation_id, &facts.session_id).await?;
+        }
+        if state.outcome.is_some() {
+            return Ok("already_settled");
+        }
         let hold = match session.own {
-            Some(_) => store.get_claim(reservation_id).await?.filter(|c| c.status.is_unpaid()),
+            Some(_) => state.claim.take().filter(|c| c.status.is_unpaid()),
             None => None,
         };
         if let Some(hold) = hold {
@@ -388,9 +413,6 @@ async fn release<S: WebhookStore>(
             if store.release(&hold, &record, &facts.session_id, outcome, now).await? {
                 tracing::info!("hold released");
                 return Ok("released");
-            }
-            if store.payment_outcome(&facts.session_id).await?.is_some() {
-                return Ok("already_settled");
             }
             continue; // it changed between the read and the transaction: decide again
         }

@@ -215,10 +215,10 @@ pub struct Claim {
     pub payment_intent: Option<String>,
     /// Lets the customer cancel the booking; shown once it is confirmed.
     pub cancel_token: Option<String>,
-    /// A digest of the `Idempotency-Key` (and body) of the request that placed
-    /// this hold, so a retry of that request after a crash gets its own hold
-    /// back instead of `409 slot_taken`.
-    pub request_ref: Option<String>,
+    /// The resource's [`Resource::settings_version`](crate::domain::Resource)
+    /// the hold was accepted under (read from a cache that may be a minute
+    /// old): checkout checks the hold again if the settings changed since.
+    pub settings_version: Option<String>,
     /// The type, duration, buffers and policies the booking was made under.
     pub terms: BookingTerms,
     /// The day-limit token the booking holds, if its type limits bookings per day.
@@ -317,7 +317,7 @@ impl Claim {
             checkout: None,
             payment_intent: None,
             cancel_token: Some(new_cancel_token()),
-            request_ref: None,
+            settings_version: None,
         }
     }
 

@@ -216,6 +216,9 @@ pub struct Resource {
     pub calendar: CalendarTarget,
     /// The spec this resource was built from, kept to store and return it unchanged.
     pub spec: ResourceSpec,
+    /// A digest of the spec: equal versions mean equal settings. A hold
+    /// notes the version it was accepted under; checkout compares.
+    pub settings_version: String,
 }
 
 impl Resource {
@@ -275,9 +278,18 @@ impl Resource {
             weekly_hours,
             date_overrides,
             calendar: spec.calendar.clone(),
+            settings_version: settings_version(&spec),
             spec,
         })
     }
+}
+
+/// The first 16 hex digits of the SHA-256 of the spec's JSON (serialised
+/// in field order, dates in order: the same settings give the same version).
+fn settings_version(spec: &ResourceSpec) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(spec).expect("a spec always serialises");
+    sha2::Sha256::digest(&json)[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The booking types a spec defines: its list, or the one its shorthand describes.

@@ -40,7 +40,20 @@ pub enum StoreError {
 
 /// Reads and writes resource definitions.
 pub trait ResourceStore: Send + Sync {
+    /// The resource as stored: one consistent `GetItem`.
     fn get_resource(&self, id: &ResourceId) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
+    /// The resource as this process read it at most [`RESOURCE_CACHE_AGE`]
+    /// before `now`, else read now (and kept). Only for accepting a hold:
+    /// whatever it accepts under settings changed since is checked again,
+    /// against the stored settings, before any money moves (checkout).
+    fn cached_resource(
+        &self,
+        id: &ResourceId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send {
+        let _ = now;
+        self.get_resource(id)
+    }
     /// Creates or replaces a resource.
     fn put_resource(&self, resource: &Resource) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every resource (a filtered Scan: resources are few, and only
@@ -60,6 +73,19 @@ pub enum ClaimOutcome {
     Stale,
 }
 
+/// The result of [`ClaimStore::place_hold`].
+#[derive(Debug)]
+pub enum HoldOutcome {
+    /// Written: the hold, its locks, and the answer's record.
+    Placed,
+    /// Someone else holds a live lock the hold needs: this one.
+    Taken { by: Box<Lock> },
+    /// The idempotency key already has a live record: nothing written.
+    KeyUsed(KeyUse),
+    /// The booking id is taken (never, for a fresh random id): nothing written.
+    Stale,
+}
+
 /// Bookings and their locks: the items that make overlapping bookings impossible.
 ///
 /// A booking (its claim item) is found by reservation id. Whether two
@@ -68,13 +94,15 @@ pub enum ClaimOutcome {
 /// transaction, each conditioned on being free (absent, or a hold's lock
 /// past its expiry) or already the booking's own.
 pub trait ClaimStore: Send + Sync {
-    /// Writes `claim` (status HELD, with `expires_at`) and all its locks, in
-    /// one transaction, only if every lock is free at `now`.
+    /// Writes `claim` (status HELD, with `expires_at`) and all its locks, and
+    /// `answer`'s idempotency record if given, in one transaction: only if
+    /// every lock is free at `now` and the key has no live record.
     fn place_hold(
         &self,
         claim: &Claim,
+        answer: Option<&IdempotentAnswer>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HoldOutcome, StoreError>> + Send;
     /// A reservation's booking, live or not, read consistently: one `GetItem`.
     fn get_claim(&self, id: &ReservationId) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
     /// The reservation's booking if it is confirmed right now.
@@ -156,41 +184,49 @@ pub struct SavedResponse {
     pub location: Option<String>,
 }
 
-/// What an attempt to start an idempotent request found.
+/// The answer to an idempotent request, written in the same transaction as
+/// the work it answers for: the work and its record exist together or not
+/// at all, so there is no IN_PROGRESS state to wait for or to clean up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyStart {
-    /// This request owns the key: run it.
-    Started,
-    /// The key completed earlier with this response: replay it.
-    Completed(SavedResponse),
-    /// Another request with this key is running.
-    InProgress,
-    /// The key was used with a different payload.
-    PayloadMismatch,
+pub struct IdempotentAnswer {
+    /// The record's key: scope and the client's key (`reserve#{key}`).
+    pub key: String,
+    pub payload_hash: String,
+    pub response: SavedResponse,
+    /// When the key may be used afresh (the table's TTL attribute).
+    pub expires_at: DateTime<Utc>,
 }
 
-/// Idempotency records, with the semantics of Powertools for AWS Lambda:
-/// an IN_PROGRESS record with its own short expiry, a COMPLETED record with the
-/// saved response, both carrying the payload hash and a TTL.
+/// What a live idempotency record says about a request with its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUse {
+    /// The same payload completed earlier with this response: replay it.
+    Replay(SavedResponse),
+    /// The key was used with a different payload.
+    OtherPayload,
+}
+
+/// Idempotency records, read back: the write is part of the work's own
+/// transaction (see [`ClaimStore::place_hold`]).
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` as IN_PROGRESS until `in_progress_until` unless a live record exists.
-    fn start_idempotent(
+    /// What the live record of `key` (unexpired at `now`) says about a
+    /// request with `payload_hash`; `None` if there is none. One `GetItem`.
+    fn key_use(
         &self,
         key: &str,
         payload_hash: &str,
         now: DateTime<Utc>,
-        in_progress_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<IdempotencyStart, StoreError>> + Send;
-    /// Marks `key` COMPLETED with the response to replay.
-    fn complete_idempotent(
-        &self,
-        key: &str,
-        response: &SavedResponse,
-        expires_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes the IN_PROGRESS record of a request that failed, so a retry can run.
-    fn abandon_idempotent(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<KeyUse>, StoreError>> + Send;
+}
+
+/// What a Checkout Session event is decided from, read together: the
+/// reservation's checkout record, the session's recorded outcome, and the
+/// reservation's booking item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionState {
+    pub checkout: Option<CheckoutRecord>,
+    pub outcome: Option<PaymentOutcome>,
+    pub claim: Option<Claim>,
 }
 
 /// Claim transitions driven by checkout and payment. Every write is
@@ -230,6 +266,27 @@ pub trait PaymentStore: Send + Sync {
         &self,
         session_id: &str,
     ) -> impl Future<Output = Result<Option<PaymentOutcome>, StoreError>> + Send;
+    /// [`Self::checkout_record`], [`Self::payment_outcome`] and
+    /// [`ClaimStore::get_claim`] at once, each read consistently (the table
+    /// does it in one `BatchGetItem`).
+    fn session_state(
+        &self,
+        reservation_id: &ReservationId,
+        session_id: &str,
+    ) -> impl Future<Output = Result<SessionState, StoreError>> + Send
+    where
+        Self: ClaimStore,
+    {
+        async move {
+            let (checkout, outcome, claim) = futures::future::try_join3(
+                self.checkout_record(reservation_id),
+                self.payment_outcome(session_id),
+                self.get_claim(reservation_id),
+            )
+            .await?;
+            Ok(SessionState { checkout, outcome, claim })
+        }
+    }
     /// In one transaction: writes `confirmed` (status CONFIRMED, no TTL) and
     /// all its locks if each is free or already this reservation's, and
     /// records the session's outcome as CONFIRMED if none is recorded.
@@ -356,4 +413,59 @@ pub trait AttentionStore: Send + Sync {
     fn raise_attention(&self, attention: &Attention) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every open item, oldest first.
     fn list_attention(&self) -> impl Future<Output = Result<Vec<Attention>, StoreError>> + Send;
+}
+
+/// How long [`ResourceStore::cached_resource`] trusts what it read.
+pub const RESOURCE_CACHE_AGE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Resources read by this process, each kept [`RESOURCE_CACHE_AGE`]; at most
+/// [`ResourceCache::CAPACITY`] of them (then it starts over). Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceCache {
+    entries: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ResourceId, (DateTime<Utc>, Resource)>>>,
+}
+
+impl ResourceCache {
+    /// How many resources one process keeps.
+    pub const CAPACITY: usize = 1024;
+
+    /// `id` as read less than [`RESOURCE_CACHE_AGE`] before `now`.
+    pub fn get(&self, id: &ResourceId, now: DateTime<Utc>) -> Option<Resource> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(id)
+            .filter(|(read_at, _)| now >= *read_at && now - *read_at < RESOURCE_CACHE_AGE)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Keeps `resource` as read at `now`.
+    pub fn put(&self, resource: &Resource, now: DateTime<Utc>) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= Self::CAPACITY && !entries.contains_key(&resource.id) {
+            entries.clear();
+        }
+        entries.insert(resource.id.clone(), (now, resource.clone()));
+    }
+
+    /// Forgets `id` (this process changed it).
+    pub fn forget(&self, id: &ResourceId) {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    /// [`ResourceStore::cached_resource`] for a store that keeps this cache.
+    pub async fn read_through<S: ResourceStore>(
+        &self,
+        store: &S,
+        id: &ResourceId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Resource>, StoreError> {
+        if let Some(resource) = self.get(id, now) {
+            return Ok(Some(resource));
+        }
+        let resource = store.get_resource(id).await?;
+        if let Some(r) = &resource {
+            self.put(r, now);
+        }
+        Ok(resource)
+    }
 }

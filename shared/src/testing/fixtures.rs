@@ -191,7 +191,8 @@ pub(crate) fn record(
 }
 
 /// Reservation `id`'s claim on its slot of `resource`, at the resource's
-/// price, for the sample customer, with the sample cancel token.
+/// price, for the sample customer, with the sample cancel token, held under
+/// the resource's current settings.
 pub(crate) fn claim(
     resource: &Resource,
     id: &ReservationId,
@@ -203,5 +204,12 @@ pub(crate) fn claim(
     let end = slot.start + Duration::minutes(resource.first_type().1.into());
     let terms = resource.booking_types[0].terms(resource.first_type().1);
     let hold = Claim::hold(slot, end, terms, sample_customer(), resource.first_type().2, created_at, created_at);
-    Claim { reservation_id: id.clone(), status, expires_at, cancel_token: Some(sample_cancel_token()), ..hold }
+    Claim {
+        reservation_id: id.clone(),
+        status,
+        expires_at,
+        cancel_token: Some(sample_cancel_token()),
+        settings_version: Some(resource.settings_version.clone()),
+        ..hold
+    }
 }

@@ -13,8 +13,9 @@ use crate::domain::{
     Resource, ResourceId, SlotKey,
 };
 use crate::ports::{
-    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, IdempotencyStart, IdempotencyStore,
-    PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
+    KeyUse, PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceCache, ResourceStore,
+    SavedResponse, StoreError,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -28,15 +29,23 @@ pub(crate) struct ClaimItem {
     pub calendar_event: Option<(String, DateTime<Utc>)>,
 }
 
-/// An idempotency record. An update of a missing record creates one without
-/// a payload hash, as DynamoDB's `UpdateItem` would.
+/// An idempotency record: the answer it replays.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IdempotencyRecord {
-    pub payload_hash: Option<String>,
-    /// `None` while IN_PROGRESS.
-    pub response: Option<SavedResponse>,
-    pub in_progress_until: Option<DateTime<Utc>>,
+    pub payload_hash: String,
+    pub response: SavedResponse,
     pub expires_at: DateTime<Utc>,
+}
+
+impl IdempotencyRecord {
+    /// Live at `now` (the adapter's `#expires_at < :now` frees it).
+    fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.timestamp() >= now.timestamp()
+    }
+
+    fn key_use(&self, payload_hash: &str) -> KeyUse {
+        if self.payload_hash == payload_hash { KeyUse::Replay(self.response.clone()) } else { KeyUse::OtherPayload }
+    }
 }
 
 /// A session's recorded outcome.
@@ -226,6 +235,8 @@ fn checkout_may_start(current: &Claim, read: &Claim, now: DateTime<Utc>) -> bool
 pub(crate) struct MemoryStore {
     tables: Mutex<Tables>,
     faults: Faults<StoreError>,
+    /// As the adapter's: what `cached_resource` read, per process.
+    resources: ResourceCache,
 }
 
 impl MemoryStore {
@@ -238,6 +249,12 @@ impl MemoryStore {
         let store = Self::new();
         lock(&store.tables).resources.extend(resources.into_iter().map(|r| (r.id.clone(), r)));
         store
+    }
+
+    /// Stores `resource` as another process would: this store's resource
+    /// cache keeps what it read before.
+    pub fn put_resource_elsewhere(&self, resource: Resource) {
+        lock(&self.tables).resources.insert(resource.id.clone(), resource);
     }
 
     /// Makes the next call of storage operation `op` (a port method's name,
@@ -297,7 +314,12 @@ impl ResourceStore for MemoryStore {
         self.with("get_resource", |t| t.resources.get(id).cloned())
     }
 
+    async fn cached_resource(&self, id: &ResourceId, now: DateTime<Utc>) -> Result<Option<Resource>, StoreError> {
+        self.resources.read_through(self, id, now).await
+    }
+
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
+        self.resources.forget(&resource.id);
         self.with("put_resource", |t| {
             t.resources.insert(resource.id.clone(), resource.clone());
         })
@@ -309,17 +331,35 @@ impl ResourceStore for MemoryStore {
 }
 
 impl ClaimStore for MemoryStore {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+    async fn place_hold(
+        &self,
+        claim: &Claim,
+        answer: Option<&IdempotentAnswer>,
+        now: DateTime<Utc>,
+    ) -> Result<HoldOutcome, StoreError> {
         self.with("place_hold", |t| {
+            if let Some(answer) = answer
+                && let Some(record) = t.idempotency.get(&answer.key).filter(|r| r.is_live(now))
+            {
+                return HoldOutcome::KeyUsed(record.key_use(&answer.payload_hash));
+            }
             if t.claims.contains_key(&claim.reservation_id) {
-                return ClaimOutcome::Stale;
+                return HoldOutcome::Stale;
             }
             if let Some(by) = t.blocking_lock(claim, |l| lock_free(l, now)) {
-                return ClaimOutcome::Taken { by: Box::new(by) };
+                return HoldOutcome::Taken { by: Box::new(by) };
             }
             t.put_claim(claim);
             t.put_locks(claim);
-            ClaimOutcome::Done
+            if let Some(answer) = answer {
+                let record = IdempotencyRecord {
+                    payload_hash: answer.payload_hash.clone(),
+                    response: answer.response.clone(),
+                    expires_at: as_stored_time(answer.expires_at),
+                };
+                t.idempotency.insert(answer.key.clone(), record);
+            }
+            HoldOutcome::Placed
         })
     }
 
@@ -367,70 +407,8 @@ impl ReservationHistory for MemoryStore {
 }
 
 impl IdempotencyStore for MemoryStore {
-    async fn start_idempotent(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        now: DateTime<Utc>,
-        in_progress_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<IdempotencyStart, StoreError> {
-        self.faults.take("start_idempotent")?;
-        let mut tables = lock(&self.tables);
-        // A record blocks its key until it expires; an IN_PROGRESS one only
-        // until its own, shorter expiry.
-        let blocking = tables.idempotency.get(key).filter(|r| {
-            r.expires_at.timestamp() >= now.timestamp()
-                && (r.response.is_some()
-                    || r.in_progress_until.is_none_or(|t| t.timestamp_millis() >= now.timestamp_millis()))
-        });
-        let Some(existing) = blocking else {
-            let record = IdempotencyRecord {
-                payload_hash: Some(payload_hash.to_owned()),
-                response: None,
-                in_progress_until: Some(in_progress_until),
-                expires_at: as_stored_time(expires_at),
-            };
-            tables.idempotency.insert(key.to_owned(), record);
-            return Ok(IdempotencyStart::Started);
-        };
-        let Some(hash) = &existing.payload_hash else {
-            return Err(StoreError::Corrupt { op: "start idempotent request", source: "no payload_hash".into() });
-        };
-        Ok(match &existing.response {
-            _ if hash != payload_hash => IdempotencyStart::PayloadMismatch,
-            Some(saved) => IdempotencyStart::Completed(saved.clone()),
-            None => IdempotencyStart::InProgress,
-        })
-    }
-
-    async fn complete_idempotent(
-        &self,
-        key: &str,
-        response: &SavedResponse,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.with("complete_idempotent", |t| {
-            let expires_at = as_stored_time(expires_at);
-            let record = t.idempotency.entry(key.to_owned()).or_insert_with(|| IdempotencyRecord {
-                payload_hash: None,
-                response: None,
-                in_progress_until: None,
-                expires_at,
-            });
-            record.response = Some(response.clone());
-            record.in_progress_until = None;
-            record.expires_at = expires_at;
-        })
-    }
-
-    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
-        self.with("abandon_idempotent", |t| {
-            // Only an IN_PROGRESS record: a completed one (someone else's) stays.
-            if t.idempotency.get(key).is_some_and(|r| r.response.is_none()) {
-                t.idempotency.remove(key);
-            }
-        })
+    async fn key_use(&self, key: &str, payload_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyUse>, StoreError> {
+        self.with("key_use", |t| t.idempotency.get(key).filter(|r| r.is_live(now)).map(|r| r.key_use(payload_hash)))
     }
 }
 
@@ -742,14 +720,14 @@ mod tests {
         for (existing, placed) in cases {
             let store = store_with(existing.clone(), None);
             let hold = mine(ClaimStatus::Held, Duration::minutes(30));
-            let outcome = store.place_hold(&hold, now()).await.unwrap();
+            let outcome = store.place_hold(&hold, None, now()).await.unwrap();
             let stored = store.snapshot().claim(&hold.slot).cloned();
             match outcome {
-                ClaimOutcome::Done => {
+                HoldOutcome::Placed => {
                     assert!(placed, "{existing:?}");
                     assert_eq!(stored, Some(hold), "the new hold owns the start cell");
                 }
-                ClaimOutcome::Taken { by } => {
+                HoldOutcome::Taken { by } => {
                     assert!(!placed, "{existing:?}");
                     let existing = existing.unwrap();
                     assert_eq!(
@@ -758,7 +736,7 @@ mod tests {
                     );
                     assert_eq!(stored, Some(existing), "nothing written");
                 }
-                ClaimOutcome::Stale => panic!("a fresh id cannot be stale"),
+                other => panic!("a fresh id with no key: {other:?}"),
             }
         }
     }
@@ -772,12 +750,12 @@ mod tests {
         let mut hold = mine(ClaimStatus::Held, Duration::minutes(30));
         hold.slot.start = booked.end + Duration::minutes(10);
         hold.end = hold.slot.start + Duration::minutes(30);
-        let outcome = store.place_hold(&hold, now()).await.unwrap();
-        assert!(matches!(outcome, ClaimOutcome::Taken { by } if by.reservation_id == booked.reservation_id));
+        let outcome = store.place_hold(&hold, None, now()).await.unwrap();
+        assert!(matches!(outcome, HoldOutcome::Taken { by } if by.reservation_id == booked.reservation_id));
         // Starting when the buffer ends: free.
         hold.slot.start = booked.end + Duration::minutes(15);
         hold.end = hold.slot.start + Duration::minutes(30);
-        assert!(matches!(store.place_hold(&hold, now()).await.unwrap(), ClaimOutcome::Done));
+        assert!(matches!(store.place_hold(&hold, None, now()).await.unwrap(), HoldOutcome::Placed));
     }
 
     /// The payment transactions of the sample reservation's session `cs_1`.

@@ -9,12 +9,12 @@
 //! faults are switched off (the quiesce phase) just proceeds.
 //!
 //! Covered, by trait (the name in quotes is what step logs show):
-//! - `ResourceStore`: "get_resource", "put_resource", "list_resources"
+//! - `ResourceStore`: "get_resource", "cached_resource", "put_resource", "list_resources"
 //! - `ClaimStore`: "place_hold", "get_claim", "cells_on_day", "day_tokens"
 //! - `ReservationHistory`: "record_reservation", "get_reservation_record"
-//! - `IdempotencyStore`: "start_idempotent", "complete_idempotent", "abandon_idempotent"
+//! - `IdempotencyStore`: "key_use"
 //! - `PaymentStore`: "start_checkout", "attach_checkout", "checkout_record",
-//!   "payment_outcome", "confirm_paid", "decide_refund",
+//!   "payment_outcome", "session_state", "confirm_paid", "decide_refund",
 //!   "hold_for_pending_payment", "release", "retire_hold", "record_unpaid_outcome"
 //! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking",
 //!   "reschedule"
@@ -34,8 +34,8 @@ use slotguard::domain::{
 };
 use slotguard::ports::{
     Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
-    IdempotencyStart, IdempotencyStore, PaymentError, PaymentStore, Payments, QueueError, RefundCause,
-    ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, PaymentError, PaymentStore, Payments, QueueError,
+    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SessionState, StoreError,
 };
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -279,6 +279,9 @@ impl<T: ResourceStore> ResourceStore for Faulty<T> {
     async fn get_resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
         faulty!("get_resource", self.0.get_resource(id), store("get_resource"))
     }
+    async fn cached_resource(&self, id: &ResourceId, now: DateTime<Utc>) -> Result<Option<Resource>, StoreError> {
+        faulty!("cached_resource", self.0.cached_resource(id, now), store("cached_resource"))
+    }
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
         faulty!("put_resource", self.0.put_resource(resource), store("put_resource"))
     }
@@ -288,8 +291,13 @@ impl<T: ResourceStore> ResourceStore for Faulty<T> {
 }
 
 impl<T: ClaimStore> ClaimStore for Faulty<T> {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
-        faulty!("place_hold", self.0.place_hold(claim, now), store("place_hold"))
+    async fn place_hold(
+        &self,
+        claim: &Claim,
+        answer: Option<&IdempotentAnswer>,
+        now: DateTime<Utc>,
+    ) -> Result<HoldOutcome, StoreError> {
+        faulty!("place_hold", self.0.place_hold(claim, answer, now), store("place_hold"))
     }
     async fn get_claim(&self, id: &ReservationId) -> Result<Option<Claim>, StoreError> {
         faulty!("get_claim", self.0.get_claim(id), store("get_claim"))
@@ -312,38 +320,12 @@ impl<T: ReservationHistory> ReservationHistory for Faulty<T> {
 }
 
 impl<T: IdempotencyStore> IdempotencyStore for Faulty<T> {
-    async fn start_idempotent(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        now: DateTime<Utc>,
-        in_progress_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<IdempotencyStart, StoreError> {
-        faulty!(
-            "start_idempotent",
-            self.0.start_idempotent(key, payload_hash, now, in_progress_until, expires_at),
-            store("start_idempotent")
-        )
-    }
-    async fn complete_idempotent(
-        &self,
-        key: &str,
-        response: &SavedResponse,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        faulty!(
-            "complete_idempotent",
-            self.0.complete_idempotent(key, response, expires_at),
-            store("complete_idempotent")
-        )
-    }
-    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
-        faulty!("abandon_idempotent", self.0.abandon_idempotent(key), store("abandon_idempotent"))
+    async fn key_use(&self, key: &str, payload_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyUse>, StoreError> {
+        faulty!("key_use", self.0.key_use(key, payload_hash, now), store("key_use"))
     }
 }
 
-impl<T: PaymentStore> PaymentStore for Faulty<T> {
+impl<T: PaymentStore + ClaimStore> PaymentStore for Faulty<T> {
     async fn start_checkout(
         &self,
         claim: &Claim,
@@ -366,6 +348,13 @@ impl<T: PaymentStore> PaymentStore for Faulty<T> {
     }
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
         faulty!("payment_outcome", self.0.payment_outcome(session_id), store("payment_outcome"))
+    }
+    async fn session_state(
+        &self,
+        reservation_id: &ReservationId,
+        session_id: &str,
+    ) -> Result<SessionState, StoreError> {
+        faulty!("session_state", self.0.session_state(reservation_id, session_id), store("session_state"))
     }
     async fn confirm_paid(
         &self,

@@ -25,7 +25,7 @@ use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,
     ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, SlotKey, rfc3339,
 };
-use crate::ports::{Attention, ReservationRecord};
+use crate::ports::{Attention, IdempotentAnswer, ReservationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -167,6 +167,21 @@ pub fn idempotency_key(key_text: &str) -> Item {
     key(format!("IDEMPOTENCY#{key_text}"), "IDEMPOTENCY".into())
 }
 
+/// The COMPLETED idempotency record of an answer, written with its work.
+pub fn answer_item(answer: &IdempotentAnswer) -> Item {
+    let mut item = idempotency_key(&answer.key);
+    item.insert("kind".into(), s("idempotency"));
+    item.insert("status".into(), s("COMPLETED"));
+    item.insert("payload_hash".into(), s(&answer.payload_hash));
+    item.insert("response_status".into(), n(i64::from(answer.response.status)));
+    item.insert("response_body".into(), s(&answer.response.body));
+    if let Some(location) = &answer.response.location {
+        item.insert("response_location".into(), s(location));
+    }
+    item.insert(EXPIRES_AT.into(), epoch(answer.expires_at));
+    item
+}
+
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([(PK.into(), AttributeValue::S(pk)), (SK.into(), AttributeValue::S(sk))])
 }
@@ -297,8 +312,8 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(terms) = &claim.checkout_terms {
         item.extend(checkout_terms_attributes(terms));
     }
-    if let Some(r) = &claim.request_ref {
-        item.insert("request_ref".into(), s(r));
+    if let Some(v) = &claim.settings_version {
+        item.insert("settings_version".into(), s(v));
     }
     if let Some(link) = &claim.checkout {
         item.insert("checkout_session_id".into(), s(&link.session_id));
@@ -351,7 +366,7 @@ impl TryFrom<&Item> for Claim {
             checkout,
             payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
             cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
-            request_ref: get_s(item, "request_ref").ok().map(str::to_owned),
+            settings_version: get_s(item, "settings_version").ok().map(str::to_owned),
             terms: get_json(item, "terms")?,
             day_token: get_opt_json(item, "day_token")?,
             version: u32::try_from(get_n(item, "version")?).map_err(|_| ItemError("version is out of range".into()))?,
@@ -526,7 +541,7 @@ mod tests {
         });
         c.checkout = Some(CheckoutLink { session_id: "cs_test_1".into(), url: "https://checkout/x".into() });
         c.payment_intent = Some("pi_1".into());
-        c.request_ref = Some("ref".into());
+        c.settings_version = Some("0123456789abcdef".into());
         assert_eq!(Claim::try_from(&claim_item(&c)).unwrap(), c);
         let cancelling = Claim { status: ClaimStatus::Cancelling, ..c };
         assert_eq!(Claim::try_from(&claim_item(&cancelling)).unwrap(), cancelling);

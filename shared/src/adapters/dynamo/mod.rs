@@ -7,15 +7,17 @@ use crate::domain::{
     Resource, ResourceId,
 };
 use crate::ports::{
-    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, IdempotencyStart, IdempotencyStore,
-    PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SavedResponse, StoreError,
+    Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
+    KeyUse, PaymentStore, RefundCause, ReservationHistory, ReservationRecord, ResourceCache, ResourceStore,
+    SavedResponse, SessionState, StoreError,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use items::*;
 use std::collections::HashMap;
@@ -33,16 +35,18 @@ const RETRYABLE_CODES: &[&str] = &[
     "TransactionInProgressException",
 ];
 
-/// Storage on one DynamoDB table. Cheap to clone; build it once per process.
+/// Storage on one DynamoDB table. Cheap to clone (clones share the client
+/// and the resource cache); build it once per process.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    resources: ResourceCache,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), resources: ResourceCache::default() }
     }
 
     /// The client, for adapters and tools that need it directly.
@@ -118,6 +122,8 @@ mod condition {
     pub const MINE: &str = "reservation_id = :me";
     /// The booking is `:me`'s and confirmed.
     pub const MY_BOOKING: &str = "reservation_id = :me AND #status = :confirmed";
+    /// An idempotency key with no live record: none, or one past its expiry.
+    pub const KEY_UNUSED: &str = concat!(absent!(), " OR #expires_at < :now");
     /// A hold that lapsed at `:now`.
     pub const MY_EXPIRED_HOLD: &str = concat!("reservation_id = :me AND ", expired_hold!());
 }
@@ -161,7 +167,12 @@ impl ResourceStore for DynamoStore {
         self.get("get resource", resource_key(id)).await
     }
 
+    async fn cached_resource(&self, id: &ResourceId, now: DateTime<Utc>) -> Result<Option<Resource>, StoreError> {
+        self.resources.read_through(self, id, now).await
+    }
+
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
+        self.resources.forget(&resource.id);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -191,11 +202,35 @@ impl ResourceStore for DynamoStore {
 }
 
 impl ClaimStore for DynamoStore {
-    async fn place_hold(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+    async fn place_hold(
+        &self,
+        claim: &Claim,
+        answer: Option<&IdempotentAnswer>,
+        now: DateTime<Utc>,
+    ) -> Result<HoldOutcome, StoreError> {
         const OP: &str = "place hold";
-        let mut items = vec![self.put(OP, claim_item(claim), condition::ABSENT, &claim.reservation_id, now)?];
+        let me = &claim.reservation_id;
+        // The answer's record first: when its key is used, that is the reason reported.
+        let mut items = Vec::new();
+        if let Some(answer) = answer {
+            items.push(self.put(OP, answer_item(answer), condition::KEY_UNUSED, me, now)?);
+        }
+        items.push(self.put(OP, claim_item(claim), condition::ABSENT, me, now)?);
         items.extend(self.lock_puts(OP, claim, &claim.locks(), condition::LOCK_FREE, now)?);
-        self.transact_locks(OP, items, &claim.reservation_id).await
+        let reasons = match self.transact_once(OP, items).await? {
+            None => return Ok(HoldOutcome::Placed),
+            Some(reasons) => reasons,
+        };
+        if let Some(answer) = answer
+            && let Some(record) = reasons.first().filter(|r| r.code() == Some("ConditionalCheckFailed"))
+        {
+            let record = record.item().cloned().unwrap_or_default();
+            return Ok(HoldOutcome::KeyUsed(key_use(OP, &record, &answer.payload_hash)?));
+        }
+        Ok(match lock_outcome(OP, &reasons, me)? {
+            ClaimOutcome::Taken { by } => HoldOutcome::Taken { by },
+            _ => HoldOutcome::Stale,
+        })
     }
 
     async fn get_claim(&self, id: &ReservationId) -> Result<Option<Claim>, StoreError> {
@@ -404,20 +439,33 @@ impl DynamoStore {
     /// Runs a transaction that claims locks for `me`, and says why it did
     /// not commit: a lock held by someone else (read from the failed
     /// condition's old item), or any other condition ([`ClaimOutcome::Stale`]).
-    /// A collision with another transaction on the same items, with no
-    /// condition failed, is not an answer: the transaction is sent again
-    /// (jittered backoff), so a loser always names a live holder.
     async fn transact_locks(
         &self,
         op: &'static str,
         items: Vec<TransactWriteItem>,
         me: &ReservationId,
     ) -> Result<ClaimOutcome, StoreError> {
+        match self.transact_once(op, items).await? {
+            None => Ok(ClaimOutcome::Done),
+            Some(reasons) => lock_outcome(op, &reasons, me),
+        }
+    }
+
+    /// Runs a transaction until it commits (`None`) or a condition fails
+    /// (`Some`, each item's cancellation reason). A collision with another
+    /// transaction on the same items, with no condition failed, is not an
+    /// answer: the transaction is sent again (jittered backoff), so a loser
+    /// always learns which condition it failed.
+    async fn transact_once(
+        &self,
+        op: &'static str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
         let mut conflicts = 0;
         loop {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             let cancelled = match result {
-                Ok(_) => return Ok(ClaimOutcome::Done),
+                Ok(_) => return Ok(None),
                 Err(SdkError::ServiceError(e))
                     if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
                 {
@@ -426,13 +474,9 @@ impl DynamoStore {
                 }
                 Err(e) => return Err(store_error(op, e)),
             };
-            let reasons = cancelled.cancellation_reasons();
-            if let Some(failed) = reasons.iter().find(|r| r.code() == Some("ConditionalCheckFailed")) {
-                let holder = failed.item().filter(|item| get_s(item, "kind") == Ok("lock"));
-                return match holder.map(Lock::try_from).transpose().map_err(|e| corrupt(op, e))? {
-                    Some(lock) if &lock.reservation_id != me => Ok(ClaimOutcome::Taken { by: Box::new(lock) }),
-                    _ => Ok(ClaimOutcome::Stale),
-                };
+            let reasons = cancelled.cancellation_reasons.unwrap_or_default();
+            if reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
+                return Ok(Some(reasons));
             }
             let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
             let collided = codes.iter().all(|c| matches!(*c, "None" | "TransactionConflict"));
@@ -591,6 +635,46 @@ impl PaymentStore for DynamoStore {
 
     async fn payment_outcome(&self, session_id: &str) -> Result<Option<PaymentOutcome>, StoreError> {
         self.get::<PaymentOutcome>("get payment outcome", payment_key(session_id)).await
+    }
+
+    async fn session_state(
+        &self,
+        reservation_id: &ReservationId,
+        session_id: &str,
+    ) -> Result<SessionState, StoreError> {
+        const OP: &str = "read session state";
+        let keys = [checkout_record_key(reservation_id), payment_key(session_id), claim_key(reservation_id)];
+        let mut found: Vec<Item> = Vec::with_capacity(keys.len());
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(keys.to_vec()))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        // Keys DynamoDB left unprocessed (throttling) are asked for again.
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| store_error(OP, e))?;
+            found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => pending = rest,
+                _ => {
+                    let named = |key: &Item| found.iter().find(|item| item.get(PK) == key.get(PK));
+                    let read = |e: ItemError| corrupt(OP, e);
+                    return Ok(SessionState {
+                        checkout: named(&keys[0]).map(CheckoutRecord::try_from).transpose().map_err(read)?,
+                        outcome: named(&keys[1]).map(PaymentOutcome::try_from).transpose().map_err(read)?,
+                        claim: named(&keys[2]).map(Claim::try_from).transpose().map_err(read)?,
+                    });
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=10u64 << attempt.min(6)))).await;
+        }
+        Err(StoreError::Unavailable { op: OP, source: "keys left unprocessed".into() })
     }
 
     async fn confirm_paid(
@@ -778,6 +862,36 @@ impl AttentionStore for DynamoStore {
     }
 }
 
+/// Why a transaction claiming locks for `me` failed: the first failed
+/// condition's old item names the lock's holder ([`ClaimOutcome::Taken`]),
+/// or it was another condition ([`ClaimOutcome::Stale`]).
+fn lock_outcome(
+    op: &'static str,
+    reasons: &[CancellationReason],
+    me: &ReservationId,
+) -> Result<ClaimOutcome, StoreError> {
+    let failed = reasons.iter().find(|r| r.code() == Some("ConditionalCheckFailed"));
+    let holder = failed.and_then(|r| r.item()).filter(|item| get_s(item, "kind") == Ok("lock"));
+    Ok(match holder.map(Lock::try_from).transpose().map_err(|e| corrupt(op, e))? {
+        Some(lock) if &lock.reservation_id != me => ClaimOutcome::Taken { by: Box::new(lock) },
+        _ => ClaimOutcome::Stale,
+    })
+}
+
+/// What a live idempotency record says about a request with `payload_hash`.
+fn key_use(op: &'static str, record: &Item, payload_hash: &str) -> Result<KeyUse, StoreError> {
+    let bad = |e: ItemError| corrupt(op, e);
+    if get_s(record, "payload_hash").map_err(bad)? != payload_hash {
+        return Ok(KeyUse::OtherPayload);
+    }
+    Ok(KeyUse::Replay(SavedResponse {
+        status: u16::try_from(get_n(record, "response_status").map_err(bad)?)
+            .map_err(|_| corrupt(op, ItemError("response_status out of range".into())))?,
+        body: get_s(record, "response_body").map_err(bad)?.to_owned(),
+        location: get_s(record, "response_location").ok().map(str::to_owned),
+    }))
+}
+
 /// `Ok(true)` if a conditional write went through, `Ok(false)` if its
 /// condition failed; any other failure is classified by [`store_error`].
 fn conditional<T, E, R>(op: &'static str, result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
@@ -792,114 +906,20 @@ where
     }
 }
 
-const IN_PROGRESS: &str = "IN_PROGRESS";
-const COMPLETED: &str = "COMPLETED";
-
 impl IdempotencyStore for DynamoStore {
-    async fn start_idempotent(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        now: DateTime<Utc>,
-        in_progress_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<IdempotencyStart, StoreError> {
-        const OP: &str = "start idempotent request";
-        let mut item = idempotency_key(key);
-        item.insert("status".into(), s(IN_PROGRESS));
-        item.insert("payload_hash".into(), s(payload_hash));
-        item.insert("in_progress_expires_at".into(), n(in_progress_until.timestamp_millis()));
-        item.insert(EXPIRES_AT.into(), epoch(expires_at));
-        let result = self
+    async fn key_use(&self, key: &str, payload_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyUse>, StoreError> {
+        const OP: &str = "read idempotency record";
+        let out = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // A record blocks the key until it expires; an IN_PROGRESS one only
-            // until its own, shorter expiry (its Lambda may have died).
-            .condition_expression(
-                "attribute_not_exists(pk) OR #expires_at < :now \
-                 OR (#status = :in_progress AND in_progress_expires_at < :now_ms)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#expires_at", EXPIRES_AT)
-            .expression_attribute_values(":now", epoch(now))
-            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let existing = match result {
-            Ok(_) => return Ok(IdempotencyStart::Started),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                let PutItemError::ConditionalCheckFailedException(failed) = e.err() else { unreachable!() };
-                failed.item().cloned().unwrap_or_default()
-            }
-            Err(e) => return Err(store_error(OP, e)),
-        };
-        let bad = |e: ItemError| corrupt(OP, e);
-        if get_s(&existing, "payload_hash").map_err(bad)? != payload_hash {
-            return Ok(IdempotencyStart::PayloadMismatch);
-        }
-        match get_s(&existing, "status").map_err(bad)? {
-            COMPLETED => Ok(IdempotencyStart::Completed(SavedResponse {
-                status: u16::try_from(get_n(&existing, "response_status").map_err(bad)?)
-                    .map_err(|_| corrupt(OP, ItemError("response_status out of range".into())))?,
-                body: get_s(&existing, "response_body").map_err(bad)?.to_owned(),
-                location: get_s(&existing, "response_location").ok().map(str::to_owned),
-            })),
-            _ => Ok(IdempotencyStart::InProgress),
-        }
-    }
-
-    async fn complete_idempotent(
-        &self,
-        key: &str,
-        response: &SavedResponse,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut update = self
-            .client
-            .update_item()
+            .get_item()
             .table_name(&self.table)
             .set_key(Some(idempotency_key(key)))
-            .update_expression(
-                "SET #status = :completed, response_status = :rs, response_body = :rb, #expires_at = :exp \
-                 REMOVE in_progress_expires_at",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#expires_at", EXPIRES_AT)
-            .expression_attribute_values(":completed", s(COMPLETED))
-            .expression_attribute_values(":rs", n(i64::from(response.status)))
-            .expression_attribute_values(":rb", s(&response.body))
-            .expression_attribute_values(":exp", epoch(expires_at));
-        if let Some(location) = &response.location {
-            update = update
-                .update_expression(
-                    "SET #status = :completed, response_status = :rs, response_body = :rb, #expires_at = :exp, \
-                     response_location = :loc REMOVE in_progress_expires_at",
-                )
-                .expression_attribute_values(":loc", s(location));
-        }
-        update.send().await.map_err(|e| store_error("complete idempotent request", e))?;
-        Ok(())
-    }
-
-    async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(idempotency_key(key)))
-            .condition_expression("#status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .consistent_read(true)
             .send()
             .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                // Someone else's record replaced ours (ours had expired): leave it.
-                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-                _ => Err(store_error("abandon idempotent request", e)),
-            })
+            .map_err(|e| store_error(OP, e))?;
+        // Past its expiry a record is gone, whether or not TTL deleted it yet.
+        let live = out.item().filter(|r| get_n(r, EXPIRES_AT).is_ok_and(|at| at >= now.timestamp()));
+        live.map(|record| key_use(OP, record, payload_hash)).transpose()
     }
 }
