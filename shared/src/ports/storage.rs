@@ -422,8 +422,11 @@ pub const RESOURCE_CACHE_AGE: chrono::Duration = chrono::Duration::seconds(60);
 /// [`ResourceCache::CAPACITY`] of them (then it starts over). Clones share it.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceCache {
-    entries: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ResourceId, (DateTime<Utc>, Resource)>>>,
+    entries: std::sync::Arc<std::sync::Mutex<CachedResources>>,
 }
+
+/// Each cached resource with the instant it was read.
+type CachedResources = std::collections::HashMap<ResourceId, (DateTime<Utc>, Resource)>;
 
 impl ResourceCache {
     /// How many resources one process keeps.
