@@ -10,7 +10,9 @@
 //! on a local day the type's `max_per_day` has not filled. Locks are read with
 //! one Query per UTC day the candidates' blocked intervals touch, and one per
 //! local day for day tokens, concurrently. `from` defaults to now, `to` to
-//! `from` + 7 days; the range may span at most 31 days.
+//! `from` + 7 days; the range may span at most 31 days. The resource's
+//! settings come from the same in-process cache reserve uses (at most a
+//! minute old), so a warm read of one day is one Query.
 
 use super::problem::api_error;
 use super::{RequestError, json_response, path_param, respond};
@@ -122,7 +124,7 @@ async fn run<S: ResourceStore + ClaimStore>(
     if to - from > MAX_RANGE {
         return Err(AvailabilityError::RangeTooLarge);
     }
-    let resource = store.get_resource(&resource_id).await?.ok_or_else(not_found)?;
+    let resource = store.cached_resource(&resource_id, now).await?.ok_or_else(not_found)?;
     let minutes = match query.first("duration") {
         Some(v) => Some(v.parse::<u32>().map_err(|_| AvailabilityError::InvalidDuration)?),
         None => None,
