@@ -72,7 +72,7 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
         std::future::pending(),
     ));
     let gw = gateway::Gateway {
-        store: DynamoStore::new(ddb_client, table),
+        store: DynamoStore::new(ddb_client.clone(), table.clone()),
         admin: AdminAuth::Token(ADMIN.into()),
         payments: Arc::new(StripePayments::new("sk_test_bench", Some(&stripe_proxy)).expect("a Stripe client")),
         checkout_urls: CheckoutUrls {
@@ -82,7 +82,13 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
         calendar: SqsCalendarQueue::new(sqs_client, queue_url),
         verifier: WebhookVerifier::new(webhook_secret),
     };
+    // A second gateway with a store of its own (its own resource cache): a
+    // new process, whose first reserve reads the resource.
+    let fresh = gateway::Gateway { store: DynamoStore::new(ddb_client, table), ..gw.clone() };
+    let fresh_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the gateway");
+    let fresh_base = format!("http://{}", fresh_listener.local_addr().expect("an address"));
     tokio::spawn(gateway::serve(listener, gw, std::future::pending()));
+    tokio::spawn(gateway::serve(fresh_listener, fresh, std::future::pending()));
     let http = reqwest::Client::new();
     let open = json!([{"start": "00:00", "end": "24:00"}]);
     let spec = json!({
@@ -98,13 +104,14 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
         json!({"resource_id": "flows", "start": slotguard::domain::rfc3339(start),
             "customer": {"name": "Bench", "email": format!("flow{slot}@example.com")}})
     };
-    let reserve = |slot: i64, key: Option<&'static str>| {
+    let reserve_at = |base: &str, slot: i64, key: Option<&'static str>| {
         let mut req = http.post(format!("{base}/v1/reservations")).json(&body(slot));
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
         }
         req.send()
     };
+    let reserve = |slot: i64, key: Option<&'static str>| reserve_at(&base, slot, key);
     // Every route once first, so connection set-up is not counted.
     let warm = reserve(90, None).await.expect("warm-up reserve");
     let (_, warm_hold) = status_and_json(warm).await;
@@ -115,6 +122,8 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
 
     let (status, held) = status_and_json(reserve(0, None).await.expect("reserve")).await;
     counted.print("reserve, no key", &status.to_string());
+    let (status, _) = status_and_json(reserve_at(&fresh_base, 2, None).await.expect("reserve")).await;
+    counted.print("reserve, new process", &status.to_string());
     let id = held["reservation_id"].as_str().unwrap_or_default().to_owned();
 
     let (status, _) = status_and_json(reserve(1, Some("bench-flow-key")).await.expect("reserve")).await;

@@ -233,8 +233,9 @@ async fn main() {
     if section("flows") {
         heading(
             "Round trips per request, counted by recording proxies in front of DynamoDB Local, the SQS server \
-             and the Stripe simulator (handlers in-process behind the gateway; status = HTTP status, for confirm \
-             the webhook's)",
+             and the Stripe simulator (handlers in-process behind the gateway, warm: every route called once \
+             before, the resource cached as a warm Lambda has it; \"new process\" = a gateway with a cold cache; \
+             status = HTTP status, for confirm the webhook's)",
         );
         flows::round_trips(&dynamodb_url, &sqs_url, WEBHOOK_SECRET).await;
     }
