@@ -8,7 +8,9 @@ use slotguard::api::cancel::{CancelDeps, cancel};
 use slotguard::api::reschedule::{RescheduleDeps, reschedule};
 use slotguard::config;
 
-#[tokio::main]
+// Lambda sends one invocation at a time: a runtime without worker threads
+// starts faster and does the same work.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let aws = config::aws().await;

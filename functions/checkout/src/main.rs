@@ -4,7 +4,9 @@ use lambda_http::{Error, run, service_fn};
 use slotguard::api::checkout::checkout;
 use slotguard::config;
 
-#[tokio::main]
+// Lambda sends one invocation at a time: a runtime without worker threads
+// starts faster and does the same work.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let aws = config::aws().await;

@@ -7,7 +7,9 @@ use lambda_http::{Error, run, service_fn};
 use slotguard::api::admin_bookings::admin_bookings;
 use slotguard::api::put_resource::put_resource;
 
-#[tokio::main]
+// Lambda sends one invocation at a time: a runtime without worker threads
+// starts faster and does the same work.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let store = slotguard::config::store_from_env().await?;

@@ -6,7 +6,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use slotguard::config;
 use slotguard::jobs::reconcile::{ReconcileReport, reconcile};
 
-#[tokio::main]
+// Lambda sends one invocation at a time: a runtime without worker threads
+// starts faster and does the same work.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let aws = config::aws().await;

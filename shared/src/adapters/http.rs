@@ -29,14 +29,16 @@ pub enum SetupError {
 /// with them), which turns a write into a read and its answer into nonsense;
 /// a redirect to another host would drop the credentials. Both surface as a
 /// permanent `http_3xx` error telling the admin to configure the final URL.
+///
+/// TLS: the process's shared configuration ([`crate::adapters::tls`]).
 pub fn client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    crate::adapters::install_crypto_provider();
     let redirects = reqwest::redirect::Policy::custom(|attempt| {
         let same_origin = attempt.previous().last().is_some_and(|prev| prev.origin() == attempt.url().origin());
         let replays_body = matches!(attempt.status().as_u16(), 307 | 308);
         if replays_body && same_origin && attempt.previous().len() <= 5 { attempt.follow() } else { attempt.stop() }
     });
     reqwest::Client::builder()
+        .use_preconfigured_tls(crate::adapters::tls::client_config().as_ref().clone())
         .connect_timeout(timeout)
         .timeout(timeout)
         .redirect(redirects)

@@ -13,6 +13,8 @@
 //!   picks between them per resource; [`http`] is their shared HTTP client.
 //! - [`aws`]: the AWS SDK configuration the DynamoDB, SQS and Secrets Manager
 //!   clients are built from.
+//! - [`tls`]: the one crypto provider and the compiled-in roots every HTTPS
+//!   client here uses.
 
 pub mod aws;
 pub mod caldav;
@@ -22,11 +24,6 @@ pub mod google;
 pub mod http;
 pub mod sqs;
 pub mod stripe;
+pub mod tls;
 
-/// Makes aws-lc-rs the process's TLS crypto provider. Two providers are
-/// compiled in (the AWS SDK's aws-lc-rs and ring, which reqwest brings), and
-/// rustls refuses to guess between them; every client constructor here calls
-/// this first. Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
+pub use tls::install_crypto_provider;
