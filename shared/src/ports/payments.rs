@@ -48,7 +48,7 @@ pub trait Payments: Send + Sync {
 }
 
 /// Why a webhook request was refused.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("missing Stripe-Signature header")]
     Missing,

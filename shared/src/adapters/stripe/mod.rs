@@ -5,6 +5,15 @@
 //! client talks to real Stripe with test or live keys, or to the local
 //! simulator. [`WebhookVerifier`] checks `Stripe-Signature` and turns Checkout
 //! Session events into [`SessionEvent`]s.
+//!
+//! Size: async-stripe's typed objects come with their readers, and a Checkout
+//! Session, a Refund or a webhook `Event` reaches (through expandable fields)
+//! most of Stripe's object model — about 3 MiB of code in every function that
+//! read one. The requests are still built by async-stripe's request types and
+//! sent by its client, but their replies are read into the few fields
+//! slotguard uses ([`StripeRequest::build`] + `customize::<T>()`, the
+//! client's own extension point), and webhook bodies are verified here (the
+//! scheme below) and read from their JSON, as they already were.
 
 use crate::domain::payment::metadata;
 use crate::domain::{
@@ -12,6 +21,8 @@ use crate::domain::{
 };
 use crate::ports::{Delivery, PaymentError, Payments, RefundCause, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::time::Duration;
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
@@ -21,7 +32,6 @@ use stripe_checkout::checkout_session::{
 };
 use stripe_core::refund::{CreateRefund, CreateRefundReason};
 use stripe_shared::CheckoutSessionMode;
-use stripe_webhook::{Webhook, WebhookError};
 
 /// Stripe through async-stripe.
 pub struct StripePayments {
@@ -110,14 +120,15 @@ impl Payments for StripePayments {
             .expires_at(r.expires_at.timestamp())
             .success_url(r.success_url.clone())
             .cancel_url(r.cancel_url.clone())
-            .customize()
+            .build()
+            .customize::<SessionReply>()
             .request_strategy(idempotent(checkout_idempotency_key(r))?)
             .send(&self.client)
             .await
             .map_err(classify)?;
         let url = session.url.ok_or_else(|| PaymentError::Rejected("Checkout Session has no url".into()))?;
         Ok(CheckoutSession {
-            id: session.id.to_string(),
+            id: session.id,
             url,
             expires_at: DateTime::from_timestamp(session.expires_at, 0).unwrap_or(r.expires_at),
         })
@@ -142,13 +153,28 @@ impl Payments for StripePayments {
                 (metadata::RESERVATION_ID.to_owned(), reservation_id.to_string()),
                 ("cause".to_owned(), cause.as_str().to_owned()),
             ]))
-            .customize()
+            .build()
+            .customize::<RefundReply>()
             .request_strategy(idempotent(idempotency_key.to_owned())?)
             .send(&self.client)
             .await
             .map_err(classify)?;
-        Ok(refund.id.to_string())
+        Ok(refund.id)
     }
+}
+
+/// What slotguard reads of a created Checkout Session (other fields are skipped).
+#[derive(miniserde::Deserialize)]
+struct SessionReply {
+    id: String,
+    url: Option<String>,
+    expires_at: i64,
+}
+
+/// What slotguard reads of a created Refund.
+#[derive(miniserde::Deserialize)]
+struct RefundReply {
+    id: String,
 }
 
 /// Verifies webhook deliveries with the endpoint's signing secret.
@@ -178,50 +204,67 @@ impl WebhookVerifier {
 }
 
 impl WebhookVerify for WebhookVerifier {
-    /// Checks the signature over the exact body bytes (HMAC-SHA256 of
-    /// `"{t}.{body}"`, any matching `v1`, constant-time, 300 s tolerance) and
-    /// reads the event.
+    /// Checks the signature over the exact body bytes and reads the event.
     fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<Delivery, SignatureError> {
         let signature = signature.ok_or(SignatureError::Missing)?;
         let payload = std::str::from_utf8(body).map_err(|_| SignatureError::NotText)?;
-        // async-stripe computes `now - t` unchecked after a signature matches:
-        // a `t` near i64::MIN would overflow (a panic in debug builds).
-        let now = Utc::now().timestamp();
-        let absurd = |t: &str| t.parse::<i64>().is_ok_and(|t| now.checked_sub(t).and_then(i64::checked_abs).is_none());
-        if signature.split(',').filter_map(|pair| pair.strip_prefix("t=")).any(absurd) {
-            return Err(SignatureError::Stale);
-        }
-        match Webhook::construct_event(payload, signature, &self.secret) {
-            // The typed client checked the signature and read the event; the
-            // facts booking needs come from the signed JSON, one way for every event.
-            Ok(_) => Ok(session_delivery(payload, None)),
-            Err(WebhookError::BadSignature) => Err(SignatureError::Mismatch),
-            Err(WebhookError::BadTimestamp(_)) => Err(SignatureError::Stale),
-            Err(WebhookError::BadHeader(_) | WebhookError::BadKey) => Err(SignatureError::Malformed),
-            // The signature checked out; only reading the event failed (a
-            // field this client version does not know, a new enum value...).
-            Err(WebhookError::BadParse(reason)) => Ok(session_delivery(payload, Some(reason))),
-        }
+        check_signature(body, signature, &self.secret, Utc::now().timestamp())?;
+        Ok(session_delivery(payload))
     }
 }
 
-/// Reads a verified event, taking only the fields booking needs from the raw
-/// JSON, so an event the typed client could not parse (`parse_failure`: a
-/// field or enum value this client version does not know) is read like any other.
-fn session_delivery(payload: &str, parse_failure: Option<String>) -> Delivery {
-    let because = |why: &str| match &parse_failure {
-        Some(failure) => format!("{why} ({failure})"),
-        None => why.to_owned(),
-    };
+/// How far a signature's `t` may be from now, either way (Stripe's libraries' default).
+const TOLERANCE_SECONDS: u64 = 300;
+
+/// Stripe's webhook signature scheme, as its libraries check it: the header is
+/// `t={unix seconds},v1={hex},v1={hex},...` (other keys, e.g. `v0`, ignored); the
+/// body is genuine if any `v1` equals HMAC-SHA256(secret, "{t}.{body}")
+/// (compared in constant time), and fresh if `t` is within 300 s of `now`,
+/// checked only after a signature matched. Several `v1`s are how Stripe signs
+/// during a secret roll.
+fn check_signature(body: &[u8], header: &str, secret: &str, now: i64) -> Result<(), SignatureError> {
+    let mut t = None;
+    let mut candidates = Vec::new();
+    for pair in header.split(',') {
+        let (key, value) = pair.split_once('=').ok_or(SignatureError::Mismatch)?;
+        match key {
+            "t" => t = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
+            "v1" => candidates.push(value),
+            _ => {}
+        }
+    }
+    let t = t.ok_or(SignatureError::Mismatch)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Malformed)?;
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let genuine = candidates.iter().any(|candidate| {
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(candidate.as_bytes())
+            .is_ok_and(|bytes| mac.clone().verify_slice(&bytes).is_ok())
+    });
+    if !genuine {
+        return Err(SignatureError::Mismatch);
+    }
+    // `t` is signed, but a `t` at the ends of i64 must not overflow the check.
+    match now.checked_sub(t).map(i64::unsigned_abs) {
+        Some(skew) if skew <= TOLERANCE_SECONDS => Ok(()),
+        _ => Err(SignatureError::Stale),
+    }
+}
+
+/// Reads a verified event, taking only the fields booking needs from its JSON
+/// (so a field or enum value added to Stripe's API later changes nothing).
+fn session_delivery(payload: &str) -> Delivery {
     let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return Delivery::Unreadable { event_id: None, reason: because("not JSON") };
+        return Delivery::Unreadable { event_id: None, reason: "not JSON".to_owned() };
     };
     let event_id = event["id"].as_str().map(str::to_owned);
     let type_ = event["type"].as_str().unwrap_or_default();
     if !SESSION_EVENT_TYPES.contains(&type_) {
-        return Delivery::Ignored { event_id, reason: because(&format!("event type {type_}")) };
+        return Delivery::Ignored { event_id, reason: format!("event type {type_}") };
     }
-    let unreadable = |why: &str| Delivery::Unreadable { event_id: event_id.clone(), reason: because(why) };
+    let unreadable = |why: &str| Delivery::Unreadable { event_id: event_id.clone(), reason: why.to_owned() };
     let Some(id) = event_id.clone() else { return unreadable("no event id") };
     let session = &event["data"]["object"];
     let Some(session_id) = session["id"].as_str().filter(|id| !id.is_empty()) else {
@@ -262,16 +305,16 @@ fn session_delivery(payload: &str, parse_failure: Option<String>) -> Delivery {
         amount: session["currency_conversion"]["amount_total"].as_i64().or(session["amount_total"].as_i64()),
         currency: text(&session["currency_conversion"]["source_currency"]).or_else(|| text(&session["currency"])),
     };
-    if let Some(failure) = &parse_failure {
-        tracing::warn!(event_id = %id, %failure, "session event read from its JSON only");
-    }
     Delivery::Session(SessionEvent { event_id: id, kind, session: facts })
 }
 
 /// Signs a webhook body as Stripe does, for the simulator, tests and the
 /// `sign-event` tool: `t={timestamp},v1={hex HMAC-SHA256("{t}.{body}")}`.
 pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
-    Webhook::generate_test_header(body, secret, Some(timestamp))
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let v1 = data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes());
+    format!("t={timestamp},v1={v1}")
 }
 
 #[cfg(test)]

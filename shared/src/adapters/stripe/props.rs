@@ -312,3 +312,28 @@ fn a_timestamp_at_the_end_of_i64_is_stale() {
         assert!(matches!(result, Err(SignatureError::Stale)), "t={t}: {result:?}");
     }
 }
+
+/// The scheme against an independent computation (Python's `hmac`), and the
+/// header forms Stripe sends: several `v1` during a secret roll, `v0` ignored.
+#[test]
+fn signatures_follow_stripes_scheme() {
+    const BODY: &[u8] = br#"{"id":"evt_1"}"#;
+    const MAC: &str = "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925";
+    let at = 1_700_000_000;
+    let check = |header: &str, now: i64| check_signature(BODY, header, "whsec_test", now);
+    assert_eq!(sign(std::str::from_utf8(BODY).unwrap(), "whsec_test", at), format!("t={at},v1={MAC}"));
+    assert_eq!(check(&format!("t={at},v1={MAC}"), at), Ok(()));
+    assert_eq!(check(&format!("t={at},v1={}", MAC.to_uppercase()), at), Ok(()));
+    assert_eq!(check(&format!("t={at},v0=00,v1={},v1={MAC}", "ab".repeat(32)), at + 300), Ok(()));
+    assert_eq!(check(&format!("t={at},v1={MAC}"), at + 301), Err(SignatureError::Stale));
+    assert_eq!(check(&format!("t={at},v1={MAC}"), at - 301), Err(SignatureError::Stale));
+    assert_eq!(check(&format!("t={},v1={MAC}", at + 1), at), Err(SignatureError::Mismatch));
+    assert_eq!(check(&format!("t={at},v0={MAC}"), at), Err(SignatureError::Mismatch));
+    assert_eq!(check(&format!("v1={MAC}"), at), Err(SignatureError::Mismatch));
+    assert_eq!(check(&format!("t=soon,v1={MAC}"), at), Err(SignatureError::Malformed));
+    assert_eq!(
+        check_signature(br#"{"id":"evt_2"}"#, &format!("t={at},v1={MAC}"), "whsec_test", at),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(check_signature(BODY, &format!("t={at},v1={MAC}"), "whsec_other", at), Err(SignatureError::Mismatch));
+}
