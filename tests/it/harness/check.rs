@@ -36,7 +36,11 @@
 //! The runner checks as each op finishes: I5 (no 5xx without an injected
 //! fault; a refused cancel or reschedule changes nothing) and I8 (an
 //! unhindered customer cancel or reschedule is answered as the type's policy
-//! says: the refund share, a refusal outside the window, same price only).
+//! says: the refund share, a refusal outside the window, same price only) and
+//! I9 (a Checkout Session is created only at a price the resource's stored
+//! settings asked for the booking at some moment since its first checkout
+//! request: a hold taken under cached settings the host has changed since is
+//! not charged at the outdated price).
 
 use super::run::{Runner, SessionKind};
 use super::world::ResourceInfo;
@@ -51,7 +55,7 @@ pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct Violation {
-    /// `I1`..`I8`.
+    /// `I1`..`I9`.
     pub inv: &'static str,
     /// The plan step after which it was seen; `None`: in the final checks.
     pub step: Option<usize>,

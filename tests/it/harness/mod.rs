@@ -186,7 +186,7 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
          injected: {} fail-before, {} fail-after, {} crashes, {} pauses ({} resumed); \
          5xx: {} with a fault, {} 503 after a pause; \
          {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps, \
-         {} moves ({} refused), {} late cancels; \
+         {} moves ({} refused), {} late cancels, {} price changes ({} holds released at checkout); \
          final: {} confirmed, {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
         stats.histories,
         elapsed.as_secs_f64(),
@@ -209,6 +209,8 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         stats.moves,
         stats.move_refusals,
         stats.late_cancels,
+        stats.settings_changes,
+        stats.settings_refusals,
         stats.confirmed,
         stats.cancelled,
         stats.refunds,

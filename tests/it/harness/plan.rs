@@ -124,6 +124,14 @@ pub enum Step {
     Resume {
         parked: usize,
     },
+    /// The host changes the k-th resource's prices (every duration of every
+    /// type: the original amount plus `level` × 1.00; level 0 restores them)
+    /// through another function instance, so the handlers' resource cache
+    /// still holds the old settings for up to its maximum age.
+    Settings {
+        resource: usize,
+        level: u8,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +164,7 @@ pub const DEFAULT_STEPS: usize = 60;
 ///
 /// `SLOTGUARD_HARNESS_WITHOUT` (comma-separated) leaves kinds of steps out
 /// (`reserve`, `checkout`, `pay`, `settle`, `expire`, `foreign`, `deliver`,
-/// `cancel`, `reschedule`, `calendar`, `reconcile`, `clock`, `resume`) or faults (`faults`:
+/// `cancel`, `reschedule`, `calendar`, `reconcile`, `clock`, `resume`, `settings`) or faults (`faults`:
 /// no fault scripts; `pauses`: no pauses), to focus on the rest, e.g. while a
 /// known bug is being fixed.
 pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
@@ -179,7 +187,8 @@ pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
                 | Step::Foreign { .. }
                 | Step::ClockJump { .. }
                 | Step::ClockPastSlots { .. }
-                | Step::Resume { .. } => Vec::new(),
+                | Step::Resume { .. }
+                | Step::Settings { .. } => Vec::new(),
                 _ => script(&mut rng),
             };
             let script = if without.iter().any(|w| w == "faults") {
@@ -238,12 +247,12 @@ fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
         // A delivery parked between its read and its write races another
         // delivery of the session, a cancel, or (once the hold lapsed) a new hold.
         "deliver" => &[("deliver", 12), ("cancel", 8), ("expire", 4), ("settle", 4), ("reserve", 8), ("clock", 6)],
-        "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5)],
+        "checkout" => &[("checkout", 15), ("pay", 5), ("deliver", 5), ("settings", 4)],
         "cancel" => &[("cancel", 10), ("calendar", 10), ("reschedule", 15), ("deliver", 5)],
         // A move parked between its read and its transaction races another
         // move, a cancel, the writer (version re-check) and new holds.
         "reschedule" => &[("reschedule", 12), ("cancel", 10), ("calendar", 10), ("reserve", 6), ("deliver", 3)],
-        "reserve" => &[("reserve", 15), ("checkout", 5)],
+        "reserve" => &[("reserve", 15), ("checkout", 5), ("settings", 4)],
         "reconcile" => &[("calendar", 10), ("deliver", 10), ("cancel", 6), ("reschedule", 6)],
         _ => &[],
     }
@@ -254,7 +263,7 @@ impl Gen {
         let after = |name: &str, last: Option<&str>| if last == Some(name) { 10 } else { 0 };
         let last = self.last;
         let ready = |n: usize, w: u32| if n > 0 { w } else { 0 };
-        let table: [(&'static str, u32); 13] = [
+        let table: [(&'static str, u32); 14] = [
             ("reserve", 10),
             ("checkout", ready(self.reserves, 9) + after("reserve", last)),
             ("pay", ready(self.checkouts, 8) + after("checkout", last)),
@@ -268,6 +277,8 @@ impl Gen {
             ("reconcile", ready(self.delivered, 2)),
             ("clock", 5),
             ("resume", if self.pauses > self.resumes && self.hold_resume == 0 { 6 } else { 0 }),
+            // Most likely between a hold and its checkout: the stale-cache window.
+            ("settings", 2 + after("reserve", last) / 3),
         ];
         let boost = |n: &str| match (self.contend > 0, self.parked_kind) {
             (true, Some(kind)) => rivals(kind).iter().find(|(r, _)| *r == n).map(|(_, w)| *w).unwrap_or(0),
@@ -378,6 +389,7 @@ impl Gen {
                     _ => Step::ClockJump { minutes: rng.i64(1..46) },
                 }
             }
+            "settings" => Step::Settings { resource: rng.usize(0..2), level: rng.u8(0..3) },
             _ => {
                 self.resumes += 1;
                 Step::Resume { parked: rng.usize(0..3) }

@@ -13,12 +13,15 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::{Body, RequestExt, Response};
 use serde_json::{Value, json};
+use slotguard::adapters::dynamo::DynamoStore;
 use slotguard::api::cancel::{CancelDeps, cancel_at};
 use slotguard::api::checkout::checkout_at;
+use slotguard::api::put_resource::put_resource;
 use slotguard::api::reschedule::{RescheduleDeps, reschedule_at};
 use slotguard::api::reservation_status::reservation_status_at;
 use slotguard::api::reserve::reserve_at;
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
+use slotguard::domain::{Resource, ResourceId};
 use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -115,7 +118,9 @@ enum Pending {
         start: DateTime<Utc>,
         customer: usize,
     },
-    Checkout,
+    Checkout {
+        reservation: String,
+    },
     Deliver {
         mail: usize,
     },
@@ -189,6 +194,8 @@ pub struct Stats {
     pub moves: usize,
     pub move_refusals: usize,
     pub late_cancels: usize,
+    pub settings_changes: usize,
+    pub settings_refusals: usize,
 }
 
 impl Stats {
@@ -218,6 +225,8 @@ impl Stats {
             moves,
             move_refusals,
             late_cancels,
+            settings_changes,
+            settings_refusals,
         } = o;
         self.histories += histories;
         self.steps += steps;
@@ -241,6 +250,8 @@ impl Stats {
         self.calendar_events += calendar_events;
         self.clock_jumps += clock_jumps;
         self.moves += moves;
+        self.settings_changes += settings_changes;
+        self.settings_refusals += settings_refusals;
         self.move_refusals += move_refusals;
         self.late_cancels += late_cancels;
     }
@@ -333,13 +344,17 @@ pub struct Runner {
     current: Option<usize>,
     /// Where the time went, for tuning (`SLOTGUARD_HARNESS_TIMING=1`).
     pub timing: String,
+    /// Each resource's settings as the host stored them, with the step from
+    /// which each was current (0: as the world made it).
+    settings: Vec<Vec<(usize, Resource)>>,
+    /// The step of each reservation's first checkout request.
+    checkout_since: HashMap<String, usize>,
 }
 
 impl Runner {
     pub fn new(seed: u64, world: Arc<World>, plan: Vec<PlanStep>, t0: DateTime<Utc>, sim_offset: i64) -> Self {
         let ctl = Ctl::new(3);
         Self {
-            world,
             sched: Sched::new(ctl.clone()),
             ctl,
             plan,
@@ -364,6 +379,9 @@ impl Runner {
             rng: fastrand::Rng::with_seed(seed ^ 0x0dd_ba11),
             current: None,
             timing: String::new(),
+            settings: world.resources.iter().map(|r| vec![(0, r.resource.clone())]).collect(),
+            checkout_since: HashMap::new(),
+            world,
         }
     }
 
@@ -592,12 +610,16 @@ impl Runner {
                     }
                 }
             }
-            Pending::Checkout => {
+            Pending::Checkout { reservation: asked } => {
+                if outcome.status == 409 && problem_type(&outcome).as_deref() == Some("settings_changed") {
+                    self.stats.settings_refusals += 1;
+                }
                 if matches!(outcome.status, 200 | 201) {
                     let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
                     let id = body["session_id"].as_str().unwrap_or_default().to_owned();
                     let reservation = body["reservation_id"].as_str().unwrap_or_default().to_owned();
                     if !id.is_empty() && !self.sessions.iter().any(|s| s.id == id) {
+                        self.check_session_price(&rec.desc, &asked);
                         self.stats.sessions += 1;
                         self.sessions.push(Sess { id, reservation, kind: SessionKind::Own });
                     }
@@ -898,11 +920,12 @@ impl Runner {
                             .to_string(),
                     ),
                 };
+                self.checkout_since.entry(res.id.clone()).or_insert(i);
                 let desc = format!("checkout {} url={url:?}", short(&res.id));
                 let uri = format!("/v1/reservations/{}/checkout", res.id);
                 let req = request("POST", &uri, Some(&res.id), &[("content-type", "application/json".into())], body);
                 let (world, now) = (self.world.clone(), self.now);
-                self.start_op(i, desc, Pending::Checkout, script, async move {
+                self.start_op(i, desc, Pending::Checkout { reservation: res.id.clone() }, script, async move {
                     outcome(checkout_at(&world.store, &world.payments, &world.urls, req, now).await)
                 })
                 .await;
@@ -1010,7 +1033,8 @@ impl Runner {
                 let res = self.reservations[k].clone();
                 let info = &self.world.resources[res.resource];
                 let target = info.slots[slot % info.slots.len()];
-                let Some(kind) = info.resource.booking_type(Some(&res.booking_type)) else {
+                // The handler prices a move with the settings stored now.
+                let Some(kind) = self.settings_now(res.resource).booking_type(Some(&res.booking_type)).cloned() else {
                     return self.noop(&format!("reschedule {} (type {:?} unknown)", short(&id), res.booking_type));
                 };
                 let asked = duration.map(|d| &kind.durations[d % kind.durations.len()]);
@@ -1063,6 +1087,7 @@ impl Runner {
                 let now = self.now;
                 self.note(format!("clock past every slot (+{jump} min)"), format!("now {}", check::hhmm(now)));
             }
+            Step::Settings { resource, level } => self.change_settings(resource, level).await,
             Step::Resume { parked } => {
                 let waiting = self.sched.parked();
                 match self.sched.resume(parked).await {
@@ -1076,6 +1101,70 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// The settings of the k-th resource stored last.
+    fn settings_now(&self, k: usize) -> &Resource {
+        &self.settings[k].last().expect("a resource's first settings").1
+    }
+
+    /// The host stores new prices for a resource through another instance's
+    /// store (its own resource cache), as `PUT /v1/resources/{id}` does.
+    async fn change_settings(&mut self, resource: usize, level: u8) {
+        let k = resource % self.world.resources.len();
+        let info = &self.world.resources[k];
+        let mut spec = info.spec.clone();
+        for kind in spec["booking_types"].as_array_mut().expect("booking types") {
+            for duration in kind["durations"].as_array_mut().expect("durations") {
+                let amount = &mut duration["price"]["amount"];
+                *amount = json!(amount.as_i64().expect("an amount") + 100 * i64::from(level));
+            }
+        }
+        let id = info.id.clone();
+        let desc = format!("host sets {id}'s prices to level {level}");
+        let other_instance = DynamoStore::new(self.world.raw_store.client().clone(), self.world.raw_store.table());
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let headers = [("content-type", "application/json".to_owned()), ("authorization", bearer)];
+        let uri = format!("/v1/resources/{id}");
+        let req = request("PUT", &uri, Some(&id), &headers, Some(spec.to_string()));
+        let answer = outcome(put_resource(&other_instance, &self.world.admin, req).await);
+        if answer.status != 200 {
+            return self.violate("I5", format!("{desc} answered {}: {}", answer.status, answer.body));
+        }
+        let stored =
+            Resource::from_spec(ResourceId::parse(&id).unwrap(), serde_json::from_value(spec).unwrap()).unwrap();
+        let step = self.current.unwrap_or(usize::MAX);
+        self.settings[k].push((step, stored));
+        self.stats.settings_changes += 1;
+        self.note(desc, answer.status.to_string());
+    }
+
+    /// I9: a session slotguard creates charges what the resource's stored
+    /// settings asked for the booking's type and duration at some moment
+    /// between the reservation's first checkout request and now, never a
+    /// price the host had already changed when the hold was checked out.
+    fn check_session_price(&mut self, desc: &str, reservation: &str) {
+        let Some(res) = self.reservations.iter().find(|r| r.id == reservation) else { return };
+        let since = self.checkout_since.get(reservation).copied().unwrap_or(0);
+        let minutes = u32::try_from((res.end - res.start).num_minutes()).unwrap_or(0);
+        let versions = &self.settings[res.resource];
+        // The version current when the first request came, and every later one.
+        let first = versions.iter().rposition(|(from, _)| *from <= since).unwrap_or(0);
+        let offered: BTreeSet<i64> = versions[first..]
+            .iter()
+            .filter_map(|(_, r)| {
+                r.booking_type(Some(&res.booking_type))?.duration(Some(minutes)).map(|d| d.price.amount)
+            })
+            .collect();
+        if !offered.contains(&res.amount) {
+            let detail = format!(
+                "{desc} created a session for {} {}/{minutes} at {}; the settings offered {offered:?} since step {since}",
+                short(&res.id),
+                res.booking_type,
+                res.amount
+            );
+            self.violate("I9", detail);
         }
     }
 

@@ -33,8 +33,10 @@ pub struct ResourceInfo {
     pub id: String,
     /// The candidate starts every reserve and reschedule picks from.
     pub slots: Vec<DateTime<Utc>>,
-    /// The resource as stored: its booking types, durations, buffers and policies.
+    /// The resource as first stored: its booking types, durations, buffers and policies.
     pub resource: Resource,
+    /// The definition it was stored from (a `PUT /v1/resources/{id}` body).
+    pub spec: serde_json::Value,
 }
 
 impl ResourceInfo {
@@ -205,9 +207,10 @@ impl World {
                 "calendar": { "type": "caldav", "url": collection },
             });
             let resource =
-                Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec).unwrap()).unwrap();
+                Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec.clone()).unwrap())
+                    .unwrap();
             raw_store.put_resource(&resource).await.expect("put a resource");
-            resources.push(ResourceInfo { id: id.into(), slots: starts, resource });
+            resources.push(ResourceInfo { id: id.into(), slots: starts, resource, spec });
         }
 
         let caldav = CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_secs(5)))
