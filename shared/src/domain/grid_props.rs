@@ -1,4 +1,4 @@
-//! Property tests of the slot grid: every time zone chrono-tz knows, arbitrary
+//! Property tests of the slot grid: every time zone of the bundled tz database, arbitrary
 //! valid booking types (durations, start interval, buffers), weekly hours and
 //! date overrides on the 5-minute grid, date ranges around each zone's own DST
 //! changes in 2026-2027.
@@ -15,9 +15,9 @@
 use super::*;
 use crate::domain::booking_type::{BookingTypeSpec, CELL_MINUTES, DEFAULT_ADVANCE_DAYS, DurationSpec};
 use crate::domain::resource::{DateOverrideSpec, OpeningSpec, Price, ResourceSpec, WeeklyHoursSpec};
+use crate::domain::zone::Zone;
 use crate::domain::{CalendarTarget, MAX_BLOCKED_MINUTES, ResourceId};
 use chrono::{Days, NaiveDateTime, Offset, Timelike};
-use chrono_tz::{TZ_VARIANTS, Tz};
 use proptest::prelude::*;
 
 const CASES: u32 = 256;
@@ -129,7 +129,7 @@ fn resource(s: &Scenario) -> Resource {
 }
 
 /// The local dates of 2026-2027 on which `tz` changes its UTC offset.
-fn offset_changes(tz: Tz) -> Vec<NaiveDate> {
+fn offset_changes(tz: &Zone) -> Vec<NaiveDate> {
     let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
     let offset_at = |d: NaiveDate| tz.offset_from_utc_datetime(&d.and_hms_opt(12, 0, 0).unwrap()).fix();
     start
@@ -145,7 +145,7 @@ fn offset_changes(tz: Tz) -> Vec<NaiveDate> {
 /// The first instant at which the wall clock in `tz` reads `local` or later:
 /// the instant itself, its first occurrence when repeated, the end of the gap
 /// when skipped.
-fn first_reading(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+fn first_reading(tz: &Zone, local: NaiveDateTime) -> DateTime<Utc> {
     let mut t = local;
     for _ in 0..=(26 * 60) {
         if let Some(found) = tz.from_local_datetime(&t).earliest() {
@@ -160,7 +160,7 @@ fn first_reading(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 /// weekday, minute ranges), date overrides near the range, and a UTC range.
 #[derive(Debug, Clone)]
 struct Scenario {
-    tz: Tz,
+    tz: Zone,
     kind: BookingTypeSpec,
     minutes: u32,
     week: Vec<Vec<(u16, u16)>>,
@@ -174,7 +174,7 @@ struct Scenario {
 /// zone's offset changes.
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop::sample::select(&TZ_VARIANTS[..]),
+        prop::sample::select(Zone::all()),
         booking_type(),
         any::<prop::sample::Index>(),
         prop::collection::vec(day_hours(), 7),
@@ -184,7 +184,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         1i64..=(3 * 1440),
     )
         .prop_map(|(tz, kind, which_duration, week, overrides, (near_change, which, day, shift), minute, span)| {
-            let changes = offset_changes(tz);
+            let changes = offset_changes(&tz);
             let base = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
             let date = if near_change && !changes.is_empty() {
                 *which.get(&changes) + Duration::days(shift)
@@ -243,14 +243,14 @@ fn check_rules(r: &Resource, minutes: u32, slot: &Slot) -> Result<(), TestCaseEr
     prop_assert!(nominal_end <= u32::from(interval.end_minute), "{:?} runs past its interval", slot);
     // The start is the first instant reading its local time (a repeated time is offered once, first).
     prop_assert_eq!(
-        first_reading(r.timezone, local.naive_local()),
+        first_reading(&r.timezone, local.naive_local()),
         slot.start,
         "{:?} is a repeated time's second occurrence",
         slot
     );
     // In wall-clock time, the slot is over when the clock first reads its nominal end.
     let midnight = date.and_hms_opt(0, 0, 0).unwrap();
-    let ends_by = first_reading(r.timezone, midnight + Duration::minutes(i64::from(nominal_end)));
+    let ends_by = first_reading(&r.timezone, midnight + Duration::minutes(i64::from(nominal_end)));
     prop_assert!(
         slot.end <= ends_by,
         "{:?} (local start {}) ends at local {}, after the wall clock read its nominal end {} at {}",
@@ -260,7 +260,7 @@ fn check_rules(r: &Resource, minutes: u32, slot: &Slot) -> Result<(), TestCaseEr
         hhmm(nominal_end as u16),
         ends_by
     );
-    let closes = first_reading(r.timezone, midnight + Duration::minutes(i64::from(interval.end_minute)));
+    let closes = first_reading(&r.timezone, midnight + Duration::minutes(i64::from(interval.end_minute)));
     prop_assert!(slot.end <= closes, "{:?} runs past closing time {}", slot, closes);
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod payment;
 pub mod reservation;
 pub mod resource;
 pub mod rules;
+pub mod zone;
 
 pub use booking_type::{
     Actor, BookingTerms, BookingType, BookingTypeSpec, CELL_MINUTES, CancelDecision, CancellationPolicy,
@@ -22,3 +23,4 @@ pub use reservation::{
 };
 pub use resource::{CalendarTarget, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec};
 pub use rules::StartError;
+pub use zone::{UnknownZone, Zone, ZoneOffset};

@@ -8,8 +8,8 @@ use super::booking_type::{
     BookingType, BookingTypeSpec, CELL_MINUTES, DEFAULT_TYPE_ID, DurationSpec, MAX_ADVANCE_DAYS, MAX_BLOCKED_MINUTES,
     check_minutes, check_price,
 };
+use super::zone::Zone;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -205,7 +205,7 @@ impl OpeningInterval {
 pub struct Resource {
     pub id: ResourceId,
     pub name: String,
-    pub timezone: Tz,
+    pub timezone: Zone,
     /// At least one; ids unique. The shorthand spec gives one, [`DEFAULT_TYPE_ID`].
     pub booking_types: Vec<BookingType>,
     pub hold_minutes: u32,
@@ -228,7 +228,7 @@ impl Resource {
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ResourceError("name must be 1-200 printable characters".into()));
         }
-        let timezone: Tz = spec
+        let timezone: Zone = spec
             .timezone
             .parse()
             .map_err(|_| ResourceError(format!("timezone {:?} is not an IANA timezone name", spec.timezone)))?;

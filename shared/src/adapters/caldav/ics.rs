@@ -9,7 +9,7 @@
 //! DTSTART and [`MARKER`]. Servers return events rewritten in their own style
 //! (LF line ends, a `TZID` instead of UTC), so it reads those too.
 
-use crate::domain::ReservationId;
+use crate::domain::{ReservationId, Zone};
 use crate::ports::{BookingEvent, MARKER};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
@@ -266,7 +266,7 @@ pub fn parse_dtstart(line: &ContentLine) -> Option<DateTime<Utc>> {
     if let Ok(local) = NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S") {
         return match line.param("TZID") {
             Some(tzid) => {
-                let tz: chrono_tz::Tz = tzid.trim_start_matches('/').parse().ok()?;
+                let tz: Zone = tzid.trim_start_matches('/').parse().ok()?;
                 // A time skipped by a DST change has no instant; a repeated
                 // one takes its first, as the slot grid does.
                 tz.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc))
