@@ -47,7 +47,7 @@ pub fn client_config() -> Arc<rustls::ClientConfig> {
     Arc::clone(&CLIENT_CONFIG)
 }
 
-/// The AWS SDK's roots: Amazon Trust Services' ([`AWS_ROOTS_PEM`]), and the
+/// The AWS SDK's roots: Amazon Trust Services' (`AWS_ROOTS_PEM`, compiled in), and the
 /// PEM bundle at `AWS_CA_BUNDLE` if that is set, as the AWS CLI reads it (for
 /// endpoints that chain elsewhere: a TLS-inspecting proxy, an https stand-in,
 /// a partition outside `aws`). A bundle that cannot be read is logged and
