@@ -7,7 +7,7 @@ use super::check::{self, Snapshot, Violation};
 use super::faults::{Ctl, Decision};
 use super::plan::{Auth, EventPick, KeyMode, PlanStep, Step, UrlVariant};
 use super::sched::{Outcome, Ran, Sched};
-use super::world::{ADMIN_TOKEN, STRIPE_KEY, VISIBILITY_MINUTES, WEBHOOK_SECRET, World};
+use super::world::{ADMIN_TOKEN, STRIPE_KEY, VISIBILITY_MINUTES, WEBHOOK_SECRET, World, resource_from_spec};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{DateTime, Duration, Utc};
@@ -21,7 +21,7 @@ use slotguard::api::reschedule::{RescheduleDeps, reschedule_at};
 use slotguard::api::reservation_status::reservation_status_at;
 use slotguard::api::reserve::reserve_at;
 use slotguard::api::stripe_webhook::{WebhookDeps, stripe_webhook_at};
-use slotguard::domain::{Resource, ResourceId};
+use slotguard::domain::Resource;
 use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -1132,8 +1132,7 @@ impl Runner {
         if answer.status != 200 {
             return self.violate("I5", format!("{desc} answered {}: {}", answer.status, answer.body));
         }
-        let stored =
-            Resource::from_spec(ResourceId::parse(&id).unwrap(), serde_json::from_value(spec).unwrap()).unwrap();
+        let stored = resource_from_spec(&id, &spec);
         let step = self.current.unwrap_or(usize::MAX);
         self.settings[k].push((step, stored));
         self.stats.settings_changes += 1;

@@ -39,6 +39,11 @@ pub struct ResourceInfo {
     pub spec: serde_json::Value,
 }
 
+/// The resource a `PUT /v1/resources/{id}` body defines (the harness's own specs are valid).
+pub fn resource_from_spec(id: &str, spec: &serde_json::Value) -> Resource {
+    Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec.clone()).unwrap()).unwrap()
+}
+
 impl ResourceInfo {
     /// The latest instant any booking of the resource can block.
     pub fn last_blocked_end(&self) -> DateTime<Utc> {
@@ -206,9 +211,7 @@ impl World {
                 },
                 "calendar": { "type": "caldav", "url": collection },
             });
-            let resource =
-                Resource::from_spec(ResourceId::parse(id).unwrap(), serde_json::from_value(spec.clone()).unwrap())
-                    .unwrap();
+            let resource = resource_from_spec(id, &spec);
             raw_store.put_resource(&resource).await.expect("put a resource");
             resources.push(ResourceInfo { id: id.into(), slots: starts, resource, spec });
         }

@@ -234,10 +234,7 @@ fn check_signature(body: &[u8], header: &str, secret: &str, now: i64) -> Result<
         }
     }
     let t = t.ok_or(SignatureError::Mismatch)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Malformed)?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let mac = signature_mac(secret, t, body);
     let genuine = candidates.iter().any(|candidate| {
         data_encoding::HEXLOWER_PERMISSIVE
             .decode(candidate.as_bytes())
@@ -311,10 +308,18 @@ fn session_delivery(payload: &str) -> Delivery {
 /// Signs a webhook body as Stripe does, for the simulator, tests and the
 /// `sign-event` tool: `t={timestamp},v1={hex HMAC-SHA256("{t}.{body}")}`.
 pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let v1 = data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes());
+    let v1 = data_encoding::HEXLOWER.encode(&signature_mac(secret, timestamp, body.as_bytes()).finalize().into_bytes());
     format!("t={timestamp},v1={v1}")
+}
+
+/// HMAC-SHA256 keyed with the signing secret over `"{t}.{body}"`, the one
+/// computation both [`sign`] and the verifier make.
+fn signature_mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
 }
 
 #[cfg(test)]
