@@ -197,17 +197,18 @@ async fn two_hundred_holds_of_mixed_types_racing_on_one_resource_never_overlap()
     assert_eq!(held, winners.keys().cloned().collect(), "the table holds exactly the winners' bookings");
 }
 
-/// Reserves `booking`, checks it out and pays: a confirmed booking. Returns its id and cancel token.
+/// Reserves `booking`, checks it out and pays: a confirmed booking. Returns its id and secret.
 async fn confirmed(app: &TestApp, booking: &Booking, email: &str) -> (String, String) {
     let r = post_reservation(app, &booking.body(email)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let id = app.remember(&r.json().await.unwrap());
     let (status, body) = app.checkout(&id).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     app.pay(body["session_id"].as_str().unwrap(), "").await;
     let (_, status) = app.status_of(&id).await;
     assert_eq!(status["status"], "confirmed", "{status}");
-    (id, status["cancel_token"].as_str().unwrap().to_owned())
+    let secret = app.secret_of(&id).unwrap();
+    (id, secret)
 }
 
 async fn reschedule(app: &TestApp, id: &str, token: &str, start: DateTime<Utc>, minutes: i64) -> (u16, Value) {

@@ -88,13 +88,10 @@ impl TestApp {
         self.http.post(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
     }
 
+    /// Checks out with `body` as the holder of the reservation's secret.
     pub(crate) async fn checkout_with(&self, reservation_id: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("/v1/reservations/{reservation_id}/checkout")))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        let req = self.http.post(self.url(&format!("/v1/reservations/{reservation_id}/checkout")));
+        self.as_holder(reservation_id, req).json(&body).send().await.unwrap()
     }
 }
 
@@ -349,8 +346,7 @@ async fn a_cancel_racing_a_slow_calendar_write_leaves_no_event() {
     put_caldav_resource(&app, "room", &collection, 2500).await;
     let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
     app.pay(&c.session_id, "").await;
-    let (_, status) = app.status_of(&c.reservation_id).await;
-    let token = status["cancel_token"].as_str().unwrap().to_owned();
+    let token = app.secret_of(&c.reservation_id).unwrap();
 
     // The writer reads the booking (confirmed) and stalls in the calendar write.
     let slow = Arc::new(SlowCalendar::new(true));
@@ -445,7 +441,9 @@ async fn a_reserve_retried_after_a_lost_answer_gets_its_own_hold_back_and_a_refu
         app.http.post(app.url("/v1/reservations")).header("idempotency-key", key).json(&body).send()
     };
     let record = |key: &str| {
-        let key = slotguard::adapters::dynamo::items::idempotency_key(&format!("reserve#{key}"));
+        let key = slotguard::adapters::dynamo::items::idempotency_key(&slotguard::api::idempotency::record_key(
+            "reserve", key,
+        ));
         app.store.client().get_item().table_name(app.store.table()).set_key(Some(key)).consistent_read(true).send()
     };
     let first: Value = send("crash-me").await.unwrap().json().await.unwrap();
@@ -467,7 +465,7 @@ async fn a_reserve_retried_after_a_lost_answer_gets_its_own_hold_back_and_a_refu
 async fn checkout_urls_are_fixed_by_the_first_call() {
     let app = app_with_room().await;
     let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let id = app.remember(&r.json().await.unwrap());
     let a = json!({ "success_url": "https://shop.example/a/ok", "cancel_url": "https://shop.example/a/no" });
     let b = json!({ "success_url": "https://shop.example/b/ok", "cancel_url": "https://shop.example/b/no" });
     let r = app.checkout_with(&id, a.clone()).await;
@@ -623,7 +621,7 @@ async fn a_slot_taken_while_a_late_payment_is_being_confirmed_stays_taken_and_th
     // ...while B takes the slot.
     let r = app.reserve("room", nine, "b@example.com").await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let b = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let b = app.remember(&r.json().await.unwrap());
     resume.send(()).unwrap();
     assert_eq!(delivery.await.unwrap(), 200);
 
@@ -699,7 +697,7 @@ async fn a_checkout_retried_with_other_urls_after_stripe_made_the_session_gets_a
 
     let app = app_with_room().await;
     let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let id = app.remember(&r.json().await.unwrap());
 
     // Port calls of a checkout: read the hold, fix the terms, read the
     // resource, create the session at Stripe: which answers, but the answer
@@ -713,6 +711,7 @@ async fn a_checkout_retried_with_other_urls_after_stripe_made_the_session_gets_a
     let req = lambda_http::http::Request::builder()
         .method("POST")
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", app.secret_of(&id).unwrap()))
         .body(lambda_http::Body::Text(body.to_string()))
         .unwrap()
         .with_path_parameters(std::collections::HashMap::from([("id".to_owned(), id.clone())]));

@@ -30,6 +30,9 @@ pub struct TestApp {
     pub sim: String,
     pub queue: SqsCalendarQueue,
     pub dlq_url: String,
+    /// The reservation secrets the `201`s of this app's reservations carried,
+    /// by reservation id: what a booking page keeps.
+    secrets: Arc<std::sync::Mutex<HashMap<String, String>>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _sim_shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -116,7 +119,7 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
         let _ = rx.await;
     }));
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp { base, http, store, sim, queue, dlq_url, _shutdown: tx, _sim_shutdown: sim_tx }
+    TestApp { base, http, store, sim, queue, dlq_url, secrets: Arc::default(), _shutdown: tx, _sim_shutdown: sim_tx }
 }
 
 /// A resource open around the clock in UTC with one-hour slots.
@@ -195,8 +198,33 @@ impl TestApp {
         body["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect()
     }
 
+    /// Keeps the secret of the reservation a reserve `201` (`held`)
+    /// answered; returns its id.
+    pub fn remember(&self, held: &Value) -> String {
+        let id = held["reservation_id"].as_str().expect("a reserve 201").to_owned();
+        let secret = held["reservation_secret"].as_str().expect("a reserve 201 carries the secret").to_owned();
+        self.secrets.lock().unwrap().insert(id.clone(), secret);
+        id
+    }
+
+    /// The secret a reservation's `201` carried, if this app made it.
+    pub fn secret_of(&self, reservation_id: &str) -> Option<String> {
+        self.secrets.lock().unwrap().get(reservation_id).cloned()
+    }
+
+    /// `req` with the reservation's secret as its bearer, as a booking page
+    /// that reserved sends it (none for a reservation this app did not make).
+    pub fn as_holder(&self, reservation_id: &str, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.secret_of(reservation_id) {
+            Some(secret) => req.bearer_auth(secret),
+            None => req,
+        }
+    }
+
+    /// The reservation as the holder of its secret sees it.
     pub async fn status_of(&self, reservation_id: &str) -> (StatusCode, Value) {
-        let r = self.http.get(self.url(&format!("/v1/reservations/{reservation_id}"))).send().await.unwrap();
+        let req = self.http.get(self.url(&format!("/v1/reservations/{reservation_id}")));
+        let r = self.as_holder(reservation_id, req).send().await.unwrap();
         (r.status(), r.json().await.unwrap())
     }
 

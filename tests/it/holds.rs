@@ -4,7 +4,7 @@ use crate::helpers::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use slotguard::domain::{BookingTerms, Claim, Customer, DEFAULT_TYPE_ID, Price, ReservationId, ResourceId, SlotKey};
 use slotguard::ports::{ClaimStore, HoldOutcome};
 use std::collections::HashMap;
@@ -144,11 +144,23 @@ async fn the_status_route_tells_the_customer_where_their_hold_stands() {
 
     let id = held["reservation_id"].as_str().unwrap();
     assert_eq!(location, format!("/v1/reservations/{id}"));
+    // Whoever has only the id sees the status and the times.
+    let (status, public) = app.status_of(id).await;
+    assert_eq!(status, StatusCode::OK);
+    let times = json!({"reservation_id": id, "resource_id": "room", "status": "held", "start": rfc3339(start), "end": held["end"]});
+    assert_eq!(public, times, "the public view");
+    // The page that reserved holds the secret, and sees the details.
+    let secret = held["reservation_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("rsk_") && secret.len() > 40, "{secret}");
+    app.remember(&held);
     let (status, body) = app.status_of(id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "held");
     assert_eq!(body["start"], rfc3339(start));
     assert_eq!(body["expires_at"], held["expires_at"]);
+    assert_eq!((&body["amount"], &body["currency"]), (&json!(2500), &json!("eur")));
+    let items = format!("{:?}", app.scan().await);
+    assert!(!items.contains(&secret) && !items.contains(&secret[4..]), "the table keeps the secret in clear");
 
     let item = app.store.get_claim(&ReservationId::parse(id).unwrap()).await.unwrap().unwrap();
     let ttl = app.scan().await.into_iter().find(|i| s(i, "reservation_id") == id).unwrap()["expires_at"].clone();

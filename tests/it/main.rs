@@ -7,6 +7,7 @@
 //! All integration tests live in this one binary; each test gets its own table
 //! and gateway from [`helpers::spawn_app`].
 
+mod authorization;
 mod bad_input;
 mod booking_types;
 mod calendar_adapters;

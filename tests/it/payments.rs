@@ -215,10 +215,10 @@ async fn a_delayed_payment_that_succeeds_is_confirmed() {
 async fn stripe_down_is_a_503_that_keeps_the_hold_and_a_retry_succeeds() {
     let app = app_with_room().await;
     let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let id = app.remember(&r.json().await.unwrap());
 
     app.sim_control("/_sim/fail?status=500&count=100").await;
-    let r = app.http.post(app.url(&format!("/v1/reservations/{id}/checkout"))).send().await.unwrap();
+    let r = app.checkout_raw(&id).await;
     assert!(r.headers().get("retry-after").is_some());
     assert_problem(r, 503, "payment_provider_unavailable").await;
     assert_eq!(app.status_text(&id).await, "held", "the hold is kept");
@@ -246,8 +246,8 @@ async fn stripe_unreachable_is_a_503() {
         spawn_app_with(slotguard::adapters::dynamo::DynamoStore::new(ddb, table), listener, "http://127.0.0.1:9").await;
     app.put_resource("room", &open_all_day()).await;
     let r = app.reserve("room", hour_from_now(30), "ada@example.com").await;
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
-    let r = app.http.post(app.url(&format!("/v1/reservations/{id}/checkout"))).send().await.unwrap();
+    let id = app.remember(&r.json().await.unwrap());
+    let r = app.checkout_raw(&id).await;
     assert_problem(r, 503, "payment_provider_unavailable").await;
     assert_eq!(app.status_text(&id).await, "held");
 }
@@ -257,29 +257,14 @@ async fn checkout_refuses_what_is_not_a_live_hold() {
     let app = app_with_room().await;
     let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
     app.pay(&c.session_id, "").await;
-    assert_problem(
-        app.http.post(app.url(&format!("/v1/reservations/{}/checkout", c.reservation_id))).send().await.unwrap(),
-        409,
-        "not_held",
-    )
-    .await;
+    assert_problem(app.checkout_raw(&c.reservation_id).await, 409, "not_held").await;
 
     let r = app.reserve("room", hour_from_now(31), "b@example.com").await;
-    let id = r.json::<Value>().await.unwrap()["reservation_id"].as_str().unwrap().to_owned();
+    let id = app.remember(&r.json().await.unwrap());
     app.lapse_hold(&id).await;
-    assert_problem(
-        app.http.post(app.url(&format!("/v1/reservations/{id}/checkout"))).send().await.unwrap(),
-        410,
-        "hold_expired",
-    )
-    .await;
+    assert_problem(app.checkout_raw(&id).await, 410, "hold_expired").await;
     let unknown = format!("rsv_room_20300101T000000_{}", "a".repeat(32));
-    assert_problem(
-        app.http.post(app.url(&format!("/v1/reservations/{unknown}/checkout"))).send().await.unwrap(),
-        404,
-        "reservation_not_found",
-    )
-    .await;
+    assert_problem(app.checkout_raw(&unknown).await, 404, "reservation_not_found").await;
 }
 
 #[tokio::test]

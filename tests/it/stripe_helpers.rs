@@ -20,8 +20,7 @@ impl TestApp {
     pub async fn reserve_and_checkout(&self, resource: &str, start: DateTime<Utc>, email: &str) -> Checkout {
         let r = self.reserve(resource, start, email).await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        let held: Value = r.json().await.unwrap();
-        let reservation_id = held["reservation_id"].as_str().unwrap().to_owned();
+        let reservation_id = self.remember(&r.json().await.unwrap());
         let (status, body) = self.checkout(&reservation_id).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         Checkout {
@@ -32,10 +31,17 @@ impl TestApp {
         }
     }
 
+    /// Checks out a reservation as the holder of its secret.
     pub async fn checkout(&self, reservation_id: &str) -> (StatusCode, Value) {
-        let r = self.http.post(self.url(&format!("/v1/reservations/{reservation_id}/checkout"))).send().await.unwrap();
+        let r = self.checkout_raw(reservation_id).await;
         let status = r.status();
         (status, r.json().await.unwrap())
+    }
+
+    /// `POST /v1/reservations/{id}/checkout` as the holder of its secret.
+    pub async fn checkout_raw(&self, reservation_id: &str) -> reqwest::Response {
+        let req = self.http.post(self.url(&format!("/v1/reservations/{reservation_id}/checkout")));
+        self.as_holder(reservation_id, req).send().await.unwrap()
     }
 
     /// POSTs a simulator control route; returns its JSON answer.

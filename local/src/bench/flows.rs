@@ -116,8 +116,9 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
     let warm = reserve(90, None).await.expect("warm-up reserve");
     let (_, warm_hold) = status_and_json(warm).await;
     let warm_id = warm_hold["reservation_id"].as_str().unwrap_or_default().to_owned();
-    let _ = http.post(format!("{base}/v1/reservations/{warm_id}/checkout")).send().await;
-    let _ = http.get(format!("{base}/v1/reservations/{warm_id}")).send().await;
+    let warm_secret = warm_hold["reservation_secret"].as_str().unwrap_or_default().to_owned();
+    let _ = http.post(format!("{base}/v1/reservations/{warm_id}/checkout")).bearer_auth(&warm_secret).send().await;
+    let _ = http.get(format!("{base}/v1/reservations/{warm_id}")).bearer_auth(&warm_secret).send().await;
     counted.clear();
 
     let (status, held) = status_and_json(reserve(0, None).await.expect("reserve")).await;
@@ -125,6 +126,8 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
     let (status, _) = status_and_json(reserve_at(&fresh_base, 2, None).await.expect("reserve")).await;
     counted.print("reserve, new process", &status.to_string());
     let id = held["reservation_id"].as_str().unwrap_or_default().to_owned();
+    // The page that reserved keeps the secret.
+    let secret = held["reservation_secret"].as_str().unwrap_or_default().to_owned();
 
     let (status, _) = status_and_json(reserve(1, Some("bench-flow-key")).await.expect("reserve")).await;
     counted.print("reserve, Idempotency-Key", &status.to_string());
@@ -136,7 +139,8 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
         &status.to_string(),
     );
 
-    let r = http.post(format!("{base}/v1/reservations/{id}/checkout")).send().await.expect("checkout");
+    let r =
+        http.post(format!("{base}/v1/reservations/{id}/checkout")).bearer_auth(&secret).send().await.expect("checkout");
     let (status, session) = status_and_json(r).await;
     counted.print("checkout", &status.to_string());
     let session_id = session["session_id"].as_str().unwrap_or_default().to_owned();
@@ -152,11 +156,10 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
     let delivered = paid["deliveries"].as_array().and_then(|d| d.first()).and_then(Value::as_u64).unwrap_or(0);
     counted.print("confirm (webhook, paid)", &delivered.to_string());
 
-    let r = http.get(format!("{base}/v1/reservations/{id}")).send().await.expect("status");
-    let (status, state) = status_and_json(r).await;
+    let r = http.get(format!("{base}/v1/reservations/{id}")).bearer_auth(&secret).send().await.expect("status");
+    let (status, _) = status_and_json(r).await;
     counted.print("reservation status", &status.to_string());
-    let token = state["cancel_token"].as_str().unwrap_or_default().to_owned();
-    let r = http.post(format!("{base}/v1/bookings/{id}/cancel")).bearer_auth(token).send().await.expect("cancel");
+    let r = http.post(format!("{base}/v1/bookings/{id}/cancel")).bearer_auth(&secret).send().await.expect("cancel");
     let (status, _) = status_and_json(r).await;
     counted.print("cancel (customer, refund)", &status.to_string());
 

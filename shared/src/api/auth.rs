@@ -1,12 +1,16 @@
-//! Who may call the admin routes (`PUT /v1/resources/{id}`, an admin cancel,
-//! the local gateway's admin paths), and the constant-time comparison every
-//! secret check uses.
+//! Who may call what: the admin routes (`PUT /v1/resources/{id}`,
+//! `GET /v1/admin/bookings`, an admin cancel or reschedule) need the admin;
+//! a reservation's own routes (its details, checkout, cancel, reschedule)
+//! need its secret (see [`crate::domain::secret`]) or the admin. Every
+//! handler decides this before any side effect.
 
 use lambda_http::http::header;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::domain::{Actor, SecretHash};
 
 /// How admin routes authenticate their caller.
 #[derive(Clone)]
@@ -60,19 +64,34 @@ pub enum AuthError {
     Disabled,
     #[error("admin credentials required")]
     AdminRequired,
-    #[error("send the booking's cancel token as Authorization: Bearer <token>")]
-    CancelTokenRequired,
+    #[error("send the reservation's secret (from the 201 of POST /v1/reservations) as Authorization: Bearer <secret>")]
+    SecretRequired,
 }
 
 super::problem::api_error!(AuthError {
     wraps: [],
     Self::Disabled => Forbidden,
-    Self::AdminRequired | Self::CancelTokenRequired => Unauthorized,
+    Self::AdminRequired | Self::SecretRequired => Unauthorized,
 });
 
 /// The `Authorization: Bearer` credential, if any.
 pub fn bearer(req: &Request) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+/// Who may act on a reservation: the admin (the host), or the customer
+/// presenting the secret whose hash is `secret`. A reservation with no
+/// stored hash (made before secrets existed) answers to the admin only.
+pub fn authorize(admin: &AdminAuth, req: &Request, secret: Option<&SecretHash>) -> Result<Actor, AuthError> {
+    if admin.allows(req) {
+        return Ok(Actor::Host);
+    }
+    holds_secret(req, secret).then_some(Actor::Customer).ok_or(AuthError::SecretRequired)
+}
+
+/// Whether `req` presents the secret whose hash is `secret`.
+pub fn holds_secret(req: &Request, secret: Option<&SecretHash>) -> bool {
+    matches!((bearer(req), secret), (Some(given), Some(hash)) if hash.admits(given))
 }
 
 /// Compares two secrets in time independent of where they differ.

@@ -1,7 +1,7 @@
 //! `POST /v1/bookings/{id}/cancel`: cancel a confirmed booking.
 //!
-//! Authorised by `Authorization: Bearer {cancel_token}` (the token the
-//! reservation status shows once confirmed) or by the admin. The booking
+//! Authorised by `Authorization: Bearer {reservation secret}` (answered once
+//! by `POST /v1/reservations`) or by the admin, before anything else. The booking
 //! type's cancellation policy, as it was when the booking was made, decides
 //! what a customer gets: a full refund until `free_until_hours` before the
 //! start, then a refused cancellation (`409 outside_cancellation_window`) or
@@ -17,11 +17,11 @@
 //! refuses is a `502` and goes to the operator queue; the booking stays
 //! `cancelling`.
 
-use super::auth::{AdminAuth, AuthError, bearer, same_secret};
+use super::auth::{AdminAuth, AuthError, authorize};
 use super::problem::api_error;
 use super::{RequestError, json_response, reservation_id_param, respond};
 use crate::domain::{
-    Actor, CalendarAction, CalendarJob, CancelDecision, Claim, ClaimStatus, ReservationId, ReservationStatus,
+    CalendarAction, CalendarJob, CancelDecision, Claim, ClaimStatus, ReservationId, ReservationStatus,
 };
 use crate::ports::{
     AttentionStore, BookingStore, CalendarQueue, ClaimStore, PaymentError, Payments, QueueError, RefundCause,
@@ -101,23 +101,27 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     let not_found = || CancelError::NotFound(id.to_string());
     let claim = deps.store.get_claim(&id).await?;
 
-    let booking = match claim {
-        Some(claim) if matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) => claim,
+    // Who is asking is decided before anything else, also what the
+    // reservation's state is: that is the secret holder's business.
+    let (booking, actor) = match claim {
         Some(claim) => {
-            return Err(CancelError::NotCancellable(claim.reservation_status(now)));
+            let actor = authorize(deps.admin, req, claim.secret_hash.as_ref())?;
+            if !matches!(claim.status, ClaimStatus::Confirmed | ClaimStatus::Cancelling) {
+                return Err(CancelError::NotCancellable(claim.reservation_status(now)));
+            }
+            (claim, actor)
         }
         None => {
             let record = deps.store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
+            authorize(deps.admin, req, record.secret_hash.as_ref())?;
             if record.status != ReservationStatus::Cancelled {
                 return Err(CancelError::NotCancellable(record.status));
             }
-            authorize(deps.admin, req, record.cancel_token.as_deref())?;
             // Cancelled before: finish what a failed earlier attempt may have left.
             enqueue_removal(deps, &id).await?;
             return Ok(answer(&id, None, None, &record.currency));
         }
     };
-    let actor = authorize(deps.admin, req, booking.cancel_token.as_deref())?;
     // The intent and the amount first: from here on a retry, whatever
     // failed, finishes the cancellation with the same refund, and the
     // booking can never be both refunded and confirmed.
@@ -176,7 +180,7 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         amount: booking.amount,
         currency: booking.currency.clone(),
         recorded_at: now,
-        cancel_token: booking.cancel_token.clone(),
+        secret_hash: booking.secret_hash.clone(),
     };
     if !deps.store.cancel_booking(&booking, &record).await? {
         // A concurrent cancel got there first; it refunded under the same key.
@@ -185,18 +189,6 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     enqueue_removal(deps, &id).await?;
     tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), refund, "booking cancelled");
     Ok(answer(&id, refund_id.as_deref(), Some(refund), &booking.currency))
-}
-
-/// Who may act on a booking: the admin (the host), or the customer with the
-/// booking's cancel token. Checked before any side effect.
-pub(crate) fn authorize(admin: &AdminAuth, req: &Request, cancel_token: Option<&str>) -> Result<Actor, AuthError> {
-    if admin.allows(req) {
-        return Ok(Actor::Host);
-    }
-    match (bearer(req), cancel_token) {
-        (Some(given), Some(expected)) if same_secret(given, expected) => Ok(Actor::Customer),
-        _ => Err(AuthError::CancelTokenRequired),
-    }
 }
 
 async fn enqueue_removal<S, P, Q: CalendarQueue>(

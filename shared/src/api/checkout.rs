@@ -1,5 +1,7 @@
 //! `POST /v1/reservations/{id}/checkout`: the Stripe Checkout Session of a hold.
 //!
+//! Authorised by the reservation's secret (`Authorization: Bearer rsk_…`),
+//! before anything else: the session shows the customer's e-mail address.
 //! Optional body `{"success_url", "cancel_url"}` (defaults from configuration).
 //! The first call fixes the session's parameters on the hold (its expiry,
 //! extending the hold so it outlives the session, Stripe wants 30 min – 24 h;
@@ -18,6 +20,7 @@
 //! minute old, and a hold the current settings no longer offer (hours closed,
 //! price or buffers changed) is released with `409 settings_changed`.
 
+use super::auth::{AuthError, holds_secret};
 use super::problem::api_error;
 use super::reserve::still_admits;
 use super::{RequestError, json_body, json_response, reservation_id_param, respond};
@@ -51,6 +54,8 @@ impl<T: ClaimStore + PaymentStore + ResourceStore + ReservationHistory> Checkout
 pub enum CheckoutError {
     #[error(transparent)]
     Request(#[from] RequestError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("setting up the checkout")]
     Store(#[from] StoreError),
     #[error("creating the Checkout Session")]
@@ -78,7 +83,7 @@ pub enum CheckoutError {
 }
 
 api_error!(CheckoutError {
-    wraps: [Request, Store, Payment],
+    wraps: [Request, Auth, Store, Payment],
     Self::NotFound(_) => ReservationNotFound,
     Self::HoldExpired => HoldExpired,
     Self::StartsTooSoon => TooSoon,
@@ -141,6 +146,7 @@ async fn run<S: CheckoutStore, P: Payments>(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, CheckoutError> {
     let id = reservation_id_param(req, CheckoutError::NotFound)?;
+    let mut first = Some(live_hold(store, &id, req, now).await?);
     let body: CheckoutBody =
         if req.body().as_ref().iter().all(u8::is_ascii_whitespace) { CheckoutBody::default() } else { json_body(req)? };
     let fill = |url: String| url.replace("{RESERVATION_ID}", id.as_str());
@@ -150,7 +156,10 @@ async fn run<S: CheckoutStore, P: Payments>(
     // A few rounds: a concurrent call may fix the session's terms between our
     // read and write, and stale terms are fixed anew once.
     for _ in 0..3 {
-        let claim = live_hold(store, &id, now).await?;
+        let claim = match first.take() {
+            Some(claim) => claim,
+            None => live_hold(store, &id, req, now).await?,
+        };
         let terms = match &claim.checkout_terms {
             Some(terms) => {
                 // Fixed by an earlier call: every call sends Stripe these, so
@@ -195,7 +204,7 @@ async fn run<S: CheckoutStore, P: Payments>(
                 amount: claim.amount,
                 currency: claim.currency.clone(),
                 recorded_at: now,
-                cancel_token: None,
+                secret_hash: claim.secret_hash.clone(),
             };
             store.retire_hold(&claim, &record, now).await?;
             tracing::info!(reservation_id = %id, "hold released: the resource's settings no longer offer it");
@@ -239,6 +248,7 @@ async fn run<S: CheckoutStore, P: Payments>(
             customer: claim.customer.clone(),
             terms: claim.terms.clone(),
             day_token: claim.day_token.clone(),
+            secret_hash: claim.secret_hash.clone(),
         };
         if !store.attach_checkout(&claim, &record, &link).await? {
             tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
@@ -264,16 +274,20 @@ fn view(claim: &Claim, link: &CheckoutLink) -> CheckoutView {
 async fn live_hold<S: CheckoutStore>(
     store: &S,
     id: &ReservationId,
+    req: &Request,
     now: DateTime<Utc>,
 ) -> Result<Claim, CheckoutError> {
     let claim = store.get_claim(id).await?;
-    let status = match &claim {
-        Some(c) => c.reservation_status(now),
+    let (status, secret) = match &claim {
+        Some(c) => (c.reservation_status(now), c.secret_hash.clone()),
         None => match store.get_reservation_record(id).await? {
-            Some(record) => record.status,
+            Some(record) => (record.status, record.secret_hash),
             None => return Err(CheckoutError::NotFound(id.to_string())),
         },
     };
+    if !holds_secret(req, secret.as_ref()) {
+        return Err(AuthError::SecretRequired.into());
+    }
     match status {
         ReservationStatus::Held => Ok(claim.expect("a held status comes from a claim")),
         ReservationStatus::Expired | ReservationStatus::Released => Err(CheckoutError::HoldExpired),

@@ -23,8 +23,8 @@ use crate::domain::payment::session_window;
 use crate::domain::resource::OpeningSpec;
 use crate::domain::{
     CalendarAction, CalendarJob, CancellationPolicy, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus,
-    DateOverrideSpec, LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationStatus,
-    Resource, SlotKey, rfc3339,
+    DateOverrideSpec, LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationSecret,
+    ReservationStatus, Resource, SecretHash, SlotKey, rfc3339,
 };
 use crate::ports::{PaymentError, ReservationRecord};
 use crate::testing::*;
@@ -74,6 +74,16 @@ struct Reply {
     status: u16,
     headers: HeaderMap,
     body: Value,
+}
+
+impl Reply {
+    /// `event` on the reservation this reserve reply made, with its secret.
+    fn on_it(&self, event: &str) -> Fixture {
+        let secret = self.body["reservation_secret"].as_str().expect("a 201 of reserve carries the secret");
+        Fixture::load(event)
+            .path_id(self.body["reservation_id"].as_str().unwrap())
+            .header("authorization", &format!("Bearer {secret}"))
+    }
 }
 
 impl From<Response<Body>> for Reply {
@@ -168,6 +178,7 @@ impl World {
             customer: claim.customer,
             terms: claim.terms,
             day_token: claim.day_token,
+            secret_hash: claim.secret_hash,
         });
     }
 
@@ -253,10 +264,22 @@ async fn reserve_holds_the_sample_slot_with_a_ttl_and_saves_its_response() {
     );
     assert_eq!(hold.settings_version.as_ref(), Some(&resource.settings_version), "the settings it was held under");
 
-    let key = format!("reserve#{}", event.text_at("/headers/idempotency-key"));
-    let saved = tables.idempotency[&key].response.clone();
-    assert_eq!(saved.status, 201);
-    assert_eq!(serde_json::from_str::<Value>(&saved.body).unwrap(), reply.body, "the response is saved for replays");
+    let secret = reply.body["reservation_secret"].as_str().expect("the 201 carries the secret");
+    assert_eq!(hold.secret_hash, Some(SecretHash::of(secret)), "the hold keeps the secret's hash");
+
+    // Saved for replays, but neither the client's key nor the secret in clear.
+    let client_key = event.text_at("/headers/idempotency-key");
+    assert_eq!(tables.idempotency.len(), 1);
+    let (key, record) = tables.idempotency.iter().next().unwrap();
+    assert!(!key.contains(client_key), "{key}");
+    assert_eq!(key, &super::idempotency::record_key("reserve", client_key));
+    assert_eq!(record.response.status, 201);
+    assert!(!record.response.body.contains(secret), "the secret is stored in clear: {}", record.response.body);
+    let mut saved: Value = serde_json::from_str(&record.response.body).unwrap();
+    let mut shown = reply.body.clone();
+    assert!(saved.as_object_mut().unwrap().remove("reservation_secret_sealed").is_some());
+    shown.as_object_mut().unwrap().remove("reservation_secret");
+    assert_eq!(saved, shown, "the rest of the response is saved as answered");
 }
 
 #[tokio::test]
@@ -407,16 +430,14 @@ async fn reserve_trusts_cached_settings_only_to_accept_and_checkout_checks_them_
     let stale = world.reserve(&monday_0830.header("idempotency-key", "mon")).await;
     assert_eq!(stale.status, 201, "{}", stale.body);
     let id = stale.body["reservation_id"].as_str().unwrap();
-    let checkout = Fixture::load(events::CHECKOUT).path_id(id);
-    world.checkout(&checkout).await.assert_problem("stale settings", 409, "settings_changed");
+    world.checkout(&stale.on_it(events::CHECKOUT)).await.assert_problem("stale settings", 409, "settings_changed");
     let tables = world.store.snapshot();
     let id = ReservationId::parse(id).unwrap();
     assert!(tables.claim_of(&id).is_none(), "the hold is released");
     assert_eq!(tables.records[&id].status, ReservationStatus::Released);
     assert!(world.payments.sessions().is_empty(), "no Checkout Session");
     // A hold the new settings still offer pays as usual.
-    let saturday = Fixture::load(events::CHECKOUT).path_id(saturday.body["reservation_id"].as_str().unwrap());
-    assert_eq!(world.checkout(&saturday).await.status, 201);
+    assert_eq!(world.checkout(&saturday.on_it(events::CHECKOUT)).await.status, 201);
 }
 
 // ---- checkout -----------------------------------------------------------------
@@ -482,7 +503,20 @@ async fn checkout_refuses_without_writing_or_calling_stripe() {
         w.store.insert_claim(hold);
     };
     type Setup = fn(&World);
-    let cases: [(&str, Setup, Fixture, u16, &str); 8] = [
+    let held: Setup = |w| w.store.insert_claim(w.sample_claim(ClaimStatus::Held));
+    let another = format!("Bearer {}", ReservationSecret::generate().expose());
+    let cases: [(&str, Setup, Fixture, u16, &str); 13] = [
+        ("no secret", held, sample().without_header("authorization"), 401, "unauthorized"),
+        ("a wrong secret", held, sample().header("authorization", "Bearer rsk_wrong"), 401, "unauthorized"),
+        ("another reservation's secret", held, sample().header("authorization", &another), 401, "unauthorized"),
+        ("a lapsed hold, without the secret", lapsed, sample().without_header("authorization"), 401, "unauthorized"),
+        (
+            "a bad body, without the secret",
+            held,
+            sample().without_header("authorization").body_field("/success_url", "javascript:alert(1)"),
+            401,
+            "unauthorized",
+        ),
         ("lapsed hold", lapsed, sample(), 410, "hold_expired"),
         (
             "released",
@@ -840,21 +874,36 @@ async fn a_session_slotguard_did_not_make_is_acknowledged_and_touches_no_booking
 // ---- cancel -------------------------------------------------------------------
 
 #[tokio::test]
-async fn cancel_refuses_without_the_token_or_a_booking_and_changes_nothing() {
+async fn cancel_refuses_without_the_secret_or_a_booking_and_changes_nothing() {
     let sample = || Fixture::load(events::CANCEL);
+    let another = format!("Bearer {}", ReservationSecret::generate().expose());
     let cases = [
-        ("no token", Some(ClaimStatus::Confirmed), sample().without_header("authorization"), 401, "unauthorized"),
+        ("no secret", Some(ClaimStatus::Confirmed), sample().without_header("authorization"), 401, "unauthorized"),
         (
-            "a wrong token",
+            "a wrong secret",
             Some(ClaimStatus::Confirmed),
-            sample().header("authorization", "Bearer ct_wrong"),
+            sample().header("authorization", "Bearer rsk_wrong"),
             401,
             "unauthorized",
         ),
         (
-            "the token without Bearer",
+            "another reservation's secret",
             Some(ClaimStatus::Confirmed),
-            sample().header("authorization", &sample_cancel_token()),
+            sample().header("authorization", &another),
+            401,
+            "unauthorized",
+        ),
+        (
+            "the secret without Bearer",
+            Some(ClaimStatus::Confirmed),
+            sample().header("authorization", &sample_secret()),
+            401,
+            "unauthorized",
+        ),
+        (
+            "a hold, without the secret",
+            Some(ClaimStatus::Held),
+            sample().without_header("authorization"),
             401,
             "unauthorized",
         ),
@@ -902,7 +951,7 @@ async fn cancel_refunds_frees_the_slot_queues_the_removal_and_answers_a_repeat_a
             (record.status, record.end, record.amount),
             (ReservationStatus::Cancelled, booking.end, booking.amount)
         );
-        assert_eq!(record.cancel_token, booking.cancel_token, "{case}: a repeated cancel is authorised like the first");
+        assert_eq!(record.secret_hash, booking.secret_hash, "{case}: a repeated cancel is authorised like the first");
         assert_eq!(world.queue.jobs(), vec![delete.clone()], "{case}");
 
         let again = world.cancel(&event).await;
@@ -1013,47 +1062,62 @@ async fn reservation_status_shows_what_became_of_the_reservation() {
         hold.expires_at = Some(w.now);
         w.store.insert_claim(hold);
     };
-    // (case, setup, status shown or 404, expiry shown, cancel token shown)
-    let cases: [(&str, Setup, Option<&str>, bool, bool); 7] = [
-        ("held", |w| w.store.insert_claim(w.sample_claim(ClaimStatus::Held)), Some("held"), true, false),
-        ("lapsed", lapsed, Some("expired"), false, false),
+    // (case, setup, status shown or 404, expiry shown to the secret's holder)
+    let cases: [(&str, Setup, Option<&str>, bool); 7] = [
+        ("held", |w| w.store.insert_claim(w.sample_claim(ClaimStatus::Held)), Some("held"), true),
+        ("lapsed", lapsed, Some("expired"), false),
         (
             "pending",
             |w| w.store.insert_claim(w.sample_claim(ClaimStatus::PaymentPending)),
             Some("payment_pending"),
             false,
-            false,
         ),
-        ("confirmed", |w| w.store.insert_claim(w.sample_claim(ClaimStatus::Confirmed)), Some("confirmed"), false, true),
+        ("confirmed", |w| w.store.insert_claim(w.sample_claim(ClaimStatus::Confirmed)), Some("confirmed"), false),
         (
             "refunded",
             |w| w.store.insert_reservation_record(w.sample_record(ReservationStatus::Refunded)),
             Some("refunded"),
             false,
-            false,
         ),
-        ("never made", |_| {}, None, false, false),
-        ("someone else's slot now", someone_else, None, false, false),
+        ("never made", |_| {}, None, false),
+        ("someone else's slot now", someone_else, None, false),
     ];
-    let event = Fixture::load(events::RESERVATION_STATUS);
+    let public = Fixture::load(events::RESERVATION_STATUS).without_header("authorization");
+    let holder = public.clone().header("authorization", &format!("Bearer {}", sample_secret()));
+    let another = public.clone().header("authorization", &format!("Bearer {}", ReservationSecret::generate().expose()));
     let id = sample_reservation();
-    for (case, setup, shown, expiry, token) in cases {
+    for (case, setup, shown, expiry) in cases {
         let world = World::new();
         setup(&world);
-        let reply = world.reservation_status(&event).await;
         let Some(status) = shown else {
-            reply.assert_problem(case, 404, "reservation_not_found");
+            for event in [&public, &holder] {
+                world.reservation_status(event).await.assert_problem(case, 404, "reservation_not_found");
+            }
             continue;
         };
-        assert_eq!((reply.status, reply.body["status"].as_str()), (200, Some(status)), "{case}: {}", reply.body);
+        let before = world.store.snapshot();
+        let seen = world.reservation_status(&public).await;
+        let base = json!({
+            "reservation_id": id,
+            "resource_id": "demo",
+            "start": rfc3339(id.slot_key().start),
+            "end": seen.body["end"],
+            "status": status,
+        });
+        assert_eq!((seen.status, &seen.body), (200, &base), "{case}: the public sees status and times only");
+        assert!(seen.body["end"].is_string(), "{case}");
+
+        let details = world.reservation_status(&holder).await;
+        assert_eq!(details.status, 200, "{case}: {}", details.body);
+        assert_eq!(details.body["amount"], json!(4500), "{case}: the holder sees the price");
+        let expected_expiry = world.sample_claim(ClaimStatus::Held).expires_at.map(rfc3339);
         assert_eq!(
-            (&reply.body["reservation_id"], &reply.body["start"]),
-            (&json!(id), &json!(rfc3339(id.slot_key().start))),
+            details.body["expires_at"].as_str().map(str::to_owned),
+            expected_expiry.filter(|_| expiry),
             "{case}"
         );
-        let expected_expiry = world.sample_claim(ClaimStatus::Held).expires_at.map(rfc3339);
-        assert_eq!(reply.body["expires_at"].as_str().map(str::to_owned), expected_expiry.filter(|_| expiry), "{case}");
-        assert_eq!(reply.body["cancel_token"].as_str(), token.then(sample_cancel_token).as_deref(), "{case}");
+        world.reservation_status(&another).await.assert_problem(case, 401, "unauthorized");
+        assert_eq!(world.store.snapshot(), before, "{case}: reading changes nothing");
     }
 }
 

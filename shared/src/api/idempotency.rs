@@ -10,6 +10,14 @@
 //! replays it, and a request that fails writes nothing, so a retry runs afresh.
 //! A request refused before its write (the slot taken since, its notice
 //! passed) still replays an earlier success of the same key and payload.
+//!
+//! The record does not give away what it answers: it is stored under the
+//! SHA-256 of the client's key, and a reservation secret in the saved answer
+//! (field `reservation_secret`) is sealed with a pad only the key yields
+//! (HMAC-SHA256 keyed by the client's key). Whoever can read the table but
+//! does not know the key (send a random one, as Stripe advises) cannot use
+//! the record to act on the reservation; the client retrying with its key
+//! gets the same `201`, secret included.
 
 use super::RequestError;
 use crate::ports::{IdempotencyStore, IdempotentAnswer, KeyUse, SavedResponse, StoreError};
@@ -59,17 +67,78 @@ super::problem::api_error!(IdempotencyError {
     Self::KeyReused => IdempotencyKeyReused,
 });
 
+/// The field of a saved answer that is stored sealed, never in clear.
+pub const SEALED_FIELD: &str = "reservation_secret";
+const SEALED_AS: &str = "reservation_secret_sealed";
+
 /// A request's key, scoped to its route, with its payload's hash.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KeyedRequest {
     record_key: String,
     payload_hash: String,
+    /// HMAC-SHA256(client's key, "seal"): seals [`SEALED_FIELD`].
+    seal_key: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedRequest").field("record_key", &self.record_key).finish_non_exhaustive()
+    }
+}
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The key a request's record is stored under: its route's `scope` and the
+/// SHA-256 of the client's key (the key itself is not stored).
+pub fn record_key(scope: &str, key: &str) -> String {
+    format!("{scope}#{}", data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes())))
 }
 
 impl KeyedRequest {
     /// The request under `scope` with the client's `key`, if it sent one.
     pub fn new(scope: &str, key: Option<String>, payload: &serde_json::Value) -> Option<Self> {
-        key.map(|key| Self { record_key: format!("{scope}#{key}"), payload_hash: payload_hash(payload) })
+        key.map(|key| Self {
+            record_key: record_key(scope, &key),
+            payload_hash: payload_hash(payload),
+            seal_key: hmac(key.as_bytes(), b"slotguard idempotent answer seal v1"),
+        })
+    }
+
+    /// `text` XOR a pad from the seal key (sealing and unsealing are the same).
+    fn xor_pad(&self, text: &[u8]) -> Vec<u8> {
+        let pad = (0u8..).flat_map(|block| hmac(&self.seal_key, &[block]));
+        text.iter().zip(pad).map(|(t, p)| t ^ p).collect()
+    }
+
+    /// `body` with [`SEALED_FIELD`] sealed under this request's key.
+    fn seal(&self, body: &str) -> String {
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(body) else { return body.to_owned() };
+        let Some(serde_json::Value::String(secret)) = fields.remove(SEALED_FIELD) else { return body.to_owned() };
+        let sealed = data_encoding::HEXLOWER.encode(&self.xor_pad(secret.as_bytes()));
+        fields.insert(SEALED_AS.into(), sealed.into());
+        serde_json::Value::Object(fields).to_string()
+    }
+
+    /// A saved `body` as first answered: [`SEALED_FIELD`] unsealed.
+    fn unseal(&self, body: String) -> String {
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&body) else { return body };
+        let Some(serde_json::Value::String(sealed)) = fields.remove(SEALED_AS) else { return body };
+        let Some(secret) = data_encoding::HEXLOWER
+            .decode(sealed.as_bytes())
+            .ok()
+            .and_then(|bytes| String::from_utf8(self.xor_pad(&bytes)).ok())
+        else {
+            return body;
+        };
+        fields.insert(SEALED_FIELD.into(), secret.into());
+        serde_json::Value::Object(fields).to_string()
     }
 
     /// The record to write with the work whose answer is `response`.
@@ -79,7 +148,7 @@ impl KeyedRequest {
             payload_hash: self.payload_hash.clone(),
             response: SavedResponse {
                 status: response.status().as_u16(),
-                body: String::from_utf8_lossy(response.body().as_ref()).into_owned(),
+                body: self.seal(&String::from_utf8_lossy(response.body().as_ref())),
                 location: response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
             },
             expires_at: now + RECORD_TTL,
@@ -95,16 +164,17 @@ impl KeyedRequest {
     ) -> Result<Option<Response<Body>>, IdempotencyError> {
         match store.key_use(&self.record_key, &self.payload_hash, now).await? {
             None => Ok(None),
-            Some(found) => answer_for(found).map(Some),
+            Some(found) => self.answer_for(found).map(Some),
         }
     }
-}
 
-/// What a key's record answers: a replay, or `422` for another payload.
-pub fn answer_for(found: KeyUse) -> Result<Response<Body>, IdempotencyError> {
-    match found {
-        KeyUse::Replay(saved) => Ok(replay(saved)),
-        KeyUse::OtherPayload => Err(IdempotencyError::KeyReused),
+    /// What a request whose key was found used answers: the saved response
+    /// replayed (secret unsealed), or `422` for another payload.
+    pub fn answer_for(&self, found: KeyUse) -> Result<Response<Body>, IdempotencyError> {
+        match found {
+            KeyUse::Replay(saved) => Ok(replay(SavedResponse { body: self.unseal(saved.body), ..saved })),
+            KeyUse::OtherPayload => Err(IdempotencyError::KeyReused),
+        }
     }
 }
 
@@ -143,5 +213,22 @@ mod tests {
         assert!(key_of(&req(&"k".repeat(256))).is_err());
         let none = lambda_http::http::Request::builder().body(Body::Empty).unwrap();
         assert_eq!(key_of(&none).unwrap(), None);
+    }
+
+    #[test]
+    fn a_saved_secret_is_sealed_under_the_key_and_unsealed_only_by_it() {
+        let payload = serde_json::json!({"a": 1});
+        let keyed = KeyedRequest::new("reserve", Some("key-1".into()), &payload).unwrap();
+        let other = KeyedRequest::new("reserve", Some("key-2".into()), &payload).unwrap();
+        let body =
+            r#"{"reservation_id":"rsv_x","reservation_secret":"rsk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}"#;
+        let sealed = keyed.seal(body);
+        assert!(!sealed.contains("rsk_"), "stored in clear: {sealed}");
+        assert!(!keyed.record_key.contains("key-1"), "the client's key is stored: {}", keyed.record_key);
+        let as_json = |b: &str| serde_json::from_str::<serde_json::Value>(b).unwrap();
+        assert_eq!(as_json(&keyed.unseal(sealed.clone())), as_json(body));
+        assert_ne!(as_json(&other.unseal(sealed.clone()))["reservation_secret"], as_json(body)["reservation_secret"]);
+        assert_eq!(keyed.seal(r#"{"no":"secret"}"#), r#"{"no":"secret"}"#, "other answers are kept as they are");
+        assert!(!format!("{keyed:?}").contains("seal_key"));
     }
 }

@@ -19,7 +19,7 @@
 //! reschedule that went through answers `200` again and re-queues the job.
 
 use super::auth::AuthError;
-use super::cancel::authorize;
+use super::auth::authorize;
 use super::problem::api_error;
 use super::reserve::{RuleError, choose, free_day_token};
 use super::{RequestError, from_json, json_body, json_response, reservation_id_param, respond};
@@ -134,19 +134,21 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, RescheduleError> {
     let id = reservation_id_param(req, RescheduleError::NotFound)?;
-    let body: RescheduleRequest = from_json(json_body(req)?)?;
-    let start = DateTime::parse_from_rfc3339(&body.start)
-        .map_err(|_| RescheduleError::InvalidField("start must be an RFC 3339 time like 2026-06-10T09:00:00Z".into()))?
-        .with_timezone(&Utc);
+    // Who is asking first, then what they ask.
     let current = match deps.store.get_claim(&id).await? {
         Some(claim) => claim,
         None => {
             let record = deps.store.get_reservation_record(&id).await?;
             let record = record.ok_or_else(|| RescheduleError::NotFound(id.to_string()))?;
+            authorize(deps.admin, req, record.secret_hash.as_ref())?;
             return Err(RescheduleError::NotReschedulable(record.status));
         }
     };
-    let actor = authorize(deps.admin, req, current.cancel_token.as_deref())?;
+    let actor = authorize(deps.admin, req, current.secret_hash.as_ref())?;
+    let body: RescheduleRequest = from_json(json_body(req)?)?;
+    let start = DateTime::parse_from_rfc3339(&body.start)
+        .map_err(|_| RescheduleError::InvalidField("start must be an RFC 3339 time like 2026-06-10T09:00:00Z".into()))?
+        .with_timezone(&Utc);
     if current.status != ClaimStatus::Confirmed {
         return Err(RescheduleError::NotReschedulable(current.reservation_status(now)));
     }

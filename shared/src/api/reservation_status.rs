@@ -1,15 +1,22 @@
 //! `GET /v1/reservations/{id}`: what the customer's success page polls.
 //!
+//! Anyone with the id (it is in the success URL, calendar events, Stripe
+//! metadata) sees what a public page may show: the status and the interval.
+//! The holder of the reservation's secret (`Authorization: Bearer rsk_…`)
+//! also sees the booking type, the price and the hold's expiry; any other
+//! `Authorization` is a `401`.
+//!
 //! The id carries its slot key, so this is one consistent `GetItem` on the
 //! claim; only when the claim now belongs to someone else (or is gone) does it
 //! read the reservation's record.
 
+use super::auth::{AuthError, holds_secret};
 use super::problem::api_error;
 use super::{RequestError, json_response, reservation_id_param, respond};
-use crate::domain::{ReservationId, ReservationStatus, ResourceId, rfc3339};
+use crate::domain::{ReservationId, ReservationStatus, ResourceId, SecretHash, rfc3339};
 use crate::ports::{ClaimStore, ReservationHistory, StoreError};
 use chrono::{DateTime, Utc};
-use lambda_http::http::StatusCode;
+use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
@@ -18,34 +25,42 @@ use serde::Serialize;
 pub enum StatusError {
     #[error(transparent)]
     Request(#[from] RequestError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("reading the reservation")]
     Store(#[from] StoreError),
     #[error("there is no reservation {0}")]
     NotFound(String),
 }
 
-api_error!(StatusError { wraps: [Request, Store], Self::NotFound(_) => ReservationNotFound });
+api_error!(StatusError { wraps: [Request, Auth, Store], Self::NotFound(_) => ReservationNotFound });
 
-/// The reservation as its customer sees it.
+/// The reservation as the public (anyone with its id) sees it, with
+/// [`ReservationDetails`] for the holder of its secret.
 #[derive(Debug, Serialize)]
 pub struct ReservationView {
     pub reservation_id: ReservationId,
     pub resource_id: ResourceId,
-    /// The booking type, while the booking item exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub booking_type: Option<String>,
     /// The booking's current interval (a reschedule moves it).
     pub start: String,
     pub end: String,
     pub status: ReservationStatus,
+    /// Only for the holder of the reservation's secret.
+    #[serde(flatten)]
+    pub details: Option<ReservationDetails>,
+}
+
+/// What only the holder of a reservation's secret sees.
+#[derive(Debug, Serialize)]
+pub struct ReservationDetails {
+    /// The booking type, while the booking item exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_type: Option<String>,
     /// When the hold lapses; only while `held`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     pub amount: i64,
     pub currency: String,
-    /// Authorises `POST /v1/bookings/{id}/cancel`; only once confirmed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cancel_token: Option<String>,
 }
 
 /// Handles `GET /v1/reservations/{id}`.
@@ -70,36 +85,44 @@ async fn run<S: ClaimStore + ReservationHistory>(
     let id = reservation_id_param(req, StatusError::NotFound)?;
     let not_found = || StatusError::NotFound(id.to_string());
     let resource_id = id.slot_key().resource_id;
+    // A credential that is sent must be the secret; none gives the public view.
+    let holder = |secret: Option<&SecretHash>| match req.headers().get(header::AUTHORIZATION) {
+        None => Ok(false),
+        Some(_) if holds_secret(req, secret) => Ok(true),
+        Some(_) => Err(StatusError::Auth(AuthError::SecretRequired)),
+    };
     if let Some(claim) = store.get_claim(&id).await? {
         let status = claim.reservation_status(now);
+        let details = holder(claim.secret_hash.as_ref())?.then(|| ReservationDetails {
+            booking_type: Some(claim.terms.booking_type.clone()),
+            expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
+            amount: claim.amount,
+            currency: claim.currency.clone(),
+        });
         let view = ReservationView {
             reservation_id: id,
             resource_id,
-            booking_type: Some(claim.terms.booking_type.clone()),
             start: rfc3339(claim.slot.start),
             end: rfc3339(claim.end),
             status,
-            expires_at: claim.expires_at.filter(|_| status == ReservationStatus::Held).map(rfc3339),
-            amount: claim.amount,
-            currency: claim.currency,
-            cancel_token: claim
-                .cancel_token
-                .filter(|_| matches!(status, ReservationStatus::Confirmed | ReservationStatus::Cancelling)),
+            details,
         };
         return Ok(json_response(StatusCode::OK, &view));
     }
     let record = store.get_reservation_record(&id).await?.ok_or_else(not_found)?;
+    let details = holder(record.secret_hash.as_ref())?.then(|| ReservationDetails {
+        booking_type: None,
+        expires_at: None,
+        amount: record.amount,
+        currency: record.currency.clone(),
+    });
     let view = ReservationView {
         reservation_id: id,
         resource_id,
-        booking_type: None,
         start: rfc3339(record.start),
         end: rfc3339(record.end),
         status: record.status,
-        expires_at: None,
-        amount: record.amount,
-        currency: record.currency,
-        cancel_token: None,
+        details,
     };
     Ok(json_response(StatusCode::OK, &view))
 }

@@ -24,8 +24,8 @@ use super::idempotency::{IdempotencyError, KeyedRequest};
 use super::problem::api_error;
 use super::{RequestError, from_json, idempotency, json_body, json_response, respond};
 use crate::domain::{
-    BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationStatus, Resource,
-    ResourceId, SlotKey, StartError, rfc3339,
+    BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationSecret,
+    ReservationStatus, Resource, ResourceId, SlotKey, StartError, rfc3339,
 };
 use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -149,6 +149,10 @@ pub struct HoldView {
     pub expires_at: String,
     pub amount: i64,
     pub currency: String,
+    /// The reservation's secret: answered here once (and by an idempotent
+    /// replay), stored only as a hash. Its holder sees the reservation's
+    /// details, pays, cancels and reschedules it (`Authorization: Bearer`).
+    pub reservation_secret: String,
 }
 
 /// Handles `POST /v1/reservations`.
@@ -261,8 +265,10 @@ async fn hold<S: ReserveStore>(
     let resource = resource.expect("admitted by a resource");
     let key = SlotKey { resource_id, start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
+    let secret = ReservationSecret::generate();
     let hold = Claim {
         settings_version: Some(resource.settings_version.clone()),
+        secret_hash: Some(secret.hash()),
         ..Claim::hold(key, end, kind.terms(duration.minutes), customer, &duration.price, now, expires_at)
     };
     // A day token can be taken between the read and the write: choose again.
@@ -274,7 +280,7 @@ async fn hold<S: ReserveStore>(
             None => None,
         };
         let claim = Claim { day_token, ..hold.clone() };
-        let response = created(&claim, now);
+        let response = created(&claim, &secret, now);
         let answer = keyed.map(|k| k.answer(&response, now));
         match store.place_hold(&claim, answer.as_ref(), now).await? {
             HoldOutcome::Placed => {
@@ -283,7 +289,8 @@ async fn hold<S: ReserveStore>(
             }
             HoldOutcome::KeyUsed(found) => {
                 tracing::info!("the same Idempotency-Key was answered before");
-                return Ok(idempotency::answer_for(found)?);
+                let keyed = keyed.expect("a key is found used only when one was sent");
+                return Ok(keyed.answer_for(found)?);
             }
             HoldOutcome::Taken { by } if matches!(by.key, LockKey::DayToken { .. }) => continue,
             HoldOutcome::Taken { by } => {
@@ -328,7 +335,7 @@ pub async fn free_day_token<S: ClaimStore>(
 }
 
 /// The `201` for a hold (also what an idempotent replay returns).
-fn created(claim: &Claim, now: DateTime<Utc>) -> Response<Body> {
+fn created(claim: &Claim, secret: &ReservationSecret, now: DateTime<Utc>) -> Response<Body> {
     let view = HoldView {
         reservation_id: claim.reservation_id.clone(),
         resource_id: claim.slot.resource_id.clone(),
@@ -340,6 +347,7 @@ fn created(claim: &Claim, now: DateTime<Utc>) -> Response<Body> {
         expires_at: claim.expires_at.map(rfc3339).unwrap_or_default(),
         amount: claim.amount,
         currency: claim.currency.clone(),
+        reservation_secret: secret.expose().to_owned(),
     };
     let mut response = json_response(StatusCode::CREATED, &view);
     let location = format!("/v1/reservations/{}", claim.reservation_id);

@@ -293,7 +293,7 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
     if session.own.is_some() && cause != RefundCause::NotOwnSession {
         // A hold (or a pending payment's claim) of this reservation must not
         // outlive its refunded payment.
-        let record = record_of(reservation_id, facts, ReservationStatus::Refunded, now);
+        let record = record_of(session, ReservationStatus::Refunded, now);
         let hold = deps.store.get_claim(reservation_id).await?.filter(|c| c.status.is_unpaid());
         let retired = match hold {
             Some(hold) => deps.store.retire_hold(&hold, &record, now).await?,
@@ -327,12 +327,10 @@ pub(crate) async fn raise<S: AttentionStore>(
     store.raise_attention(&attention).await
 }
 
-fn record_of(
-    reservation_id: &ReservationId,
-    facts: &SessionFacts,
-    status: ReservationStatus,
-    now: DateTime<Utc>,
-) -> ReservationRecord {
+/// The record of a reservation its own session settled (`own` is set): it
+/// keeps the secret's hash, so the customer still sees the outcome's details.
+fn record_of(session: &Session<'_>, status: ReservationStatus, now: DateTime<Utc>) -> ReservationRecord {
+    let &Session { reservation_id, facts, own } = session;
     ReservationRecord {
         reservation_id: reservation_id.clone(),
         start: reservation_id.slot_key().start,
@@ -341,7 +339,7 @@ fn record_of(
         amount: facts.amount.unwrap_or_default(),
         currency: facts.currency.clone().unwrap_or_default(),
         recorded_at: now,
-        cancel_token: None,
+        secret_hash: own.and_then(|r| r.secret_hash.clone()),
     }
 }
 
@@ -409,7 +407,7 @@ async fn release<S: WebhookStore>(
             None => None,
         };
         if let Some(hold) = hold {
-            let record = record_of(reservation_id, facts, ReservationStatus::Released, now);
+            let record = record_of(session, ReservationStatus::Released, now);
             if store.release(&hold, &record, &facts.session_id, outcome, now).await? {
                 tracing::info!("hold released");
                 return Ok("released");

@@ -6,6 +6,7 @@ pub mod payment;
 pub mod reservation;
 pub mod resource;
 pub mod rules;
+pub mod secret;
 pub mod zone;
 
 pub use booking_type::{
@@ -19,8 +20,9 @@ pub use payment::{
 };
 pub use reservation::{
     CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, DayToken, Email, Lock, LockKey, ReservationId,
-    ReservationStatus, SlotKey, new_cancel_token, rfc3339,
+    ReservationStatus, SlotKey, rfc3339,
 };
 pub use resource::{CalendarTarget, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec};
 pub use rules::StartError;
+pub use secret::{ReservationSecret, SecretHash};
 pub use zone::{UnknownZone, Zone, ZoneOffset};

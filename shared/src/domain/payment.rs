@@ -5,6 +5,7 @@
 
 use super::booking_type::BookingTerms;
 use super::reservation::{Customer, DayToken, ReservationId, SlotKey};
+use super::secret::SecretHash;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -199,6 +200,9 @@ pub struct CheckoutRecord {
     /// payment needs to claim the same locks again.
     pub terms: BookingTerms,
     pub day_token: Option<DayToken>,
+    /// The hash of the reservation's secret, so a booking rebuilt from this
+    /// record answers to the secret its customer holds.
+    pub secret_hash: Option<SecretHash>,
 }
 
 impl CheckoutRecord {
@@ -291,6 +295,7 @@ mod tests {
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
             terms: BookingTerms::plain(30),
             day_token: None,
+            secret_hash: None,
         };
         let facts = SessionFacts {
             session_id: "cs_own".into(),

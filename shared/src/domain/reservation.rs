@@ -3,6 +3,7 @@
 use super::booking_type::{BookingTerms, cells};
 use super::payment::CheckoutRecord;
 use super::resource::{Price, ResourceId};
+use super::secret::SecretHash;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::fmt;
@@ -213,8 +214,9 @@ pub struct Claim {
     pub checkout: Option<CheckoutLink>,
     /// The PaymentIntent that paid for the booking.
     pub payment_intent: Option<String>,
-    /// Lets the customer cancel the booking; shown once it is confirmed.
-    pub cancel_token: Option<String>,
+    /// The hash of the reservation's secret (see [`crate::domain::secret`]);
+    /// `None` only for items written before secrets existed.
+    pub secret_hash: Option<SecretHash>,
     /// The resource's [`Resource::settings_version`](crate::domain::Resource)
     /// the hold was accepted under (read from a cache that may be a minute
     /// old): checkout checks the hold again if the settings changed since.
@@ -282,14 +284,9 @@ pub struct CheckoutTerms {
     pub cancel_url: String,
 }
 
-/// A fresh cancel token: 128 random bits.
-pub fn new_cancel_token() -> String {
-    format!("ct_{}", uuid::Uuid::new_v4().simple())
-}
-
 impl Claim {
     /// A new hold of `slot` (ending at `end`, under `terms`) for `customer` at `price`,
-    /// lapsing at `expires_at`, with a fresh reservation id and cancel token.
+    /// lapsing at `expires_at`, with a fresh reservation id and no secret yet (reserve gives it one).
     pub fn hold(
         slot: SlotKey,
         end: DateTime<Utc>,
@@ -316,7 +313,7 @@ impl Claim {
             checkout_terms: None,
             checkout: None,
             payment_intent: None,
-            cancel_token: Some(new_cancel_token()),
+            secret_hash: None,
             settings_version: None,
         }
     }
@@ -339,6 +336,7 @@ impl Claim {
             status,
             expires_at: None,
             day_token: record.day_token.clone(),
+            secret_hash: record.secret_hash.clone(),
             ..hold
         }
     }
@@ -501,12 +499,13 @@ mod tests {
             customer: Customer::parse("Jane", "jane@example.com").unwrap(),
             terms: BookingTerms::plain(45),
             day_token: None,
+            secret_hash: Some(crate::domain::ReservationSecret::generate().hash()),
         };
         let claim = Claim::from_checkout(&record, ClaimStatus::Confirmed, now);
         assert_eq!(claim.reservation_id, id, "not a fresh id");
         assert_eq!((claim.slot, claim.end, claim.status), (slot(), record.end, ClaimStatus::Confirmed));
         assert_eq!((claim.amount, claim.currency.as_str(), claim.expires_at), (4500, "eur", None));
-        assert!(claim.cancel_token.is_some());
+        assert_eq!(claim.secret_hash, record.secret_hash, "the customer's secret still admits");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::Cause;
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, MAX_BLOCKED_MINUTES, PaymentOutcome,
-    RefundCause, ReservationId, ReservationStatus, Resource, ResourceId,
+    RefundCause, ReservationId, ReservationStatus, Resource, ResourceId, SecretHash,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -162,9 +162,9 @@ pub struct ReservationRecord {
     pub amount: i64,
     pub currency: String,
     pub recorded_at: DateTime<Utc>,
-    /// A cancelled booking keeps its cancel token, so a repeated cancel is
+    /// A cancelled booking keeps its secret's hash, so a repeated cancel is
     /// authorised like the first one.
-    pub cancel_token: Option<String>,
+    pub secret_hash: Option<SecretHash>,
 }
 
 /// History of reservations whose claim item was overwritten or removed.

@@ -4,7 +4,7 @@
 //! would (`lambda_http::request::from_str` for API Gateway events).
 //!
 //! The domain values the samples are about (the `demo` resource, the
-//! reservation id, the customer, the cancel token) are read from the samples
+//! reservation id, the customer, the reservation secret) are read from the samples
 //! too, so the tests follow them if they change.
 
 use crate::domain::{
@@ -164,8 +164,9 @@ pub(crate) fn sample_customer() -> Customer {
     Customer::parse(&text("name"), &text("email")).expect("a valid customer")
 }
 
-/// The cancel token `apigw-cancel.json` presents.
-pub(crate) fn sample_cancel_token() -> String {
+/// The reservation secret `apigw-cancel.json` (and the checkout and
+/// reschedule events) present.
+pub(crate) fn sample_secret() -> String {
     let cancel = Fixture::load(events::CANCEL);
     let header = cancel.text_at("/headers/authorization");
     header.strip_prefix("Bearer ").expect("a bearer token").to_owned()
@@ -186,12 +187,12 @@ pub(crate) fn record(
         amount: resource.first_type().2.amount,
         currency: resource.first_type().2.currency.clone(),
         recorded_at,
-        cancel_token: None,
+        secret_hash: Some(crate::domain::SecretHash::of(&sample_secret())),
     }
 }
 
 /// Reservation `id`'s claim on its slot of `resource`, at the resource's
-/// price, for the sample customer, with the sample cancel token, held under
+/// price, for the sample customer, with the sample secret, held under
 /// the resource's current settings.
 pub(crate) fn claim(
     resource: &Resource,
@@ -208,7 +209,7 @@ pub(crate) fn claim(
         reservation_id: id.clone(),
         status,
         expires_at,
-        cancel_token: Some(sample_cancel_token()),
+        secret_hash: Some(crate::domain::SecretHash::of(&sample_secret())),
         settings_version: Some(resource.settings_version.clone()),
         ..hold
     }

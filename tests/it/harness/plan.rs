@@ -34,10 +34,12 @@ pub enum UrlVariant {
 /// How a cancel or a reschedule authorises itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
-    /// The booking's cancel token, as its status shows it once confirmed.
-    Token,
-    /// A token that is not the booking's.
+    /// The reservation's secret, as the `201` of its reserve gave it.
+    Secret,
+    /// A made-up secret.
     Wrong,
+    /// Another reservation's (real) secret.
+    Other,
     Admin,
     /// No `Authorization` header.
     Missing,
@@ -358,8 +360,9 @@ impl Gen {
             }
             "cancel" => {
                 let auth = match rng.u32(0..20) {
-                    0..=10 => Auth::Token,
-                    11..=13 => Auth::Wrong,
+                    0..=10 => Auth::Secret,
+                    11..=12 => Auth::Wrong,
+                    13 => Auth::Other,
                     14..=16 => Auth::Admin,
                     _ => Auth::Missing,
                 };
@@ -367,8 +370,9 @@ impl Gen {
             }
             "reschedule" => {
                 let auth = match rng.u32(0..20) {
-                    0..=11 => Auth::Token,
-                    12..=13 => Auth::Wrong,
+                    0..=11 => Auth::Secret,
+                    12 => Auth::Wrong,
+                    13 => Auth::Other,
                     14..=18 => Auth::Admin,
                     _ => Auth::Missing,
                 };

@@ -42,8 +42,8 @@ pub struct Res {
     pub customer: usize,
     pub amount: i64,
     pub currency: String,
-    /// The cancel token, once a status read showed it.
-    pub token: Option<String>,
+    /// The reservation's secret, from the `201` of its reserve.
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,6 @@ pub struct Mail {
     pub id: String,
     pub kind: String,
     pub session: String,
-    /// The reservation the session names (its metadata).
-    pub reservation: String,
     pub body: String,
     /// Some delivery got a 2xx.
     pub acked: bool,
@@ -469,13 +467,10 @@ impl Runner {
                 .expect("the simulator answers");
             assert_eq!(r.status().as_u16(), 200);
             let body = r.text().await.unwrap();
-            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let reservation = parsed["data"]["object"]["metadata"]["reservation_id"].as_str().unwrap_or_default();
             self.mailbox.push(Mail {
                 id,
                 kind: e["type"].as_str().unwrap_or_default().to_owned(),
                 session: e["session_id"].as_str().unwrap_or_default().to_owned(),
-                reservation: reservation.to_owned(),
                 body,
                 acked: false,
                 deliveries: 0,
@@ -605,7 +600,7 @@ impl Runner {
                             customer,
                             amount: body["amount"].as_i64().unwrap_or_default(),
                             currency: body["currency"].as_str().unwrap_or_default().to_owned(),
-                            token: None,
+                            secret: body["reservation_secret"].as_str().map(str::to_owned),
                         });
                     }
                 }
@@ -630,10 +625,6 @@ impl Runner {
                 self.mailbox[mail].deliveries += 1;
                 if (200..300).contains(&outcome.status) {
                     self.mailbox[mail].acked = true;
-                    // The customer's success page polls the status, which
-                    // shows the cancel token once the booking is confirmed.
-                    let reservation = self.mailbox[mail].reservation.clone();
-                    self.learn_token(&reservation).await;
                 }
             }
             Pending::Cancel { reservation, auth, bearer, check } => {
@@ -669,13 +660,13 @@ impl Runner {
                         );
                     }
                 }
-                if matches!(auth, Auth::Wrong | Auth::Missing) {
-                    let allowed = matches!(outcome.status, 401 | 404 | 409) || (failed && outcome.status >= 500);
+                if matches!(auth, Auth::Wrong | Auth::Other | Auth::Missing) {
+                    let allowed = matches!(outcome.status, 401 | 404) || (failed && outcome.status >= 500);
                     if !allowed {
                         self.violate(
                             "I5",
                             format!(
-                                "{} without the booking's token answered {} (only 401, or 404/409 with no confirmable booking): {}",
+                                "{} without the reservation's secret answered {} (only 401, or 404 for no such reservation): {}",
                                 rec.desc, outcome.status, outcome.body
                             ),
                         );
@@ -739,13 +730,13 @@ impl Runner {
                         );
                     }
                 }
-                if matches!(auth, Auth::Wrong | Auth::Missing) {
-                    let allowed = matches!(outcome.status, 401 | 404 | 409) || (failed && outcome.status >= 500);
+                if matches!(auth, Auth::Wrong | Auth::Other | Auth::Missing) {
+                    let allowed = matches!(outcome.status, 401 | 404) || (failed && outcome.status >= 500);
                     if !allowed {
                         self.violate(
                             "I5",
                             format!(
-                                "{} without the booking's token answered {} (only 401, or 404/409 with no confirmed booking): {}",
+                                "{} without the reservation's secret answered {} (only 401, or 404 for no such reservation): {}",
                                 rec.desc, outcome.status, outcome.body
                             ),
                         );
@@ -923,7 +914,11 @@ impl Runner {
                 self.checkout_since.entry(res.id.clone()).or_insert(i);
                 let desc = format!("checkout {} url={url:?}", short(&res.id));
                 let uri = format!("/v1/reservations/{}/checkout", res.id);
-                let req = request("POST", &uri, Some(&res.id), &[("content-type", "application/json".into())], body);
+                let mut headers = vec![("content-type", "application/json".to_owned())];
+                if let Some(secret) = &res.secret {
+                    headers.push(("authorization", format!("Bearer {secret}")));
+                }
+                let req = request("POST", &uri, Some(&res.id), &headers, body);
                 let (world, now) = (self.world.clone(), self.now);
                 self.start_op(i, desc, Pending::Checkout { reservation: res.id.clone() }, script, async move {
                     outcome(checkout_at(&world.store, &world.payments, &world.urls, req, now).await)
@@ -989,21 +984,21 @@ impl Runner {
                 if self.reservations.is_empty() {
                     return self.noop("cancel (no reservation yet)");
                 }
-                // A customer cancels a booking whose token they were shown;
-                // anyone may try any reservation without it. Mostly a booking
-                // the client last saw confirmed.
+                // A customer cancels a booking with the secret their reserve
+                // got; anyone may try any reservation without it. Mostly a
+                // booking the client last saw confirmed.
                 let Some(k) = self.pick_booking(reservation, auth, 2) else {
-                    return self.noop("cancel with a token (no booking has shown one yet)");
+                    return self.noop("cancel with a secret (no reservation has one)");
                 };
                 let id = self.reservations[k].id.clone();
-                // The client reads the status page, which shows the token once confirmed.
+                // The client reads the status page first.
                 let status = self.read_status(k).await;
                 let Some(bearer) = self.bearer(k, auth) else {
-                    return self.noop(&format!("cancel {} with its token (never shown one)", short(&id)));
+                    return self.noop(&format!("cancel {} with a secret (none to use)", short(&id)));
                 };
                 // What the policy gives the customer for the booking as it is now.
                 let check = match (auth, status["status"].as_str(), self.booking_now(k, &status)) {
-                    (Auth::Token, Some("confirmed"), Some((start, _, policy))) => Some(PolicyCheck::Cancel {
+                    (Auth::Secret, Some("confirmed"), Some((start, _, policy))) => Some(PolicyCheck::Cancel {
                         refund: check::policy_refund(
                             &policy.cancellation,
                             false,
@@ -1023,12 +1018,12 @@ impl Runner {
                 // Mostly a booking the client last saw confirmed (its own, or
                 // any as the admin); now and then any other.
                 let Some(k) = self.pick_booking(reservation, auth, 3) else {
-                    return self.noop("reschedule with a token (no booking has shown one yet)");
+                    return self.noop("reschedule with a secret (no reservation has one)");
                 };
                 let id = self.reservations[k].id.clone();
                 let status = self.read_status(k).await;
                 let Some(bearer) = self.bearer(k, auth) else {
-                    return self.noop(&format!("reschedule {} with its token (never shown one)", short(&id)));
+                    return self.noop(&format!("reschedule {} with a secret (none to use)", short(&id)));
                 };
                 let res = self.reservations[k].clone();
                 let info = &self.world.resources[res.resource];
@@ -1044,7 +1039,7 @@ impl Runner {
                 }
                 // What the policy says of moving the booking as it is now.
                 let check = match (auth, status["status"].as_str(), self.booking_now(k, &status)) {
-                    (Auth::Token, Some("confirmed"), Some((start, minutes, policy))) => {
+                    (Auth::Secret, Some("confirmed"), Some((start, minutes, policy))) => {
                         let new_minutes = asked.map(|d| d.minutes).unwrap_or(minutes);
                         let same_place = start == target && new_minutes == minutes;
                         let price = kind.duration(Some(new_minutes)).map(|d| d.price.amount);
@@ -1174,14 +1169,11 @@ impl Runner {
         (first - Duration::hours(2), last + Duration::hours(2))
     }
 
-    /// The client reads the k-th reservation's status page: learns its cancel
-    /// token once confirmed, and where the booking is now.
+    /// The client reads the k-th reservation's status page: where the
+    /// booking is now.
     async fn read_status(&mut self, k: usize) -> Value {
         let id = self.reservations[k].id.clone();
         let (_, status) = self.status_of(&id).await;
-        if let Some(token) = status["cancel_token"].as_str() {
-            self.reservations[k].token = Some(token.to_owned());
-        }
         if let Some((start, end, _)) = interval_of(&status) {
             self.starts_seen.entry(id).or_default().insert(start);
             (self.reservations[k].start, self.reservations[k].end) = (start, end);
@@ -1190,21 +1182,21 @@ impl Runner {
     }
 
     /// The reservations last seen confirmed that a request with `auth` can name
-    /// (with a token only those whose token the client was shown).
+    /// (with a secret only those whose secret the client has).
     /// The reservation a cancel or reschedule acts on: a booking the client
     /// last saw confirmed when `reservation < confirmed_below` (and there is
-    /// one), else with a token one whose token was shown (`None` if none
-    /// was), else any.
+    /// one), else with a secret one whose secret the client has (`None` if
+    /// none), else any.
     fn pick_booking(&self, reservation: usize, auth: Auth, confirmed_below: usize) -> Option<usize> {
         let confirmed = self.seen_confirmed(auth);
         if !confirmed.is_empty() && reservation < confirmed_below {
             return Some(confirmed[recent(reservation, confirmed.len())]);
         }
-        if auth != Auth::Token {
+        if auth != Auth::Secret {
             return Some(recent(reservation, self.reservations.len()));
         }
         let known: Vec<usize> =
-            (0..self.reservations.len()).filter(|k| self.reservations[*k].token.is_some()).collect();
+            (0..self.reservations.len()).filter(|k| self.reservations[*k].secret.is_some()).collect();
         (!known.is_empty()).then(|| known[recent(reservation, known.len())])
     }
 
@@ -1212,17 +1204,27 @@ impl Runner {
         (0..self.reservations.len())
             .filter(|k| {
                 let r = &self.reservations[*k];
-                self.seen.get(&r.id).is_some_and(|s| s == "confirmed") && (auth != Auth::Token || r.token.is_some())
+                self.seen.get(&r.id).is_some_and(|s| s == "confirmed") && (auth != Auth::Secret || r.secret.is_some())
             })
             .collect()
     }
 
     /// The `Authorization` bearer a request on the k-th reservation sends;
-    /// `None`: the customer never saw the booking's token.
+    /// `None`: there is no such secret to send.
     fn bearer(&self, k: usize, auth: Auth) -> Option<Option<String>> {
         match auth {
-            Auth::Token => self.reservations[k].token.clone().map(Some),
-            Auth::Wrong => Some(Some(format!("ct_{}", "0".repeat(32)))),
+            Auth::Secret => self.reservations[k].secret.clone().map(Some),
+            Auth::Wrong => Some(Some(format!("rsk_{}", "0".repeat(43)))),
+            Auth::Other => {
+                let others: Vec<&String> = self
+                    .reservations
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != k)
+                    .filter_map(|(_, r)| r.secret.as_ref())
+                    .collect();
+                (!others.is_empty()).then(|| Some(others[k % others.len()].clone()))
+            }
             Auth::Admin => Some(Some(ADMIN_TOKEN.to_owned())),
             Auth::Missing => Some(None),
         }
@@ -1257,16 +1259,12 @@ impl Runner {
             .collect()
     }
 
-    async fn learn_token(&mut self, id: &str) {
-        let Some(k) = self.reservations.iter().position(|r| r.id == id) else { return };
-        let (_, status) = self.status_of(id).await;
-        if let Some(token) = status["cancel_token"].as_str() {
-            self.reservations[k].token = Some(token.to_owned());
-        }
-    }
-
+    /// The reservation's status page, as the holder of its secret sees it.
     pub async fn status_of(&self, id: &str) -> (u16, Value) {
-        let req = request("GET", &format!("/v1/reservations/{id}"), Some(id), &[], None);
+        let secret = self.reservations.iter().find(|r| r.id == id).and_then(|r| r.secret.as_ref());
+        let headers: Vec<(&str, String)> =
+            secret.map(|s| ("authorization", format!("Bearer {s}"))).into_iter().collect();
+        let req = request("GET", &format!("/v1/reservations/{id}"), Some(id), &headers, None);
         let out = outcome(reservation_status_at(&self.world.raw_store, req, self.now).await);
         (out.status, serde_json::from_str(&out.body).unwrap_or(Value::Null))
     }
@@ -1306,7 +1304,7 @@ impl Runner {
         check: Option<PolicyCheck>,
         mut script: Vec<Decision>,
     ) {
-        let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
+        let unauthorised = matches!(auth, Auth::Wrong | Auth::Other | Auth::Missing);
         if !unauthorised {
             self.cancels.push(CancelAttempt { reservation: id.clone(), host: auth == Auth::Admin, at: self.now });
         }
@@ -1353,7 +1351,7 @@ impl Runner {
         gives_up: bool,
         mut script: Vec<Decision>,
     ) {
-        let unauthorised = matches!(auth, Auth::Wrong | Auth::Missing);
+        let unauthorised = matches!(auth, Auth::Wrong | Auth::Other | Auth::Missing);
         if unauthorised {
             // Checked by comparing the world before and after: no interleaving.
             script.retain(|d| !d.is_pause());

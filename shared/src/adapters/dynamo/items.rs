@@ -23,7 +23,7 @@
 
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,
-    ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, SlotKey, rfc3339,
+    ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, SecretHash, SlotKey, rfc3339,
 };
 use crate::ports::{Attention, IdempotentAnswer, ReservationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -322,9 +322,7 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(pi) = &claim.payment_intent {
         item.insert("payment_intent".into(), s(pi));
     }
-    if let Some(token) = &claim.cancel_token {
-        item.insert("cancel_token".into(), s(token));
-    }
+    put_secret_hash(&mut item, claim.secret_hash.as_ref());
     item
 }
 
@@ -365,7 +363,7 @@ impl TryFrom<&Item> for Claim {
             checkout_terms,
             checkout,
             payment_intent: get_s(item, "payment_intent").ok().map(str::to_owned),
-            cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
+            secret_hash: get_secret_hash(item)?,
             settings_version: get_s(item, "settings_version").ok().map(str::to_owned),
             terms: get_json(item, "terms")?,
             day_token: get_opt_json(item, "day_token")?,
@@ -402,7 +400,24 @@ pub fn checkout_record_item(record: &CheckoutRecord, expires_at: DateTime<Utc>) 
     if let Some(token) = &record.day_token {
         item.insert("day_token".into(), json(token));
     }
+    put_secret_hash(&mut item, record.secret_hash.as_ref());
     item
+}
+
+/// Stores a reservation secret's hash (never the secret) as `secret_hash`.
+fn put_secret_hash(item: &mut Item, hash: Option<&SecretHash>) {
+    if let Some(hash) = hash {
+        item.insert("secret_hash".into(), s(hash.as_str()));
+    }
+}
+
+/// The `secret_hash` of an item; items from before secrets have none (their
+/// bookings answer to the admin only: the old cancel tokens were public).
+fn get_secret_hash(item: &Item) -> Result<Option<SecretHash>, ItemError> {
+    match get_s(item, "secret_hash") {
+        Ok(hex) => SecretHash::parse(hex).map(Some).ok_or_else(|| ItemError("secret_hash is malformed".into())),
+        Err(_) => Ok(None),
+    }
 }
 
 impl TryFrom<&Item> for CheckoutRecord {
@@ -420,6 +435,7 @@ impl TryFrom<&Item> for CheckoutRecord {
                 .map_err(ItemError)?,
             terms: get_json(item, "terms")?,
             day_token: get_opt_json(item, "day_token")?,
+            secret_hash: get_secret_hash(item)?,
         })
     }
 }
@@ -467,9 +483,7 @@ pub fn reservation_record_item(record: &ReservationRecord, expires_at: DateTime<
         (EXPIRES_AT, epoch(expires_at)),
     ];
     item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    if let Some(token) = &record.cancel_token {
-        item.insert("cancel_token".into(), s(token));
-    }
+    put_secret_hash(&mut item, record.secret_hash.as_ref());
     item
 }
 
@@ -488,7 +502,7 @@ impl TryFrom<&Item> for ReservationRecord {
             amount: get_n(item, "amount")?,
             currency: get_s(item, "currency")?.to_owned(),
             recorded_at: get_time(item, "recorded_at")?,
-            cancel_token: get_s(item, "cancel_token").ok().map(str::to_owned),
+            secret_hash: get_secret_hash(item)?,
         })
     }
 }
@@ -513,7 +527,7 @@ mod tests {
         Claim {
             status,
             expires_at,
-            cancel_token: Some("ct_1".into()),
+            secret_hash: Some(SecretHash::of("rsk_1")),
             day_token: Some(crate::domain::DayToken { date: slot.start.date_naive(), index: 2 }),
             version: 3,
             refund_amount: Some(1200),
@@ -559,6 +573,7 @@ mod tests {
             customer: c.customer.clone(),
             terms: c.terms.clone(),
             day_token: c.day_token.clone(),
+            secret_hash: c.secret_hash.clone(),
         };
         let item = checkout_record_item(&record, DateTime::from_timestamp(1_790_000_000, 0).unwrap());
         assert_eq!(CheckoutRecord::try_from(&item).unwrap(), record);
@@ -633,7 +648,7 @@ mod tests {
             amount: 4500,
             currency: "eur".into(),
             recorded_at: c.created_at,
-            cancel_token: Some("ct_1".into()),
+            secret_hash: Some(SecretHash::of("rsk_1")),
         };
         let item = reservation_record_item(&record, c.created_at + Duration::days(90));
         assert_eq!(ReservationRecord::try_from(&item).unwrap(), record);
