@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
+use slotguard::adapters::calendars::CalendarTargetRules;
 use slotguard::adapters::dynamo::DynamoStore;
 use slotguard::adapters::sqs::SqsCalendarQueue;
 use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
@@ -68,6 +69,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
 pub struct Gateway {
     pub store: DynamoStore,
     pub admin: AdminAuth,
+    /// What a resource's calendar must satisfy to be saved.
+    pub calendar_rules: CalendarTargetRules,
     pub payments: Arc<StripePayments>,
     pub checkout_urls: CheckoutUrls,
     pub calendar: SqsCalendarQueue,
@@ -150,7 +153,9 @@ impl Gateway {
             .with_query_string_parameters(query);
         match route {
             Route::Availability => availability::availability(&self.store, request).await,
-            Route::PutResource => put_resource::put_resource(&self.store, &self.admin, request).await,
+            Route::PutResource => {
+                put_resource::put_resource(&self.store, &self.admin, &self.calendar_rules, request).await
+            }
             Route::Reserve => reserve::reserve(&self.store, request).await,
             Route::ReservationStatus => reservation_status::reservation_status(&self.store, request).await,
             Route::Checkout => {

@@ -13,20 +13,32 @@
 //! | `SLOTGUARD_CALENDAR_QUEUE_URL` | the SQS queue feeding the calendar writer |
 //! | `SLOTGUARD_CALENDAR_DLQ_URL` | its dead-letter queue |
 //! | `SLOTGUARD_MAX_RECEIVES` | the calendar queue's `maxReceiveCount` (default 5) |
-//! | `caldav_username`, `caldav_password` in the secret (`SLOTGUARD_CALDAV_USERNAME`/`_PASSWORD` locally) | CalDAV Basic credentials |
-//! | `google_client_id`, `google_client_secret`, `google_refresh_token` in the secret (`SLOTGUARD_GOOGLE_*` locally) | Google Calendar OAuth |
+//! | `SLOTGUARD_CALENDAR_SECRET_PREFIX` | the name prefix of the secrets resources may name as calendar `credentials` (default `slotguard/calendars/`; the template grants reading only those) |
+//! | `SLOTGUARD_OUTBOUND` | where calendar requests may go: `strict` (default: `https`, public addresses only) or `local` (also `http` and loopback) |
+//! | `SLOTGUARD_OUTBOUND_ALLOW` | optional: comma-separated private or loopback IP addresses calendar requests may also reach (a calendar server in your own network) |
+//! | `google_client_id`, `google_client_secret` in the secret (`SLOTGUARD_GOOGLE_CLIENT_ID`/`_SECRET` locally) | the Google OAuth client |
+//! | `google_refresh_token` in the secret (`SLOTGUARD_GOOGLE_REFRESH_TOKEN` locally) | optional: the refresh token of Google resources that name no `credentials` |
 //! | `SLOTGUARD_GOOGLE_API_BASE`, `SLOTGUARD_GOOGLE_TOKEN_URL` | optional: other Google endpoints (tests) |
-//! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | read by the AWS SDK: point it at local stand-ins |
+//! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` | read by the AWS SDK: point it at local stand-ins |
+//!
+//! CalDAV credentials are per resource: each resource names the secret
+//! holding its server's `{"username", "password"}` (README, "Resources and
+//! calendars"). The global `caldav_username`/`caldav_password` of earlier
+//! versions (`SLOTGUARD_CALDAV_USERNAME`/`_PASSWORD` locally) are no longer
+//! read; a function that still finds them logs a warning at cold start.
 
 pub use crate::adapters::aws::Aws;
 use crate::adapters::caldav::{CalDavCalendar, CalDavConfig};
-use crate::adapters::calendars::Calendars;
+use crate::adapters::calendar_secrets::{self, DEFAULT_PREFIX};
+use crate::adapters::calendars::{CalendarTargetRules, Calendars};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::google::{GoogleCalendar, GoogleConfig, GoogleCredentials};
+use crate::adapters::outbound::OutboundPolicy;
 use crate::adapters::sqs::{SqsCalendarQueue, SqsDeadLetters};
 use crate::adapters::stripe::{StripePayments, WebhookVerifier};
 use crate::api::auth::AdminAuth;
 use crate::api::checkout::CheckoutUrls;
+use crate::domain::CredentialsRef;
 use crate::jobs::calendar_writer::RetryPolicy;
 
 /// A missing or malformed setting.
@@ -126,25 +138,65 @@ pub fn calendar_queue(aws: &Aws) -> Result<SqsCalendarQueue, ConfigError> {
     Ok(aws.calendar_queue(required("SLOTGUARD_CALENDAR_QUEUE_URL")?))
 }
 
-/// The calendar adapters, with credentials from [`Secrets`]: CalDAV Basic
-/// auth if `caldav_username`/`caldav_password` are present, Google if its
-/// three OAuth values are.
-pub fn calendars(secrets: &Secrets) -> Result<Calendars, ConfigError> {
-    let mut caldav = CalDavConfig::default();
-    if let (Ok(user), Ok(password)) = (
-        secrets.get("SLOTGUARD_CALDAV_USERNAME", "caldav_username"),
-        secrets.get("SLOTGUARD_CALDAV_PASSWORD", "caldav_password"),
-    ) {
-        caldav = caldav.with_basic_auth(user, password);
+/// Where calendar requests may go, from `SLOTGUARD_OUTBOUND` and
+/// `SLOTGUARD_OUTBOUND_ALLOW` (default: strict).
+pub fn outbound_policy() -> Result<OutboundPolicy, ConfigError> {
+    let var = |name| std::env::var(name).unwrap_or_default();
+    OutboundPolicy::parse(&var("SLOTGUARD_OUTBOUND"), &var("SLOTGUARD_OUTBOUND_ALLOW")).map_err(ConfigError)
+}
+
+/// The prefix of the secrets resources may name, from
+/// `SLOTGUARD_CALENDAR_SECRET_PREFIX` (default `slotguard/calendars/`).
+pub fn calendar_secret_prefix() -> Result<String, ConfigError> {
+    let prefix = required("SLOTGUARD_CALENDAR_SECRET_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_owned());
+    calendar_secrets::check_prefix(&prefix).map_err(ConfigError)?;
+    Ok(prefix)
+}
+
+/// What a resource's calendar must satisfy to be saved: [`outbound_policy`]
+/// and [`calendar_secret_prefix`].
+pub fn calendar_target_rules() -> Result<CalendarTargetRules, ConfigError> {
+    CalendarTargetRules::new(outbound_policy()?, &calendar_secret_prefix()?).map_err(ConfigError)
+}
+
+/// The calendar adapters: [`outbound_policy`], the per-resource credentials
+/// read from Secrets Manager under [`calendar_secret_prefix`], and Google if
+/// its OAuth client is configured in [`Secrets`] (with the deployment's own
+/// refresh token, if given, for resources that name none).
+///
+/// Refuses a prefix under which the app's own secret (`SLOTGUARD_SECRETS_ARN`)
+/// lies: resources could then name the Stripe keys.
+pub fn calendars(aws: &Aws, secrets: &Secrets) -> Result<Calendars, ConfigError> {
+    let outbound = outbound_policy()?;
+    let prefix = calendar_secret_prefix()?;
+    if let Ok(own) = required("SLOTGUARD_SECRETS_ARN")
+        && CredentialsRef::parse(&own).is_ok_and(|r| calendar_secrets::check_reference(&prefix, &r).is_ok())
+    {
+        return Err(ConfigError(format!(
+            "SLOTGUARD_SECRETS_ARN lies under SLOTGUARD_CALENDAR_SECRET_PREFIX ({prefix:?}): resources could name it"
+        )));
     }
+    if secrets.get("SLOTGUARD_CALDAV_USERNAME", "caldav_username").is_ok()
+        || secrets.get("SLOTGUARD_CALDAV_PASSWORD", "caldav_password").is_ok()
+    {
+        tracing::warn!(
+            "caldav_username/caldav_password are no longer used: name a secret under {prefix:?} \
+             in each CalDAV resource's calendar.credentials"
+        );
+    }
+    let calendar_secrets = aws.calendar_secrets(&prefix).map_err(ConfigError)?;
+    let caldav = CalDavConfig::default().with_outbound(outbound.clone()).with_secrets(calendar_secrets.clone());
     let caldav = CalDavCalendar::new(caldav).map_err(|e| ConfigError(e.to_string()))?;
     let google = match (
         secrets.get("SLOTGUARD_GOOGLE_CLIENT_ID", "google_client_id"),
         secrets.get("SLOTGUARD_GOOGLE_CLIENT_SECRET", "google_client_secret"),
-        secrets.get("SLOTGUARD_GOOGLE_REFRESH_TOKEN", "google_refresh_token"),
     ) {
-        (Ok(id), Ok(secret), Ok(token)) => {
-            let mut config = GoogleConfig::new(GoogleCredentials::new(id, secret, token));
+        (Ok(id), Ok(secret)) => {
+            let credentials = match secrets.get("SLOTGUARD_GOOGLE_REFRESH_TOKEN", "google_refresh_token") {
+                Ok(token) => GoogleCredentials::new(id, secret, token),
+                Err(_) => GoogleCredentials::client_only(id, secret),
+            };
+            let mut config = GoogleConfig::new(credentials).with_outbound(outbound).with_secrets(calendar_secrets);
             if let Ok(base) = required("SLOTGUARD_GOOGLE_API_BASE") {
                 config = config.with_api_base(base);
             }

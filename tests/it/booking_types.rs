@@ -114,8 +114,12 @@ fn random_bookings(seed: u64, n: usize, day: DateTime<Utc>) -> Vec<Booking> {
 
 /// The slotguard events of reservation `id` on `collection` around `day`: (event ref, start).
 async fn events_of(collection: &str, id: &str, day: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
-    let caldav = slotguard::adapters::caldav::CalDavCalendar::new(Default::default()).unwrap();
-    let target = slotguard::domain::CalendarTarget::Caldav { url: collection.to_owned() };
+    let local = slotguard::adapters::outbound::OutboundPolicy::local();
+    let caldav = slotguard::adapters::caldav::CalDavCalendar::new(
+        slotguard::adapters::caldav::CalDavConfig::default().with_outbound(local),
+    )
+    .unwrap();
+    let target = slotguard::domain::CalendarTarget::caldav(collection);
     let from = day - Duration::days(1);
     let found = slotguard::ports::Calendar::list_events(&caldav, &target, from, day + Duration::days(1)).await.unwrap();
     found.into_iter().filter(|e| e.reservation_id.as_str() == id).map(|e| (e.event_ref, e.start)).collect()

@@ -10,8 +10,10 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use slotguard::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::adapters::calendar_secrets::{CalendarSecrets, DEFAULT_PREFIX};
 use slotguard::adapters::calendars::Calendars;
 use slotguard::adapters::google::{GoogleCalendar, event_id};
+use slotguard::adapters::outbound::OutboundPolicy;
 use slotguard::domain::{CalendarTarget, Customer, ReservationId, ResourceId, SlotKey};
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, WriteOutcome};
 use std::time::Instant;
@@ -88,12 +90,20 @@ fn unfolded(ics: &str) -> Vec<String> {
     ics.replace("\r\n", "\n").replace("\n ", "").replace("\n\t", "").lines().map(str::to_owned).collect()
 }
 
+/// The CalDAV adapter with the local stack's outbound policy (Xandikos and
+/// the proxies listen on loopback, over plain http).
+fn caldav_config(timeout_ms: u64) -> CalDavConfig {
+    CalDavConfig::default()
+        .with_timeout(std::time::Duration::from_millis(timeout_ms))
+        .with_outbound(OutboundPolicy::local())
+}
+
 fn caldav(timeout_ms: u64) -> CalDavCalendar {
-    CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_millis(timeout_ms))).unwrap()
+    CalDavCalendar::new(caldav_config(timeout_ms)).unwrap()
 }
 
 fn target(url: &str) -> CalendarTarget {
-    CalendarTarget::Caldav { url: url.to_owned() }
+    CalendarTarget::caldav(url)
 }
 
 /// A booking on `start` for 30 minutes, with a fresh reservation id.
@@ -320,21 +330,127 @@ async fn caldav_put_into_a_missing_collection_fails_instead_of_pretending() {
     assert_error(result, false, "http_409");
 }
 
+/// Calendar secrets held in memory, under the default prefix.
+fn fixed_secrets(values: &[(&str, serde_json::Value)]) -> CalendarSecrets {
+    let values = values.iter().map(|(name, value)| (format!("{DEFAULT_PREFIX}{name}"), value.to_string())).collect();
+    CalendarSecrets::fixed(values, DEFAULT_PREFIX).unwrap()
+}
+
 #[tokio::test]
-async fn caldav_sends_basic_credentials() {
+async fn caldav_sends_each_resources_own_credentials_to_its_calendar_only() {
+    let (alice, bob) = (fresh_collection().await, fresh_collection().await);
+    let (alice_proxy, bob_proxy) = (FaultProxy::start(&alice).await, FaultProxy::start(&bob).await);
+    let secrets = fixed_secrets(&[
+        ("alice", json!({"username": "host@example.com", "password": "app-pass:word"})),
+        ("team", json!({"bob": {"username": "bob", "password": "pw-of-bob"}})),
+    ]);
+    let calendar = CalDavCalendar::new(caldav_config(5000).with_secrets(secrets)).unwrap();
+    let with = |url: String, credentials: Option<&str>| CalendarTarget::Caldav {
+        url,
+        credentials: credentials.map(|c| format!("{DEFAULT_PREFIX}{c}")),
+    };
+    let on_alice = with(alice_proxy.url_for(&alice), Some("alice"));
+    let on_bob = with(bob_proxy.url_for(&bob), Some("team#bob"));
+    let anonymous = with(alice_proxy.url_for(&alice), None);
+    calendar.put_event(&on_alice, &booking(at(2031, 3, 14, 9, 0))).await.unwrap();
+    calendar.put_event(&on_bob, &booking(at(2031, 3, 14, 10, 0))).await.unwrap();
+    calendar.put_event(&anonymous, &booking(at(2031, 3, 14, 11, 0))).await.unwrap();
+
+    let basic = |pair: &str| Some(format!("Basic {}", base64(pair)));
+    let seen = alice_proxy.requests();
+    assert!(seen.iter().all(|r| r.method == "PUT" && r.path.ends_with(".ics")), "{seen:?}");
+    let seen: Vec<_> = seen.into_iter().map(|r| r.authorization).collect();
+    assert_eq!(seen, [basic("host@example.com:app-pass:word"), None]);
+    let seen: Vec<_> = bob_proxy.requests().into_iter().map(|r| r.authorization).collect();
+    assert_eq!(seen, [basic("bob:pw-of-bob")]);
+    assert_eq!(count_events(&alice).await, 2);
+}
+
+#[tokio::test]
+async fn caldav_credentials_outside_the_prefix_or_unreadable_are_never_sent() {
     let collection = fresh_collection().await;
     let proxy = FaultProxy::start(&collection).await;
-    let calendar =
-        CalDavCalendar::new(CalDavConfig::default().with_basic_auth("host@example.com", "app-pass:word")).unwrap();
-    calendar.put_event(&target(&proxy.url_for(&collection)), &booking(at(2031, 3, 14, 9, 0))).await.unwrap();
-    let seen = proxy.requests();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].method, "PUT");
-    assert!(seen[0].path.ends_with(".ics"), "{}", seen[0].path);
-    assert_eq!(
-        seen[0].authorization.as_deref(),
-        Some(format!("Basic {}", base64("host@example.com:app-pass:word")).as_str())
+    let secrets = CalendarSecrets::fixed(
+        [
+            ("slotguard-test-secrets".to_owned(), json!({"username": "sk_test", "password": "whsec"}).to_string()),
+            (format!("{DEFAULT_PREFIX}broken"), "not json".to_owned()),
+        ]
+        .into(),
+        DEFAULT_PREFIX,
+    )
+    .unwrap();
+    let calendar = CalDavCalendar::new(caldav_config(5000).with_secrets(secrets)).unwrap();
+    let with = |credentials: String| CalendarTarget::Caldav {
+        url: proxy.url_for(&collection),
+        credentials: Some(credentials),
+    };
+    let event = booking(at(2031, 3, 15, 9, 0));
+    assert_error(
+        calendar.put_event(&with("slotguard-test-secrets".into()), &event).await,
+        false,
+        "credentials_refused",
     );
+    let broken = with(format!("{DEFAULT_PREFIX}broken"));
+    assert_error(calendar.put_event(&broken, &event).await, true, "credentials_unavailable");
+    let missing = with(format!("{DEFAULT_PREFIX}missing"));
+    assert_error(calendar.delete_event(&missing, &event.reservation_id).await, true, "credentials_unavailable");
+    assert_eq!(proxy.requests_seen(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn caldav_refuses_calendar_urls_outside_the_outbound_policy_without_connecting() {
+    let event = booking(at(2031, 3, 15, 10, 0));
+    for url in ["http://169.254.169.254/latest/", "http://10.0.0.1/cal/", "http://[::ffff:10.0.0.1]/cal/"] {
+        assert_error(caldav(1000).put_event(&target(url), &event).await, false, "outbound_refused");
+    }
+    // Strict: plain http, and loopback behind a name, are refused too.
+    let strict = CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_secs(1))).unwrap();
+    let collection = fresh_collection().await;
+    assert_error(strict.put_event(&target(&collection), &event).await, false, "outbound_refused");
+    let by_name = "https://localhost:1/user/calendars/calendar/";
+    let err = strict.put_event(&target(by_name), &event).await.unwrap_err();
+    assert_eq!((err.kind(), err.is_transient()), ("outbound_refused", false), "{err}");
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+/// A CalDAV server that has no event under its own name, and whose UID
+/// search answers with an href on another origin: that href must never be
+/// requested (the resource's credentials would go with it).
+#[tokio::test]
+async fn caldav_refuses_hrefs_a_server_gives_on_another_origin() {
+    use crate::fakes::{Reply, response};
+    let elsewhere = FaultProxy::start(&caldav_server()).await;
+    let event = booking(at(2031, 3, 15, 11, 0));
+    let (rid, uid) = (&event.reservation_id, format!("{}@slotguard", event.reservation_id));
+    let foreign = format!("{}/user/calendars/other/victim.ics", elsewhere.base);
+    let multistatus = format!(
+        r#"<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:response><D:href>{foreign}</D:href><D:propstat><D:prop><C:calendar-data>BEGIN:VCALENDAR&#13;
+BEGIN:VEVENT&#13;
+UID:{uid}&#13;
+DTSTART:20310315T110000Z&#13;
+X-SLOTGUARD-BOOKING:{rid}&#13;
+END:VEVENT&#13;
+END:VCALENDAR&#13;
+</C:calendar-data></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"#
+    );
+    let (addr, _server) = crate::fakes::serve(move |req| {
+        let answer = match req.method().as_str() {
+            "REPORT" => response(207, "application/xml; charset=utf-8", multistatus.clone()),
+            _ => response(404, "text/plain", "not here"),
+        };
+        async move { Reply::Respond(answer) }
+    })
+    .await;
+    let secrets = fixed_secrets(&[("alice", json!({"username": "alice", "password": "pw"}))]);
+    let calendar = CalDavCalendar::new(caldav_config(5000).with_secrets(secrets)).unwrap();
+    let target = CalendarTarget::Caldav {
+        url: format!("http://{addr}/user/calendars/alice/"),
+        credentials: Some(format!("{DEFAULT_PREFIX}alice")),
+    };
+    assert_error(calendar.delete_event(&target, &event.reservation_id).await, false, "foreign_href");
+    assert_eq!(elsewhere.requests_seen(), 0, "the foreign href was not requested");
+    // A listing skips such an event instead of reporting it.
+    assert_eq!(calendar.list_events(&target, event.start, event.end).await.unwrap(), vec![]);
 }
 
 #[tokio::test]
@@ -497,7 +613,7 @@ async fn caldav_hanging_server_is_a_transient_timeout() {
 #[tokio::test]
 async fn caldav_refuses_other_targets() {
     let event = booking(at(2031, 3, 19, 9, 0));
-    let google = CalendarTarget::Google { calendar_id: "primary".into() };
+    let google = CalendarTarget::google("primary");
     assert_error(caldav(1000).put_event(&google, &event).await, false, "wrong_target");
     assert_error(caldav(1000).delete_event(&CalendarTarget::None, &event.reservation_id).await, false, "wrong_target");
 }
@@ -508,7 +624,7 @@ async fn caldav_refuses_other_targets() {
 const CAL: &str = "team-room@group.calendar.google.com";
 
 fn google_target() -> CalendarTarget {
-    CalendarTarget::Google { calendar_id: CAL.into() }
+    CalendarTarget::google(CAL)
 }
 
 #[tokio::test]
@@ -805,6 +921,28 @@ async fn google_revoked_refresh_token_is_permanent() {
     let calendar = GoogleCalendar::new(wrong_client).unwrap();
     assert_error(calendar.list_events(&google_target(), event.start, event.end).await, false, "auth");
     assert!(fake.live_events(CAL).is_empty());
+}
+
+#[tokio::test]
+async fn google_uses_the_hosts_refresh_token_from_the_resources_secret() {
+    let fake = FakeGoogle::start().await;
+    let secrets = fixed_secrets(&[("host", json!({"refresh_token": crate::fakes::google::REFRESH_TOKEN}))]);
+    // The deployment's own refresh token is not one the stand-in accepts.
+    let own = slotguard::adapters::google::GoogleCredentials::new(
+        crate::fakes::google::CLIENT_ID,
+        crate::fakes::google::CLIENT_SECRET,
+        "1//not-the-hosts",
+    );
+    let config = slotguard::adapters::google::GoogleConfig { credentials: own, ..fake.config() }.with_secrets(secrets);
+    let calendar = GoogleCalendar::new(config).unwrap();
+    let hosts = CalendarTarget::Google { calendar_id: CAL.into(), credentials: Some(format!("{DEFAULT_PREFIX}host")) };
+    let event = booking(at(2031, 8, 5, 8, 0));
+    created_ref(calendar.put_event(&hosts, &event).await);
+    assert_eq!(fake.live_events(CAL).len(), 1);
+    assert_error(calendar.put_event(&google_target(), &event).await, false, "auth");
+    let elsewhere = CalendarTarget::Google { calendar_id: CAL.into(), credentials: Some("prod/stripe".into()) };
+    assert_error(calendar.delete_event(&elsewhere, &event.reservation_id).await, false, "credentials_refused");
+    assert_eq!(fake.live_events(CAL).len(), 1);
 }
 
 #[tokio::test]

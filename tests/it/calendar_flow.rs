@@ -1,6 +1,7 @@
 //! Confirmed bookings on their way to the calendar: the writer against
 //! Xandikos (through a fault-injecting proxy), moto's SQS with its
-//! dead-letter queue, redrive, partial batches, cancel and reconcile.
+//! dead-letter queue, redrive, partial batches, cancel and reconcile, and
+//! calendar credentials read per resource from moto's Secrets Manager.
 
 use crate::calendar_adapters::{count_events, fresh_collection};
 use crate::fakes::fault_proxy::{Fault, FaultProxy};
@@ -10,6 +11,8 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use slotguard::adapters::caldav::{CalDavCalendar, CalDavConfig};
+use slotguard::adapters::calendar_secrets::CalendarSecrets;
+use slotguard::adapters::outbound::OutboundPolicy;
 use slotguard::adapters::sqs::{Redrive, SqsDeadLetters, list_dead_letters, redrive};
 use slotguard::domain::{CalendarAction, CalendarJob, ReservationId};
 use slotguard::jobs::calendar_writer::{RetryPolicy, WriterDeps, write_batch};
@@ -32,8 +35,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// A writer for resources without calendar credentials.
     pub(crate) fn new(app: &TestApp) -> Self {
-        let config = CalDavConfig::default().with_timeout(std::time::Duration::from_secs(2));
+        Self::with_secrets(app, CalendarSecrets::default())
+    }
+
+    /// A writer reading calendar credentials from `secrets`; loopback and
+    /// plain http allowed, as in the local stack.
+    pub(crate) fn with_secrets(app: &TestApp, secrets: CalendarSecrets) -> Self {
+        let config = CalDavConfig::default()
+            .with_timeout(std::time::Duration::from_secs(2))
+            .with_outbound(OutboundPolicy::local())
+            .with_secrets(secrets);
         Self {
             calendar: CalDavCalendar::new(config).unwrap(),
             dead_letters: SqsDeadLetters::new(app.queue.client().clone(), app.dlq_url.clone()),
@@ -190,6 +203,97 @@ async fn bad_credentials_go_to_the_dlq_without_five_retries() {
     assert_eq!(letters[0].receive_count.as_deref(), Some("1"), "sent on at the first receive");
     assert_eq!(proxy.requests_seen(), 1, "one attempt, no retries");
     assert_eq!(count_events(&collection).await, 0);
+}
+
+/// An app whose `room` resource writes to a fresh Xandikos calendar behind
+/// a proxy that wants `host@example.com`'s Basic credentials, naming the
+/// secret `secret` (in moto's Secrets Manager) for them. Returns the app,
+/// the proxy and the calendar's URL on Xandikos itself.
+async fn app_with_guarded_calendar(secret: &str) -> (TestApp, FaultProxy, String) {
+    let app = spawn_app().await;
+    let collection = fresh_collection().await;
+    let proxy = FaultProxy::start(&collection).await;
+    proxy.require_authorization(&host_authorization());
+    let mut spec = open_all_day();
+    spec["calendar"] = json!({ "type": "caldav", "url": proxy.url_for(&collection), "credentials": secret });
+    app.put_resource("room", &spec).await;
+    (app, proxy, collection)
+}
+
+/// `Basic` of `host@example.com:app-pass:word`.
+fn host_authorization() -> String {
+    "Basic aG9zdEBleGFtcGxlLmNvbTphcHAtcGFzczp3b3Jk".to_owned()
+}
+
+#[tokio::test]
+async fn the_writer_signs_in_with_the_credentials_in_the_resources_own_secret() {
+    let secret = calendar_secret_name();
+    put_secret(&secret, &json!({"username": "host@example.com", "password": "app-pass:word"})).await;
+    let (app, proxy, collection) = app_with_guarded_calendar(&secret).await;
+    // A second resource without credentials, on a calendar of its own.
+    let open_collection = fresh_collection().await;
+    let open_proxy = FaultProxy::start(&open_collection).await;
+    let mut spec = open_all_day();
+    spec["calendar"] = json!({ "type": "caldav", "url": open_proxy.url_for(&open_collection) });
+    app.put_resource("annex", &spec).await;
+    let id = paid_booking(&app, 30, "ada@example.com").await;
+    let c = app.reserve_and_checkout("annex", hour_from_now(30), "bob@example.com").await;
+    app.pay(&c.session_id, "").await;
+
+    Writer::with_secrets(&app, calendar_secrets()).drain(&app).await;
+    assert_eq!(event_ics(&collection, &id).await.0, StatusCode::OK);
+    assert_eq!(count_events(&open_collection).await, 1);
+    let seen = proxy.requests();
+    assert!(!seen.is_empty() && seen.iter().all(|r| r.fault.is_none()), "every request signed in: {seen:?}");
+    assert!(open_proxy.requests().iter().all(|r| r.authorization.is_none()), "no credentials to the other calendar");
+    assert!(list_dead_letters(app.queue.client(), &app.dlq_url).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_password_in_the_secret_dead_letters_the_job_until_the_secret_is_fixed() {
+    let secret = calendar_secret_name();
+    put_secret(&secret, &json!({"username": "host@example.com", "password": "an old password"})).await;
+    let (app, proxy, collection) = app_with_guarded_calendar(&secret).await;
+    let id = paid_booking(&app, 30, "ada@example.com").await;
+    let writer = Writer::with_secrets(&app, calendar_secrets());
+    writer.drain(&app).await;
+    let letters = list_dead_letters(app.queue.client(), &app.dlq_url).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reservation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(letters[0].failure_kind.as_deref(), Some("http_401"));
+    assert_eq!(letters[0].receive_count.as_deref(), Some("1"), "a refused sign-in is not retried");
+    assert!(!letters[0].failure_reason.as_deref().unwrap().contains("old password"), "{:?}", letters[0]);
+    assert_eq!(proxy.requests_seen(), 1);
+    assert_eq!(count_events(&collection).await, 0);
+
+    // The host rotates the password in the secret; the redriven job uses it
+    // (the 401 dropped the cached value).
+    put_secret(&secret, &json!({"username": "host@example.com", "password": "app-pass:word"})).await;
+    redrive(app.queue.client(), &app.dlq_url, app.queue.queue_url()).await.unwrap();
+    writer.drain(&app).await;
+    assert_eq!(event_ics(&collection, &id).await.0, StatusCode::OK);
+    assert!(list_dead_letters(app.queue.client(), &app.dlq_url).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_retried_then_dead_lettered_and_redriven_once_it_exists() {
+    let secret = calendar_secret_name();
+    let (app, proxy, collection) = app_with_guarded_calendar(&secret).await;
+    let id = paid_booking(&app, 30, "ada@example.com").await;
+    let writer = Writer::with_secrets(&app, calendar_secrets());
+    writer.drain(&app).await;
+    let letters = list_dead_letters(app.queue.client(), &app.dlq_url).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].failure_kind.as_deref(), Some("credentials_unavailable"));
+    assert!(letters[0].failure_reason.as_deref().unwrap().contains(&secret), "{:?}", letters[0]);
+    assert_eq!(letters[0].receive_count.as_deref(), Some("5"), "retried on every receive");
+    assert_eq!(proxy.requests_seen(), 0, "nothing sent without the credentials");
+
+    put_secret(&secret, &json!({"username": "host@example.com", "password": "app-pass:word"})).await;
+    redrive(app.queue.client(), &app.dlq_url, app.queue.queue_url()).await.unwrap();
+    writer.drain(&app).await;
+    assert_eq!(event_ics(&collection, &id).await.0, StatusCode::OK);
+    assert_eq!(app.status_text(&id).await, "confirmed");
 }
 
 #[tokio::test]

@@ -201,7 +201,9 @@ struct SlowCalendar {
 
 impl SlowCalendar {
     fn new(hold_puts: bool) -> Self {
-        let config = CalDavConfig::default().with_timeout(std::time::Duration::from_secs(2));
+        let config = CalDavConfig::default()
+            .with_timeout(std::time::Duration::from_secs(2))
+            .with_outbound(slotguard::adapters::outbound::OutboundPolicy::local());
         Self {
             inner: CalDavCalendar::new(config).unwrap(),
             hold_puts,

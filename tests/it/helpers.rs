@@ -5,6 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use slotguard::adapters::calendar_secrets::{CalendarSecrets, DEFAULT_PREFIX};
+use slotguard::adapters::calendars::CalendarTargetRules;
 use slotguard::adapters::dynamo::DynamoStore;
 use slotguard::adapters::sqs::SqsCalendarQueue;
 use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
@@ -69,12 +71,20 @@ pub async fn fresh_queue() -> (SqsCalendarQueue, String) {
     (SqsCalendarQueue::new(sqs, queue_url), dlq_url)
 }
 
-/// Starts a gateway over a new table in DynamoDB Local.
+/// Starts a gateway over a new table in DynamoDB Local, with the local
+/// stack's calendar rules ([`CalendarTargetRules::local`]).
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_calendar_rules(CalendarTargetRules::local()).await
+}
+
+/// [`spawn_app`] with other rules for the calendars of saved resources.
+pub async fn spawn_app_with_calendar_rules(rules: CalendarTargetRules) -> TestApp {
     let ddb = dev::dynamodb_client(&dynamodb_endpoint());
     let table = format!("test-{}", uuid::Uuid::new_v4().simple());
     dev::ensure_table(&ddb, &table).await.expect("create the test table");
-    spawn_app_on(DynamoStore::new(ddb, table)).await
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = format!("http://{}", sim_listener.local_addr().unwrap());
+    spawn(DynamoStore::new(ddb, table), sim_listener, &sim, rules).await
 }
 
 /// Starts a gateway over any store (e.g. one whose endpoint is down), with a
@@ -88,6 +98,15 @@ pub async fn spawn_app_on(store: DynamoStore) -> TestApp {
 /// Starts a gateway whose Stripe client talks to `stripe_url` (where
 /// `sim_listener` serves the simulator, or nothing does).
 pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpListener, stripe_url: &str) -> TestApp {
+    spawn(store, sim_listener, stripe_url, CalendarTargetRules::local()).await
+}
+
+async fn spawn(
+    store: DynamoStore,
+    sim_listener: tokio::net::TcpListener,
+    stripe_url: &str,
+    calendar_rules: CalendarTargetRules,
+) -> TestApp {
     init_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -107,6 +126,7 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
     let gw = gateway::Gateway {
         store: store.clone(),
         admin: AdminAuth::Token(ADMIN_TOKEN.into()),
+        calendar_rules,
         payments: Arc::new(StripePayments::new(STRIPE_KEY, Some(stripe_url)).unwrap()),
         checkout_urls: CheckoutUrls {
             success_url: "https://shop.example/booked/{RESERVATION_ID}".into(),
@@ -120,6 +140,43 @@ pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpLis
     }));
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     TestApp { base, http, store, sim, queue, dlq_url, secrets: Arc::default(), _shutdown: tx, _sim_shutdown: sim_tx }
+}
+
+/// A Secrets Manager client for the test stack's moto server (which answers
+/// Secrets Manager on its SQS port).
+pub fn secrets_manager() -> aws_sdk_secretsmanager::Client {
+    slotguard::adapters::install_crypto_provider();
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "slotguard-tests"))
+        .endpoint_url(stack_url("SLOTGUARD_TEST_SQS_URL"))
+        .timeout_config(slotguard::adapters::aws::timeouts())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+/// The calendar credentials of resources, read from moto as the calendar
+/// functions read them from Secrets Manager (default prefix).
+pub fn calendar_secrets() -> CalendarSecrets {
+    CalendarSecrets::secrets_manager(secrets_manager(), DEFAULT_PREFIX).unwrap()
+}
+
+/// A fresh secret name under the calendar secret prefix.
+pub fn calendar_secret_name() -> String {
+    format!("{DEFAULT_PREFIX}test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates (or replaces the value of) the secret `name` in moto.
+pub async fn put_secret(name: &str, value: &Value) {
+    let sm = secrets_manager();
+    let exists = sm.describe_secret().secret_id(name).send().await.is_ok();
+    if exists {
+        sm.put_secret_value().secret_id(name).secret_string(value.to_string()).send().await.expect("put secret value");
+    } else {
+        sm.create_secret().name(name).secret_string(value.to_string()).send().await.expect("create the secret");
+    }
 }
 
 /// A resource open around the clock in UTC with one-hour slots.

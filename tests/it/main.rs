@@ -12,6 +12,7 @@ mod bad_input;
 mod booking_types;
 mod calendar_adapters;
 mod calendar_flow;
+mod calendar_targets;
 mod event_orders;
 mod fakes;
 pub(crate) mod harness;

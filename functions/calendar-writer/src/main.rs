@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let aws = config::aws().await;
     let store = config::store(&aws)?;
-    let calendar = config::calendars(&config::Secrets::load(&aws).await?)?;
+    let calendar = config::calendars(&aws, &config::Secrets::load(&aws).await?)?;
     let dead_letters = config::dead_letters(&aws)?;
     let policy = config::retry_policy()?;
     let deps = WriterDeps { store: &store, calendar: &calendar, dead_letters: &dead_letters, policy };

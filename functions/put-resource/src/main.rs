@@ -14,11 +14,12 @@ async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let store = slotguard::config::store_from_env().await?;
     let auth = slotguard::config::admin_auth_from_env();
+    let calendars = slotguard::config::calendar_target_rules()?;
     run(service_fn(|req: lambda_http::Request| async {
         let response = if req.method() == Method::GET {
             admin_bookings(&store, &auth, req).await
         } else {
-            put_resource(&store, &auth, req).await
+            put_resource(&store, &auth, &calendars, req).await
         };
         Ok::<_, std::convert::Infallible>(response)
     }))

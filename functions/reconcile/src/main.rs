@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     slotguard::telemetry::init();
     let aws = config::aws().await;
     let store = config::store(&aws)?;
-    let calendar = config::calendars(&config::Secrets::load(&aws).await?)?;
+    let calendar = config::calendars(&aws, &config::Secrets::load(&aws).await?)?;
     let queue = config::calendar_queue(&aws)?;
     let days: i64 = std::env::var("SLOTGUARD_RECONCILE_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(30);
     run(service_fn(|_: LambdaEvent<serde_json::Value>| async {

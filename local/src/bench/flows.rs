@@ -74,6 +74,7 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
     let gw = gateway::Gateway {
         store: DynamoStore::new(ddb_client.clone(), table.clone()),
         admin: AdminAuth::Token(ADMIN.into()),
+        calendar_rules: slotguard::adapters::calendars::CalendarTargetRules::local(),
         payments: Arc::new(StripePayments::new("sk_test_bench", Some(&stripe_proxy)).expect("a Stripe client")),
         checkout_urls: CheckoutUrls {
             success_url: "https://shop.example/booked/{RESERVATION_ID}".into(),

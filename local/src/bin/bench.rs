@@ -106,6 +106,7 @@ async fn main() {
     let gw = gateway::Gateway {
         store: store.clone(),
         admin: AdminAuth::Token(TOKEN.into()),
+        calendar_rules: slotguard::adapters::calendars::CalendarTargetRules::local(),
         // Never called by these requests.
         payments: Arc::new(StripePayments::new(STRIPE_KEY, Some("http://127.0.0.1:9")).unwrap()),
         checkout_urls: CheckoutUrls { success_url: "https://x/".into(), cancel_url: "https://x/".into() },

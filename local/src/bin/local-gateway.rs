@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(addr = %listener.local_addr()?, "local gateway listening");
     // The calendar writer, fed by a local stand-in for the SQS event source mapping.
     if let Ok(dlq_url) = std::env::var("SLOTGUARD_CALENDAR_DLQ_URL") {
-        let calendar = config::calendars(&secrets)?;
+        let calendar = config::calendars(&aws, &secrets)?;
         let dead_letters = aws.dead_letters(dlq_url);
         let (store, queue, policy) = (store.clone(), config::calendar_queue(&aws)?, config::retry_policy()?);
         tokio::spawn(async move {
@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gateway = gateway::Gateway {
         store,
         admin: config::admin_auth_from_env(),
+        calendar_rules: config::calendar_target_rules()?,
         payments: std::sync::Arc::new(config::payments(&secrets)?),
         checkout_urls: config::checkout_urls_from_env()?,
         calendar: config::calendar_queue(&aws)?,

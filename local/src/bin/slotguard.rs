@@ -105,7 +105,7 @@ async fn main_result(args: &[String]) -> Result<(), String> {
             let to = time(args.get(2), now + Duration::days(30))?;
             let store = config::store(&aws).map_err(|e| e.to_string())?;
             let secrets = config::Secrets::load(&aws).await.map_err(|e| e.to_string())?;
-            let calendar = config::calendars(&secrets).map_err(|e| e.to_string())?;
+            let calendar = config::calendars(&aws, &secrets).map_err(|e| e.to_string())?;
             let queue = config::calendar_queue(&aws).map_err(|e| e.to_string())?;
             let report = slotguard::jobs::reconcile::reconcile(&store, &calendar, &queue, from, to)
                 .await

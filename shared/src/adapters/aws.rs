@@ -113,6 +113,12 @@ impl Aws {
         SqsDeadLetters::new(aws_sdk_sqs::Client::new(&self.0), url)
     }
 
+    /// The calendar credentials resources name, read from Secrets Manager:
+    /// secrets whose names start with `prefix` only.
+    pub fn calendar_secrets(&self, prefix: &str) -> Result<super::calendar_secrets::CalendarSecrets, String> {
+        super::calendar_secrets::CalendarSecrets::secrets_manager(aws_sdk_secretsmanager::Client::new(&self.0), prefix)
+    }
+
     /// The string value of the Secrets Manager secret `arn`; the error says
     /// what failed, never the value.
     pub async fn secret_string(&self, arn: &str) -> Result<String, String> {

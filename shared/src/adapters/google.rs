@@ -8,6 +8,14 @@
 //! token for the calendar's owner covers both personal and Workspace
 //! calendars.
 //!
+//! Whose calendar: the OAuth client (id and secret) is the deployment's; the
+//! refresh token is the calendar owner's. A resource names the secret
+//! holding its host's refresh token (`credentials`, read through
+//! [`CalendarSecrets`]); a resource that names none uses the deployment's
+//! own refresh token, if one is configured. Access tokens are cached per
+//! refresh token. The API base and token URLs are configuration, never a
+//! resource's, and must pass the [`OutboundPolicy`] like every connection.
+//!
 //! A booking's event id is the base32hex encoding of its reservation id (see
 //! [`event_id`]), so deleting needs nothing but the reservation id. Events
 //! carry the reservation id as the private extended property
@@ -37,16 +45,19 @@
 //! (`412`, or that `400` from a server ignoring `If-Match`), the adapter
 //! starts over, a few times, then reports a transient `conflict`.
 
+use super::calendar_secrets::CalendarSecrets;
 use super::http;
 /// Why an adapter could not be built (shared by both adapters).
 pub use super::http::SetupError;
-use crate::domain::{CalendarTarget, ReservationId, rfc3339};
+use super::outbound::OutboundPolicy;
+use crate::domain::{CalendarTarget, CredentialsRef, ReservationId, rfc3339};
 use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,21 +79,32 @@ const WRITE_ATTEMPTS: usize = 3;
 /// The fields a write sets on an existing event; the host's others stay.
 const OWN_FIELDS: [&str; 5] = ["summary", "description", "start", "end", "attendees"];
 
-/// An OAuth client and a refresh token it was granted.
+/// The deployment's OAuth client, and optionally a refresh token it was
+/// granted, used for resources that name no credentials of their own.
 #[derive(Clone)]
 pub struct GoogleCredentials {
     client_id: String,
     client_secret: String,
-    refresh_token: String,
+    refresh_token: Option<String>,
 }
 
 impl GoogleCredentials {
+    /// A client and the refresh token of the deployment's own calendar.
     pub fn new(
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
         refresh_token: impl Into<String>,
     ) -> Self {
-        Self { client_id: client_id.into(), client_secret: client_secret.into(), refresh_token: refresh_token.into() }
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            refresh_token: Some(refresh_token.into()),
+        }
+    }
+
+    /// A client only: every Google resource names its host's refresh token.
+    pub fn client_only(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self { client_id: client_id.into(), client_secret: client_secret.into(), refresh_token: None }
     }
 }
 
@@ -106,17 +128,34 @@ pub struct GoogleConfig {
     pub token_url: String,
     /// Connect timeout and whole-request timeout.
     pub timeout: Duration,
+    /// Where requests may go; strict unless configured otherwise.
+    pub outbound: OutboundPolicy,
+    /// Where the refresh tokens resources name are read from.
+    pub secrets: CalendarSecrets,
 }
 
 impl GoogleConfig {
-    /// Google's real endpoints and the default timeout.
+    /// Google's real endpoints, the default timeout, the strict outbound
+    /// policy and no secrets.
     pub fn new(credentials: GoogleCredentials) -> Self {
         Self {
             credentials,
             api_base: DEFAULT_API_BASE.to_owned(),
             token_url: DEFAULT_TOKEN_URL.to_owned(),
             timeout: http::DEFAULT_TIMEOUT,
+            outbound: OutboundPolicy::strict(),
+            secrets: CalendarSecrets::default(),
         }
+    }
+
+    pub fn with_outbound(mut self, outbound: OutboundPolicy) -> Self {
+        self.outbound = outbound;
+        self
+    }
+
+    pub fn with_secrets(mut self, secrets: CalendarSecrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     pub fn with_api_base(mut self, api_base: impl Into<String>) -> Self {
@@ -144,9 +183,18 @@ pub struct GoogleCalendar {
     api_base: String,
     token_url: Url,
     credentials: GoogleCredentials,
-    /// One lock around fetching and reading: concurrent calls with an expired
-    /// token wait for one refresh instead of each making their own.
-    token: Arc<Mutex<Option<AccessToken>>>,
+    secrets: CalendarSecrets,
+    /// Access tokens by the refresh token they came from. One lock around
+    /// fetching and reading: concurrent calls with an expired token wait for
+    /// one refresh instead of each making their own.
+    tokens: Arc<Mutex<HashMap<String, AccessToken>>>,
+}
+
+/// Whose calendar a call acts on: the refresh token to use, and the secret
+/// it came from (forgotten when Google refuses the token).
+struct Account {
+    refresh_token: String,
+    from: Option<CredentialsRef>,
 }
 
 impl fmt::Debug for GoogleCalendar {
@@ -173,45 +221,83 @@ struct TokenResponse {
 }
 
 impl GoogleCalendar {
+    /// Builds the client once. The endpoints must be http(s) URLs the
+    /// outbound policy allows.
     pub fn new(config: GoogleConfig) -> Result<Self, SetupError> {
         let api_base = config.api_base.trim().trim_end_matches('/').to_owned();
-        http_url(&api_base, "api_base")?;
+        let checked = |raw: &str, what: &'static str| {
+            let url = http_url(raw, what)?;
+            config.outbound.check_url(&url).map_err(|e| SetupError::Refused { what, reason: e.to_string() })?;
+            Ok::<Url, SetupError>(url)
+        };
+        checked(&api_base, "api_base")?;
         Ok(Self {
-            http: http::client(config.timeout)?,
+            http: http::client(config.timeout, &config.outbound)?,
+            token_url: checked(config.token_url.trim(), "token_url")?,
             api_base,
-            token_url: http_url(config.token_url.trim(), "token_url")?,
             credentials: config.credentials,
-            token: Arc::new(Mutex::new(None)),
+            secrets: config.secrets,
+            tokens: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    /// A valid access token: the cached one, or a fresh one from the token
-    /// endpoint.
-    async fn access_token(&self) -> Result<String, CalendarError> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+    /// The account a target's calls act on: the refresh token in the secret
+    /// it names, or the deployment's own.
+    async fn account(&self, target: &CalendarTarget) -> Result<Account, CalendarError> {
+        match target.credentials() {
+            Some(text) => {
+                let reference = CredentialsRef::parse(text)
+                    .map_err(|e| CalendarError::Permanent { kind: "credentials_refused", message: e.to_string() })?;
+                let refresh_token = self.secrets.refresh_token(&reference).await?;
+                Ok(Account { refresh_token, from: Some(reference) })
+            }
+            None => match &self.credentials.refresh_token {
+                Some(token) => Ok(Account { refresh_token: token.clone(), from: None }),
+                None => Err(CalendarError::Permanent {
+                    kind: "google_not_configured",
+                    message: "the resource names no credentials and the deployment has no Google refresh token".into(),
+                }),
+            },
+        }
+    }
+
+    /// A valid access token for `account`: the cached one, or a fresh one
+    /// from the token endpoint.
+    async fn access_token(&self, account: &Account) -> Result<String, CalendarError> {
+        let mut cached = self.tokens.lock().await;
+        if let Some(token) = cached.get(&account.refresh_token).filter(|t| Instant::now() < t.refresh_at) {
             return Ok(token.value.clone());
         }
-        let fresh = self.fetch_token().await?;
+        let fresh = match self.fetch_token(&account.refresh_token).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                if let (CalendarError::Permanent { kind: "auth", .. }, Some(from)) = (&e, &account.from) {
+                    // A revoked token: the next try reads the secret again,
+                    // in case the host granted a new one.
+                    self.secrets.forget(from).await;
+                }
+                return Err(e);
+            }
+        };
         let value = fresh.value.clone();
-        *cached = Some(fresh);
+        cached.insert(account.refresh_token.clone(), fresh);
         Ok(value)
     }
 
     /// Drops `rejected` from the cache (unless another call already replaced it).
-    async fn forget_token(&self, rejected: &str) {
-        let mut cached = self.token.lock().await;
-        if cached.as_ref().is_some_and(|t| t.value == rejected) {
-            *cached = None;
+    async fn forget_token(&self, account: &Account, rejected: &str) {
+        let mut cached = self.tokens.lock().await;
+        if cached.get(&account.refresh_token).is_some_and(|t| t.value == rejected) {
+            cached.remove(&account.refresh_token);
         }
     }
 
-    async fn fetch_token(&self) -> Result<AccessToken, CalendarError> {
+    async fn fetch_token(&self, refresh_token: &str) -> Result<AccessToken, CalendarError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", self.credentials.client_id.as_str()),
             ("client_secret", self.credentials.client_secret.as_str()),
-            ("refresh_token", self.credentials.refresh_token.as_str()),
+            ("refresh_token", refresh_token),
         ];
         let request = self.http.post(self.token_url.clone()).form(&form);
         let response = request.send().await.map_err(|e| http::transport_error("google token", e))?;
@@ -243,14 +329,19 @@ impl GoogleCalendar {
 
     /// Sends an authorised request. A 401 means the cached token died early
     /// (revoked, or the clock lied): fetch a new one and try once more.
-    async fn send(&self, op: &str, build: impl Fn() -> RequestBuilder) -> Result<Response, CalendarError> {
-        let token = self.access_token().await?;
+    async fn send(
+        &self,
+        op: &str,
+        account: &Account,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, CalendarError> {
+        let token = self.access_token(account).await?;
         let response = build().bearer_auth(&token).send().await.map_err(|e| http::transport_error(op, e))?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        self.forget_token(&token).await;
-        let token = self.access_token().await?;
+        self.forget_token(account, &token).await;
+        let token = self.access_token(account).await?;
         build().bearer_auth(&token).send().await.map_err(|e| http::transport_error(op, e))
     }
 
@@ -264,11 +355,16 @@ impl GoogleCalendar {
 
     /// Creates the booking's event, or brings the one under its id to what
     /// the booking says (see the module documentation).
-    async fn upsert(&self, calendar_id: &str, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+    async fn upsert(
+        &self,
+        account: &Account,
+        calendar_id: &str,
+        event: &BookingEvent,
+    ) -> Result<WriteOutcome, CalendarError> {
         let id = event_id(&event.reservation_id);
         let body = event_json(&id, event);
         for _ in 0..WRITE_ATTEMPTS {
-            if let Some(outcome) = self.try_upsert(calendar_id, &id, &body).await? {
+            if let Some(outcome) = self.try_upsert(account, calendar_id, &id, &body).await? {
                 return Ok(outcome);
             }
         }
@@ -282,13 +378,14 @@ impl GoogleCalendar {
     /// after the `409`, or edited between the read and the update).
     async fn try_upsert(
         &self,
+        account: &Account,
         calendar_id: &str,
         id: &str,
         body: &Value,
     ) -> Result<Option<WriteOutcome>, CalendarError> {
         let events_url = self.events_url(calendar_id);
         let response = self
-            .send("google insert", || {
+            .send("google insert", account, || {
                 self.http.request(Method::POST, &events_url).query(&[("sendUpdates", "none")]).json(body)
             })
             .await?;
@@ -297,7 +394,7 @@ impl GoogleCalendar {
             StatusCode::CONFLICT => {}
             s => return Err(google_error("google insert", s, &http::body_text(response).await)),
         }
-        let Some(existing) = self.get(calendar_id, id).await? else { return Ok(None) };
+        let Some(existing) = self.get(account, calendar_id, id).await? else { return Ok(None) };
         let cancelled = existing.get("status").and_then(Value::as_str) == Some("cancelled");
         if !cancelled && says_the_same(&existing, body) {
             return Ok(Some(WriteOutcome::Unchanged { event_ref: id.to_owned() }));
@@ -306,7 +403,7 @@ impl GoogleCalendar {
         let etag = existing.get("etag").and_then(Value::as_str);
         let url = self.event_url(calendar_id, id);
         let response = self
-            .send("google update", || {
+            .send("google update", account, || {
                 let request = self.http.put(&url).query(&[("sendUpdates", "none")]).json(&replacement);
                 match etag {
                     Some(etag) => request.header(IF_MATCH, etag),
@@ -335,9 +432,9 @@ impl GoogleCalendar {
 
     /// The event `id` as Google holds it, cancelled or not; `None` if there
     /// is none.
-    async fn get(&self, calendar_id: &str, id: &str) -> Result<Option<Value>, CalendarError> {
+    async fn get(&self, account: &Account, calendar_id: &str, id: &str) -> Result<Option<Value>, CalendarError> {
         let url = self.event_url(calendar_id, id);
-        let response = self.send("google get", || self.http.get(&url)).await?;
+        let response = self.send("google get", account, || self.http.get(&url)).await?;
         match response.status() {
             s if s.is_success() => {}
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
@@ -353,9 +450,15 @@ impl GoogleCalendar {
         Ok(Some(event))
     }
 
-    async fn delete(&self, calendar_id: &str, reservation_id: &ReservationId) -> Result<DeleteOutcome, CalendarError> {
+    async fn delete(
+        &self,
+        account: &Account,
+        calendar_id: &str,
+        reservation_id: &ReservationId,
+    ) -> Result<DeleteOutcome, CalendarError> {
         let url = self.event_url(calendar_id, &event_id(reservation_id));
-        let response = self.send("google delete", || self.http.delete(&url).query(&[("sendUpdates", "none")])).await?;
+        let response =
+            self.send("google delete", account, || self.http.delete(&url).query(&[("sendUpdates", "none")])).await?;
         match response.status() {
             s if s.is_success() => Ok(DeleteOutcome::Deleted),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(DeleteOutcome::AlreadyGone),
@@ -365,6 +468,7 @@ impl GoogleCalendar {
 
     async fn list(
         &self,
+        account: &Account,
         calendar_id: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -375,7 +479,7 @@ impl GoogleCalendar {
         let mut page_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let response = self
-                .send("google list", || {
+                .send("google list", account, || {
                     let mut query = vec![
                         ("timeMin", time_min.as_str()),
                         ("timeMax", time_max.as_str()),
@@ -408,7 +512,11 @@ impl GoogleCalendar {
 
 impl Calendar for GoogleCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
-        let outcome = self.upsert(calendar_id(target)?, event).await;
+        let calendar_id = calendar_id(target)?;
+        let outcome = match self.account(target).await {
+            Ok(account) => self.upsert(&account, calendar_id, event).await,
+            Err(e) => Err(e),
+        };
         http::log_outcome("google", "put", &event.reservation_id, &outcome);
         outcome
     }
@@ -418,7 +526,11 @@ impl Calendar for GoogleCalendar {
         target: &CalendarTarget,
         reservation_id: &ReservationId,
     ) -> Result<DeleteOutcome, CalendarError> {
-        let outcome = self.delete(calendar_id(target)?, reservation_id).await;
+        let calendar_id = calendar_id(target)?;
+        let outcome = match self.account(target).await {
+            Ok(account) => self.delete(&account, calendar_id, reservation_id).await,
+            Err(e) => Err(e),
+        };
         http::log_outcome("google", "delete", reservation_id, &outcome);
         outcome
     }
@@ -429,13 +541,14 @@ impl Calendar for GoogleCalendar {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
-        self.list(calendar_id(target)?, from, to).await
+        let calendar_id = calendar_id(target)?;
+        self.list(&self.account(target).await?, calendar_id, from, to).await
     }
 }
 
 fn calendar_id(target: &CalendarTarget) -> Result<&str, CalendarError> {
     match target {
-        CalendarTarget::Google { calendar_id } if !calendar_id.trim().is_empty() => Ok(calendar_id.trim()),
+        CalendarTarget::Google { calendar_id, .. } if !calendar_id.trim().is_empty() => Ok(calendar_id.trim()),
         CalendarTarget::Google { .. } => {
             Err(CalendarError::Permanent { kind: "invalid_calendar_id", message: "empty Google calendar id".into() })
         }
@@ -797,9 +910,9 @@ mod tests {
     #[test]
     fn targets_other_than_google_are_refused() {
         assert_eq!(calendar_id(&CalendarTarget::None).unwrap_err().kind(), "wrong_target");
-        let caldav = CalendarTarget::Caldav { url: "https://x/".into() };
+        let caldav = CalendarTarget::caldav("https://x/");
         assert_eq!(calendar_id(&caldav).unwrap_err().kind(), "wrong_target");
-        let blank = CalendarTarget::Google { calendar_id: " ".into() };
+        let blank = CalendarTarget::google(" ");
         assert_eq!(calendar_id(&blank).unwrap_err().kind(), "invalid_calendar_id");
     }
 
@@ -814,9 +927,41 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_must_be_http_urls() {
+    fn endpoints_must_be_http_urls_the_outbound_policy_allows() {
         let creds = GoogleCredentials::new("c", "s", "r");
         assert!(GoogleCalendar::new(GoogleConfig::new(creds.clone()).with_api_base("not a url")).is_err());
-        assert!(GoogleCalendar::new(GoogleConfig::new(creds).with_token_url("ftp://x/token")).is_err());
+        assert!(GoogleCalendar::new(GoogleConfig::new(creds.clone()).with_token_url("ftp://x/token")).is_err());
+        let local_fake = GoogleConfig::new(creds).with_api_base("http://127.0.0.1:9/calendar/v3");
+        let err = GoogleCalendar::new(local_fake.clone()).unwrap_err().to_string();
+        assert!(err.contains("api_base") && err.contains("http"), "{err}");
+        assert!(GoogleCalendar::new(local_fake.clone().with_outbound(OutboundPolicy::local())).is_ok());
+        let metadata = local_fake.with_outbound(OutboundPolicy::local()).with_token_url("http://169.254.169.254/token");
+        assert!(GoogleCalendar::new(metadata).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_resource_uses_its_own_refresh_token_or_the_deployments() {
+        let secrets = CalendarSecrets::fixed(
+            [("slotguard/calendars/host".to_owned(), r#"{"refresh_token":"1//host-token"}"#.to_owned())].into(),
+            "slotguard/calendars/",
+        )
+        .unwrap();
+        let calendar = GoogleCalendar::new(
+            GoogleConfig::new(GoogleCredentials::new("c", "s", "1//own")).with_secrets(secrets.clone()),
+        )
+        .unwrap();
+        let own = calendar.account(&CalendarTarget::google("primary")).await.unwrap();
+        assert_eq!((own.refresh_token.as_str(), own.from.is_none()), ("1//own", true));
+        let host = CalendarTarget::Google {
+            calendar_id: "primary".into(),
+            credentials: Some("slotguard/calendars/host".into()),
+        };
+        assert_eq!(calendar.account(&host).await.unwrap().refresh_token, "1//host-token");
+        let client_only =
+            GoogleCalendar::new(GoogleConfig::new(GoogleCredentials::client_only("c", "s")).with_secrets(secrets))
+                .unwrap();
+        let err = client_only.account(&CalendarTarget::google("primary")).await.err().unwrap();
+        assert_eq!(err.kind(), "google_not_configured");
+        assert_eq!(client_only.account(&host).await.unwrap().refresh_token, "1//host-token");
     }
 }

@@ -2,6 +2,7 @@
 //! one table that turns HTTP outcomes into [`CalendarError`]s, so CalDAV and
 //! Google fail the same way for the same reason.
 
+use super::outbound::{OutboundPolicy, OutboundRefused, PolicyResolver, is_refusal};
 use crate::ports::CalendarError;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub enum SetupError {
     /// A configured endpoint is not an absolute http(s) URL.
     #[error("invalid URL for {what}: {url:?}")]
     InvalidUrl { what: &'static str, url: String },
+    /// A configured endpoint is one the outbound policy refuses.
+    #[error("the outbound policy refuses {what}: {reason}")]
+    Refused { what: &'static str, reason: String },
 }
 
 /// A client with `timeout` for connecting and for the whole exchange.
@@ -31,20 +35,44 @@ pub enum SetupError {
 /// permanent `http_3xx` error telling the admin to configure the final URL.
 ///
 /// TLS: the process's shared configuration ([`crate::adapters::tls`]).
-pub fn client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+///
+/// Destinations: `outbound` decides ([`crate::adapters::outbound`]). Every
+/// name is resolved by a [`PolicyResolver`], which keeps only the addresses
+/// the policy allows; a redirect is followed only if the policy allows its
+/// URL too (it is on the same origin, so this only matters for the scheme
+/// and an IP literal). No proxy is used, not even one named by
+/// `HTTPS_PROXY`: through a proxy the resolver would see the proxy's name,
+/// not the calendar's. Callers check IP-literal URLs themselves before each
+/// request ([`OutboundPolicy::check_url`]), since the client connects to
+/// those without asking the resolver.
+pub fn client(timeout: Duration, outbound: &OutboundPolicy) -> Result<reqwest::Client, SetupError> {
+    let policy = outbound.clone();
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         let same_origin = attempt.previous().last().is_some_and(|prev| prev.origin() == attempt.url().origin());
         let replays_body = matches!(attempt.status().as_u16(), 307 | 308);
-        if replays_body && same_origin && attempt.previous().len() <= 5 { attempt.follow() } else { attempt.stop() }
+        let allowed = policy.check_url(attempt.url()).is_ok();
+        if replays_body && same_origin && allowed && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
     });
     reqwest::Client::builder()
         .use_preconfigured_tls(crate::adapters::tls::client_config().as_ref().clone())
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(PolicyResolver::new(outbound.clone())))
         .connect_timeout(timeout)
         .timeout(timeout)
         .redirect(redirects)
         .user_agent(concat!("slotguard/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(SetupError::Client)
+}
+
+/// The permanent error of a request the outbound policy refuses: the URL
+/// will not become acceptable by retrying; the admin has to change it.
+pub fn refused(op: &str, err: &OutboundRefused) -> CalendarError {
+    CalendarError::Permanent { kind: "outbound_refused", message: format!("{op}: {err}") }
 }
 
 /// Classifies a response status that the caller did not expect.
@@ -70,7 +98,10 @@ pub fn transport_error(op: &str, err: reqwest::Error) -> CalendarError {
     // misconfigured one could (user:password@host).
     let err = err.without_url();
     let message = format!("{op}: {}", error_chain(&err));
-    if err.is_timeout() {
+    if is_refusal(&err) {
+        // The resolver found only addresses the outbound policy refuses.
+        CalendarError::Permanent { kind: "outbound_refused", message }
+    } else if err.is_timeout() {
         CalendarError::Transient { kind: "timeout", message }
     } else if err.is_connect() {
         CalendarError::Transient { kind: "connect", message }

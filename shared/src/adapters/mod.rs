@@ -10,7 +10,10 @@
 //!   webhook signature check.
 //! - [`caldav`] (with its [`caldav::ics`] and `xml` readers) and
 //!   [`google`]: the calendar port on CalDAV and Google Calendar; [`calendars`]
-//!   picks between them per resource; [`http`] is their shared HTTP client.
+//!   picks between them per resource and holds the rules a resource's
+//!   calendar must satisfy; [`http`] is their shared HTTP client,
+//!   [`outbound`] the policy on where it may connect, and
+//!   [`calendar_secrets`] the per-resource credentials it sends.
 //! - [`aws`]: the AWS SDK configuration the DynamoDB, SQS and Secrets Manager
 //!   clients are built from.
 //! - [`tls`]: the one crypto provider and the compiled-in roots every HTTPS
@@ -18,10 +21,12 @@
 
 pub mod aws;
 pub mod caldav;
+pub mod calendar_secrets;
 pub mod calendars;
 pub mod dynamo;
 pub mod google;
 pub mod http;
+pub mod outbound;
 pub mod sqs;
 pub mod stripe;
 pub mod tls;

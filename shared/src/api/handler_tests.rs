@@ -231,7 +231,8 @@ impl World {
     }
 
     async fn put_resource(&self, event: &Fixture) -> Reply {
-        put_resource(&self.store, &self.admin, event.request()).await.into()
+        let calendars = crate::adapters::calendars::CalendarTargetRules::local();
+        put_resource(&self.store, &self.admin, &calendars, event.request()).await.into()
     }
 }
 

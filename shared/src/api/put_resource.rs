@@ -3,12 +3,17 @@
 //! On AWS the route uses IAM authorization, so API Gateway has already
 //! authenticated the caller. Locally (and wherever IAM is not in front) the
 //! caller must send `Authorization: Bearer {admin token}`.
+//!
+//! The resource's calendar target is checked against the deployment's rules
+//! ([`CalendarTargetCheck`]: where its requests may go, which secrets it may
+//! name) before anything is written; a refused target is a `422
+//! invalid_resource` whose `detail` says why.
 
 use super::auth::{AdminAuth, AuthError};
 use super::problem::api_error;
 use super::{RequestError, json_body, json_response, path_param, respond};
 use crate::domain::{Resource, ResourceError, ResourceId, ResourceSpec};
-use crate::ports::{ResourceStore, StoreError};
+use crate::ports::{CalendarTargetCheck, ResourceStore, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
@@ -34,15 +39,26 @@ api_error!(PutResourceError {
 });
 
 /// Handles `PUT /v1/resources/{id}`.
-pub async fn put_resource<S: ResourceStore>(store: &S, auth: &AdminAuth, req: Request) -> Response<Body> {
-    respond(run(store, auth, &req).await)
+pub async fn put_resource<S: ResourceStore, C: CalendarTargetCheck>(
+    store: &S,
+    auth: &AdminAuth,
+    calendars: &C,
+    req: Request,
+) -> Response<Body> {
+    respond(run(store, auth, calendars, &req).await)
 }
 
-async fn run<S: ResourceStore>(store: &S, auth: &AdminAuth, req: &Request) -> Result<Response<Body>, PutResourceError> {
+async fn run<S: ResourceStore, C: CalendarTargetCheck>(
+    store: &S,
+    auth: &AdminAuth,
+    calendars: &C,
+    req: &Request,
+) -> Result<Response<Body>, PutResourceError> {
     auth.require(req)?;
     let id = ResourceId::parse(&path_param(req, "id")?).map_err(PutResourceError::InvalidId)?;
     let spec: ResourceSpec = json_body(req)?;
     let resource = Resource::from_spec(id, spec).map_err(PutResourceError::InvalidResource)?;
+    calendars.check_target(&resource.calendar).await.map_err(PutResourceError::InvalidResource)?;
     store.put_resource(&resource).await?;
     tracing::info!(resource_id = %resource.id, "resource saved");
     let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");

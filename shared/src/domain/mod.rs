@@ -22,7 +22,9 @@ pub use reservation::{
     CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, DayToken, Email, Lock, LockKey, ReservationId,
     ReservationStatus, SlotKey, rfc3339,
 };
-pub use resource::{CalendarTarget, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec};
+pub use resource::{
+    CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec,
+};
 pub use rules::StartError;
 pub use secret::{ReservationSecret, SecretHash};
 pub use zone::{UnknownZone, Zone, ZoneOffset};

@@ -116,15 +116,35 @@ pub enum CalendarTarget {
     Caldav {
         /// The calendar collection URL, ending in `/`.
         url: String,
+        /// The secret holding the server's Basic credentials (JSON
+        /// `{"username", "password"}`), as a [`CredentialsRef`]; none: the
+        /// server is asked without credentials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials: Option<String>,
     },
     /// A Google Calendar, through the Calendar REST API.
     Google {
         /// The calendar id (`primary` or an address).
         calendar_id: String,
+        /// The secret holding the calendar owner's OAuth refresh token (JSON
+        /// `{"refresh_token"}`), as a [`CredentialsRef`]; none: the
+        /// deployment's own refresh token, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials: Option<String>,
     },
 }
 
 impl CalendarTarget {
+    /// A CalDAV target without credentials.
+    pub fn caldav(url: impl Into<String>) -> Self {
+        Self::Caldav { url: url.into(), credentials: None }
+    }
+
+    /// A Google target on the deployment's own credentials.
+    pub fn google(calendar_id: impl Into<String>) -> Self {
+        Self::Google { calendar_id: calendar_id.into(), credentials: None }
+    }
+
     /// The target's `type` as resources name it: `none`, `caldav`, `google`
     /// (also the metrics' `Provider` dimension).
     pub fn kind(&self) -> &'static str {
@@ -134,6 +154,109 @@ impl CalendarTarget {
             CalendarTarget::Google { .. } => "google",
         }
     }
+
+    /// The secret the target names for its credentials, as written.
+    pub fn credentials(&self) -> Option<&str> {
+        match self {
+            CalendarTarget::None => None,
+            CalendarTarget::Caldav { credentials, .. } | CalendarTarget::Google { credentials, .. } => {
+                credentials.as_deref()
+            }
+        }
+    }
+}
+
+/// Where a resource's calendar credentials are kept: a Secrets Manager
+/// secret, by name or ARN, and optionally a key inside its JSON:
+/// `slotguard/calendars/alice`, `slotguard/calendars/team#alice`,
+/// `arn:aws:secretsmanager:eu-central-1:123456789012:secret:slotguard/calendars/alice-AbCdEf`.
+///
+/// The secret's value is a JSON object. Without a key, that object holds the
+/// credentials' fields; with `#key`, its member `key` does (one secret can
+/// then serve several hosts). Which secrets a resource may name at all is the
+/// deployment's decision (a name prefix, checked when the resource is saved
+/// and again before every read), not the syntax's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CredentialsRef {
+    secret_id: String,
+    key: Option<String>,
+}
+
+impl CredentialsRef {
+    /// Parses a reference: a secret name (1-512 of `A-Z a-z 0-9 / _ + = . @ -`,
+    /// what Secrets Manager allows) or a Secrets Manager ARN, then
+    /// optionally `#` and a key (1-256 of the same characters).
+    pub fn parse(text: &str) -> Result<Self, ResourceError> {
+        let bad = |why: &str| ResourceError(format!("calendar.credentials: {why} (got {text:?})"));
+        let (secret_id, key) = match text.split_once('#') {
+            Some((id, key)) => (id, Some(key)),
+            None => (text, None),
+        };
+        if let Some(key) = key
+            && !(1..=256).contains(&key.len())
+        {
+            return Err(bad("the key after '#' must be 1-256 characters"));
+        }
+        if key.is_some_and(|k| !k.chars().all(is_secret_name_char)) {
+            return Err(bad("the key after '#' may hold only A-Z a-z 0-9 / _ + = . @ -"));
+        }
+        let name = match secret_id.strip_prefix("arn:") {
+            Some(rest) => arn_secret_name(rest).ok_or_else(|| bad("not a Secrets Manager secret ARN"))?,
+            None => secret_id,
+        };
+        if !(1..=512).contains(&name.len()) || !name.chars().all(is_secret_name_char) {
+            return Err(bad("a secret name is 1-512 characters of A-Z a-z 0-9 / _ + = . @ -"));
+        }
+        Ok(Self { secret_id: secret_id.to_owned(), key: key.map(str::to_owned) })
+    }
+
+    /// The secret's name or ARN, as Secrets Manager takes it.
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// The secret's name: the reference itself, or the name part of an ARN
+    /// (with the six characters Secrets Manager appends to it).
+    pub fn secret_name(&self) -> &str {
+        match self.secret_id.strip_prefix("arn:") {
+            Some(rest) => arn_secret_name(rest).unwrap_or(&self.secret_id),
+            None => &self.secret_id,
+        }
+    }
+
+    /// The key inside the secret's JSON, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Display for CredentialsRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}#{key}", self.secret_id),
+            None => f.write_str(&self.secret_id),
+        }
+    }
+}
+
+fn is_secret_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)
+}
+
+/// The name in `{partition}:secretsmanager:{region}:{account}:secret:{name}`
+/// (an ARN without its `arn:`).
+fn arn_secret_name(rest: &str) -> Option<&str> {
+    let mut parts = rest.splitn(6, ':');
+    let (partition, service, region, account, kind, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let ok = word(partition)
+        && service == "secretsmanager"
+        && word(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && kind == "secret";
+    ok.then_some(name)
 }
 
 /// Special hours for one local date: `hours: []` closes the resource that day.
@@ -261,13 +384,16 @@ impl Resource {
             }
         }
         match &spec.calendar {
-            CalendarTarget::Caldav { url } if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            CalendarTarget::Caldav { url, .. } if !(url.starts_with("https://") || url.starts_with("http://")) => {
                 return Err(ResourceError("calendar.url must be an http(s) URL".into()));
             }
-            CalendarTarget::Google { calendar_id } if calendar_id.trim().is_empty() => {
+            CalendarTarget::Google { calendar_id, .. } if calendar_id.trim().is_empty() => {
                 return Err(ResourceError("calendar.calendar_id must not be empty".into()));
             }
             _ => {}
+        }
+        if let Some(credentials) = spec.calendar.credentials() {
+            CredentialsRef::parse(credentials)?;
         }
         Ok(Self {
             id,
@@ -474,10 +600,17 @@ pub(crate) mod tests {
             ),
             (spec("Europe/Berlin", 30, &[("09:02", "12:00")]), "multiples of 5 minutes"),
             (spec("Europe/Berlin", 30, &[("09:00", "11:59")]), "multiples of 5 minutes"),
-            (ResourceSpec { calendar: CalendarTarget::Caldav { url: "ftp://x".into() }, ..ok.clone() }, "calendar.url"),
+            (ResourceSpec { calendar: CalendarTarget::caldav("ftp://x"), ..ok.clone() }, "calendar.url"),
+            (ResourceSpec { calendar: CalendarTarget::google(" "), ..ok.clone() }, "calendar.calendar_id"),
             (
-                ResourceSpec { calendar: CalendarTarget::Google { calendar_id: " ".into() }, ..ok.clone() },
-                "calendar.calendar_id",
+                ResourceSpec {
+                    calendar: CalendarTarget::Caldav {
+                        url: "https://dav.example.com/".into(),
+                        credentials: Some("stripe keys".into()),
+                    },
+                    ..ok.clone()
+                },
+                "calendar.credentials",
             ),
         ];
         for (spec, needle) in cases {
@@ -602,5 +735,57 @@ pub(crate) mod tests {
         // The intro's zero price is refused by validation, not by serde.
         assert!(refusal(spec).contains("booking_types.intro.durations.price: amount"));
         assert!(serde_json::from_str::<ResourceSpec>(&json.replace("\"name\"", "\"nmae\": 1, \"name\"")).is_err());
+    }
+
+    #[test]
+    fn credentials_references_name_a_secret_and_optionally_a_key() {
+        let plain = CredentialsRef::parse("slotguard/calendars/alice").unwrap();
+        assert_eq!(
+            (plain.secret_id(), plain.secret_name(), plain.key()),
+            ("slotguard/calendars/alice", "slotguard/calendars/alice", None)
+        );
+        let keyed = CredentialsRef::parse("slotguard/calendars/team#alice@example.com").unwrap();
+        assert_eq!((keyed.secret_name(), keyed.key()), ("slotguard/calendars/team", Some("alice@example.com")));
+        assert_eq!(keyed.to_string(), "slotguard/calendars/team#alice@example.com");
+        let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:slotguard/calendars/alice-AbCdEf";
+        let by_arn = CredentialsRef::parse(arn).unwrap();
+        assert_eq!((by_arn.secret_id(), by_arn.secret_name()), (arn, "slotguard/calendars/alice-AbCdEf"));
+        let cn = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x#k";
+        assert_eq!(CredentialsRef::parse(cn).unwrap().key(), Some("k"));
+        for bad in [
+            "",
+            "a b",
+            "a#",
+            "a#b#c",
+            "#k",
+            "name:with:colons",
+            "arn:aws:s3:::bucket",
+            "arn:aws:secretsmanager:eu-central-1:1234:secret:x",
+            "arn:aws:secretsmanager:eu-central-1:123456789012:parameter:x",
+            "arn:aws:secretsmanager:eu-central-1:123456789012:secret:",
+            &"x".repeat(513),
+        ] {
+            assert!(CredentialsRef::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn calendar_targets_read_and_write_their_credentials_only_when_given() {
+        let json = r#"{"type":"caldav","url":"https://dav.example.com/cal/","credentials":"slotguard/calendars/a"}"#;
+        let target: CalendarTarget = serde_json::from_str(json).unwrap();
+        assert_eq!(target.credentials(), Some("slotguard/calendars/a"));
+        assert_eq!(serde_json::to_string(&target).unwrap(), json);
+        let bare = CalendarTarget::caldav("https://dav.example.com/cal/");
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::json!({"type":"caldav","url":"https://dav.example.com/cal/"})
+        );
+        let google: CalendarTarget =
+            serde_json::from_str(r#"{"type":"google","calendar_id":"primary","credentials":"slotguard/calendars/g"}"#)
+                .unwrap();
+        assert_eq!(google.credentials(), Some("slotguard/calendars/g"));
+        assert!(
+            serde_json::from_str::<CalendarTarget>(r#"{"type":"caldav","url":"https://x/","credential":"x"}"#).is_err()
+        );
     }
 }

@@ -21,7 +21,7 @@ fn now() -> DateTime<Utc> {
 
 /// The host's calendar.
 fn host_calendar() -> CalendarTarget {
-    CalendarTarget::Caldav { url: "https://dav.example.com/calendars/host/work/".into() }
+    CalendarTarget::caldav("https://dav.example.com/calendars/host/work/")
 }
 
 /// Resource `id`, as the sample resource but writing to `calendar`.

@@ -133,3 +133,15 @@ pub trait Calendar: Send + Sync {
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<FoundEvent>, CalendarError>> + Send;
 }
+
+/// Checks a resource's calendar target before the resource is saved: where
+/// its requests would go and which credentials it names. The deployment's
+/// rules (an outbound URL policy, a secret name prefix) live in the
+/// implementation ([`adapters::calendars::CalendarTargetRules`](crate::adapters::calendars::CalendarTargetRules)).
+pub trait CalendarTargetCheck: Send + Sync {
+    /// `Ok` if the target may be saved; the error is the refusal the admin reads.
+    fn check_target(
+        &self,
+        target: &CalendarTarget,
+    ) -> impl Future<Output = Result<(), crate::domain::ResourceError>> + Send;
+}

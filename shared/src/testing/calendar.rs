@@ -117,7 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn writing_a_booking_again_replaces_its_event_in_place() {
-        let target = CalendarTarget::Caldav { url: "https://dav.example.com/cal/".into() };
+        let target = CalendarTarget::caldav("https://dav.example.com/cal/");
         let rid = ReservationId::parse("rsv_demo_20261123T080000_2579e728486449b88d897c1ecf3b632c").unwrap();
         let event = BookingEvent {
             reservation_id: rid.clone(),

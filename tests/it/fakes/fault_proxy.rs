@@ -9,6 +9,7 @@
 //! // ... run the code under test against `url` ...
 //! assert_eq!(proxy.requests_seen(), 3);
 //! proxy.always(Fault::Status(401));        // until pass_through()
+//! proxy.require_authorization("Basic ..."); // 401 for any other credentials
 //! ```
 
 use super::{Reply, Request, ServerGuard, response};
@@ -43,6 +44,8 @@ pub struct SeenRequest {
 struct State {
     queue: VecDeque<Fault>,
     always: Option<Fault>,
+    /// The `Authorization` a request must carry to be forwarded.
+    required_authorization: Option<String>,
     seen: Vec<SeenRequest>,
 }
 
@@ -98,6 +101,13 @@ impl FaultProxy {
         self.lock().always = Some(fault);
     }
 
+    /// From now on, a request without exactly this `Authorization` header
+    /// gets `401`, as a server checking Basic credentials answers (not
+    /// cleared by [`pass_through`](Self::pass_through)).
+    pub fn require_authorization(&self, value: &str) {
+        self.lock().required_authorization = Some(value.to_owned());
+    }
+
     /// Forgets queued and permanent faults: every request is forwarded.
     pub fn pass_through(&self) {
         let mut state = self.lock();
@@ -138,13 +148,16 @@ async fn handle(state: Arc<Mutex<State>>, http: reqwest::Client, target: String,
     let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let fault = {
         let mut state = lock(&state);
-        let fault = state.queue.pop_front().or_else(|| state.always.clone());
-        state.seen.push(SeenRequest {
-            method: req.method().to_string(),
-            path: path.clone(),
-            authorization: req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
-            fault: fault.clone(),
-        });
+        let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let unauthorised = state.required_authorization.is_some() && state.required_authorization != authorization;
+        let fault = state
+            .queue
+            .pop_front()
+            .or_else(|| state.always.clone())
+            .or_else(|| unauthorised.then_some(Fault::Status(401)));
+        let seen =
+            SeenRequest { method: req.method().to_string(), path: path.clone(), authorization, fault: fault.clone() };
+        state.seen.push(seen);
         fault
     };
     match fault {

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use slotguard::adapters::google::{GoogleConfig, GoogleCredentials};
+use slotguard::adapters::outbound::OutboundPolicy;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -96,9 +97,13 @@ impl FakeGoogle {
         GoogleCredentials::new(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
     }
 
-    /// An adapter configuration pointing at this stand-in.
+    /// An adapter configuration pointing at this stand-in (on loopback, so
+    /// with the local outbound policy).
     pub fn config(&self) -> GoogleConfig {
-        GoogleConfig::new(Self::credentials()).with_api_base(&self.api_base).with_token_url(&self.token_url)
+        GoogleConfig::new(Self::credentials())
+            .with_api_base(&self.api_base)
+            .with_token_url(&self.token_url)
+            .with_outbound(OutboundPolicy::local())
     }
 
     pub fn set_page_size(&self, size: usize) {

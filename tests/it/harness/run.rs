@@ -1123,7 +1123,8 @@ impl Runner {
         let headers = [("content-type", "application/json".to_owned()), ("authorization", bearer)];
         let uri = format!("/v1/resources/{id}");
         let req = request("PUT", &uri, Some(&id), &headers, Some(spec.to_string()));
-        let answer = outcome(put_resource(&other_instance, &self.world.admin, req).await);
+        let rules = slotguard::adapters::calendars::CalendarTargetRules::local();
+        let answer = outcome(put_resource(&other_instance, &self.world.admin, &rules, req).await);
         if answer.status != 200 {
             return self.violate("I5", format!("{desc} answered {}: {}", answer.status, answer.body));
         }

@@ -116,7 +116,7 @@ impl World {
         let http = reqwest::Client::builder().pool_max_idle_per_host(16).build().unwrap();
         let made = http.request(Method::from_bytes(b"MKCALENDAR").unwrap(), &collection).send().await.unwrap();
         assert_eq!(made.status().as_u16(), 201, "MKCALENDAR {collection}");
-        let target = CalendarTarget::Caldav { url: collection.clone() };
+        let target = CalendarTarget::caldav(collection.clone());
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = format!("http://{}", listener.local_addr().unwrap());
@@ -216,8 +216,10 @@ impl World {
             resources.push(ResourceInfo { id: id.into(), slots: starts, resource, spec });
         }
 
-        let caldav = CalDavCalendar::new(CalDavConfig::default().with_timeout(std::time::Duration::from_secs(5)))
-            .expect("a CalDAV client");
+        let caldav = CalDavConfig::default()
+            .with_timeout(std::time::Duration::from_secs(5))
+            .with_outbound(slotguard::adapters::outbound::OutboundPolicy::local());
+        let caldav = CalDavCalendar::new(caldav).expect("a CalDAV client");
         let raw_calendar = Calendars::new(caldav, None);
         World {
             store: Faulty(raw_store.clone()),

@@ -27,16 +27,27 @@
 //!   name (some rename resources after their UID). Before answering
 //!   [`DeleteOutcome::AlreadyGone`] the adapter looks the UID up once and
 //!   deletes what it finds.
+//!
+//! Credentials and destinations: each resource names its own credentials
+//! (a secret, read through [`CalendarSecrets`]), and they are sent only to
+//! the origin (scheme, host, port) of its collection URL. Every request goes
+//! to that origin: event hrefs are derived from the collection, redirects
+//! are followed only within it, and an href a server returns (a `Location`,
+//! a `REPORT` answer) that points elsewhere is refused, never requested.
+//! The collection URL itself must pass the [`OutboundPolicy`] before every
+//! request and on every connection.
 
 pub mod ics;
 pub(crate) mod xml;
 
+use super::calendar_secrets::CalendarSecrets;
 use super::http;
 /// The default connect and request timeout.
 pub use super::http::DEFAULT_TIMEOUT;
 /// Why an adapter could not be built (shared by both adapters).
 pub use super::http::SetupError;
-use crate::domain::{CalendarTarget, ReservationId};
+use super::outbound::OutboundPolicy;
+use crate::domain::{CalendarTarget, CredentialsRef, ReservationId};
 use crate::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH, LOCATION};
@@ -53,10 +64,12 @@ pub struct BasicCredentials {
 }
 
 impl BasicCredentials {
+    /// Credentials as a server takes them; read from a resource's secret.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
         Self { username: username.into(), password: password.into() }
     }
 
+    /// The user name (shown in debug output; the password never is).
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -71,26 +84,34 @@ impl fmt::Debug for BasicCredentials {
 /// How to reach CalDAV servers.
 #[derive(Debug, Clone)]
 pub struct CalDavConfig {
-    /// Sent preemptively with every request when set.
-    pub credentials: Option<BasicCredentials>,
     /// Connect timeout and whole-request timeout.
     pub timeout: Duration,
+    /// Where requests may go; strict unless configured otherwise.
+    pub outbound: OutboundPolicy,
+    /// Where the credentials resources name are read from; by default
+    /// nowhere (resources without credentials still work).
+    pub secrets: CalendarSecrets,
 }
 
 impl Default for CalDavConfig {
     fn default() -> Self {
-        Self { credentials: None, timeout: DEFAULT_TIMEOUT }
+        Self { timeout: DEFAULT_TIMEOUT, outbound: OutboundPolicy::strict(), secrets: CalendarSecrets::default() }
     }
 }
 
 impl CalDavConfig {
-    pub fn with_basic_auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(BasicCredentials::new(username, password));
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn with_outbound(mut self, outbound: OutboundPolicy) -> Self {
+        self.outbound = outbound;
+        self
+    }
+
+    pub fn with_secrets(mut self, secrets: CalendarSecrets) -> Self {
+        self.secrets = secrets;
         self
     }
 }
@@ -99,13 +120,25 @@ impl CalDavConfig {
 #[derive(Debug, Clone)]
 pub struct CalDavCalendar {
     http: reqwest::Client,
-    credentials: Option<BasicCredentials>,
+    outbound: OutboundPolicy,
+    secrets: CalendarSecrets,
+}
+
+/// One target's collection, and the credentials its resource names, for
+/// that collection's origin only.
+struct Collection {
+    url: Url,
+    credentials: Option<(CredentialsRef, BasicCredentials)>,
 }
 
 impl CalDavCalendar {
     /// Builds the client once; clone the adapter to share it.
     pub fn new(config: CalDavConfig) -> Result<Self, SetupError> {
-        Ok(Self { http: http::client(config.timeout)?, credentials: config.credentials })
+        Ok(Self {
+            http: http::client(config.timeout, &config.outbound)?,
+            outbound: config.outbound,
+            secrets: config.secrets,
+        })
     }
 
     /// The URL of a booking's event in the collection at `collection_url`
@@ -115,33 +148,84 @@ impl CalDavCalendar {
         Ok(event_url(&parse_collection(collection_url)?, reservation_id).to_string())
     }
 
-    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, url);
-        match &self.credentials {
-            Some(c) => builder.basic_auth(&c.username, Some(&c.password)),
-            None => builder,
-        }
+    /// The collection of a CalDAV target, checked against the outbound
+    /// policy, with the credentials its resource names.
+    async fn open(&self, target: &CalendarTarget) -> Result<Collection, CalendarError> {
+        let (url, credentials) = match target {
+            CalendarTarget::Caldav { url, credentials } => (url, credentials),
+            other => {
+                return Err(CalendarError::Permanent {
+                    kind: "wrong_target",
+                    message: format!("the CalDAV adapter cannot write to a {} calendar", other.kind()),
+                });
+            }
+        };
+        let url = parse_collection(url)?;
+        self.outbound.check_url(&url).map_err(|e| http::refused("caldav", &e))?;
+        let credentials = match credentials {
+            None => None,
+            Some(text) => {
+                let reference = CredentialsRef::parse(text)
+                    .map_err(|e| CalendarError::Permanent { kind: "credentials_refused", message: e.to_string() })?;
+                let basic = self.secrets.basic(&reference).await?;
+                Some((reference, basic))
+            }
+        };
+        Ok(Collection { url, credentials })
     }
 
-    async fn send(&self, op: &str, request: reqwest::RequestBuilder) -> Result<Response, CalendarError> {
-        request.send().await.map_err(|e| http::transport_error(op, e))
+    /// A request to `url`, which must be on the collection's origin (the
+    /// only place its credentials go) and pass the outbound policy.
+    fn request(
+        &self,
+        collection: &Collection,
+        method: Method,
+        url: Url,
+    ) -> Result<reqwest::RequestBuilder, CalendarError> {
+        if url.origin() != collection.url.origin() {
+            return Err(foreign_href(&url));
+        }
+        self.outbound.check_url(&url).map_err(|e| http::refused("caldav", &e))?;
+        let builder = self.http.request(method, url);
+        Ok(match &collection.credentials {
+            Some((_, c)) => builder.basic_auth(&c.username, Some(&c.password)),
+            None => builder,
+        })
+    }
+
+    /// Sends a request. A `401` makes the next request read the resource's
+    /// secret again, so a rotated password is picked up by the retry.
+    async fn send(
+        &self,
+        op: &str,
+        collection: &Collection,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Response, CalendarError> {
+        let response = request.send().await.map_err(|e| http::transport_error(op, e))?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some((reference, _)) = &collection.credentials
+        {
+            self.secrets.forget(reference).await;
+        }
+        Ok(response)
     }
 
     /// PUT of the booking's calendar object to `url`, with `If-None-Match: *`
     /// when `only_if_new`.
-    async fn put(&self, url: &Url, body: &str, only_if_new: bool) -> Result<Response, CalendarError> {
-        let mut request = self.request(Method::PUT, url.clone()).header(CONTENT_TYPE, "text/calendar; charset=utf-8");
+    async fn put(&self, c: &Collection, url: &Url, body: &str, only_if_new: bool) -> Result<Response, CalendarError> {
+        let mut request =
+            self.request(c, Method::PUT, url.clone())?.header(CONTENT_TYPE, "text/calendar; charset=utf-8");
         if only_if_new {
             request = request.header(IF_NONE_MATCH, "*");
         }
-        self.send("caldav put", request.body(body.to_owned())).await
+        self.send("caldav put", c, request.body(body.to_owned())).await
     }
 
     /// Creates the booking's event, or replaces it where it already is.
-    async fn upsert(&self, collection: &Url, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
-        let url = event_url(collection, &event.reservation_id);
+    async fn upsert(&self, collection: &Collection, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
+        let url = event_url(&collection.url, &event.reservation_id);
         let body = ics::booking_calendar(event, Utc::now());
-        let response = self.put(&url, &body, true).await?;
+        let response = self.put(collection, &url, &body, true).await?;
         let status = response.status();
         if status.is_success() {
             let event_ref = created_location(&url, &response).unwrap_or_else(|| url.to_string());
@@ -155,8 +239,8 @@ impl CalDavCalendar {
         if text.contains("no-uid-conflict") {
             return self.replace_by_uid(collection, &url, event, &body).await;
         }
-        if status == StatusCode::PRECONDITION_FAILED || self.exists(&url).await? {
-            return self.replace(&url, &body).await;
+        if status == StatusCode::PRECONDITION_FAILED || self.exists(collection, &url).await? {
+            return self.replace(collection, &url, &body).await;
         }
         Err(http::status_error("caldav put", status, &text))
     }
@@ -174,8 +258,8 @@ impl CalDavCalendar {
     /// overwritten on purpose: the event must say what the booking says.
     /// Servers that do not keep unknown properties still get the complete
     /// object, so nothing depends on merging.
-    async fn replace(&self, url: &Url, body: &str) -> Result<WriteOutcome, CalendarError> {
-        let response = self.put(url, body, false).await?;
+    async fn replace(&self, c: &Collection, url: &Url, body: &str) -> Result<WriteOutcome, CalendarError> {
+        let response = self.put(c, url, body, false).await?;
         let status = response.status();
         let event_ref = url.to_string();
         match status {
@@ -203,7 +287,7 @@ impl CalDavCalendar {
     /// the booking keeps exactly one event.
     async fn replace_by_uid(
         &self,
-        collection: &Url,
+        collection: &Collection,
         url: &Url,
         event: &BookingEvent,
         body: &str,
@@ -217,16 +301,16 @@ impl CalDavCalendar {
             });
         }
         let home = found.remove(found.iter().position(|u| u == url).unwrap_or(0));
-        let outcome = self.replace(&home, body).await?;
+        let outcome = self.replace(collection, &home, body).await?;
         for copy in &found {
-            self.delete_at(copy).await?;
+            self.delete_at(collection, copy).await?;
         }
         Ok(outcome)
     }
 
     /// Whether a GET of `url` succeeds; only asked to disambiguate a 409/403.
-    async fn exists(&self, url: &Url) -> Result<bool, CalendarError> {
-        let response = self.send("caldav get", self.request(Method::GET, url.clone())).await?;
+    async fn exists(&self, c: &Collection, url: &Url) -> Result<bool, CalendarError> {
+        let response = self.send("caldav get", c, self.request(c, Method::GET, url.clone())?).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(true);
@@ -238,8 +322,8 @@ impl CalDavCalendar {
     }
 
     /// DELETE; `Ok(None)` when the server has nothing at `url`.
-    async fn delete_at(&self, url: &Url) -> Result<Option<DeleteOutcome>, CalendarError> {
-        let response = self.send("caldav delete", self.request(Method::DELETE, url.clone())).await?;
+    async fn delete_at(&self, c: &Collection, url: &Url) -> Result<Option<DeleteOutcome>, CalendarError> {
+        let response = self.send("caldav delete", c, self.request(c, Method::DELETE, url.clone())?).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(Some(DeleteOutcome::Deleted));
@@ -250,14 +334,19 @@ impl CalDavCalendar {
         Err(http::status_error("caldav delete", status, &http::body_text(response).await))
     }
 
-    async fn delete(&self, collection: &Url, reservation_id: &ReservationId) -> Result<DeleteOutcome, CalendarError> {
-        let url = event_url(collection, reservation_id);
-        if let Some(outcome) = self.delete_at(&url).await? {
+    async fn delete(
+        &self,
+        collection: &Collection,
+        reservation_id: &ReservationId,
+    ) -> Result<DeleteOutcome, CalendarError> {
+        let url = event_url(&collection.url, reservation_id);
+        if let Some(outcome) = self.delete_at(collection, &url).await? {
             return Ok(outcome);
         }
         let elsewhere = match self.find_by_uid(collection, &ics::uid(reservation_id)).await {
             Ok(found) => found.into_iter().filter(|u| *u != url).collect::<Vec<_>>(),
-            Err(e) if e.is_transient() => return Err(e),
+            // A server pointing elsewhere is not one that cannot search.
+            Err(e) if e.is_transient() || e.kind() == "foreign_href" => return Err(e),
             // A server that cannot search by UID has told us all it can: the
             // event is not under its own name.
             Err(e) => {
@@ -267,17 +356,19 @@ impl CalDavCalendar {
         };
         let mut outcome = DeleteOutcome::AlreadyGone;
         for other in elsewhere {
-            if self.delete_at(&other).await?.is_some() {
+            if self.delete_at(collection, &other).await?.is_some() {
                 outcome = DeleteOutcome::Deleted;
             }
         }
         Ok(outcome)
     }
 
-    /// The URLs of the collection's events with this UID.
-    async fn find_by_uid(&self, collection: &Url, uid: &str) -> Result<Vec<Url>, CalendarError> {
+    /// The URLs of the collection's events with this UID. They are about to
+    /// be written to or deleted, so an href on another origin fails the
+    /// lookup (`foreign_href`, permanent) instead of being requested.
+    async fn find_by_uid(&self, collection: &Collection, uid: &str) -> Result<Vec<Url>, CalendarError> {
         let responses = self.report(collection, &uid_query(uid)).await?;
-        Ok(responses
+        responses
             .into_iter()
             .filter(|r| match &r.calendar_data {
                 // Servers match text case-insensitively by default; only the
@@ -285,17 +376,19 @@ impl CalDavCalendar {
                 Some(data) => ics::parse_event(data).is_some_and(|e| e.uid.as_deref() == Some(uid)),
                 None => false,
             })
-            .filter_map(|r| collection.join(&r.href).ok())
-            .collect())
+            .filter_map(|r| collection.url.join(&r.href).ok())
+            .map(|url| if url.origin() == collection.url.origin() { Ok(url) } else { Err(foreign_href(&url)) })
+            .collect()
     }
 
-    async fn report(&self, collection: &Url, body: &str) -> Result<Vec<DavResponse>, CalendarError> {
+    async fn report(&self, collection: &Collection, body: &str) -> Result<Vec<DavResponse>, CalendarError> {
+        let method = Method::from_bytes(b"REPORT").expect("REPORT is a valid method token");
         let request = self
-            .request(Method::from_bytes(b"REPORT").expect("REPORT is a valid method token"), collection.clone())
+            .request(collection, method, collection.url.clone())?
             .header("Depth", "1")
             .header(CONTENT_TYPE, "application/xml; charset=utf-8")
             .body(body.to_owned());
-        let response = self.send("caldav report", request).await?;
+        let response = self.send("caldav report", collection, request).await?;
         let status = response.status();
         if !matches!(status.as_u16(), 200 | 207) {
             return Err(http::status_error("caldav report", status, &http::body_text(response).await));
@@ -309,14 +402,14 @@ impl CalDavCalendar {
 
     async fn list(
         &self,
-        collection: &Url,
+        collection: &Collection,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
         let responses = self.report(collection, &time_range_query(from, to)).await?;
         Ok(responses
             .into_iter()
-            .filter_map(|r| found_event(collection, r))
+            .filter_map(|r| found_event(&collection.url, r))
             .filter(|e| from <= e.start && e.start < to)
             .collect())
     }
@@ -324,7 +417,7 @@ impl CalDavCalendar {
 
 impl Calendar for CalDavCalendar {
     async fn put_event(&self, target: &CalendarTarget, event: &BookingEvent) -> Result<WriteOutcome, CalendarError> {
-        let collection = collection_url(target)?;
+        let collection = self.open(target).await?;
         let outcome = self.upsert(&collection, event).await;
         http::log_outcome("caldav", "put", &event.reservation_id, &outcome);
         outcome
@@ -335,7 +428,7 @@ impl Calendar for CalDavCalendar {
         target: &CalendarTarget,
         reservation_id: &ReservationId,
     ) -> Result<DeleteOutcome, CalendarError> {
-        let collection = collection_url(target)?;
+        let collection = self.open(target).await?;
         let outcome = self.delete(&collection, reservation_id).await;
         http::log_outcome("caldav", "delete", reservation_id, &outcome);
         outcome
@@ -347,7 +440,7 @@ impl Calendar for CalDavCalendar {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
-        let collection = collection_url(target)?;
+        let collection = self.open(target).await?;
         self.list(&collection, from, to).await
     }
 }
@@ -356,14 +449,15 @@ fn status_is_transient(status: StatusCode) -> bool {
     http::status_error("", status, "").is_transient()
 }
 
-/// The collection URL of a CalDAV target, with its trailing slash.
-fn collection_url(target: &CalendarTarget) -> Result<Url, CalendarError> {
-    match target {
-        CalendarTarget::Caldav { url } => parse_collection(url),
-        other => Err(CalendarError::Permanent {
-            kind: "wrong_target",
-            message: format!("the CalDAV adapter cannot write to a {} calendar", other.kind()),
-        }),
+/// An href a server gave that leaves the collection's origin: never
+/// requested (the resource's credentials would go with it).
+fn foreign_href(url: &Url) -> CalendarError {
+    CalendarError::Permanent {
+        kind: "foreign_href",
+        message: format!(
+            "caldav: the server pointed to {}, outside the calendar's origin",
+            url.origin().ascii_serialization()
+        ),
     }
 }
 
@@ -393,10 +487,12 @@ fn event_url(collection: &Url, reservation_id: &ReservationId) -> Url {
 }
 
 /// A server that renamed the resource says where it put it (RFC 4791 §5.3.4
-/// servers may; RFC 7231 `Location` on 201).
+/// servers may; RFC 7231 `Location` on 201). Only a location on the
+/// collection's origin is taken.
 fn created_location(requested: &Url, response: &Response) -> Option<String> {
     let location = response.headers().get(LOCATION)?.to_str().ok()?;
-    requested.join(location).ok().map(|u| u.to_string())
+    let url = requested.join(location).ok().filter(|u| u.origin() == requested.origin())?;
+    Some(url.to_string())
 }
 
 /// The slotguard event in one REPORT response, if it is one.
@@ -407,7 +503,12 @@ pub(crate) fn found_event(collection: &Url, response: DavResponse) -> Option<Fou
         tracing::warn!(%reservation_id, "caldav: a slotguard event without a readable DTSTART is skipped");
         return None;
     };
-    let event_ref = collection.join(&response.href).ok()?.to_string();
+    let href = collection.join(&response.href).ok()?;
+    if href.origin() != collection.origin() {
+        tracing::warn!(%reservation_id, "caldav: an event listed outside the calendar's origin is skipped");
+        return None;
+    }
+    let event_ref = href.to_string();
     Some(FoundEvent { reservation_id, event_ref, start, end: parsed.end })
 }
 
@@ -496,10 +597,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn other_targets_are_the_wrong_target() {
-        for target in [CalendarTarget::None, CalendarTarget::Google { calendar_id: "primary".into() }] {
-            let err = collection_url(&target).unwrap_err();
+    #[tokio::test]
+    async fn other_targets_are_the_wrong_target() {
+        let calendar = CalDavCalendar::new(CalDavConfig::default()).unwrap();
+        for target in [CalendarTarget::None, CalendarTarget::google("primary")] {
+            let err = calendar.open(&target).await.err().unwrap();
             assert_eq!(err.kind(), "wrong_target");
             assert!(!err.is_transient());
         }
@@ -507,12 +609,65 @@ mod tests {
 
     #[test]
     fn credentials_never_show_in_debug_output() {
-        let config = CalDavConfig::default().with_basic_auth("ada", "s3cret-app-password");
-        let calendar = CalDavCalendar::new(config.clone()).unwrap();
-        for shown in [format!("{config:?}"), format!("{calendar:?}"), format!("{:#?}", config.credentials)] {
+        let credentials = BasicCredentials::new("ada", "s3cret-app-password");
+        for shown in [format!("{credentials:?}"), format!("{credentials:#?}")] {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(shown.contains("ada"), "{shown}");
         }
+    }
+
+    fn secrets() -> CalendarSecrets {
+        let value = r#"{"username":"ada","password":"s3cret"}"#.to_owned();
+        CalendarSecrets::fixed([("slotguard/calendars/ada".to_owned(), value)].into(), "slotguard/calendars/").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_collection_carries_the_credentials_its_resource_names() {
+        let calendar = CalDavCalendar::new(CalDavConfig::default().with_secrets(secrets())).unwrap();
+        let target = CalendarTarget::Caldav {
+            url: "https://dav.example.com/cal/".into(),
+            credentials: Some("slotguard/calendars/ada".into()),
+        };
+        let collection = calendar.open(&target).await.unwrap();
+        assert_eq!(collection.credentials.as_ref().map(|(_, c)| c.username()), Some("ada"));
+        let anonymous = calendar.open(&CalendarTarget::caldav("https://dav.example.com/cal/")).await.unwrap();
+        assert!(anonymous.credentials.is_none());
+        let stripe = CalendarTarget::Caldav {
+            url: "https://dav.example.com/cal/".into(),
+            credentials: Some("slotguard-secrets".into()),
+        };
+        assert_eq!(calendar.open(&stripe).await.err().unwrap().kind(), "credentials_refused");
+    }
+
+    #[tokio::test]
+    async fn requests_stay_on_the_collections_origin_and_inside_the_policy() {
+        let calendar = CalDavCalendar::new(CalDavConfig::default().with_secrets(secrets())).unwrap();
+        let target = CalendarTarget::Caldav {
+            url: "https://dav.example.com/cal/".into(),
+            credentials: Some("slotguard/calendars/ada".into()),
+        };
+        let collection = calendar.open(&target).await.unwrap();
+        let same = Url::parse("https://dav.example.com/other/x.ics").unwrap();
+        let request = calendar.request(&collection, Method::DELETE, same).unwrap().build().unwrap();
+        assert!(request.headers().contains_key("authorization"));
+        for foreign in [
+            "https://evil.example/cal/x.ics",
+            "http://dav.example.com/cal/x.ics",
+            "https://dav.example.com:8443/cal/x.ics",
+            "https://169.254.169.254/latest/",
+        ] {
+            let err = calendar.request(&collection, Method::DELETE, Url::parse(foreign).unwrap()).err().unwrap();
+            assert_eq!(err.kind(), "foreign_href", "{foreign}");
+            assert!(!err.is_transient());
+        }
+        for refused in ["http://dav.example.com/cal/", "https://10.0.0.1/cal/", "https://[::ffff:a9fe:a9fe]/"] {
+            let err = calendar.open(&CalendarTarget::caldav(refused)).await.err().unwrap();
+            assert_eq!(err.kind(), "outbound_refused", "{refused}");
+        }
+        let local = CalDavCalendar::new(CalDavConfig::default().with_outbound(OutboundPolicy::local())).unwrap();
+        assert!(local.open(&CalendarTarget::caldav("http://127.0.0.1:5232/user/cal/")).await.is_ok());
+        let err = local.open(&CalendarTarget::caldav("http://10.0.0.1/cal/")).await.err().unwrap();
+        assert_eq!(err.kind(), "outbound_refused");
     }
 
     #[test]
@@ -543,5 +698,8 @@ mod tests {
             calendar_data: Some(format!("BEGIN:VEVENT\n{MARKER}:{}\nEND:VEVENT\n", rid())),
         };
         assert_eq!(found_event(&collection, no_start), None);
+        let elsewhere =
+            DavResponse { href: "https://evil.example/cal/x/e.ics".into(), ..event(&format!("{MARKER}:{}\n", rid())) };
+        assert_eq!(found_event(&collection, elsewhere), None, "an href on another origin is skipped");
     }
 }

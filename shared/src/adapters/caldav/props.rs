@@ -531,14 +531,16 @@ proptest! {
     }
 
     /// A multistatus in any server's style reads back with its hrefs and
-    /// calendar data, and the slotguard events in it are found.
+    /// calendar data, and the slotguard events in it on the collection's
+    /// origin are found.
     #[test]
     fn a_written_multistatus_reads_back((doc, expected) in multistatus()) {
         let responses = xml::parse_multistatus(&doc);
         let expected_responses: Vec<DavResponse> = expected.iter().map(|(r, _)| r.clone()).collect();
         prop_assert_eq!(responses.as_ref(), Ok(&expected_responses), "document:\n{}", doc);
         for (response, booking) in expected {
-            let joined = collection().join(&response.href).ok();
+            // An href on another origin is skipped like one that does not parse.
+            let joined = collection().join(&response.href).ok().filter(|u| u.origin() == collection().origin());
             // The generated calendar data may or may not carry a DTEND: the end is not compared here.
             let found = found_event(&collection(), response).map(|f| FoundEvent { end: None, ..f });
             match (booking, joined) {
