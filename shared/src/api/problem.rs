@@ -255,9 +255,12 @@ impl fmt::Display for Chain<'_> {
 
 /// The problem for `err`, logged once: a 5xx with its cause chain (a warning
 /// if a retry can cure it, else an error), a 4xx briefly.
+///
+/// The logged chain goes through [`crate::telemetry::scrub`]: a message may
+/// quote the body it refuses, and with it a customer's name or address.
 pub fn problem<E: ApiError + 'static>(err: &E) -> Problem {
     let kind = err.kind();
-    let error = Chain(err);
+    let error = crate::telemetry::scrubbed(&Chain(err));
     match kind.server_detail() {
         Some(detail) => {
             if kind.is_retryable() {
@@ -352,6 +355,13 @@ mod tests {
         let p = problem(&StoreError::Failed { op: "x", source: "secret table name".into() });
         assert_eq!(p.status(), 500);
         assert!(!p.detail.contains("secret"));
+    }
+
+    #[test]
+    fn only_the_log_line_is_scrubbed_the_client_reads_what_it_sent() {
+        let quoted = serde_json::from_str::<u32>(r#""ada@example.com""#).unwrap_err();
+        let refused = crate::api::RequestError::InvalidJson(quoted);
+        assert!(problem(&refused).detail.contains("ada@example.com"));
     }
 
     #[test]
