@@ -107,6 +107,8 @@ problem_kinds! {
     SettingsChanged => ("settings_changed", CONFLICT, "Settings changed"),
     /// the hold lapsed before checkout
     HoldExpired => ("hold_expired", GONE, "Hold expired"),
+    /// the body did not arrive in time (the local gateway; API Gateway times out slow clients itself)
+    RequestTimeout => ("request_timeout", REQUEST_TIMEOUT, "Request timeout"),
     /// the body is larger than the route accepts
     PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large"),
     /// the body is not `application/json`
