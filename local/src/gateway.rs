@@ -5,9 +5,26 @@
 //! parameters set as API Gateway sets them, so handlers cannot tell the
 //! difference. [`serve`] takes its listener and a shutdown signal, so tests run
 //! it on `127.0.0.1:0` and talk to it over a real socket.
+//!
+//! Limits ([`Limits`]): the connection limits of `slotguard-serve` (header
+//! read timeout, idle keep-alive, connection count), and for bodies: a route
+//! reads at most [`Route::max_body_bytes`] (16 KiB, the handlers' own
+//! limit; the Stripe webhook API Gateway's 10 MB), refused with `413
+//! payload_too_large` as soon as the `Content-Length` or the bytes received
+//! pass it, and the whole body must arrive within
+//! [`Limits::body_read_timeout`] or the answer is `408 request_timeout`. Both
+//! answers close the connection. After a `413` the rest of the body is read
+//! and dropped for a moment (a lingering close), so the client, still
+//! sending, reads the answer instead of a reset connection.
+//!
+//! On AWS, API Gateway enforces its own: 10 MB per request (and Lambda 6 MB
+//! per invocation), its own timeouts for slow clients; routes without a body
+//! accept (and ignore) one up to those sizes, where this gateway answers 413.
+//! The JSON routes' 16 KiB and JSON checks are the handlers' and apply on
+//! both.
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Bytes, Incoming};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, RequestExt};
 use slotguard::adapters::calendars::CalendarTargetRules;
@@ -27,10 +44,35 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 /// API Gateway HTTP APIs refuse payloads over 10 MB.
-const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+/// How much of a refused body is read and dropped after the `413`, at most,
+/// so the client sees the answer (a socket closed with unread data resets
+/// the connection, and the client may lose the answer with it).
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// How long the local gateway waits for clients: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Header read timeout, idle keep-alive and connection count.
+    pub connection: slotguard_serve::Limits,
+    /// How long a request's whole body may take to arrive, from when its
+    /// headers were read; also how long a refused body is drained.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// `slotguard-serve`'s defaults and 30 s for a body (as long as API
+    /// Gateway gives a function to answer).
+    fn default() -> Self {
+        Self { connection: slotguard_serve::Limits::default(), body_read_timeout: Duration::from_secs(30) }
+    }
+}
 
 /// An HTTP route of the product, as `template.yaml` declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +87,19 @@ pub enum Route {
     Reschedule,
     ResourceView,
     AdminBookings,
+}
+
+impl Route {
+    /// The largest body this gateway reads for the route: the handlers'
+    /// JSON limit, except for Stripe's webhook, whose events slotguard does
+    /// not size (a genuine event refused would be retried for days and then
+    /// lost), which gets API Gateway's limit.
+    pub fn max_body_bytes(self) -> usize {
+        match self {
+            Route::StripeWebhook => MAX_PAYLOAD_BYTES,
+            _ => slotguard::api::MAX_BODY_BYTES,
+        }
+    }
 }
 
 /// Every route the gateway serves: method, path template (API Gateway syntax)
@@ -110,33 +165,121 @@ pub fn route(method: &Method, path: &str) -> Result<(Route, HashMap<String, Stri
     Err(if path_known { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND })
 }
 
+/// Why a body was not read to its end.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    /// The client went away or broke the framing: nobody is left to answer.
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes until `deadline`. On
+/// [`BodyError::TooLarge`] the body is handed back, to be drained.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, (BodyError, Option<Incoming>)> {
+    // A Content-Length over the limit is refused before a byte is read.
+    if body.size_hint().lower() > limit as u64 {
+        return Err((BodyError::TooLarge, Some(body)));
+    }
+    let mut read = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err((BodyError::TimedOut, None)),
+            Ok(None) => return Ok(Bytes::from(read)),
+            Ok(Some(Err(_))) => return Err((BodyError::Broken, None)),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if read.len() + data.len() > limit {
+                        return Err((BodyError::TooLarge, Some(body)));
+                    }
+                    read.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused body, up to [`LINGER_BYTES`] or
+/// `deadline`, in the background, while the answer is sent.
+fn drain(mut body: Incoming, deadline: Instant) {
+    tokio::spawn(async move {
+        let mut left = LINGER_BYTES;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    });
+}
+
+/// A problem answer after which the connection is closed.
+fn closing(problem: Problem) -> lambda_http::Response<Body> {
+    let mut response = problem.into_response();
+    response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    response
+}
+
 impl Gateway {
     /// Turns one HTTP request into a Lambda request, runs its handler, and
-    /// turns the answer back.
+    /// turns the answer back, with the default [`Limits`].
     pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        self.handle_within(req, Limits::default().body_read_timeout).await
+    }
+
+    /// [`Gateway::handle`] with another body read timeout.
+    pub async fn handle_within(
+        &self,
+        req: hyper::Request<Incoming>,
+        body_read_timeout: Duration,
+    ) -> hyper::Response<Full<Bytes>> {
         let started = std::time::Instant::now();
-        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-        let response = self.dispatch(req).await;
+        let (method, path) = (req.method().clone(), slotguard::telemetry::scrub(req.uri().path()));
+        let response = self.dispatch(req, Instant::now() + body_read_timeout).await;
         tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
         let (parts, body) = response.into_parts();
         hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
     }
 
-    async fn dispatch(&self, req: hyper::Request<Incoming>) -> lambda_http::Response<Body> {
+    async fn dispatch(&self, req: hyper::Request<Incoming>, deadline: Instant) -> lambda_http::Response<Body> {
         let (route, params) = match route(req.method(), req.uri().path()) {
             Ok(found) => found,
             Err(status) => {
                 let kind =
                     if status == StatusCode::NOT_FOUND { ProblemKind::NotFound } else { ProblemKind::MethodNotAllowed };
-                return Problem::new(kind, format!("no route for {} {}", req.method(), req.uri().path()))
-                    .into_response();
+                let problem = Problem::new(kind, format!("no route for {} {}", req.method(), req.uri().path()));
+                let body = req.into_body();
+                if body.is_end_stream() {
+                    return problem.into_response();
+                }
+                drain(body, deadline);
+                return closing(problem);
             }
         };
         let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return Problem::new(ProblemKind::PayloadTooLarge, "request body too large").into_response();
+        let limit = route.max_body_bytes();
+        let bytes = match read_body(body, limit, deadline).await {
+            Ok(bytes) => bytes,
+            Err((BodyError::TooLarge, rest)) => {
+                // A client that waits for `100 Continue` has sent nothing
+                // yet: dropping the body tells it not to.
+                let waits = parts.headers.get(hyper::header::EXPECT).is_some();
+                if let Some(rest) = rest.filter(|_| !waits) {
+                    drain(rest, deadline);
+                }
+                let detail = format!("the body is larger than the {limit} bytes this route accepts");
+                return closing(Problem::new(ProblemKind::PayloadTooLarge, detail));
+            }
+            Err((BodyError::TimedOut, _)) => {
+                let detail = "the request body did not arrive in time";
+                return closing(Problem::new(ProblemKind::RequestTimeout, detail));
+            }
+            Err((BodyError::Broken, _)) => {
+                return closing(Problem::new(ProblemKind::InvalidJson, "the request body could not be read"));
             }
         };
         let body = match String::from_utf8(bytes.to_vec()) {
@@ -190,14 +333,20 @@ impl Gateway {
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets
-/// requests in flight finish (see [`slotguard_serve::serve`]).
+/// requests in flight finish (see [`slotguard_serve::serve`]), with the
+/// default [`Limits`].
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, gateway, shutdown, Limits::default()).await;
+}
+
+/// [`serve`] with other [`Limits`] (tests of slow clients use short ones).
+pub async fn serve_with(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>, limits: Limits) {
     let gateway = Arc::new(gateway);
     let handler = move |req| {
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+        async move { Ok::<_, Infallible>(gateway.handle_within(req, limits.body_read_timeout).await) }
     };
-    slotguard_serve::serve(listener, handler, shutdown).await;
+    slotguard_serve::serve_with(listener, handler, shutdown, limits.connection).await;
 }
 
 #[cfg(test)]

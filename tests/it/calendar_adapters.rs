@@ -23,6 +23,7 @@ use std::time::Instant;
 
 /// The Xandikos of the test stack.
 fn caldav_server() -> String {
+    crate::helpers::init_logs();
     std::env::var("SLOTGUARD_TEST_CALDAV_URL")
         .unwrap_or_else(|_| panic!("SLOTGUARD_TEST_CALDAV_URL is not set: run the tests with scripts/test"))
         .trim_end_matches('/')

@@ -14,8 +14,8 @@ use slotguard::api::auth::AdminAuth;
 use slotguard::api::checkout::CheckoutUrls;
 use slotguard_local::{dev, gateway};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Once;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WEBHOOK_SECRET: &str = "whsec_test_integration";
@@ -39,18 +39,46 @@ pub struct TestApp {
     _sim_shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-fn init_logs() {
+/// Where the in-process handlers' log goes: `$SLOTGUARD_STACK_DIR/logs/`
+/// (where `scripts/check-logs` reads it after the run), else cargo's
+/// temporary directory for this test binary.
+pub fn log_file() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::var_os("SLOTGUARD_STACK_DIR")
+            .map(|stack| PathBuf::from(stack).join("logs"))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("logs"));
+        std::fs::create_dir_all(&dir).expect("create the log directory");
+        dir.join(format!("integration-{}.log", std::process::id()))
+    })
+}
+
+/// Captures every log line of the in-process handlers (gateway, Stripe
+/// simulator, calendar writer, harness) as JSON lines, the format the
+/// functions log in on AWS, in [`log_file`]: slotguard's own crates at
+/// DEBUG (more than production's INFO, so the PII check sees every line the
+/// code can write), other crates at INFO. With TEST_LOG=1 the same lines
+/// also go to stdout, as text.
+pub fn init_logs() {
+    use lambda_http::tracing::subscriber::filter::{LevelFilter, Targets};
+    use lambda_http::tracing::subscriber::{fmt, prelude::*, registry};
     static ONCE: Once = Once::new();
-    // Logs only when asked: TEST_LOG=1 cargo test
     ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            slotguard::telemetry::init();
-        }
+        let levels = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("slotguard", LevelFilter::DEBUG)
+            .with_target("stripe_sim", LevelFilter::DEBUG);
+        let file = std::fs::File::create(log_file()).expect("create the log file");
+        let to_file = fmt::layer().json().with_writer(Mutex::new(file)).with_filter(levels.clone());
+        let to_stdout = std::env::var_os("TEST_LOG")
+            .map(|_| fmt::layer().with_target(false).without_time().with_test_writer().with_filter(levels));
+        registry().with(to_file).with(to_stdout).init();
     });
 }
 
 /// An endpoint of the local stack `scripts/test` started.
 fn stack_url(var: &str) -> String {
+    init_logs();
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the integration tests with scripts/test, which starts the local stack")
     })
@@ -84,7 +112,7 @@ pub async fn spawn_app_with_calendar_rules(rules: CalendarTargetRules) -> TestAp
     dev::ensure_table(&ddb, &table).await.expect("create the test table");
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = format!("http://{}", sim_listener.local_addr().unwrap());
-    spawn(DynamoStore::new(ddb, table), sim_listener, &sim, rules).await
+    spawn(DynamoStore::new(ddb, table), sim_listener, &sim, rules, gateway::Limits::default()).await
 }
 
 /// Starts a gateway over any store (e.g. one whose endpoint is down), with a
@@ -95,10 +123,21 @@ pub async fn spawn_app_on(store: DynamoStore) -> TestApp {
     spawn_app_with(store, sim_listener, &sim.clone()).await
 }
 
+/// Starts a gateway over a new table that waits for slow clients only as
+/// long as `limits` say.
+pub async fn spawn_app_limited(limits: gateway::Limits) -> TestApp {
+    let ddb = dev::dynamodb_client(&dynamodb_endpoint());
+    let table = format!("test-{}", uuid::Uuid::new_v4().simple());
+    dev::ensure_table(&ddb, &table).await.expect("create the test table");
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = format!("http://{}", sim_listener.local_addr().unwrap());
+    spawn(DynamoStore::new(ddb, table), sim_listener, &sim, CalendarTargetRules::local(), limits).await
+}
+
 /// Starts a gateway whose Stripe client talks to `stripe_url` (where
 /// `sim_listener` serves the simulator, or nothing does).
 pub async fn spawn_app_with(store: DynamoStore, sim_listener: tokio::net::TcpListener, stripe_url: &str) -> TestApp {
-    spawn(store, sim_listener, stripe_url, CalendarTargetRules::local()).await
+    spawn(store, sim_listener, stripe_url, CalendarTargetRules::local(), gateway::Limits::default()).await
 }
 
 async fn spawn(
@@ -106,6 +145,7 @@ async fn spawn(
     sim_listener: tokio::net::TcpListener,
     stripe_url: &str,
     calendar_rules: CalendarTargetRules,
+    limits: gateway::Limits,
 ) -> TestApp {
     init_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,9 +175,10 @@ async fn spawn(
         calendar: queue.clone(),
         verifier: WebhookVerifier::new(WEBHOOK_SECRET),
     };
-    tokio::spawn(gateway::serve(listener, gw, async move {
+    let stopped = async move {
         let _ = rx.await;
-    }));
+    };
+    tokio::spawn(gateway::serve_with(listener, gw, stopped, limits));
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     TestApp { base, http, store, sim, queue, dlq_url, secrets: Arc::default(), _shutdown: tx, _sim_shutdown: sim_tx }
 }

@@ -18,6 +18,7 @@ mod fakes;
 pub(crate) mod harness;
 mod helpers;
 mod holds;
+mod hostile;
 mod idempotency;
 mod payments;
 mod signatures;

@@ -128,9 +128,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// The first 200 characters of a response body, on one line, for messages.
+/// The first 200 characters of a response body, on one line, for messages,
+/// [scrubbed](crate::telemetry::scrub): these messages are logged and kept
+/// with dead-lettered jobs, and a server may quote back what it was sent.
 pub fn snippet(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line: String = crate::telemetry::scrub(&body.split_whitespace().collect::<Vec<_>>().join(" "));
     match one_line.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &one_line[..cut]),
         None => one_line,
@@ -257,6 +259,15 @@ mod tests {
         assert!(message.starts_with("put: HTTP 403 Forbidden: line one line two xxx"), "{message}");
         assert!(message.len() < 260, "{}", message.len());
         assert!(message.ends_with("..."));
+    }
+
+    #[test]
+    fn messages_do_not_quote_addresses_back() {
+        let body = r#"<error>ATTENDEE "mailto:ada@example.com" refused for Ada@Example.com</error>"#;
+        let CalendarError::Permanent { message, .. } = status_error("put", StatusCode::BAD_REQUEST, body) else {
+            panic!("expected permanent")
+        };
+        assert!(!message.to_lowercase().contains("ada@"), "{message}");
     }
 
     #[test]

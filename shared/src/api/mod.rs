@@ -87,7 +87,69 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Req
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(RequestError::EmptyBody);
     }
+    serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(shape_error)?;
     serde_json::from_slice(bytes).map_err(shape_error)
+}
+
+/// Reads any JSON and fails on an object that has a key twice, at any depth
+/// (serde_json's `Value` keeps the last, a struct refuses only its own
+/// fields): which of two values counts is parser folklore, and a body that
+/// means different things to different readers is refused instead. Nesting
+/// is bounded by serde_json's recursion limit (128), as for every parse.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if let Some(key) = seen.replace(key) {
+                return Err(serde::de::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// A JSON value read into `T`: an error means the body has the wrong shape.
@@ -118,3 +180,53 @@ pub fn reservation_id_param<E: From<RequestError>>(
 mod handler_tests;
 #[cfg(test)]
 mod props;
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<serde_json::Value, RequestError> {
+        let req = lambda_http::http::Request::builder().body(Body::Text(body.to_owned())).unwrap();
+        json_body(&req)
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"x": {"name": "A", "name": "B"}}"#,
+            r#"[{"k": [], "k": null}]"#,
+            r#"{"a": 1, "\u0061": 2}"#,
+        ] {
+            let err = parse(body).unwrap_err();
+            assert!(matches!(err, RequestError::MalformedField(_)), "{body}: {err:?}");
+            assert!(err.to_string().contains("duplicate field"), "{err}");
+        }
+        assert!(parse(r#"{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}"#).is_ok(), "same key in different objects");
+    }
+
+    #[test]
+    fn deep_nesting_is_a_parse_error_not_a_stack_overflow() {
+        for open in ["[", "{\"a\":"] {
+            let body = open.repeat(MAX_BODY_BYTES / open.len());
+            assert!(matches!(parse(&body), Err(RequestError::InvalidJson(_))), "{open}");
+        }
+        let deep_but_fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&deep_but_fine).is_ok());
+    }
+
+    #[test]
+    fn numbers_beyond_any_type_are_refused_or_rounded_never_a_panic() {
+        assert!(matches!(parse("1e400"), Err(RequestError::InvalidJson(_))));
+        assert!(parse(&"9".repeat(30)).unwrap().is_f64(), "a long integer reads as a float");
+        let req = lambda_http::http::Request::builder().body(Body::Text("99999999999999999999".into())).unwrap();
+        assert!(matches!(json_body::<u32>(&req), Err(RequestError::MalformedField(_))));
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf8_are_invalid_json() {
+        let req =
+            lambda_http::http::Request::builder().body(Body::Binary(b"{\"name\": \"\xff\xfe\"}".to_vec())).unwrap();
+        assert!(matches!(json_body::<serde_json::Value>(&req), Err(RequestError::InvalidJson(_))));
+    }
+}

@@ -107,6 +107,8 @@ problem_kinds! {
     SettingsChanged => ("settings_changed", CONFLICT, "Settings changed"),
     /// the hold lapsed before checkout
     HoldExpired => ("hold_expired", GONE, "Hold expired"),
+    /// the body did not arrive in time (the local gateway; API Gateway times out slow clients itself)
+    RequestTimeout => ("request_timeout", REQUEST_TIMEOUT, "Request timeout"),
     /// the body is larger than the route accepts
     PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large"),
     /// the body is not `application/json`
@@ -255,9 +257,12 @@ impl fmt::Display for Chain<'_> {
 
 /// The problem for `err`, logged once: a 5xx with its cause chain (a warning
 /// if a retry can cure it, else an error), a 4xx briefly.
+///
+/// The logged chain goes through [`crate::telemetry::scrub`]: a message may
+/// quote the body it refuses, and with it a customer's name or address.
 pub fn problem<E: ApiError + 'static>(err: &E) -> Problem {
     let kind = err.kind();
-    let error = Chain(err);
+    let error = crate::telemetry::scrubbed(&Chain(err));
     match kind.server_detail() {
         Some(detail) => {
             if kind.is_retryable() {
@@ -352,6 +357,13 @@ mod tests {
         let p = problem(&StoreError::Failed { op: "x", source: "secret table name".into() });
         assert_eq!(p.status(), 500);
         assert!(!p.detail.contains("secret"));
+    }
+
+    #[test]
+    fn only_the_log_line_is_scrubbed_the_client_reads_what_it_sent() {
+        let quoted = serde_json::from_str::<u32>(r#""ada@example.com""#).unwrap_err();
+        let refused = crate::api::RequestError::InvalidJson(quoted);
+        assert!(problem(&refused).detail.contains("ada@example.com"));
     }
 
     #[test]

@@ -315,7 +315,7 @@ pub(crate) async fn raise<S: AttentionStore>(
     detail: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tracing::error!(reference, kind, detail, "needs an operator");
+    tracing::error!(reference, kind, detail = %crate::telemetry::scrub(detail), "needs an operator");
     crate::metrics::count("NeedsAttention", &[]);
     let attention = Attention {
         reference: reference.to_owned(),

@@ -93,9 +93,18 @@ impl fmt::Display for ReservationId {
 }
 
 /// An e-mail address, checked for the shape Stripe and calendars accept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Its `Debug` hides it (`Email(<redacted>)`): addresses are not logged, and
+/// a `{:?}` of anything holding one must not log it either.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(<redacted>)")
+    }
+}
 
 impl Email {
     /// Accepts `local@domain.tld` without spaces or control characters, at most 254 bytes.
@@ -124,10 +133,18 @@ impl Email {
 }
 
 /// The customer a reservation is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Its `Debug` hides name and address, as [`Email`]'s does.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct Customer {
     pub name: String,
     pub email: Email,
+}
+
+impl fmt::Debug for Customer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Customer").field("name", &format_args!("<redacted>")).field("email", &self.email).finish()
+    }
 }
 
 impl Customer {
@@ -484,6 +501,19 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@b.co", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_customer() {
+        let customer = Customer::parse("Jane Q. Public", "jane.public@example.com").unwrap();
+        let price = Price { amount: 100, currency: "eur".into() };
+        let now = Utc::now();
+        let claim = Claim::hold(slot(), slot().start, BookingTerms::plain(30), customer.clone(), &price, now, now);
+        for shown in [format!("{customer:?}"), format!("{:?}", customer.email), format!("{claim:#?}")] {
+            assert!(!shown.contains("Jane") && !shown.contains("public@"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        assert_eq!(customer.email.as_str(), "jane.public@example.com", "only Debug hides it");
     }
 
     #[test]

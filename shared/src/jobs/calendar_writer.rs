@@ -14,7 +14,7 @@
 //! (other 4xx: bad credentials, calendar not found) or a message on its last
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, rfc3339};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, Customer, rfc3339};
 use crate::metrics;
 use crate::ports::{BookingEvent, Calendar, CalendarError, WriteOutcome};
 use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
@@ -191,8 +191,13 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         };
         let event = booking_event(&resource.name, &booking);
         let started = std::time::Instant::now();
-        let outcome =
-            with_retries(&deps.policy, deadline, || deps.calendar.put_event(&resource.calendar, &event)).await?;
+        let put = || async {
+            deps.calendar
+                .put_event(&resource.calendar, &event)
+                .await
+                .map_err(|e| without_customer(e, &booking.customer))
+        };
+        let outcome = with_retries(&deps.policy, deadline, put).await?;
         metrics::emit(
             "CalendarWriteLatency",
             started.elapsed().as_secs_f64() * 1000.0,
@@ -250,6 +255,25 @@ fn booking_event(resource_name: &str, booking: &Claim) -> BookingEvent {
         ),
         customer: booking.customer.clone(),
         sequence: booking.version,
+    }
+}
+
+/// The error of writing a booking's event without the customer's name or
+/// address, in the forms a server may quote them back in (as sent,
+/// iCalendar-escaped, JSON-escaped): its message is logged and kept with a
+/// dead-lettered job.
+fn without_customer(error: CalendarError, customer: &Customer) -> CalendarError {
+    let name = customer.name.as_str();
+    let ics = name.replace('\\', "\\\\").replace(';', "\\;").replace(',', "\\,");
+    let json = serde_json::to_string(name).expect("a string serialises");
+    let collapsed = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let forms = [name, &ics, &json[1..json.len() - 1], &collapsed, customer.email.as_str()];
+    let redact = |message: String| {
+        forms.iter().fold(message, |message, form| crate::telemetry::redact_word(&message, form, "<customer>"))
+    };
+    match error {
+        CalendarError::Transient { kind, message } => CalendarError::Transient { kind, message: redact(message) },
+        CalendarError::Permanent { kind, message } => CalendarError::Permanent { kind, message: redact(message) },
     }
 }
 
@@ -342,5 +366,17 @@ mod tests {
         .await;
         assert!(result.unwrap_err().is_transient());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt fits in the remaining second");
+    }
+
+    #[test]
+    fn calendar_errors_lose_the_customer() {
+        let customer = Customer::parse("Zoë  Ørsted, Jr.", "zoe@example.com").unwrap();
+        let quoted =
+            r#"409: SUMMARY:Room: Zoë  Ørsted\, Jr. "Zoë  Ørsted, Jr." Zoë Ørsted, Jr. mailto:zoe@example.com"#;
+        let error = without_customer(CalendarError::Permanent { kind: "http_409", message: quoted.into() }, &customer);
+        let CalendarError::Permanent { kind, message } = error else { panic!("kind kept") };
+        assert_eq!(kind, "http_409");
+        assert!(!message.contains("Zoë") && !message.contains("zoe@"), "{message}");
+        assert!(message.starts_with("409: SUMMARY:Room: <customer>"), "{message}");
     }
 }

@@ -83,6 +83,7 @@ pub struct World {
 }
 
 fn stack_url(var: &str) -> String {
+    crate::helpers::init_logs();
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the integration tests with scripts/test, which starts the local stack")
     })
