@@ -122,6 +122,28 @@ pub fn param_value(s: &str) -> String {
     out
 }
 
+/// The text a [`param_value`] stands for, once its quotes are gone: RFC
+/// 6868's caret encoding undone (`^'` → `"`, `^n` → newline, `^^` → `^`;
+/// any other caret is kept as it is).
+pub fn decode_param_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '^' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\'') => out.push('"'),
+            Some('^') => out.push('^'),
+            Some(other) => out.extend(['^', other]),
+            None => out.push('^'),
+        }
+    }
+    out
+}
+
 /// Folds one content line into CRLF-terminated physical lines of at most 75
 /// octets; continuation lines start with a space, which counts toward the 75.
 /// Cuts only between characters, never inside a UTF-8 sequence.

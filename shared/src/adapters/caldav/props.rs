@@ -440,29 +440,6 @@ fn multistatus() -> impl Strategy<Value = (String, Expected)> {
     })
 }
 
-/// The RFC 6868 decoding of a parameter value.
-fn caret_decode(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '^' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('\'') => out.push('"'),
-            Some('^') => out.push('^'),
-            Some(other) => {
-                out.push('^');
-                out.push(other);
-            }
-            None => out.push('^'),
-        }
-    }
-    out
-}
-
 fn newlines_as_lf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\r', "\n")
 }
@@ -526,7 +503,7 @@ proptest! {
         prop_assert_eq!(unescape_text(&line("DESCRIPTION").value), newlines_as_lf(&event.description));
         let attendee = line("ATTENDEE");
         prop_assert_eq!(attendee.value.clone(), format!("mailto:{}", event.customer.email.as_str()));
-        prop_assert_eq!(attendee.param("CN").map(caret_decode), Some(event.customer.name.clone()));
+        prop_assert_eq!(attendee.param("CN").map(ics::decode_param_value), Some(event.customer.name.clone()));
         prop_assert_eq!(attendee.param("ROLE"), Some("REQ-PARTICIPANT"));
     }
 
