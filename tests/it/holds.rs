@@ -67,6 +67,7 @@ async fn lapsed_hold(app: &TestApp, resource: &str, start: chrono::DateTime<Utc>
         buffer_after_minutes: 0,
         cancellation: Default::default(),
         reschedule: Default::default(),
+        seats: None,
     };
     let claim = Claim::hold(slot, start + Duration::hours(1), terms, customer, &price, placed, lapsed);
     assert!(matches!(app.store.place_hold(&claim, None, Utc::now()).await.unwrap(), HoldOutcome::Placed));

@@ -21,5 +21,7 @@ mod holds;
 mod hostile;
 mod idempotency;
 mod payments;
+mod seats;
 mod signatures;
 mod stripe_helpers;
+mod teams;

@@ -119,7 +119,7 @@ impl TestApp {
         let id = slotguard::domain::ReservationId::parse(reservation_id).unwrap();
         let claim = self.store.get_claim(&id).await.unwrap().expect("the booking item");
         let mut keys = vec![claim_key(&id)];
-        keys.extend(claim.locks().iter().map(|l| lock_key(&claim.slot.resource_id, l)));
+        keys.extend(claim.locks().iter().map(|(host, l)| lock_key(host, l)));
         keys
     }
 

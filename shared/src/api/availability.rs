@@ -16,7 +16,9 @@
 
 use super::problem::api_error;
 use super::{RequestError, json_response, path_param, respond};
-use crate::domain::{BookingType, LockKey, Price, Resource, ResourceId, Slot, cells, rfc3339};
+use crate::domain::{
+    Assignment, BookingType, Lock, LockKey, Price, Resource, ResourceId, Slot, cells, rfc3339, seat_group,
+};
 use crate::ports::{ClaimStore, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::StatusCode;
@@ -63,6 +65,9 @@ api_error!(AvailabilityError {
 struct SlotView {
     start: String,
     end: String,
+    /// A seated type's seats not held or booked (at least 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats_left: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +78,9 @@ struct AvailabilityView<'a> {
     booking_type: &'a str,
     duration_minutes: u32,
     price: &'a Price,
+    /// A seated type's seats per slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats: Option<u32>,
     from: String,
     to: String,
     slots: Vec<SlotView>,
@@ -138,16 +146,33 @@ async fn run<S: ResourceStore + ClaimStore>(
         booking_type: &kind.id,
         duration_minutes: duration.minutes,
         price: &duration.price,
+        seats: kind.seats,
         from: rfc3339(from),
         to: rfc3339(to),
-        slots: open.into_iter().map(|s| SlotView { start: rfc3339(s.start), end: rfc3339(s.end) }).collect(),
+        slots: open
+            .into_iter()
+            .map(|s| SlotView { start: rfc3339(s.slot.start), end: rfc3339(s.slot.end), seats_left: s.seats_left })
+            .collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
 }
 
+/// An open slot, with the seats left for a seated type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSlot {
+    pub slot: Slot,
+    pub seats_left: Option<u32>,
+}
+
+/// The live cells of one host: each with the seat group owning it, if any.
+type LiveCells = std::collections::BTreeMap<DateTime<Utc>, Option<String>>;
+
 /// The slots of `minutes` of `kind` starting in `[from, to)` that a reserve
-/// would accept at `now`.
-pub async fn open_slots<S: ClaimStore>(
+/// would accept at `now`. A seated type's slot is open while its group has
+/// a seat left and its cells are free or the group's; a team's while one
+/// member (round-robin) or every member (collective) has the slot inside
+/// its own hours and its cells free.
+pub async fn open_slots<S: ClaimStore + ResourceStore>(
     store: &S,
     resource: &Resource,
     kind: &BookingType,
@@ -155,7 +180,7 @@ pub async fn open_slots<S: ClaimStore>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<Slot>, StoreError> {
+) -> Result<Vec<OpenSlot>, StoreError> {
     // The grid's slots inside the notice and advance window: exactly the
     // starts `Resource::bookable_slot` accepts (`latest` itself included).
     let (earliest, latest) = kind.window(now, resource.hold_minutes);
@@ -171,25 +196,85 @@ pub async fn open_slots<S: ClaimStore>(
     for (a, b) in &blocked {
         days.extend(a.date_naive().iter_days().take_while(|d| *d <= (*b - Duration::seconds(1)).date_naive()));
     }
-    let cells_per_day = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(&resource.id, *d)));
+    let hosts: Vec<Resource> = match &resource.team {
+        None => vec![resource.clone()],
+        Some(team) => futures::future::try_join_all(team.members.iter().map(|m| store.cached_resource(m, now)))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    let reads = hosts.iter().map(|host| {
+        let days = &days;
+        async move {
+            let per_day = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(&host.id, *d))).await?;
+            Ok::<_, StoreError>(per_day.into_iter().flatten().filter(|l| l.is_live(now)).collect::<Vec<Lock>>())
+        }
+    });
     let full_days = full_days(store, resource, kind, &candidates, now);
-    let (cells_per_day, full_days) = futures::future::try_join(cells_per_day, full_days).await?;
-    let taken: BTreeSet<DateTime<Utc>> = cells_per_day
-        .into_iter()
-        .flatten()
-        .filter(|l| l.is_live(now))
-        .filter_map(|l| match l.key {
-            LockKey::Cell(t) => Some(t),
-            LockKey::DayToken { .. } => None,
+    let (live_per_host, full_days) = futures::future::try_join(futures::future::try_join_all(reads), full_days).await?;
+    let cells_per_host: Vec<LiveCells> = live_per_host
+        .iter()
+        .map(|locks| {
+            locks
+                .iter()
+                .filter_map(|l| match l.key {
+                    LockKey::Cell(t) => Some((t, l.seat_group.clone())),
+                    _ => None,
+                })
+                .collect()
         })
         .collect();
-    Ok(candidates
-        .into_iter()
-        .zip(blocked)
-        .filter(|(s, _)| !full_days.contains(&resource.local_date(s.start)))
-        .filter(|(_, (a, b))| cells(*a, *b).iter().all(|c| !taken.contains(c)))
-        .map(|(s, _)| s)
-        .collect())
+    let collective = resource.team.as_ref().is_some_and(|t| t.assignment == Assignment::Collective);
+    let mut open = Vec::new();
+    for (slot, (a, b)) in candidates.into_iter().zip(blocked) {
+        if full_days.contains(&resource.local_date(slot.start)) {
+            continue;
+        }
+        let group = seat_group(&terms, slot.start, slot.end);
+        let free_on = |cells_of: &LiveCells| {
+            cells(a, b).iter().all(|c| match cells_of.get(c) {
+                None => true,
+                Some(owner) => group.is_some() && owner == &group,
+            })
+        };
+        let seats_left = match (kind.seats, &group) {
+            (Some(seats), Some(group)) => {
+                let live = super::reserve::live_seats(&live_per_host[0], group, now).len() as u32;
+                Some(seats.saturating_sub(live))
+            }
+            _ => None,
+        };
+        let free: Vec<bool> = hosts
+            .iter()
+            .zip(&cells_per_host)
+            .map(|(host, cells_of)| {
+                (resource.team.is_none() || host.open_during(slot.start, slot.end)) && free_on(cells_of)
+            })
+            .collect();
+        let is_open = if collective {
+            hosts.len() == resource.team.as_ref().map_or(1, |t| t.members.len()) && free.iter().all(|f| *f)
+        } else {
+            free.iter().any(|f| *f)
+        };
+        if is_open && seats_left != Some(0) {
+            open.push(OpenSlot { slot, seats_left });
+        }
+    }
+    Ok(open)
+}
+
+/// The UTC bounds of the local date `t` falls on, in `resource`'s time zone.
+pub fn local_day(resource: &Resource, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::TimeZone;
+    let date = resource.local_date(t);
+    let start_of = |d: NaiveDate| {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists as a naive time");
+        resource.timezone.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc))
+    };
+    let first = start_of(date).unwrap_or_else(|| t - Duration::hours(24));
+    let next = date.succ_opt().and_then(start_of).unwrap_or_else(|| t + Duration::hours(24));
+    (first, next)
 }
 
 /// The local days among the candidates' on which `kind`'s `max_per_day` is reached.

@@ -248,6 +248,8 @@ async fn run<S: CheckoutStore, P: Payments>(
             customer: claim.customer.clone(),
             terms: claim.terms.clone(),
             day_token: claim.day_token.clone(),
+            seat: claim.seat,
+            hosts: claim.hosts.clone(),
             secret_hash: claim.secret_hash.clone(),
         };
         if !store.attach_checkout(&claim, &record, &link).await? {

@@ -178,6 +178,8 @@ impl World {
             customer: claim.customer,
             terms: claim.terms,
             day_token: claim.day_token,
+            seat: claim.seat,
+            hosts: claim.hosts,
             secret_hash: claim.secret_hash,
         });
     }
@@ -1259,7 +1261,12 @@ async fn reschedule_moves_the_booking_and_its_locks_in_one_step_and_queues_the_e
         (before.payment_intent.as_ref(), before.amount),
         "the payment carries over"
     );
-    let locked: Vec<_> = tables.locks.values().filter(|l| l.reservation_id == id).map(|l| l.key.clone()).collect();
+    let locked: Vec<_> = tables
+        .locks
+        .values()
+        .filter(|l| l.reservation_id == id)
+        .map(|l| (l.resource_id.clone(), l.key.clone()))
+        .collect();
     assert_eq!(locked, moved.locks(), "exactly the new interval's cells");
     assert!(
         !tables.locks.contains_key(&(before.slot.resource_id.clone(), LockKey::Cell(before.slot.start))),

@@ -103,6 +103,8 @@ problem_kinds! {
     PriceDiffers => ("price_differs", CONFLICT, "Price differs"),
     /// the booking type's limit of bookings for that day is reached
     DayFull => ("day_full", CONFLICT, "Day full"),
+    /// every seat of the slot is held or booked
+    SoldOut => ("sold_out", CONFLICT, "Sold out"),
     /// the resource's settings changed since the hold and no longer offer it; the hold is released
     SettingsChanged => ("settings_changed", CONFLICT, "Settings changed"),
     /// the hold lapsed before checkout

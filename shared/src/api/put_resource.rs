@@ -59,6 +59,26 @@ async fn run<S: ResourceStore, C: CalendarTargetCheck>(
     let spec: ResourceSpec = json_body(req)?;
     let resource = Resource::from_spec(id, spec).map_err(PutResourceError::InvalidResource)?;
     calendars.check_target(&resource.calendar).await.map_err(PutResourceError::InvalidResource)?;
+    // A team's members must be resources that are not teams themselves (a
+    // member's bookings are found through its own cells only). A member
+    // deleted or turned into a team later stops being offered.
+    if let Some(team) = &resource.team {
+        for member in &team.members {
+            match store.get_resource(member).await? {
+                Some(m) if m.team.is_none() => {}
+                Some(_) => {
+                    return Err(PutResourceError::InvalidResource(ResourceError(format!(
+                        "team.members: {member} is a team itself"
+                    ))));
+                }
+                None => {
+                    return Err(PutResourceError::InvalidResource(ResourceError(format!(
+                        "team.members: there is no resource {member}"
+                    ))));
+                }
+            }
+        }
+    }
     store.put_resource(&resource).await?;
     tracing::info!(resource_id = %resource.id, "resource saved");
     let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");

@@ -76,6 +76,8 @@ pub enum RescheduleError {
     DayFull,
     #[error("the booking changed while it was being moved; retry to see the result")]
     Concurrent,
+    #[error("a seat cannot be moved; cancel it and book a seat of the other slot")]
+    SeatNotMovable,
 }
 
 api_error!(RescheduleError {
@@ -89,6 +91,7 @@ api_error!(RescheduleError {
     Self::SlotTaken { .. } => SlotTaken,
     Self::DayFull => DayFull,
     Self::Concurrent => RequestInProgress,
+    Self::SeatNotMovable => NotReschedulable,
 });
 
 /// The `200` body.
@@ -162,6 +165,12 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
     if !current.terms.reschedule.allows(actor, current.slot.start, now) {
         return Err(RescheduleError::OutsideWindow);
     }
+    // A seat shares its group's cells with the other seats (see the DynamoDB
+    // adapter): moving one would change two groups' counts on cells the old
+    // and new slot may share. Cancel and book again instead.
+    if current.seat.is_some() {
+        return Err(RescheduleError::SeatNotMovable);
+    }
     let resource_id = current.slot.resource_id.clone();
     let resource =
         deps.store.get_resource(&resource_id).await?.ok_or_else(|| RescheduleError::NotFound(id.to_string()))?;
@@ -190,6 +199,17 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
         ),
         None => None,
     };
+    if kind.seats.is_some() {
+        return Err(RescheduleError::SeatNotMovable);
+    }
+    // A team booking keeps its members: each must have the new time inside
+    // its own hours (their cells are the transaction's conditions).
+    for host in &current.hosts {
+        let open = deps.store.get_resource(host).await?.is_some_and(|h| h.open_during(slot.start, slot.end));
+        if !open {
+            return Err(RescheduleError::SlotTaken { booked: false });
+        }
+    }
     let moved = Claim {
         slot: SlotKey { resource_id, start: slot.start },
         end: slot.end,

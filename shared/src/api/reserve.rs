@@ -76,6 +76,8 @@ pub enum ReserveError {
     SlotTaken { booked: bool },
     #[error("this booking type is fully booked on that day")]
     DayFull,
+    #[error("every seat of this slot is taken; try another slot")]
+    SoldOut,
 }
 
 api_error!(ReserveError {
@@ -85,6 +87,7 @@ api_error!(ReserveError {
     Self::Rules(e) => e.kind(),
     Self::SlotTaken { .. } => SlotTaken,
     Self::DayFull => DayFull,
+    Self::SoldOut => SoldOut,
 });
 
 /// Why a requested booking (type, duration, start) breaks the resource's
@@ -187,7 +190,12 @@ impl ReserveError {
     fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::InvalidField(_) | Self::UnknownResource(_) | Self::Rules(_) | Self::SlotTaken { .. } | Self::DayFull
+            Self::InvalidField(_)
+                | Self::UnknownResource(_)
+                | Self::Rules(_)
+                | Self::SlotTaken { .. }
+                | Self::DayFull
+                | Self::SoldOut
         )
     }
 }
@@ -271,15 +279,33 @@ async fn hold<S: ReserveStore>(
         secret_hash: Some(secret.hash()),
         ..Claim::hold(key, end, kind.terms(duration.minutes), customer, &duration.price, now, expires_at)
     };
-    // A day token can be taken between the read and the write: choose again.
-    for _ in 0..DAY_TOKEN_ATTEMPTS {
+    let members = match &resource.team {
+        Some(team) => Some(team_members(store, &resource, team, &hold, now).await?),
+        None => None,
+    };
+    let mut tried_members = 0;
+    // A day token or a seat can be taken between the read and the write, and
+    // a round-robin member by another hold: choose again.
+    for _ in 0..HOLD_ATTEMPTS {
         let day_token = match kind.max_per_day {
             Some(limit) => Some(
                 free_day_token(store, &resource, &kind.id, limit, start, now).await?.ok_or(ReserveError::DayFull)?,
             ),
             None => None,
         };
-        let claim = Claim { day_token, ..hold.clone() };
+        let seat = match kind.seats {
+            Some(seats) => Some(free_seat(store, &hold, seats, now).await?.ok_or(ReserveError::SoldOut)?),
+            None => None,
+        };
+        let hosts = match &members {
+            None => Vec::new(),
+            Some(Members::All(all)) => all.clone(),
+            Some(Members::OneOf(order)) => {
+                let member = order.get(tried_members).ok_or(ReserveError::SlotTaken { booked: false })?;
+                vec![member.clone()]
+            }
+        };
+        let claim = Claim { day_token, seat, hosts, ..hold.clone() };
         let response = created(&claim, &secret, now);
         let answer = keyed.map(|k| k.answer(&response, now));
         match store.place_hold(&claim, answer.as_ref(), now).await? {
@@ -292,11 +318,21 @@ async fn hold<S: ReserveStore>(
                 let keyed = keyed.expect("a key is found used only when one was sent");
                 return Ok(keyed.answer_for(found)?);
             }
-            HoldOutcome::Taken { by } if matches!(by.key, LockKey::DayToken { .. }) => continue,
+            HoldOutcome::Taken { by } if matches!(by.key, LockKey::DayToken { .. } | LockKey::Seat { .. }) => continue,
+            // Another seat of the same group moved the cells' expiry on: read again.
+            HoldOutcome::Taken { by } if by.seat_group.is_some() && by.seat_group == claim.seat_group() => continue,
+            HoldOutcome::Taken { by } if matches!(members, Some(Members::OneOf(_))) => {
+                tracing::info!(slot = %claim.slot, booked = by.booked, "team member taken; trying the next");
+                tried_members += 1;
+            }
             HoldOutcome::Taken { by } => {
                 tracing::info!(slot = %claim.slot, "slot taken");
                 crate::metrics::count("ReservationConflicts", &[]);
                 return Err(ReserveError::SlotTaken { booked: by.booked });
+            }
+            // A seat's transaction collided with another seat's: choose again.
+            HoldOutcome::Stale if claim.seat.is_some() => {
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(5..=50))).await;
             }
             HoldOutcome::Stale => {
                 return Err(
@@ -305,11 +341,125 @@ async fn hold<S: ReserveStore>(
             }
         }
     }
-    Err(ReserveError::DayFull)
+    Err(match (kind.max_per_day, kind.seats) {
+        (Some(_), _) => ReserveError::DayFull,
+        (_, Some(_)) => ReserveError::SoldOut,
+        _ => ReserveError::SlotTaken { booked: false },
+    })
 }
 
-/// How often a hold tries another day token after losing one to a concurrent hold.
-const DAY_TOKEN_ATTEMPTS: usize = 3;
+/// How often a hold chooses again after losing a day token, a seat or a
+/// round-robin member to a concurrent hold. Each loss means another hold
+/// committed, so a slot with free capacity is rarely lost this way.
+const HOLD_ATTEMPTS: usize = 24;
+
+/// Which members of a team a hold may take.
+enum Members {
+    /// Collective: all of them, in one transaction.
+    All(Vec<ResourceId>),
+    /// Round-robin: one, tried in this order.
+    OneOf(Vec<ResourceId>),
+}
+
+/// The members of `team` that may host `hold`: collective, all of them if
+/// each one's opening hours hold the slot (else none: the slot is not
+/// open); round-robin, those whose hours hold it and whose cells are free,
+/// fewest live bookings of the team on the slot's local day first, ties
+/// in random order. Freedom read here is a preference; the hold's
+/// transaction decides.
+async fn team_members<S: ReserveStore>(
+    store: &S,
+    team_resource: &Resource,
+    team: &crate::domain::Team,
+    hold: &Claim,
+    now: DateTime<Utc>,
+) -> Result<Members, ReserveError> {
+    let mut open = Vec::new();
+    for member in &team.members {
+        let resource = store.cached_resource(member, now).await?;
+        if resource.is_some_and(|r| r.open_during(hold.slot.start, hold.end)) {
+            open.push(member.clone());
+        }
+    }
+    if team.assignment == crate::domain::Assignment::Collective {
+        if open.len() < team.members.len() {
+            return Err(ReserveError::SlotTaken { booked: false });
+        }
+        return Ok(Members::All(open));
+    }
+    let (from, to) = hold.blocked();
+    let day = super::availability::local_day(team_resource, hold.slot.start);
+    let mut ranked = Vec::new();
+    for member in open {
+        let locks = locks_between(store, &member, from.min(day.0), to.max(day.1)).await?;
+        let taken = locks.iter().any(|l| l.is_live(now) && matches!(l.key, LockKey::Cell(c) if c >= from && c < to));
+        if taken {
+            continue;
+        }
+        let load = team_load(&locks, team_resource, day, now);
+        ranked.push((load, fastrand::u32(..), member));
+    }
+    ranked.sort();
+    Ok(Members::OneOf(ranked.into_iter().map(|(_, _, m)| m).collect()))
+}
+
+/// Every lock of `resource` in the UTC days `[from, to)` touches: one Query per day.
+pub async fn locks_between<S: ClaimStore>(
+    store: &S,
+    resource: &ResourceId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Lock>, StoreError> {
+    let last = (to - Duration::seconds(1)).date_naive();
+    let days: Vec<_> = from.date_naive().iter_days().take_while(|d| *d <= last).collect();
+    let read = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(resource, *d))).await?;
+    Ok(read.into_iter().flatten().collect())
+}
+
+/// How many live bookings of `team` a member's `locks` show starting in
+/// the local `day` (the round-robin fairness count).
+pub fn team_load(locks: &[Lock], team: &Resource, day: (DateTime<Utc>, DateTime<Utc>), now: DateTime<Utc>) -> usize {
+    let ids: std::collections::BTreeSet<&ReservationId> = locks
+        .iter()
+        .filter(|l| l.is_live(now) && l.start >= day.0 && l.start < day.1)
+        .filter(|l| l.reservation_id.slot_key().resource_id == team.id)
+        .map(|l| &l.reservation_id)
+        .collect();
+    ids.len()
+}
+
+/// A seat of `hold`'s group that no live hold or booking has, chosen at
+/// random (spreading concurrent holds over the free seats); `None` when
+/// every one of the `seats` is live. Read with one Query; that the seat is
+/// still free is the hold's write condition.
+pub async fn free_seat<S: ClaimStore>(
+    store: &S,
+    hold: &Claim,
+    seats: u32,
+    now: DateTime<Utc>,
+) -> Result<Option<u32>, StoreError> {
+    let group = hold.seat_group().expect("a seated hold has a group");
+    let locks = store.cells_on_day(&hold.slot.resource_id, hold.slot.start.date_naive()).await?;
+    let live = live_seats(&locks, &group, now);
+    let free: Vec<u32> = (0..seats).filter(|i| !live.contains(i)).collect();
+    // Lowering the seats never cancels bookings: while as many are live, it is sold out.
+    if live.len() >= seats as usize || free.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(free[fastrand::usize(..free.len())]))
+}
+
+/// The indexes of `group`'s seats that are live at `now` among `locks`.
+pub fn live_seats(locks: &[Lock], group: &str, now: DateTime<Utc>) -> std::collections::BTreeSet<u32> {
+    locks
+        .iter()
+        .filter(|l| l.is_live(now))
+        .filter_map(|l| match &l.key {
+            LockKey::Seat { group: g, index, .. } if g == group => Some(*index),
+            _ => None,
+        })
+        .collect()
+}
 
 /// A day token of `booking_type` on the local date of `start` that no live
 /// booking holds; `None` when the day is full. Which one is free is read

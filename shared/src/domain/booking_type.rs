@@ -139,6 +139,10 @@ pub struct BookingTypeSpec {
     /// At most this many live bookings of this type per local day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_day: Option<u32>,
+    /// Seats per slot (2-[`MAX_SEATS`]): that many customers can each hold,
+    /// pay for and cancel a seat of the same start. None: one booking per slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
     #[serde(default)]
     pub cancellation: CancellationPolicy,
     #[serde(default)]
@@ -168,6 +172,8 @@ pub struct BookingType {
     pub max_advance_days: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_per_day: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
     pub cancellation: CancellationPolicy,
     pub reschedule: ReschedulePolicy,
 }
@@ -195,6 +201,7 @@ impl BookingType {
             buffer_after_minutes: self.buffer_after_minutes,
             cancellation: self.cancellation,
             reschedule: self.reschedule,
+            seats: self.seats,
         }
     }
 
@@ -219,6 +226,10 @@ pub struct BookingTerms {
     pub buffer_after_minutes: u32,
     pub cancellation: CancellationPolicy,
     pub reschedule: ReschedulePolicy,
+    /// The type's seats per slot when the booking was made (a seat of a
+    /// seated slot); `None` for a booking that has its slot to itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
 }
 
 impl BookingTerms {
@@ -393,6 +404,20 @@ mod validate {
         if spec.max_per_day.is_some_and(|n| !(1..=MAX_PER_DAY).contains(&n)) {
             return Err(err(&at("max_per_day"), format!("must be between 1 and {MAX_PER_DAY}")));
         }
+        if let Some(seats) = spec.seats {
+            if !(2..=MAX_SEATS).contains(&seats) {
+                return Err(err(&at("seats"), format!("must be between 2 and {MAX_SEATS}")));
+            }
+            if spec.max_per_day.is_some() {
+                return Err(err(&at("seats"), "a seated type cannot also limit bookings per day (max_per_day)"));
+            }
+            if spec.durations.len() > 1 {
+                return Err(err(
+                    &at("seats"),
+                    "a seated type has exactly one duration: every seat of a slot ends together",
+                ));
+            }
+        }
         if let LateCancellation::Refund { percent } = spec.cancellation.late
             && percent > 100
         {
@@ -420,11 +445,16 @@ mod validate {
             min_notice_minutes: notice,
             max_advance_days: spec.max_advance_days,
             max_per_day: spec.max_per_day,
+            seats: spec.seats,
             cancellation: spec.cancellation,
             reschedule: spec.reschedule,
         })
     }
 }
+
+/// The most seats a slot may have: each seat is one token item, and a
+/// reserve reads them all with the slot's cells in one Query.
+pub const MAX_SEATS: u32 = 50;
 
 /// The most hours before the start a cancellation or reschedule policy may name: a year.
 pub const MAX_POLICY_HOURS: u32 = 8760;
@@ -444,6 +474,7 @@ impl BookingTerms {
             buffer_after_minutes: 0,
             cancellation: CancellationPolicy::default(),
             reschedule: ReschedulePolicy::default(),
+            seats: None,
         }
     }
 }
@@ -468,6 +499,7 @@ pub(crate) mod tests {
             min_notice_minutes: 0,
             max_advance_days: DEFAULT_ADVANCE_DAYS,
             max_per_day: None,
+            seats: None,
             cancellation: CancellationPolicy::default(),
             reschedule: ReschedulePolicy::default(),
         }
@@ -617,6 +649,7 @@ pub(crate) mod tests {
                 min_notice_minutes: 120,
                 max_advance_days: 60,
                 max_per_day: Some(4),
+                seats: None,
                 cancellation: CancellationPolicy {
                     free_until_hours: 24,
                     late: LateCancellation::Refund { percent: 50 }
@@ -794,6 +827,7 @@ pub(crate) mod tests {
                 buffer_after_minutes: 15,
                 cancellation: spec.cancellation,
                 reschedule: ReschedulePolicy::default(),
+                seats: None,
             }
         );
         let start = utc("2026-06-10T09:00:00Z");
@@ -862,6 +896,7 @@ pub(crate) mod tests {
                 buffer_after_minutes: after * CELL_MINUTES,
                 cancellation: CancellationPolicy::default(),
                 reschedule: ReschedulePolicy::default(),
+                seats: None,
             };
             (base + minutes(start * cell), terms)
         })

@@ -114,6 +114,20 @@ impl Resource {
         slots
     }
 
+    /// Whether `[start, end)` lies inside one opening interval of its local
+    /// date (a team member is free only inside its own hours).
+    pub fn open_during(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+        let first = start.with_timezone(&self.timezone).naive_local();
+        let last = (end - Duration::seconds(1)).with_timezone(&self.timezone).naive_local();
+        if first.date() != last.date() {
+            return false;
+        }
+        let (a, b) = (first.time().num_seconds_from_midnight_u32(), last.time().num_seconds_from_midnight_u32());
+        self.hours_on(first.date())
+            .iter()
+            .any(|iv| u32::from(iv.start_minute) * 60 <= a && b < u32::from(iv.end_minute) * 60)
+    }
+
     /// The slot of `minutes` of type `kind` that starts at `start`, or why there is none.
     pub fn slot_at(&self, kind: &BookingType, minutes: u32, start: DateTime<Utc>) -> Result<Slot, GridError> {
         let local = start.with_timezone(&self.timezone);

@@ -85,6 +85,7 @@ fn booking_type() -> impl Strategy<Value = BookingTypeSpec> {
                 min_notice_minutes: 0,
                 max_advance_days: DEFAULT_ADVANCE_DAYS,
                 max_per_day: None,
+                seats: None,
                 cancellation: Default::default(),
                 reschedule: Default::default(),
             }
@@ -124,6 +125,7 @@ fn resource(s: &Scenario) -> Resource {
             .map(|(date, hours)| DateOverrideSpec { date: date.to_string(), hours: opening(hours) })
             .collect(),
         calendar: CalendarTarget::None,
+        team: None,
     };
     Resource::from_spec(ResourceId::parse("props").unwrap(), spec).expect("generated specs are valid")
 }

@@ -11,7 +11,8 @@ pub mod zone;
 
 pub use booking_type::{
     Actor, BookingTerms, BookingType, BookingTypeSpec, CELL_MINUTES, CancelDecision, CancellationPolicy,
-    DEFAULT_TYPE_ID, DurationSpec, LateCancellation, MAX_BLOCKED_MINUTES, ReschedulePolicy, cells, on_cell_grid,
+    DEFAULT_TYPE_ID, DurationSpec, LateCancellation, MAX_BLOCKED_MINUTES, MAX_SEATS, ReschedulePolicy, cells,
+    on_cell_grid,
 };
 pub use grid::{GridError, Slot};
 pub use payment::{
@@ -20,10 +21,11 @@ pub use payment::{
 };
 pub use reservation::{
     CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, DayToken, Email, Lock, LockKey, ReservationId,
-    ReservationStatus, SlotKey, rfc3339,
+    ReservationStatus, SlotKey, rfc3339, seat_group,
 };
 pub use resource::{
-    CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec,
+    Assignment, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId,
+    ResourceSpec, Team, TeamSpec,
 };
 pub use rules::StartError;
 pub use secret::{ReservationSecret, SecretHash};

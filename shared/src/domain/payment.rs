@@ -200,6 +200,10 @@ pub struct CheckoutRecord {
     /// payment needs to claim the same locks again.
     pub terms: BookingTerms,
     pub day_token: Option<DayToken>,
+    /// The seat token's index (a seat) and the team members it was
+    /// assigned to (a team booking): the rest of what its locks are.
+    pub seat: Option<u32>,
+    pub hosts: Vec<super::resource::ResourceId>,
     /// The hash of the reservation's secret, so a booking rebuilt from this
     /// record answers to the secret its customer holds.
     pub secret_hash: Option<SecretHash>,
@@ -295,6 +299,8 @@ mod tests {
             customer: Customer::parse("Ada", "ada@example.com").unwrap(),
             terms: BookingTerms::plain(30),
             day_token: None,
+            seat: None,
+            hosts: Vec::new(),
             secret_hash: None,
         };
         let facts = SessionFacts {

@@ -242,12 +242,27 @@ pub struct Claim {
     pub terms: BookingTerms,
     /// The day-limit token the booking holds, if its type limits bookings per day.
     pub day_token: Option<DayToken>,
+    /// The seat token's index, for a seat of a seated slot (`terms.seats`).
+    pub seat: Option<u32>,
+    /// The team members the booking is assigned to (round-robin: one;
+    /// collective: all), whose cells it locks; empty when the booking's
+    /// resource is itself the host.
+    pub hosts: Vec<ResourceId>,
     /// 0 when made, +1 per reschedule: the calendar event's `SEQUENCE`, and
     /// what a reschedule conditions on so two of them cannot both apply.
     pub version: u32,
     /// What a cancellation refunds, decided once when it starts (CANCELLING),
     /// so a retry after the policy's cutoff passed refunds the same amount.
     pub refund_amount: Option<i64>,
+}
+
+/// The seat group of a seat `[start, end)` under `terms` (see
+/// [`Claim::seat_group`]); `None` when the terms have no seats.
+pub fn seat_group(terms: &BookingTerms, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<String> {
+    terms.seats?;
+    let (from, to) = terms.blocked(start, end);
+    let compact = |t: DateTime<Utc>| t.format(START_FORMAT).to_string();
+    Some(format!("{}#{}#{}#{}", terms.booking_type, compact(start), compact(from), compact(to)))
 }
 
 /// One of the `max_per_day` tokens of a booking type on a local date.
@@ -267,6 +282,9 @@ pub enum LockKey {
     Cell(DateTime<Utc>),
     /// Token `index` of `booking_type` on the local `date`.
     DayToken { booking_type: String, date: NaiveDate, index: u32 },
+    /// Seat `index` of the seat group `group` (see [`Claim::seat_group`]),
+    /// whose slot starts at `start`.
+    Seat { start: DateTime<Utc>, group: String, index: u32 },
 }
 
 /// What a lock says about its holder.
@@ -283,6 +301,11 @@ pub struct Lock {
     pub booking_type: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// For a cell owned by a seat group (shared by its seats): the group.
+    /// Such a cell is live while any seat of the group is booked (`booked`)
+    /// or may still be held (`expires_at`, the latest expiry any seat's
+    /// hold was given).
+    pub seat_group: Option<String>,
 }
 
 impl Lock {
@@ -316,6 +339,8 @@ impl Claim {
         Self {
             terms,
             day_token: None,
+            seat: None,
+            hosts: Vec::new(),
             version: 0,
             refund_amount: None,
             reservation_id: ReservationId::new(&slot),
@@ -353,6 +378,8 @@ impl Claim {
             status,
             expires_at: None,
             day_token: record.day_token.clone(),
+            seat: record.seat,
+            hosts: record.hosts.clone(),
             secret_hash: record.secret_hash.clone(),
             ..hold
         }
@@ -363,18 +390,63 @@ impl Claim {
         self.terms.blocked(self.slot.start, self.end)
     }
 
-    /// Every lock this booking holds: its cells, then its day token.
-    pub fn locks(&self) -> Vec<LockKey> {
+    /// The resources whose cells the booking locks: its assigned team
+    /// members, or its own resource.
+    pub fn hosts(&self) -> Vec<ResourceId> {
+        if self.hosts.is_empty() { vec![self.slot.resource_id.clone()] } else { self.hosts.clone() }
+    }
+
+    /// The seat group a seat belongs to: every seat of one type, start and
+    /// blocked interval of one host shares its cells. The blocked interval
+    /// is part of it, so seats held under other buffers form another group
+    /// (which conflicts with this one on the cells).
+    pub fn seat_group(&self) -> Option<String> {
+        seat_group(&self.terms, self.slot.start, self.end)
+    }
+
+    /// Every lock this booking holds alone, with the resource it is on: its
+    /// cells on each host (a seat: its seat token instead, the cells being
+    /// its group's, see [`Self::seat_cells`]), then its day token.
+    pub fn locks(&self) -> Vec<(ResourceId, LockKey)> {
         let (from, to) = self.blocked();
-        let mut locks: Vec<LockKey> = cells(from, to).into_iter().map(LockKey::Cell).collect();
+        let mut locks: Vec<(ResourceId, LockKey)> = Vec::new();
+        match (self.seat_group(), self.seat) {
+            (Some(group), Some(index)) => {
+                locks.push((self.slot.resource_id.clone(), LockKey::Seat { start: self.slot.start, group, index }));
+            }
+            _ => {
+                for host in self.hosts() {
+                    locks.extend(cells(from, to).into_iter().map(|c| (host.clone(), LockKey::Cell(c))));
+                }
+            }
+        }
         if let Some(token) = &self.day_token {
-            locks.push(LockKey::DayToken {
-                booking_type: self.terms.booking_type.clone(),
-                date: token.date,
-                index: token.index,
-            });
+            locks.push((
+                self.slot.resource_id.clone(),
+                LockKey::DayToken {
+                    booking_type: self.terms.booking_type.clone(),
+                    date: token.date,
+                    index: token.index,
+                },
+            ));
         }
         locks
+    }
+
+    /// A seat's group cells (shared with the other seats of its group); none
+    /// for a booking that is not a seat.
+    pub fn seat_cells(&self) -> Vec<DateTime<Utc>> {
+        if self.seat.is_none() || self.terms.seats.is_none() {
+            return Vec::new();
+        }
+        let (from, to) = self.blocked();
+        cells(from, to)
+    }
+
+    /// Whether the booking counts in its seat group's `booked` (paid or
+    /// being paid, not a hold).
+    pub fn counts_as_booked(&self) -> bool {
+        !matches!(self.status, ClaimStatus::Held)
     }
 
     /// Whether the claim still keeps others off the slot at `now`.
@@ -529,6 +601,8 @@ mod tests {
             customer: Customer::parse("Jane", "jane@example.com").unwrap(),
             terms: BookingTerms::plain(45),
             day_token: None,
+            seat: None,
+            hosts: Vec::new(),
             secret_hash: Some(crate::domain::ReservationSecret::generate().hash()),
         };
         let claim = Claim::from_checkout(&record, ClaimStatus::Confirmed, now);

@@ -303,6 +303,41 @@ pub struct ResourceSpec {
     /// Where confirmed bookings go.
     #[serde(default)]
     pub calendar: CalendarTarget,
+    /// Makes this resource a team: its bookings are hosted by its members
+    /// (other resources), whose own hours, bookings and busy time decide
+    /// whether they are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamSpec>,
+}
+
+/// A team as an admin submits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSpec {
+    /// 2-[`MAX_TEAM_MEMBERS`] distinct ids of resources that are not teams.
+    pub members: Vec<String>,
+    pub assignment: Assignment,
+}
+
+/// How a team booking is assigned to members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// One free member hosts each booking: the one with the fewest live
+    /// bookings of the team on that local day, ties broken at random.
+    RoundRobin,
+    /// Every member hosts each booking; a slot is open only when all are free.
+    Collective,
+}
+
+/// The most members a team may have.
+pub const MAX_TEAM_MEMBERS: usize = 10;
+
+/// A validated team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub members: Vec<ResourceId>,
+    pub assignment: Assignment,
 }
 
 fn default_hold_minutes() -> u32 {
@@ -337,6 +372,8 @@ pub struct Resource {
     /// Hours that replace the weekday's on a local date (empty: closed).
     pub date_overrides: BTreeMap<NaiveDate, Vec<OpeningInterval>>,
     pub calendar: CalendarTarget,
+    /// Set when the resource is a team.
+    pub team: Option<Team>,
     /// The spec this resource was built from, kept to store and return it unchanged.
     pub spec: ResourceSpec,
     /// A digest of the spec: equal versions mean equal settings. A hold
@@ -395,6 +432,7 @@ impl Resource {
         if let Some(credentials) = spec.calendar.credentials() {
             CredentialsRef::parse(credentials)?;
         }
+        let team = spec.team.as_ref().map(|t| team(&id, t, &spec.calendar, &booking_types)).transpose()?;
         Ok(Self {
             id,
             name: name.to_owned(),
@@ -404,11 +442,69 @@ impl Resource {
             weekly_hours,
             date_overrides,
             calendar: spec.calendar.clone(),
+            team,
             settings_version: settings_version(&spec),
             spec,
         })
     }
 }
+
+/// Validates a team: members, and what its booking types may be.
+fn team(
+    id: &ResourceId,
+    spec: &TeamSpec,
+    calendar: &CalendarTarget,
+    types: &[BookingType],
+) -> Result<Team, ResourceError> {
+    let err = |m: String| Err(ResourceError(format!("team.{m}")));
+    if !(2..=MAX_TEAM_MEMBERS).contains(&spec.members.len()) {
+        return err(format!("members: a team has 2 to {MAX_TEAM_MEMBERS} members"));
+    }
+    let mut members: Vec<ResourceId> = Vec::new();
+    for m in &spec.members {
+        let member = ResourceId::parse(m).map_err(|e| ResourceError(format!("team.members: {e}")))?;
+        if &member == id || members.contains(&member) {
+            return err(format!("members: {m:?} is the team itself or given twice"));
+        }
+        members.push(member);
+    }
+    if *calendar != CalendarTarget::None {
+        return Err(ResourceError(
+            "calendar: a team has no calendar of its own; each member's booking is written to the member's calendar"
+                .into(),
+        ));
+    }
+    for kind in types {
+        if kind.seats.is_some() {
+            return err(format!("a team's booking type cannot have seats ({})", kind.id));
+        }
+        if spec.assignment == Assignment::Collective {
+            // Hold, confirm and cancel are each one transaction of the
+            // booking plus every member's cells (at most 100 items, with
+            // the idempotency record and a reschedule's old cells).
+            let cells = kind
+                .durations
+                .iter()
+                .map(|d| (kind.buffer_before_minutes + d.minutes + kind.buffer_after_minutes) / CELL_MINUTES)
+                .max()
+                .unwrap_or(0) as usize;
+            if members.len() * cells > MAX_COLLECTIVE_CELLS {
+                return err(format!(
+                    "members: a collective booking locks every member's cells in one transaction; {} members \
+                     x {cells} cells of {} exceed {MAX_COLLECTIVE_CELLS}",
+                    members.len(),
+                    kind.id
+                ));
+            }
+        }
+    }
+    Ok(Team { members, assignment: spec.assignment })
+}
+
+/// The most cells (members x cells of the longest blocked interval) a
+/// collective booking may lock: a reschedule writes the old and new ones,
+/// the booking and the idempotency record in one transaction of at most 100.
+pub const MAX_COLLECTIVE_CELLS: usize = 48;
 
 /// The first 16 hex digits of the SHA-256 of the spec's JSON (serialised
 /// in field order, dates in order: the same settings give the same version).
@@ -436,6 +532,7 @@ fn booking_types(spec: &ResourceSpec, name: &str) -> Result<Vec<BookingType>, Re
                 // The shorthand keeps the old behaviour: any future slot (the longest window a type may have).
                 max_advance_days: MAX_ADVANCE_DAYS,
                 max_per_day: None,
+                seats: None,
                 cancellation: Default::default(),
                 reschedule: Default::default(),
             }]
@@ -538,6 +635,7 @@ pub(crate) mod tests {
             weekly_hours: week(opening(hours)),
             date_overrides: Vec::new(),
             calendar: CalendarTarget::None,
+            team: None,
         }
     }
 

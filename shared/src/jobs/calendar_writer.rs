@@ -14,7 +14,7 @@
 //! (other 4xx: bad credentials, calendar not found) or a message on its last
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, Customer, rfc3339};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, Customer, ResourceId, rfc3339};
 use crate::metrics;
 use crate::ports::{BookingEvent, Calendar, CalendarError, WriteOutcome};
 use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
@@ -163,12 +163,30 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     let Some(resource) = deps.store.get_resource(resource_id).await? else {
         return Ok("skipped_resource_gone");
     };
-    if resource.calendar == CalendarTarget::None {
+    // A team's bookings go to its members' calendars (each booking to the
+    // calendars of the members hosting it); anything else to its own.
+    let calendars: Vec<(ResourceId, CalendarTarget)> = match &resource.team {
+        None => vec![(resource.id.clone(), resource.calendar.clone())],
+        Some(team) => {
+            let mut calendars = Vec::new();
+            for member in &team.members {
+                if let Some(m) = deps.store.get_resource(member).await? {
+                    calendars.push((m.id, m.calendar));
+                }
+            }
+            calendars
+        }
+    };
+    let calendars: Vec<(ResourceId, CalendarTarget)> =
+        calendars.into_iter().filter(|(_, c)| *c != CalendarTarget::None).collect();
+    if calendars.is_empty() {
         return Ok("skipped_no_calendar");
     }
     let remove = || async {
-        with_retries(&deps.policy, deadline, || deps.calendar.delete_event(&resource.calendar, &job.reservation_id))
-            .await
+        for (_, calendar) in &calendars {
+            with_retries(&deps.policy, deadline, || deps.calendar.delete_event(calendar, &job.reservation_id)).await?;
+        }
+        Ok::<(), CalendarError>(())
     };
     // A booking rescheduled while its event was being written is written
     // again: each round writes what it read, then reads again.
@@ -190,24 +208,28 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
             }
         };
         let event = booking_event(&resource.name, &booking);
-        let started = std::time::Instant::now();
-        let put = || async {
-            deps.calendar
-                .put_event(&resource.calendar, &event)
-                .await
-                .map_err(|e| without_customer(e, &booking.customer))
-        };
-        let outcome = with_retries(&deps.policy, deadline, put).await?;
-        metrics::emit(
-            "CalendarWriteLatency",
-            started.elapsed().as_secs_f64() * 1000.0,
-            metrics::Unit::Milliseconds,
-            &[("Provider", resource.calendar.kind())],
-        );
-        let (event_ref, done) = match outcome {
-            WriteOutcome::Created { event_ref } => (event_ref, "created"),
-            WriteOutcome::Updated { event_ref } => (event_ref, "updated"),
-            WriteOutcome::Unchanged { event_ref } => (event_ref, "unchanged"),
+        let hosts = booking.hosts();
+        let mut written = None;
+        for (_, calendar) in calendars.iter().filter(|(id, _)| resource.team.is_none() || hosts.contains(id)) {
+            let started = std::time::Instant::now();
+            let put = || async {
+                deps.calendar.put_event(calendar, &event).await.map_err(|e| without_customer(e, &booking.customer))
+            };
+            let outcome = with_retries(&deps.policy, deadline, put).await?;
+            metrics::emit(
+                "CalendarWriteLatency",
+                started.elapsed().as_secs_f64() * 1000.0,
+                metrics::Unit::Milliseconds,
+                &[("Provider", calendar.kind())],
+            );
+            written = Some(match outcome {
+                WriteOutcome::Created { event_ref } => (event_ref, "created"),
+                WriteOutcome::Updated { event_ref } => (event_ref, "updated"),
+                WriteOutcome::Unchanged { event_ref } => (event_ref, "unchanged"),
+            });
+        }
+        let Some((event_ref, done)) = written else {
+            return Ok("skipped_no_calendar");
         };
         // The booking may have been cancelled while the write was in flight, and
         // its delete job may have run before the write landed: look again, and

@@ -112,19 +112,14 @@ impl Tables {
     /// Writes `claim`'s lock items (held or booked as the claim is).
     fn put_locks(&mut self, claim: &Claim) {
         let claim = as_stored(claim);
-        for key in claim.locks() {
-            self.locks.insert((claim.slot.resource_id.clone(), key.clone()), lock_of(&claim, key));
+        for (host, key) in claim.locks() {
+            self.locks.insert((host.clone(), key.clone()), lock_of(&claim, host, key));
         }
     }
 
     /// The first of `claim`'s locks that `allowed` refuses, as it is stored.
     fn blocking_lock(&self, claim: &Claim, allowed: impl Fn(&Lock) -> bool) -> Option<Lock> {
-        claim
-            .locks()
-            .into_iter()
-            .filter_map(|key| self.locks.get(&(claim.slot.resource_id.clone(), key)))
-            .find(|lock| !allowed(lock))
-            .cloned()
+        claim.locks().into_iter().filter_map(|lock| self.locks.get(&lock)).find(|lock| !allowed(lock)).cloned()
     }
 
     fn put_outcome(&mut self, session_id: &str, outcome: PaymentOutcome, id: &ReservationId, now: DateTime<Utc>) {
@@ -152,8 +147,8 @@ impl Tables {
     fn retire(&mut self, claim: &Claim, record: &ReservationRecord, now: DateTime<Utc>) {
         self.claims.remove(&claim.reservation_id);
         if claim.is_live(now) {
-            for key in claim.locks() {
-                self.locks.remove(&(claim.slot.resource_id.clone(), key));
+            for lock in claim.locks() {
+                self.locks.remove(&lock);
             }
         }
         self.put_record(record);
@@ -161,10 +156,10 @@ impl Tables {
 }
 
 /// `claim`'s lock item for `key`.
-fn lock_of(claim: &Claim, key: LockKey) -> Lock {
+fn lock_of(claim: &Claim, host: ResourceId, key: LockKey) -> Lock {
     let held = claim.status == ClaimStatus::Held;
     Lock {
-        resource_id: claim.slot.resource_id.clone(),
+        resource_id: host,
         key,
         reservation_id: claim.reservation_id.clone(),
         booked: !held,
@@ -172,6 +167,7 @@ fn lock_of(claim: &Claim, key: LockKey) -> Lock {
         booking_type: claim.terms.booking_type.clone(),
         start: claim.slot.start,
         end: claim.end,
+        seat_group: None,
     }
 }
 
@@ -337,6 +333,11 @@ impl ClaimStore for MemoryStore {
         answer: Option<&IdempotentAnswer>,
         now: DateTime<Utc>,
     ) -> Result<HoldOutcome, StoreError> {
+        if claim.seat.is_some() {
+            // Seat groups share cells through conditional counters only the
+            // DynamoDB adapter models; seats are tested against DynamoDB Local.
+            return Err(StoreError::Failed { op: "place_hold", source: "seats need the DynamoDB store".into() });
+        }
         self.with("place_hold", |t| {
             if let Some(answer) = answer
                 && let Some(record) = t.idempotency.get(&answer.key).filter(|r| r.is_live(now))
@@ -371,7 +372,10 @@ impl ClaimStore for MemoryStore {
         self.with("cells_on_day", |t| {
             t.locks
                 .values()
-                .filter(|l| &l.resource_id == resource && matches!(l.key, LockKey::Cell(c) if c.date_naive() == day))
+                .filter(|l| {
+                    &l.resource_id == resource
+                        && matches!(l.key, LockKey::Cell(c) | LockKey::Seat { start: c, .. } if c.date_naive() == day)
+                })
                 .cloned()
                 .collect()
         })
@@ -432,7 +436,7 @@ impl PaymentStore for MemoryStore {
                 item.claim = as_stored(&item.claim);
             }
             for key in claim.locks() {
-                if let Some(lock) = t.locks.get_mut(&(claim.slot.resource_id.clone(), key)) {
+                if let Some(lock) = t.locks.get_mut(&key) {
                     lock.expires_at = Some(as_stored_time(hold_expires_at));
                 }
             }
@@ -631,13 +635,16 @@ impl BookingStore for MemoryStore {
                 return ClaimOutcome::Taken { by: Box::new(by) };
             }
             let new = moved.locks();
-            if current.locks().iter().filter(|k| !new.contains(k)).any(|k| {
-                t.locks.get(&(current.slot.resource_id.clone(), k.clone())).is_none_or(|l| &l.reservation_id != me)
-            }) {
+            if current
+                .locks()
+                .iter()
+                .filter(|k| !new.contains(k))
+                .any(|k| t.locks.get(k).is_none_or(|l| &l.reservation_id != me))
+            {
                 return ClaimOutcome::Stale;
             }
             for key in current.locks() {
-                t.locks.remove(&(current.slot.resource_id.clone(), key));
+                t.locks.remove(&key);
             }
             t.put_claim(moved);
             t.put_locks(moved);

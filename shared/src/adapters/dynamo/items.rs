@@ -5,6 +5,7 @@
 //! | resource | `RESOURCE#{id}` | `RESOURCE` |
 //! | booking (a reservation's claim) | `BOOKING#{reservation id}` | `BOOKING` |
 //! | cell lock | `CELL#{resource}#{UTC date}` | cell start, RFC 3339 |
+//! | seat token | `CELL#{resource}#{UTC date of the slot's start}` | `SEAT#{seat group}#{index, 3 digits}` |
 //! | day token | `DAYCAP#{resource}#{booking type}#{local date}` | token index, 3 digits |
 //! | reservation record | `RESERVATION#{id}` | `RESERVATION` |
 //! | idempotency record | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
@@ -20,6 +21,14 @@
 //! seconds) is the table's TTL attribute: set on holds and their locks,
 //! idempotency records and reservation records, never on a confirmed booking
 //! or its locks.
+//!
+//! A seat of a seated slot holds its seat token alone; the cells of its
+//! blocked interval belong to its *seat group* (status `SEATED`,
+//! `seat_group`), shared by all seats of the group: `booked` counts the
+//! group's paid seats and `seats_until` is the latest expiry any of its holds
+//! was given, so the cells keep single bookings out exactly while a seat may
+//! be live (see [`crate::adapters::dynamo`]); their TTL `expires_at` is 30
+//! days after the slot.
 
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,
@@ -61,21 +70,26 @@ pub fn lock_key(resource: &ResourceId, lock: &LockKey) -> Item {
         LockKey::DayToken { booking_type, date, index } => {
             key(token_partition(resource, booking_type, *date), format!("{index:03}"))
         }
+        LockKey::Seat { start, group, index } => {
+            key(cell_partition(resource, start.date_naive()), format!("SEAT#{group}#{index:03}"))
+        }
     }
 }
 
 /// The stored status of a lock: a hold's, or a booking's (never expires).
 pub const LOCK_HELD: &str = "HELD";
 pub const LOCK_BOOKED: &str = "BOOKED";
+/// The status of a cell owned by a seat group.
+pub const LOCK_SEATED: &str = "SEATED";
 
-/// `claim`'s lock item for `lock`: held while the claim is HELD (with its
-/// expiry), booked otherwise.
-pub fn lock_item(claim: &Claim, lock: &LockKey) -> Item {
-    let mut item = lock_key(&claim.slot.resource_id, lock);
+/// `claim`'s lock item for `lock` on `host`: held while the claim is HELD
+/// (with its expiry), booked otherwise.
+pub fn lock_item(claim: &Claim, host: &ResourceId, lock: &LockKey) -> Item {
+    let mut item = lock_key(host, lock);
     let held = claim.status == ClaimStatus::Held;
     let fields = [
         ("kind", s("lock")),
-        ("resource_id", s(claim.slot.resource_id.as_str())),
+        ("resource_id", s(host.as_str())),
         ("reservation_id", s(claim.reservation_id.as_str())),
         ("status", s(if held { LOCK_HELD } else { LOCK_BOOKED })),
         ("booking_type", s(&claim.terms.booking_type)),
@@ -87,6 +101,10 @@ pub fn lock_item(claim: &Claim, lock: &LockKey) -> Item {
         LockKey::Cell(start) => _ = item.insert("cell".into(), s(rfc3339(*start))),
         LockKey::DayToken { date, index, .. } => {
             item.insert("token_date".into(), s(date.to_string()));
+            item.insert("token_index".into(), n(i64::from(*index)));
+        }
+        LockKey::Seat { group, index, .. } => {
+            item.insert("seat_of".into(), s(group));
             item.insert("token_index".into(), n(i64::from(*index)));
         }
     }
@@ -101,17 +119,22 @@ impl TryFrom<&Item> for Lock {
 
     fn try_from(item: &Item) -> Result<Self, ItemError> {
         let booking_type = get_s(item, "booking_type")?.to_owned();
-        let key = match get_s(item, "cell") {
-            Ok(_) => LockKey::Cell(get_time(item, "cell")?),
-            Err(_) => LockKey::DayToken {
+        let token_index =
+            || u32::try_from(get_n(item, "token_index")?).map_err(|_| ItemError("token_index is out of range".into()));
+        let key = match (get_s(item, "cell"), get_s(item, "seat_of")) {
+            (Ok(_), _) => LockKey::Cell(get_time(item, "cell")?),
+            (_, Ok(group)) => {
+                LockKey::Seat { start: get_time(item, "start")?, group: group.to_owned(), index: token_index()? }
+            }
+            _ => LockKey::DayToken {
                 booking_type: booking_type.clone(),
                 date: NaiveDate::parse_from_str(get_s(item, "token_date")?, "%Y-%m-%d")
                     .map_err(|_| ItemError("token_date is not a date".into()))?,
-                index: u32::try_from(get_n(item, "token_index")?)
-                    .map_err(|_| ItemError("token_index is out of range".into()))?,
+                index: token_index()?,
             },
         };
         let status = get_s(item, "status")?;
+        let seat_group = get_s(item, "seat_group").ok().map(str::to_owned);
         Ok(Lock {
             resource_id: ResourceId::parse(get_s(item, "resource_id")?).map_err(|e| ItemError(e.to_string()))?,
             key,
@@ -120,12 +143,19 @@ impl TryFrom<&Item> for Lock {
             booked: match status {
                 LOCK_HELD => false,
                 LOCK_BOOKED => true,
+                LOCK_SEATED if seat_group.is_some() => get_n(item, "booked")? > 0,
                 other => return Err(ItemError(format!("unknown lock status {other:?}"))),
             },
-            expires_at: get_opt_n(item, EXPIRES_AT)?.map(|t| from_epoch(t, EXPIRES_AT)).transpose()?,
+            // A seat group's cell is free to others past `seats_until`; its
+            // `expires_at` is only when TTL may remove it.
+            expires_at: match seat_group {
+                Some(_) => Some(from_epoch(get_n(item, "seats_until")?, "seats_until")?),
+                None => get_opt_n(item, EXPIRES_AT)?.map(|t| from_epoch(t, EXPIRES_AT)).transpose()?,
+            },
             booking_type,
             start: get_time(item, "start")?,
             end: get_time(item, "end")?,
+            seat_group,
         })
     }
 }
@@ -303,6 +333,7 @@ pub fn claim_item(claim: &Claim) -> Item {
     if let Some(token) = &claim.day_token {
         item.insert("day_token".into(), json(token));
     }
+    put_seat_and_hosts(&mut item, claim.seat, &claim.hosts);
     if let Some(amount) = claim.refund_amount {
         item.insert("refund_amount".into(), n(amount));
     }
@@ -367,6 +398,8 @@ impl TryFrom<&Item> for Claim {
             settings_version: get_s(item, "settings_version").ok().map(str::to_owned),
             terms: get_json(item, "terms")?,
             day_token: get_opt_json(item, "day_token")?,
+            seat: get_seat(item)?,
+            hosts: get_hosts(item)?,
             version: u32::try_from(get_n(item, "version")?).map_err(|_| ItemError("version is out of range".into()))?,
             refund_amount: get_opt_n(item, "refund_amount")?,
         })
@@ -400,8 +433,37 @@ pub fn checkout_record_item(record: &CheckoutRecord, expires_at: DateTime<Utc>) 
     if let Some(token) = &record.day_token {
         item.insert("day_token".into(), json(token));
     }
+    put_seat_and_hosts(&mut item, record.seat, &record.hosts);
     put_secret_hash(&mut item, record.secret_hash.as_ref());
     item
+}
+
+/// Stores a booking's seat index and team members (when it has them).
+fn put_seat_and_hosts(item: &mut Item, seat: Option<u32>, hosts: &[ResourceId]) {
+    if let Some(index) = seat {
+        item.insert("seat".into(), n(i64::from(index)));
+    }
+    if !hosts.is_empty() {
+        item.insert("hosts".into(), AttributeValue::L(hosts.iter().map(|h| s(h.as_str())).collect()));
+    }
+}
+
+fn get_seat(item: &Item) -> Result<Option<u32>, ItemError> {
+    get_opt_n(item, "seat")?.map(|i| u32::try_from(i).map_err(|_| ItemError("seat is out of range".into()))).transpose()
+}
+
+fn get_hosts(item: &Item) -> Result<Vec<ResourceId>, ItemError> {
+    match item.get("hosts") {
+        None => Ok(Vec::new()),
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(id) => ResourceId::parse(id).map_err(|e| ItemError(format!("hosts: {e}"))),
+                _ => Err(ItemError("hosts holds a non-string".into())),
+            })
+            .collect(),
+        Some(_) => Err(ItemError("hosts is not a list".into())),
+    }
 }
 
 /// Stores a reservation secret's hash (never the secret) as `secret_hash`.
@@ -435,6 +497,8 @@ impl TryFrom<&Item> for CheckoutRecord {
                 .map_err(ItemError)?,
             terms: get_json(item, "terms")?,
             day_token: get_opt_json(item, "day_token")?,
+            seat: get_seat(item)?,
+            hosts: get_hosts(item)?,
             secret_hash: get_secret_hash(item)?,
         })
     }
@@ -573,6 +637,8 @@ mod tests {
             customer: c.customer.clone(),
             terms: c.terms.clone(),
             day_token: c.day_token.clone(),
+            seat: c.seat,
+            hosts: c.hosts.clone(),
             secret_hash: c.secret_hash.clone(),
         };
         let item = checkout_record_item(&record, DateTime::from_timestamp(1_790_000_000, 0).unwrap());

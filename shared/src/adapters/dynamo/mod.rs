@@ -4,7 +4,7 @@ pub mod items;
 
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome, ReservationId,
-    Resource, ResourceId,
+    Resource, ResourceId, rfc3339,
 };
 use crate::ports::{
     Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
@@ -94,11 +94,12 @@ mod condition {
             "attribute_not_exists(pk)"
         };
     }
-    /// A hold's lock past its expiry: free, though TTL deletion is lazy and
-    /// such items can linger for days.
+    /// A hold's lock past its expiry, or a seat group's cell with no paid
+    /// seat whose holds have all lapsed: free, though TTL deletion is lazy
+    /// and such items can linger for days.
     macro_rules! expired_hold {
         () => {
-            "(#status = :held AND #expires_at <= :now)"
+            "((#status = :held AND #expires_at <= :now) OR (#status = :seated AND seats_until <= :now AND booked = :zero))"
         };
     }
 
@@ -135,6 +136,8 @@ fn values(me: &ReservationId, now: DateTime<Utc>) -> HashMap<String, AttributeVa
         (":held".into(), s(ClaimStatus::Held.as_str())),
         (":pending".into(), s(ClaimStatus::PaymentPending.as_str())),
         (":confirmed".into(), s(ClaimStatus::Confirmed.as_str())),
+        (":seated".into(), s(LOCK_SEATED)),
+        (":zero".into(), n(0)),
         (":now".into(), epoch(now)),
     ])
 }
@@ -217,7 +220,11 @@ impl ClaimStore for DynamoStore {
         }
         items.push(self.put(OP, claim_item(claim), condition::ABSENT, me, now)?);
         items.extend(self.lock_puts(OP, claim, &claim.locks(), condition::LOCK_FREE, now)?);
-        let reasons = match self.transact_once(OP, items).await? {
+        items.extend(self.seat_cell_updates(OP, claim, SeatChange::Hold(claim.expires_at), now).await?);
+        // A seat that collides with another seat's transaction chooses again
+        // (the other may have taken its seat or set up the group's cells).
+        let attempts = if claim.seat.is_some() { 1 } else { TRANSACTION_ATTEMPTS };
+        let reasons = match self.transact_until(OP, items, attempts).await? {
             None => return Ok(HoldOutcome::Placed),
             Some(reasons) => reasons,
         };
@@ -269,6 +276,21 @@ impl ReservationHistory for DynamoStore {
     }
 }
 
+/// How long a seat group's cells are kept after the slot's blocked end
+/// (the table's TTL then removes them).
+const SEAT_CELL_DAYS: i64 = 30;
+
+/// What happens to a seat that [`DynamoStore::seat_cell_updates`] writes for.
+#[derive(Debug, Clone, Copy)]
+enum SeatChange {
+    /// Held (or its hold extended) until the given instant.
+    Hold(Option<DateTime<Utc>>),
+    /// Paid (confirmed or payment pending) from a hold or from nothing.
+    Pay,
+    /// A paid seat leaves (released, refunded or cancelled).
+    Leave,
+}
+
 /// How often a transaction that only collided with another one (no
 /// condition failed) is sent again before the caller gets a 503.
 const TRANSACTION_ATTEMPTS: u32 = 8;
@@ -295,7 +317,7 @@ impl DynamoStore {
     /// of `statuses`, and its locks if it is live at `now`. An expired
     /// hold's locks are free already (and may be someone else's by now):
     /// only its booking item goes, conditioned on still being that expired hold.
-    fn retire_items(
+    async fn retire_items(
         &self,
         op: &'static str,
         claim: &Claim,
@@ -306,6 +328,10 @@ impl DynamoStore {
         if !claim.is_live(now) {
             return Ok(vec![self.delete(op, claim_key(me), condition::MY_EXPIRED_HOLD, me, now)?]);
         }
+        // A seat leaves its group's `booked` count exactly when it was in it:
+        // the condition pins the status it was read in.
+        let pinned = [claim.status];
+        let statuses = if claim.seat.is_some() && statuses.contains(&claim.status) { &pinned[..] } else { statuses };
         let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
         let mut values = values(me, now);
         values.extend(placeholders.iter().zip(statuses).map(|(p, st)| (p.clone(), s(st.as_str()))));
@@ -320,8 +346,11 @@ impl DynamoStore {
             .build()
             .map_err(|e| build_error(op, e))?;
         let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
-        for lock in claim.locks() {
-            items.push(self.delete(op, lock_key(&claim.slot.resource_id, &lock), condition::MINE, me, now)?);
+        for (host, lock) in claim.locks() {
+            items.push(self.delete(op, lock_key(&host, &lock), condition::MINE, me, now)?);
+        }
+        if claim.counts_as_booked() {
+            items.extend(self.seat_cell_updates(op, claim, SeatChange::Leave, now).await?);
         }
         Ok(items)
     }
@@ -331,11 +360,152 @@ impl DynamoStore {
         &self,
         op: &'static str,
         claim: &Claim,
-        locks: &[LockKey],
+        locks: &[(ResourceId, LockKey)],
         condition: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        locks.iter().map(|lock| self.put(op, lock_item(claim, lock), condition, &claim.reservation_id, now)).collect()
+        locks
+            .iter()
+            .map(|(host, lock)| self.put(op, lock_item(claim, host, lock), condition, &claim.reservation_id, now))
+            .collect()
+    }
+
+    /// The transaction items that keep a seat's group cells right through
+    /// `change` (none for a booking that is not a seat). Joining (a hold, a
+    /// payment) claims each cell for the group if it is free or already the
+    /// group's; a hold raises the cells' expiry to at least its own (read
+    /// first: the cells keep the latest expiry of any seat, and the write is
+    /// conditioned on nobody having raised it further since). A paid seat
+    /// adds one to `booked`, and takes it away again when it leaves.
+    async fn seat_cell_updates(
+        &self,
+        op: &'static str,
+        claim: &Claim,
+        change: SeatChange,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let (Some(group), cells) = (claim.seat_group(), claim.seat_cells()) else {
+            return Ok(Vec::new());
+        };
+        if cells.is_empty() {
+            return Ok(Vec::new());
+        }
+        let host = &claim.slot.resource_id;
+        let expiry = match change {
+            SeatChange::Hold(Some(expires_at)) => {
+                // Rounded up to the minute: a burst of holds writes one value.
+                let expires_at = DateTime::from_timestamp((expires_at.timestamp() + 59).div_euclid(60) * 60, 0)
+                    .unwrap_or(expires_at);
+                let days: std::collections::BTreeSet<NaiveDate> = cells.iter().map(|c| c.date_naive()).collect();
+                let mut read = Vec::new();
+                for day in days {
+                    read.extend(self.cells_on_day(host, day).await?);
+                }
+                let ours: Vec<&Lock> = read
+                    .iter()
+                    .filter(|l| matches!(l.key, LockKey::Cell(c) if cells.contains(&c)))
+                    .filter(|l| l.seat_group.as_deref() == Some(group.as_str()))
+                    .collect();
+                // Every cell is the group's until after this hold ends: it
+                // stays so (the group's expiry never moves back, and its
+                // cells are free to others only past it), so the hold needs
+                // its seat token alone.
+                if ours.len() == cells.len() && ours.iter().all(|l| l.expires_at.is_some_and(|t| t >= expires_at)) {
+                    return Ok(Vec::new());
+                }
+                Some(ours.iter().filter_map(|l| l.expires_at).fold(expires_at, DateTime::max))
+            }
+            _ => None,
+        };
+        let me = &claim.reservation_id;
+        let mut values = values(me, now);
+        values.insert(":g".into(), s(&group));
+        values.insert(":one".into(), n(1));
+        let names = HashMap::from([
+            ("#status".to_owned(), "status".to_owned()),
+            ("#expires_at".to_owned(), EXPIRES_AT.to_owned()),
+            ("#kind".to_owned(), "kind".to_owned()),
+            ("#resource".to_owned(), "resource_id".to_owned()),
+            ("#rid".to_owned(), "reservation_id".to_owned()),
+            ("#group".to_owned(), "seat_group".to_owned()),
+            ("#type".to_owned(), "booking_type".to_owned()),
+            ("#start".to_owned(), "start".to_owned()),
+            ("#end".to_owned(), "end".to_owned()),
+            ("#cell".to_owned(), "cell".to_owned()),
+            ("#booked".to_owned(), "booked".to_owned()),
+            ("#until".to_owned(), "seats_until".to_owned()),
+        ]);
+        let (update, condition) = match change {
+            SeatChange::Leave => {
+                ("SET #booked = #booked - :one".to_owned(), "#group = :g AND #booked >= :one".to_owned())
+            }
+            SeatChange::Hold(_) | SeatChange::Pay => {
+                values.insert(":lock".into(), s("lock"));
+                values.insert(":host".into(), s(host.as_str()));
+                values.insert(":type".into(), s(&claim.terms.booking_type));
+                values.insert(":start".into(), s(rfc3339(claim.slot.start)));
+                values.insert(":end".into(), s(rfc3339(claim.end)));
+                values.insert(":delta".into(), n(i64::from(matches!(change, SeatChange::Pay))));
+                let until = match expiry {
+                    Some(t) => {
+                        values.insert(":exp".into(), epoch(t));
+                        ":exp"
+                    }
+                    None => "if_not_exists(#until, :now)",
+                };
+                // The TTL attribute outlives the slot: a paid seat's cells
+                // must never be swept while they matter.
+                let (_, blocked_end) = claim.blocked();
+                values.insert(":ttl".into(), epoch(blocked_end + Duration::days(SEAT_CELL_DAYS)));
+                let free = condition::LOCK_FREE;
+                let raise = if expiry.is_some() { " AND (attribute_not_exists(#until) OR #until <= :exp)" } else { "" };
+                (
+                    format!(
+                        "SET #kind = :lock, #resource = :host, #rid = :me, #status = :seated, #group = :g, \
+                         #type = :type, #start = :start, #end = :end, #cell = :cell, \
+                         #booked = if_not_exists(#booked, :zero) + :delta, #until = {until}, #expires_at = :ttl"
+                    ),
+                    format!("({free} OR #group = :g){raise}"),
+                )
+            }
+        };
+        let mut items = Vec::with_capacity(cells.len());
+        for cell in cells {
+            let mut values = values.clone();
+            values.insert(":cell".into(), s(rfc3339(cell)));
+            let text = format!("{update} {condition}");
+            let (names, values) = used_by(&text, names.clone(), values);
+            let built = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(lock_key(host, &LockKey::Cell(cell))))
+                .update_expression(update.clone())
+                .condition_expression(condition.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            items.push(TransactWriteItem::builder().update(built).build());
+        }
+        Ok(items)
+    }
+
+    /// For a seat, the booking item's current status (`None`: no item) with
+    /// the condition that pins it, and whether a payment moving it to a paid
+    /// status adds it to its group's `booked`. `None` when the booking is
+    /// already paid for (the caller's state is stale).
+    async fn seat_payment_base(
+        &self,
+        op: &'static str,
+        me: &ReservationId,
+    ) -> Result<Option<(&'static str, bool)>, StoreError> {
+        let current: Option<Claim> = self.get(op, claim_key(me)).await?;
+        Ok(match current.map(|c| c.status) {
+            None => Some((condition::ABSENT, true)),
+            Some(ClaimStatus::Held) => Some(("reservation_id = :me AND #status = :held", true)),
+            Some(ClaimStatus::PaymentPending) => Some(("reservation_id = :me AND #status = :pending", false)),
+            Some(_) => None,
+        })
     }
 
     /// A session's outcome item, kept [`PAYMENT_RECORD_DAYS`].
@@ -461,6 +631,18 @@ impl DynamoStore {
         op: &'static str,
         items: Vec<TransactWriteItem>,
     ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
+        self.transact_until(op, items, TRANSACTION_ATTEMPTS).await
+    }
+
+    /// [`Self::transact_once`] sending the transaction at most `attempts`
+    /// times; when the last one only collided, its reasons (no condition
+    /// failed) are the answer.
+    async fn transact_until(
+        &self,
+        op: &'static str,
+        items: Vec<TransactWriteItem>,
+        attempts: u32,
+    ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
         let mut conflicts = 0;
         loop {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
@@ -481,7 +663,10 @@ impl DynamoStore {
             let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
             let collided = codes.iter().all(|c| matches!(*c, "None" | "TransactionConflict"));
             conflicts += 1;
-            if !collided || conflicts >= TRANSACTION_ATTEMPTS {
+            if collided && conflicts >= attempts && attempts < TRANSACTION_ATTEMPTS {
+                return Ok(Some(reasons));
+            }
+            if !collided || conflicts >= attempts {
                 return Err(StoreError::Unavailable { op, source: format!("transaction cancelled: {codes:?}").into() });
             }
             let cap_ms = 10u64 << conflicts.min(6);
@@ -587,13 +772,14 @@ impl PaymentStore for DynamoStore {
             ),
         )?];
         // The hold's locks live exactly as long as the hold.
-        for lock in claim.locks() {
+        for (host, lock) in claim.locks() {
             items.push(update(
-                lock_key(&claim.slot.resource_id, &lock),
+                lock_key(&host, &lock),
                 "SET #expires_at = :hold",
                 "reservation_id = :me AND #status = :held".to_owned(),
             )?);
         }
+        items.extend(self.seat_cell_updates(OP, claim, SeatChange::Hold(Some(hold_expires_at)), now).await?);
         self.transact(OP, items).await
     }
 
@@ -685,8 +871,18 @@ impl PaymentStore for DynamoStore {
     ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "confirm paid booking";
         let me = &confirmed.reservation_id;
-        let mut items = vec![self.put(OP, claim_item(confirmed), condition::UNPAID_OR_ABSENT, me, now)?];
+        let (base, joins) = match confirmed.seat {
+            None => (condition::UNPAID_OR_ABSENT, false),
+            Some(_) => match self.seat_payment_base(OP, me).await? {
+                Some(found) => found,
+                None => return Ok(ClaimOutcome::Stale),
+            },
+        };
+        let mut items = vec![self.put(OP, claim_item(confirmed), base, me, now)?];
         items.extend(self.lock_puts(OP, confirmed, &confirmed.locks(), condition::LOCK_FREE_OR_MINE, now)?);
+        if joins {
+            items.extend(self.seat_cell_updates(OP, confirmed, SeatChange::Pay, now).await?);
+        }
         items.push(self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, me, now)?);
         self.transact_locks(OP, items, me).await
     }
@@ -714,8 +910,18 @@ impl PaymentStore for DynamoStore {
     ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "hold for pending payment";
         let me = &pending.reservation_id;
-        let mut items = vec![self.put(OP, claim_item(pending), condition::UNPAID_OR_ABSENT, me, now)?];
+        let (base, joins) = match pending.seat {
+            None => (condition::UNPAID_OR_ABSENT, false),
+            Some(_) => match self.seat_payment_base(OP, me).await? {
+                Some(found) => found,
+                None => return Ok(ClaimOutcome::Stale),
+            },
+        };
+        let mut items = vec![self.put(OP, claim_item(pending), base, me, now)?];
         items.extend(self.lock_puts(OP, pending, &pending.locks(), condition::LOCK_FREE_OR_MY_HOLD, now)?);
+        if joins {
+            items.extend(self.seat_cell_updates(OP, pending, SeatChange::Pay, now).await?);
+        }
         let no_outcome = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(payment_key(session_id)))
@@ -735,7 +941,7 @@ impl PaymentStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "release hold";
-        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now)?;
+        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now).await?;
         items.push(self.record_put(OP, record)?);
         items.push(self.outcome_put(OP, session_id, outcome, &record.reservation_id, now)?);
         self.transact(OP, items).await
@@ -748,7 +954,7 @@ impl PaymentStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "retire hold";
-        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now)?;
+        let mut items = self.retire_items(OP, claim, HELD_OR_PENDING, now).await?;
         items.push(self.record_put(OP, record)?);
         self.transact(OP, items).await
     }
@@ -819,7 +1025,7 @@ impl BookingStore for DynamoStore {
 
     async fn cancel_booking(&self, booking: &Claim, record: &ReservationRecord) -> Result<bool, StoreError> {
         const OP: &str = "cancel booking";
-        let mut items = self.retire_items(OP, booking, &[ClaimStatus::Cancelling], Utc::now())?;
+        let mut items = self.retire_items(OP, booking, &[ClaimStatus::Cancelling], Utc::now()).await?;
         items.push(self.record_put(OP, record)?);
         self.transact(OP, items).await
     }
@@ -842,8 +1048,8 @@ impl BookingStore for DynamoStore {
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
         let (old, new) = (current.locks(), moved.locks());
         items.extend(self.lock_puts(OP, moved, &new, condition::LOCK_FREE_OR_MINE, now)?);
-        for lock in old.iter().filter(|l| !new.contains(l)) {
-            items.push(self.delete(OP, lock_key(&current.slot.resource_id, lock), condition::MINE, me, now)?);
+        for (host, lock) in old.iter().filter(|l| !new.contains(l)) {
+            items.push(self.delete(OP, lock_key(host, lock), condition::MINE, me, now)?);
         }
         self.transact_locks(OP, items, me).await
     }
