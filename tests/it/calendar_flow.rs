@@ -422,3 +422,53 @@ async fn reconcile_restores_missing_events_and_removes_orphans() {
     assert_eq!(event_ics(&collection, &ghost).await.0, StatusCode::NOT_FOUND);
     assert_eq!(event_ics(&collection, "private-lunch").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them() {
+    let app = spawn_app().await;
+    let mut collections = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        let collection = fresh_collection().await;
+        let mut spec = open_all_day();
+        spec["calendar"] = json!({ "type": "caldav", "url": collection });
+        app.put_resource(m, &spec).await;
+        collections.push(collection);
+    }
+    for (team, assignment) in [("rr", "round_robin"), ("panel", "collective")] {
+        let mut spec = open_all_day();
+        spec["name"] = json!("Team");
+        spec["team"] = json!({ "members": ["m1", "m2", "m3"], "assignment": assignment });
+        app.put_resource(team, &spec).await;
+    }
+    let rr = app.reserve_and_checkout("rr", hour_from_now(30), "rr@example.com").await;
+    app.pay(&rr.session_id, "").await;
+    let panel = app.reserve_and_checkout("panel", hour_from_now(32), "panel@example.com").await;
+    app.pay(&panel.session_id, "").await;
+    let writer = Writer::new(&app);
+    writer.drain(&app).await;
+
+    let host = app.claim_item(&rr.reservation_id).await.unwrap();
+    let host = match host.get("hosts") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::L(l)) => l[0].as_s().unwrap().clone(),
+        other => panic!("a round-robin booking names its host: {other:?}"),
+    };
+    for (member, collection) in ["m1", "m2", "m3"].iter().zip(&collections) {
+        let (rr_status, _) = event_ics(collection, &rr.reservation_id).await;
+        let expected = if *member == host { StatusCode::OK } else { StatusCode::NOT_FOUND };
+        assert_eq!(rr_status, expected, "the round-robin event on {member}'s calendar");
+        let (panel_status, ics) = event_ics(collection, &panel.reservation_id).await;
+        assert_eq!(panel_status, StatusCode::OK, "the collective event on {member}'s calendar");
+        assert!(
+            ics.contains(&format!("X-SLOTGUARD-BOOKING:{}", panel.reservation_id))
+                || ics.contains(&panel.reservation_id)
+        );
+    }
+
+    // Cancelling the collective booking takes its event off every member's calendar.
+    let r = app.cancel_as_admin(&panel.reservation_id).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    writer.drain(&app).await;
+    for collection in &collections {
+        assert_eq!(event_ics(collection, &panel.reservation_id).await.0, StatusCode::NOT_FOUND);
+    }
+}

@@ -92,6 +92,25 @@ async fn sixty_round_robin_holds_on_one_start_give_three_members_one_each() {
         assert!(winners.contains(holders.first().unwrap()));
     }
     assert!(app.slots("rr", start, start + Duration::minutes(1)).await.is_empty(), "no member left");
+    // The host's list of the team's bookings finds them through the members.
+    let query = [("from", rfc3339(start - Duration::hours(1))), ("to", rfc3339(start + Duration::hours(1)))];
+    let r = app
+        .http
+        .get(app.url("/v1/admin/resources/rr/bookings"))
+        .query(&query)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let listed: Value = r.json().await.unwrap();
+    let ids: BTreeSet<String> = listed["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reservation_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, winners.iter().cloned().collect(), "{listed}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 //! - request path latency through the local gateway (the same handlers) and
 //!   the peak memory of this process;
 //! - contention: many holds at once on few slots;
+//! - seats and teams: availability of a team of 5, team and seat holds;
 //! - warm `reserve` (in-process) against the raw DynamoDB writes it is built
 //!   on, on the same client;
 //! - round trips per flow, counted by recording proxies in front of DynamoDB
@@ -26,7 +27,7 @@
 //! `SLOTGUARD_BENCH_LAMBDA_DIR` (cargo lambda's arm64 output, if built),
 //! `SLOTGUARD_BENCH_FUNCTION_LOG` (where the functions' output goes),
 //! `SLOTGUARD_BENCH_ROUNDS` (cold-start rounds, 5), `SLOTGUARD_BENCH_ONLY`
-//! (comma-separated sections: `latency,contention,raw,flows,lambda,sizes`),
+//! (comma-separated sections: `latency,contention,teams,raw,flows,lambda,sizes`),
 //! `RUST_LOG` (the in-process handlers' logs, on stderr; none if unset).
 
 #[path = "../bench/flows.rs"]
@@ -71,6 +72,22 @@ fn number(name: &str, default: usize) -> usize {
 fn heading(title: &str) {
     println!();
     println!("{title}");
+}
+
+/// A resource open around the clock (Berlin) with one-hour slots starting
+/// every 15 minutes, seated if `seats` is given.
+fn hourly(name: &str, seats: Option<u32>) -> serde_json::Value {
+    let mut spec = open_resource(name, "Europe/Berlin");
+    let object = spec.as_object_mut().expect("a JSON object");
+    object.remove("slot_minutes");
+    object.remove("price");
+    let mut kind = serde_json::json!({"id": "t", "start_interval_minutes": 15,
+        "durations": [{"minutes": 60, "price": {"amount": 1000, "currency": "eur"}}]});
+    if let Some(seats) = seats {
+        kind["seats"] = serde_json::json!(seats);
+    }
+    spec["booking_types"] = serde_json::json!([kind]);
+    spec
 }
 
 /// A resource open around the clock with 15-minute slots.
@@ -220,6 +237,63 @@ async fn main() {
             total / slots
         ));
         latency::contention(&http, &base, "bench", slot(5000), slots, total).await;
+    }
+
+    if section("teams") {
+        heading("Seats and teams through the local gateway");
+        // Five members, open around the clock, each with bookings every
+        // other hour of the week; a round-robin team over them.
+        let members: Vec<String> = (1..=5).map(|i| format!("member-{i}")).collect();
+        for (i, m) in members.iter().enumerate() {
+            let spec = hourly(&format!("Member {i}"), None);
+            let r = http.put(format!("{base}/v1/resources/{m}")).bearer_auth(TOKEN).json(&spec).send().await.unwrap();
+            assert!(r.status().is_success(), "create a member");
+            for h in (i..7 * 24).step_by(10) {
+                let start = day + chrono::Duration::hours(h as i64);
+                let hold = serde_json::json!({"resource_id": m, "start": slotguard::domain::rfc3339(start),
+                    "customer": {"name": "Bench", "email": "m@example.com"}});
+                http.post(format!("{base}/v1/reservations")).json(&hold).send().await.unwrap();
+            }
+        }
+        let mut team = hourly("Bench team", None);
+        team["team"] = serde_json::json!({"members": members, "assignment": "round_robin"});
+        let r = http.put(format!("{base}/v1/resources/team")).bearer_auth(TOKEN).json(&team).send().await.unwrap();
+        assert!(r.status().is_success(), "create the team");
+        let from = slotguard::domain::rfc3339(day);
+        let to = slotguard::domain::rfc3339(day + chrono::Duration::days(7));
+        run("availability, team of 5 (round-robin), 7 days, c=8", 200, 8, |_| {
+            http.get(format!("{base}/v1/resources/team/slots")).query(&[("from", &from), ("to", &to)]).send()
+        })
+        .await
+        .print();
+        run("availability, one member, 7 days, c=8", 200, 8, |_| {
+            http.get(format!("{base}/v1/resources/member-1/slots")).query(&[("from", &from), ("to", &to)]).send()
+        })
+        .await
+        .print();
+        let team_hold = |i: usize| {
+            let start = day + chrono::Duration::days(8) + chrono::Duration::hours((i / 5) as i64);
+            serde_json::json!({"resource_id": "team", "start": slotguard::domain::rfc3339(start),
+                "customer": {"name": "Bench", "email": format!("t{i}@example.com")}})
+        };
+        run("reserve on the team, 5 holds per start (one per member), c=5", 500, 5, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&team_hold(i)).send()
+        })
+        .await
+        .print();
+        let seated = hourly("Bench class", Some(50));
+        let r = http.put(format!("{base}/v1/resources/class")).bearer_auth(TOKEN).json(&seated).send().await.unwrap();
+        assert!(r.status().is_success(), "create the seated resource: {}", r.text().await.unwrap_or_default());
+        let seat = |i: usize| {
+            let start = day + chrono::Duration::days(9) + chrono::Duration::hours((i / 60) as i64);
+            serde_json::json!({"resource_id": "class", "start": slotguard::domain::rfc3339(start),
+                "customer": {"name": "Bench", "email": format!("s{i}@example.com")}})
+        };
+        run("seat holds, 60 at once per 50-seat slot (50 x 201, 10 x 409), c=60", 600, 60, |i| {
+            http.post(format!("{base}/v1/reservations")).json(&seat(i)).send()
+        })
+        .await
+        .print();
     }
 
     if section("raw") {

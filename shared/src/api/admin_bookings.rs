@@ -99,10 +99,25 @@ async fn run<S: ResourceStore + ClaimStore>(
     if from >= to || to - from > Duration::days(31) {
         return Err(AdminBookingsError::InvalidRange);
     }
-    store.get_resource(&id).await?.ok_or_else(not_found)?;
-    let rows: Vec<BookingRow> = store
-        .bookings_between(&id, from, to, now)
-        .await?
+    let resource = store.get_resource(&id).await?.ok_or_else(not_found)?;
+    // A team's bookings hold its members' cells: found through them.
+    let hosts = match &resource.team {
+        Some(team) => team.members.clone(),
+        None => vec![id.clone()],
+    };
+    let mut bookings = Vec::new();
+    for host in &hosts {
+        for booking in store.bookings_between(host, from, to, now).await? {
+            let ours = booking.reservation_id.slot_key().resource_id == id;
+            if (ours || resource.team.is_none())
+                && !bookings.iter().any(|b: &crate::domain::Claim| b.reservation_id == booking.reservation_id)
+            {
+                bookings.push(booking);
+            }
+        }
+    }
+    bookings.sort_by_key(|c| c.slot.start);
+    let rows: Vec<BookingRow> = bookings
         .into_iter()
         .map(|c| BookingRow {
             status: c.reservation_status(now),

@@ -294,7 +294,14 @@ async fn hold<S: ReserveStore>(
             None => None,
         };
         let seat = match kind.seats {
-            Some(seats) => Some(free_seat(store, &hold, seats, now).await?.ok_or(ReserveError::SoldOut)?),
+            // Read each round: a seat lost means others were taken too.
+            Some(seats) => {
+                let free = seats_free(store, &hold, seats, now).await?;
+                if free.is_empty() {
+                    return Err(ReserveError::SoldOut);
+                }
+                Some(free[fastrand::usize(..free.len())])
+            }
             None => None,
         };
         let hosts = match &members {
@@ -341,11 +348,17 @@ async fn hold<S: ReserveStore>(
             }
         }
     }
-    Err(match (kind.max_per_day, kind.seats) {
-        (Some(_), _) => ReserveError::DayFull,
-        (_, Some(_)) => ReserveError::SoldOut,
-        _ => ReserveError::SlotTaken { booked: false },
-    })
+    match (kind.max_per_day, kind.seats) {
+        (Some(_), _) => Err(ReserveError::DayFull),
+        // Every round lost a seat to another hold: sold out if a fresh read
+        // says so, else too contended to tell (503: retry).
+        (_, Some(seats)) if seats_free(store, &hold, seats, now).await?.is_empty() => Err(ReserveError::SoldOut),
+        (_, Some(_)) => {
+            Err(StoreError::Unavailable { op: "hold a seat", source: "every seat tried was taken meanwhile".into() }
+                .into())
+        }
+        _ => Err(ReserveError::SlotTaken { booked: false }),
+    }
 }
 
 /// How often a hold chooses again after losing a day token, a seat or a
@@ -428,25 +441,24 @@ pub fn team_load(locks: &[Lock], team: &Resource, day: (DateTime<Utc>, DateTime<
     ids.len()
 }
 
-/// A seat of `hold`'s group that no live hold or booking has, chosen at
-/// random (spreading concurrent holds over the free seats); `None` when
-/// every one of the `seats` is live. Read with one Query; that the seat is
-/// still free is the hold's write condition.
-pub async fn free_seat<S: ClaimStore>(
+/// The seats of `hold`'s group that no live hold or booking has (none when
+/// `seats` or more are live). Read with one Query; that a seat is still
+/// free is the hold's write condition. Concurrent holds take them in
+/// random order, which spreads them over the free seats.
+pub async fn seats_free<S: ClaimStore>(
     store: &S,
     hold: &Claim,
     seats: u32,
     now: DateTime<Utc>,
-) -> Result<Option<u32>, StoreError> {
+) -> Result<Vec<u32>, StoreError> {
     let group = hold.seat_group().expect("a seated hold has a group");
     let locks = store.cells_on_day(&hold.slot.resource_id, hold.slot.start.date_naive()).await?;
     let live = live_seats(&locks, &group, now);
-    let free: Vec<u32> = (0..seats).filter(|i| !live.contains(i)).collect();
     // Lowering the seats never cancels bookings: while as many are live, it is sold out.
-    if live.len() >= seats as usize || free.is_empty() {
-        return Ok(None);
+    if live.len() >= seats as usize {
+        return Ok(Vec::new());
     }
-    Ok(Some(free[fastrand::usize(..free.len())]))
+    Ok((0..seats).filter(|i| !live.contains(i)).collect())
 }
 
 /// The indexes of `group`'s seats that are live at `now` among `locks`.

@@ -411,8 +411,10 @@ impl DynamoStore {
                 // cells are free to others only past it), so the hold needs
                 // its seat token alone.
                 if ours.len() == cells.len() && ours.iter().all(|l| l.expires_at.is_some_and(|t| t >= expires_at)) {
+                    tracing::debug!(group, "seat hold: the group's cells outlive it; token only");
                     return Ok(Vec::new());
                 }
+                tracing::debug!(group, found = ours.len(), "seat hold: writing the group's cells");
                 Some(ours.iter().filter_map(|l| l.expires_at).fold(expires_at, DateTime::max))
             }
             _ => None,
