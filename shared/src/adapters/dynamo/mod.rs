@@ -492,6 +492,33 @@ impl DynamoStore {
         Ok(items)
     }
 
+    /// The transaction items writing `paid` (confirmed or pending) from a
+    /// hold or from nothing: the booking, its locks on `lock_condition`, and
+    /// for a seat its group's cells with one more paid seat. `None` when
+    /// the seat's booking is already paid (the caller read a stale state).
+    async fn paid_items(
+        &self,
+        op: &'static str,
+        paid: &Claim,
+        lock_condition: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<TransactWriteItem>>, StoreError> {
+        let me = &paid.reservation_id;
+        let (base, joins) = match paid.seat {
+            None => (condition::UNPAID_OR_ABSENT, false),
+            Some(_) => match self.seat_payment_base(op, me).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+        };
+        let mut items = vec![self.put(op, claim_item(paid), base, me, now)?];
+        items.extend(self.lock_puts(op, paid, &paid.locks(), lock_condition, now)?);
+        if joins {
+            items.extend(self.seat_cell_updates(op, paid, SeatChange::Pay, now).await?);
+        }
+        Ok(Some(items))
+    }
+
     /// For a seat, the booking item's current status (`None`: no item) with
     /// the condition that pins it, and whether a payment moving it to a paid
     /// status adds it to its group's `booked`. `None` when the booking is
@@ -873,18 +900,9 @@ impl PaymentStore for DynamoStore {
     ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "confirm paid booking";
         let me = &confirmed.reservation_id;
-        let (base, joins) = match confirmed.seat {
-            None => (condition::UNPAID_OR_ABSENT, false),
-            Some(_) => match self.seat_payment_base(OP, me).await? {
-                Some(found) => found,
-                None => return Ok(ClaimOutcome::Stale),
-            },
+        let Some(mut items) = self.paid_items(OP, confirmed, condition::LOCK_FREE_OR_MINE, now).await? else {
+            return Ok(ClaimOutcome::Stale);
         };
-        let mut items = vec![self.put(OP, claim_item(confirmed), base, me, now)?];
-        items.extend(self.lock_puts(OP, confirmed, &confirmed.locks(), condition::LOCK_FREE_OR_MINE, now)?);
-        if joins {
-            items.extend(self.seat_cell_updates(OP, confirmed, SeatChange::Pay, now).await?);
-        }
         items.push(self.outcome_put(OP, session_id, PaymentOutcome::Confirmed, me, now)?);
         self.transact_locks(OP, items, me).await
     }
@@ -912,18 +930,9 @@ impl PaymentStore for DynamoStore {
     ) -> Result<ClaimOutcome, StoreError> {
         const OP: &str = "hold for pending payment";
         let me = &pending.reservation_id;
-        let (base, joins) = match pending.seat {
-            None => (condition::UNPAID_OR_ABSENT, false),
-            Some(_) => match self.seat_payment_base(OP, me).await? {
-                Some(found) => found,
-                None => return Ok(ClaimOutcome::Stale),
-            },
+        let Some(mut items) = self.paid_items(OP, pending, condition::LOCK_FREE_OR_MY_HOLD, now).await? else {
+            return Ok(ClaimOutcome::Stale);
         };
-        let mut items = vec![self.put(OP, claim_item(pending), base, me, now)?];
-        items.extend(self.lock_puts(OP, pending, &pending.locks(), condition::LOCK_FREE_OR_MY_HOLD, now)?);
-        if joins {
-            items.extend(self.seat_cell_updates(OP, pending, SeatChange::Pay, now).await?);
-        }
         let no_outcome = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(payment_key(session_id)))
