@@ -599,6 +599,17 @@ pub(crate) mod tests {
             (with(&|s| s.max_advance_days = 3651), "booking_types.t.max_advance_days"),
             (with(&|s| s.max_per_day = Some(0)), "booking_types.t.max_per_day: must be between 1 and 50"),
             (with(&|s| s.max_per_day = Some(MAX_PER_DAY + 1)), "booking_types.t.max_per_day"),
+            (with(&|s| s.seats = Some(1)), "booking_types.t.seats: must be between 2 and 50"),
+            (with(&|s| s.seats = Some(MAX_SEATS + 1)), "booking_types.t.seats: must be between 2 and 50"),
+            (with(&|s| s.seats = Some(3)), "booking_types.t.seats: a seated type has exactly one duration"),
+            (
+                with(&|s| {
+                    s.durations.truncate(1);
+                    s.seats = Some(3);
+                    s.max_per_day = Some(2);
+                }),
+                "booking_types.t.seats: a seated type cannot also limit bookings per day",
+            ),
             (
                 with(&|s| s.cancellation.late = LateCancellation::Refund { percent: 101 }),
                 "booking_types.t.cancellation.late.refund.percent: must be between 0 and 100",

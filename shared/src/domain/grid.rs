@@ -211,6 +211,25 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
     }
 
+    #[test]
+    fn a_member_is_open_during_an_interval_only_inside_one_opening_interval_of_its_local_day() {
+        // Berlin, 09:00-12:00 and 13:00-17:00 local; on 2026-03-29 clocks go forward at 02:00.
+        let r = resource("Europe/Berlin", 60, &[("09:00", "12:00"), ("13:00", "17:00")]);
+        let open = |a: &str, b: &str| r.open_during(utc(a), utc(b));
+        assert!(open("2026-06-10T07:00:00Z", "2026-06-10T10:00:00Z"), "09:00-12:00 local");
+        assert!(!open("2026-06-10T09:30:00Z", "2026-06-10T10:30:00Z"), "11:30-12:30 crosses the lunch break");
+        assert!(!open("2026-06-10T06:55:00Z", "2026-06-10T07:30:00Z"), "starts before opening");
+        assert!(open("2026-06-10T14:00:00Z", "2026-06-10T15:00:00Z"), "16:00-17:00 ends at closing");
+        assert!(!open("2026-06-10T14:30:00Z", "2026-06-10T15:30:00Z"), "ends after closing");
+        assert!(open("2026-03-29T07:00:00Z", "2026-03-29T08:00:00Z"), "09:00 CEST on the change day");
+        let closed = build(ResourceSpec {
+            date_overrides: vec![DateOverrideSpec { date: "2026-06-10".into(), hours: Vec::new() }],
+            ..spec("Europe/Berlin", 60, &[("09:00", "17:00")])
+        });
+        assert!(!closed.open_during(utc("2026-06-10T08:00:00Z"), utc("2026-06-10T09:00:00Z")), "closed date");
+        assert!(closed.open_during(utc("2026-06-11T08:00:00Z"), utc("2026-06-11T09:00:00Z")));
+    }
+
     fn starts(slots: &[Slot]) -> Vec<String> {
         slots.iter().map(|s| s.start.format("%Y-%m-%dT%H:%MZ").to_string()).collect()
     }

@@ -652,6 +652,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn teams_are_checked_members_assignment_calendar_seats_and_collective_size() {
+        let team = |members: &[&str], assignment: Assignment| ResourceSpec {
+            team: Some(TeamSpec { members: members.iter().map(|m| (*m).to_owned()).collect(), assignment }),
+            ..spec("UTC", 60, &[("09:00", "17:00")])
+        };
+        let ok = Resource::from_spec(ResourceId::parse("t").unwrap(), team(&["a", "b"], Assignment::RoundRobin));
+        let members: Vec<String> = ok.unwrap().team.unwrap().members.iter().map(|m| m.to_string()).collect();
+        assert_eq!(members, ["a", "b"]);
+        assert!(refusal(team(&["a"], Assignment::RoundRobin)).contains("2 to 10"));
+        assert!(refusal(team(&["a", "a"], Assignment::Collective)).contains("given twice"));
+        assert!(refusal(team(&["a", "r"], Assignment::Collective)).contains("the team itself"));
+        assert!(refusal(team(&["a", "B"], Assignment::Collective)).contains("team.members"));
+        let with_calendar = ResourceSpec {
+            calendar: CalendarTarget::caldav("https://dav.example/cal/"),
+            ..team(&["a", "b"], Assignment::RoundRobin)
+        };
+        assert!(refusal(with_calendar).contains("no calendar of its own"));
+        let seated = BookingTypeSpec { seats: Some(3), ..type_spec("class", &[60]) };
+        let seats_on_team = ResourceSpec {
+            booking_types: vec![seated],
+            slot_minutes: None,
+            price: None,
+            ..team(&["a", "b"], Assignment::RoundRobin)
+        };
+        assert!(refusal(seats_on_team).contains("cannot have seats"));
+        // Collective: members x cells of the longest blocked interval <= 48.
+        let four_hours = ResourceSpec {
+            booking_types: vec![type_spec("panel", &[60])],
+            slot_minutes: None,
+            price: None,
+            ..team(&["a", "b", "c", "d"], Assignment::Collective)
+        };
+        assert!(Resource::from_spec(ResourceId::parse("t").unwrap(), four_hours.clone()).is_ok(), "4 x 12 = 48");
+        let five = ResourceSpec {
+            team: Some(TeamSpec {
+                members: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+                assignment: Assignment::Collective,
+            }),
+            ..four_hours
+        };
+        assert!(refusal(five).contains("exceed 48"));
+    }
+
+    #[test]
     fn resource_ids_use_a_url_safe_alphabet() {
         assert!(ResourceId::parse("demo").is_ok());
         assert!(ResourceId::parse("room-2b").is_ok());
