@@ -124,6 +124,7 @@ fn resource(s: &Scenario) -> Resource {
             .map(|(date, hours)| DateOverrideSpec { date: date.to_string(), hours: opening(hours) })
             .collect(),
         calendar: CalendarTarget::None,
+        busy_time: None,
     };
     Resource::from_spec(ResourceId::parse("props").unwrap(), spec).expect("generated specs are valid")
 }

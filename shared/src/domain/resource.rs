@@ -303,6 +303,19 @@ pub struct ResourceSpec {
     /// Where confirmed bookings go.
     #[serde(default)]
     pub calendar: CalendarTarget,
+    /// Whether events on that calendar which slotguard did not write block
+    /// the slots they overlap (README, "Busy time"). Absent: they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_time: Option<BusyTimeSpec>,
+}
+
+/// `busy_time` of a [`ResourceSpec`]: read the resource's own `calendar`
+/// for the host's other events (see [`crate::busy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusyTimeSpec {
+    /// `true`: the host's events block slots; needs a `calendar`.
+    pub enabled: bool,
 }
 
 fn default_hold_minutes() -> u32 {
@@ -345,6 +358,11 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the host's own calendar events block slots ([`crate::busy`]).
+    pub fn busy_time_enabled(&self) -> bool {
+        self.spec.busy_time.is_some_and(|b| b.enabled)
+    }
+
     /// Validates a spec into a resource.
     pub fn from_spec(id: ResourceId, spec: ResourceSpec) -> Result<Self, ResourceError> {
         let name = spec.name.trim();
@@ -394,6 +412,9 @@ impl Resource {
         }
         if let Some(credentials) = spec.calendar.credentials() {
             CredentialsRef::parse(credentials)?;
+        }
+        if spec.busy_time.is_some_and(|b| b.enabled) && spec.calendar == CalendarTarget::None {
+            return Err(ResourceError("busy_time.enabled needs a calendar to read busy time from".into()));
         }
         Ok(Self {
             id,
@@ -538,6 +559,7 @@ pub(crate) mod tests {
             weekly_hours: week(opening(hours)),
             date_overrides: Vec::new(),
             calendar: CalendarTarget::None,
+            busy_time: None,
         }
     }
 
@@ -601,6 +623,7 @@ pub(crate) mod tests {
             (spec("Europe/Berlin", 30, &[("09:02", "12:00")]), "multiples of 5 minutes"),
             (spec("Europe/Berlin", 30, &[("09:00", "11:59")]), "multiples of 5 minutes"),
             (ResourceSpec { calendar: CalendarTarget::caldav("ftp://x"), ..ok.clone() }, "calendar.url"),
+            (ResourceSpec { busy_time: Some(BusyTimeSpec { enabled: true }), ..ok.clone() }, "busy_time.enabled"),
             (ResourceSpec { calendar: CalendarTarget::google(" "), ..ok.clone() }, "calendar.calendar_id"),
             (
                 ResourceSpec {
