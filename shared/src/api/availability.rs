@@ -17,7 +17,7 @@
 use super::problem::api_error;
 use super::{RequestError, json_response, path_param, respond};
 use crate::domain::{BookingType, LockKey, Price, Resource, ResourceId, Slot, cells, rfc3339};
-use crate::ports::{ClaimStore, ResourceStore, StoreError};
+use crate::ports::{BusyStore, ClaimStore, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -48,10 +48,12 @@ pub enum AvailabilityError {
     Rules(#[from] super::reserve::RuleError),
     #[error("duration must be a whole number of minutes")]
     InvalidDuration,
+    #[error(transparent)]
+    Busy(#[from] crate::busy::BusyError),
 }
 
 api_error!(AvailabilityError {
-    wraps: [Request, Store],
+    wraps: [Request, Store, Busy],
     Self::NotFound(_) => ResourceNotFound,
     Self::InvalidInstant(_) => InvalidQuery,
     Self::InvalidRange(_) => InvalidRange,
@@ -79,12 +81,12 @@ struct AvailabilityView<'a> {
 }
 
 /// Handles `GET /v1/resources/{id}/slots`.
-pub async fn availability<S: ResourceStore + ClaimStore>(store: &S, req: Request) -> Response<Body> {
+pub async fn availability<S: ResourceStore + ClaimStore + BusyStore>(store: &S, req: Request) -> Response<Body> {
     availability_at(store, req, Utc::now()).await
 }
 
 /// [`availability`] at a given instant (tests drive the clock).
-pub async fn availability_at<S: ResourceStore + ClaimStore>(
+pub async fn availability_at<S: ResourceStore + ClaimStore + BusyStore>(
     store: &S,
     req: Request,
     now: DateTime<Utc>,
@@ -92,7 +94,7 @@ pub async fn availability_at<S: ResourceStore + ClaimStore>(
     respond(run(store, &req, now).await)
 }
 
-async fn run<S: ResourceStore + ClaimStore>(
+async fn run<S: ResourceStore + ClaimStore + BusyStore>(
     store: &S,
     req: &Request,
     now: DateTime<Utc>,
@@ -146,8 +148,8 @@ async fn run<S: ResourceStore + ClaimStore>(
 }
 
 /// The slots of `minutes` of `kind` starting in `[from, to)` that a reserve
-/// would accept at `now`.
-pub async fn open_slots<S: ClaimStore>(
+/// would accept at `now` (busy time included: [`crate::busy::busy_between`]).
+pub async fn open_slots<S: ClaimStore + BusyStore>(
     store: &S,
     resource: &Resource,
     kind: &BookingType,
@@ -155,7 +157,7 @@ pub async fn open_slots<S: ClaimStore>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<Slot>, StoreError> {
+) -> Result<Vec<Slot>, AvailabilityError> {
     // The grid's slots inside the notice and advance window: exactly the
     // starts `Resource::bookable_slot` accepts (`latest` itself included).
     let (earliest, latest) = kind.window(now, resource.hold_minutes);
@@ -174,6 +176,11 @@ pub async fn open_slots<S: ClaimStore>(
     let cells_per_day = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(&resource.id, *d)));
     let full_days = full_days(store, resource, kind, &candidates, now);
     let (cells_per_day, full_days) = futures::future::try_join(cells_per_day, full_days).await?;
+    let span = (blocked.iter().map(|b| b.0).min(), blocked.iter().map(|b| b.1).max());
+    let busy = match span {
+        (Some(a), Some(b)) => crate::busy::busy_between(store, resource, a, b, now).await?,
+        _ => Vec::new(),
+    };
     let taken: BTreeSet<DateTime<Utc>> = cells_per_day
         .into_iter()
         .flatten()
@@ -188,6 +195,7 @@ pub async fn open_slots<S: ClaimStore>(
         .zip(blocked)
         .filter(|(s, _)| !full_days.contains(&resource.local_date(s.start)))
         .filter(|(_, (a, b))| cells(*a, *b).iter().all(|c| !taken.contains(c)))
+        .filter(|(_, (a, b))| !crate::busy::overlaps(&busy, *a, *b))
         .map(|(s, _)| s)
         .collect())
 }

@@ -27,15 +27,15 @@ use crate::domain::{
     BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationSecret,
     ReservationStatus, Resource, ResourceId, SlotKey, StartError, rfc3339,
 };
-use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
+use crate::ports::{BusyStore, ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 /// What a reserve handler needs from storage.
-pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore {}
-impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore> ReserveStore for T {}
+pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore {}
+impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore> ReserveStore for T {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,10 +76,15 @@ pub enum ReserveError {
     SlotTaken { booked: bool },
     #[error("this booking type is fully booked on that day")]
     DayFull,
+    #[error("the host is busy at that time (an event on the host's calendar overlaps the slot); choose another slot")]
+    HostBusy,
+    #[error(transparent)]
+    Busy(#[from] crate::busy::BusyError),
 }
 
 api_error!(ReserveError {
-    wraps: [Request, Idempotency, Store],
+    wraps: [Request, Idempotency, Store, Busy],
+    Self::HostBusy => HostBusy,
     Self::InvalidField(_) => InvalidField,
     Self::UnknownResource(_) => UnknownResource,
     Self::Rules(e) => e.kind(),
@@ -187,7 +192,12 @@ impl ReserveError {
     fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::InvalidField(_) | Self::UnknownResource(_) | Self::Rules(_) | Self::SlotTaken { .. } | Self::DayFull
+            Self::InvalidField(_)
+                | Self::UnknownResource(_)
+                | Self::Rules(_)
+                | Self::SlotTaken { .. }
+                | Self::DayFull
+                | Self::HostBusy
         )
     }
 }
@@ -263,6 +273,13 @@ async fn hold<S: ReserveStore>(
     }
     let Admitted { kind, duration, start, end } = admitted?;
     let resource = resource.expect("admitted by a resource");
+    // The host's own calendar (cached busy time), before anything is written.
+    let (blocked_from, blocked_to) = kind.terms(duration.minutes).blocked(start, end);
+    let busy = crate::busy::busy_between(store, &resource, blocked_from, blocked_to, now).await?;
+    if crate::busy::overlaps(&busy, blocked_from, blocked_to) {
+        tracing::info!(resource_id = %resource.id, "slot overlaps the host's busy time");
+        return Err(ReserveError::HostBusy);
+    }
     let key = SlotKey { resource_id, start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
     let secret = ReservationSecret::generate();
