@@ -52,7 +52,8 @@ impl BusySettings {
         let refresh_interval =
             var("SLOTGUARD_BUSY_REFRESH_SECONDS").map(Duration::seconds).unwrap_or(defaults.refresh_interval);
         let max_age = var("SLOTGUARD_BUSY_MAX_AGE_SECONDS").map(Duration::seconds).unwrap_or(defaults.max_age);
-        let horizon = var("SLOTGUARD_BUSY_HORIZON_DAYS").map(|d| Duration::days(d.min(400))).unwrap_or(defaults.horizon);
+        let horizon =
+            var("SLOTGUARD_BUSY_HORIZON_DAYS").map(|d| Duration::days(d.min(400))).unwrap_or(defaults.horizon);
         Self { refresh_interval, max_age: max_age.max(refresh_interval * 2), horizon }
     }
 
@@ -217,7 +218,8 @@ pub fn refresh_due(
 ) -> bool {
     let Some(snapshot) = snapshot else { return true };
     let slack = (settings.refresh_interval / 4).min(Duration::seconds(10));
-    snapshot.source != source_digest(&resource.calendar) || now - snapshot.fetched_at >= settings.refresh_interval - slack
+    snapshot.source != source_digest(&resource.calendar)
+        || now - snapshot.fetched_at >= settings.refresh_interval - slack
 }
 
 #[cfg(test)]

@@ -30,9 +30,8 @@ pub(crate) fn settings() -> BusySettings {
 
 /// The calendar adapters on the local stack (and the Google stand-in, if given).
 pub(crate) fn calendars(google: Option<&FakeGoogle>) -> Calendars {
-    let caldav = CalDavConfig::default()
-        .with_timeout(std::time::Duration::from_secs(2))
-        .with_outbound(OutboundPolicy::local());
+    let caldav =
+        CalDavConfig::default().with_timeout(std::time::Duration::from_secs(2)).with_outbound(OutboundPolicy::local());
     Calendars::new(CalDavCalendar::new(caldav).unwrap(), google.map(|g| GoogleCalendar::new(g.config()).unwrap()))
 }
 
@@ -151,8 +150,7 @@ async fn an_event_put_on_xandikos_removes_its_slots_and_makes_reserve_409() {
     // No busy time read yet: never "free".
     let r = app.http.get(app.url("/v1/resources/room/slots")).send().await.unwrap();
     assert_problem(r, 503, "busy_time_unavailable").await;
-    assert_problem(app.reserve("room", hour_from_now(30), "a@example.com").await, 503, "busy_time_unavailable")
-        .await;
+    assert_problem(app.reserve("room", hour_from_now(30), "a@example.com").await, 503, "busy_time_unavailable").await;
 
     let _scheduler = Scheduler::start(&app.store, calendars(None));
     wait_until_readable(&app, "room").await;
@@ -160,11 +158,15 @@ async fn an_event_put_on_xandikos_removes_its_slots_and_makes_reserve_409() {
     assert!(offered(&app, "room", busy).await && offered(&app, "room", free).await);
 
     // 15 minutes inside the 30th hour: that one slot goes.
-    let props = format!("DTSTART:{}\nDTEND:{}", ics_time(busy + Duration::minutes(15)), ics_time(busy + Duration::minutes(45)));
+    let props =
+        format!("DTSTART:{}\nDTEND:{}", ics_time(busy + Duration::minutes(15)), ics_time(busy + Duration::minutes(45)));
     put_caldav_event(&collection, "dentist", &props).await;
     wait_until_gone(&app, "room", busy, deadline()).await;
     assert!(offered(&app, "room", free).await, "a slot the event does not overlap stays");
-    assert!(offered(&app, "room", busy - Duration::hours(1)).await && offered(&app, "room", busy + Duration::hours(1)).await);
+    assert!(
+        offered(&app, "room", busy - Duration::hours(1)).await
+            && offered(&app, "room", busy + Duration::hours(1)).await
+    );
 
     assert_problem(app.reserve("room", busy, "a@example.com").await, 409, "host_busy").await;
     assert!(app.live_holds().await.is_empty(), "a refused reserve writes nothing");
@@ -272,7 +274,10 @@ async fn an_event_on_the_google_stand_in_removes_its_slot_and_own_free_and_cance
         e
     };
     let own_id = format!("rsv_groom_{}_2579e728486449b88d897c1ecf3b632c", own.format("%Y%m%dT%H%M%S"));
-    google.put_raw(calendar_id, event("own00", own, json!({"extendedProperties": {"private": {"slotguardBooking": own_id}}})));
+    google.put_raw(
+        calendar_id,
+        event("own00", own, json!({"extendedProperties": {"private": {"slotguardBooking": own_id}}})),
+    );
     google.put_raw(calendar_id, event("free0", transparent, json!({"transparency": "transparent"})));
     google.put_raw(calendar_id, event("gone0", cancelled, json!({"status": "cancelled"})));
     google.put_raw(calendar_id, event("busy0", busy, json!({})));
@@ -350,9 +355,7 @@ async fn an_older_refresh_never_overwrites_a_newer_one() {
 #[tokio::test]
 async fn busy_time_settings_are_checked_when_the_resource_is_saved() {
     let app = spawn_app().await;
-    let put = |spec: Value| {
-        app.http.put(app.url("/v1/resources/room")).bearer_auth(ADMIN_TOKEN).json(&spec).send()
-    };
+    let put = |spec: Value| app.http.put(app.url("/v1/resources/room")).bearer_auth(ADMIN_TOKEN).json(&spec).send();
     let mut no_calendar = open_all_day();
     no_calendar["busy_time"] = json!({ "enabled": true });
     let body = assert_problem(put(no_calendar).await.unwrap(), 422, "invalid_resource").await;
@@ -418,7 +421,7 @@ pub(crate) mod window {
             wait_until_gone(&app, "groom", slot, deadline()).await;
             gcal.push(t.elapsed().as_millis());
         }
-        println!("busy window, refresh every {} ms, availability polled every 50 ms:", INTERVAL.as_millis());
+        println!("\nbusy window, refresh every {} ms, availability polled every 50 ms:", INTERVAL.as_millis());
         println!("  xandikos:            {}", percentiles(caldav));
         println!("  google stand-in:     {}", percentiles(gcal));
     }

@@ -18,12 +18,13 @@ async fn main() -> Result<(), Error> {
     let store = config::store(&aws)?;
     let calendar = config::calendars(&aws, &config::Secrets::load(&aws).await?)?;
     let settings = BusySettings::from_env();
-    run(service_fn(|event: LambdaEvent<serde_json::Value>| async {
+    let (store, calendar, settings) = (&store, &calendar, &settings);
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let only = match event.payload.get("resource_id").and_then(|v| v.as_str()) {
             Some(id) => Some(ResourceId::parse(id)?),
             None => None,
         };
-        Ok::<BusyRefreshReport, Error>(refresh_busy_time(&store, &calendar, only.as_ref(), &settings).await?)
+        Ok::<BusyRefreshReport, Error>(refresh_busy_time(store, calendar, only.as_ref(), settings).await?)
     }))
     .await
 }

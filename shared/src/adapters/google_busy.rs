@@ -13,16 +13,17 @@
 //! resource. All-day events (`date`) block the local day in the resource's
 //! time zone.
 
-use crate::adapters::caldav::busy::local_midnight;
 use super::{ApiTime, BOOKING_PROPERTY, ExtendedProperties, GoogleCalendar, MAX_PAGES, calendar_id, google_error};
 use super::{http, invalid_response};
+use crate::adapters::caldav::busy::local_midnight;
 use crate::domain::{ReservationId, Resource, ResourceId, Zone, rfc3339};
 use crate::ports::{BusyInterval, CalendarError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 /// The fields a busy read needs (Google's partial response syntax).
-const FIELDS: &str = "nextPageToken,items(status,transparency,start,end,extendedProperties/private,attendees(self,responseStatus))";
+const FIELDS: &str =
+    "nextPageToken,items(status,transparency,start,end,extendedProperties/private,attendees(self,responseStatus))";
 
 impl GoogleCalendar {
     /// The busy intervals of `resource`'s Google calendar within `[from, to)`.

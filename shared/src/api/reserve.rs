@@ -27,7 +27,9 @@ use crate::domain::{
     BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationSecret,
     ReservationStatus, Resource, ResourceId, SlotKey, StartError, rfc3339,
 };
-use crate::ports::{BusyStore, ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
+use crate::ports::{
+    BusyStore, ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};

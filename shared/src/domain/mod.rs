@@ -23,7 +23,8 @@ pub use reservation::{
     ReservationStatus, SlotKey, rfc3339,
 };
 pub use resource::{
-    BusyTimeSpec, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId, ResourceSpec,
+    BusyTimeSpec, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId,
+    ResourceSpec,
 };
 pub use rules::StartError;
 pub use secret::{ReservationSecret, SecretHash};

@@ -37,8 +37,7 @@ pub fn source_digest(target: &CalendarTarget) -> String {
 /// The cached busy time of resources, one snapshot per resource.
 pub trait BusyStore: Send + Sync {
     /// The resource's snapshot, read consistently; `None` if there is none.
-    fn busy_snapshot(&self, id: &ResourceId)
-    -> impl Future<Output = Result<Option<BusySnapshot>, StoreError>> + Send;
+    fn busy_snapshot(&self, id: &ResourceId) -> impl Future<Output = Result<Option<BusySnapshot>, StoreError>> + Send;
     /// Stores `snapshot` unless the stored one was fetched at or after
     /// `snapshot.fetched_at` (a conditional write): `Ok(false)` when a newer
     /// read already landed and nothing was written. The item expires (TTL)

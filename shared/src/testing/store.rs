@@ -669,6 +669,23 @@ impl AttentionStore for MemoryStore {
 
 /// The fake's own conditions, checked against what the port documents:
 /// the handler tests trust them.
+impl crate::ports::BusyStore for MemoryStore {
+    async fn busy_snapshot(&self, id: &ResourceId) -> Result<Option<crate::ports::BusySnapshot>, StoreError> {
+        self.with("busy_snapshot", |t| t.busy.get(id).cloned())
+    }
+
+    async fn save_busy_snapshot(
+        &self,
+        snapshot: &crate::ports::BusySnapshot,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let newer = |t: &Tables| t.busy.get(&snapshot.resource_id).is_none_or(|b| b.fetched_at < snapshot.fetched_at);
+        self.write_if("save_busy_snapshot", newer, |t| {
+            t.busy.insert(snapshot.resource_id.clone(), snapshot.clone());
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,22 +848,5 @@ mod tests {
                 assert_eq!(after, before, "{case}: nothing written");
             }
         }
-    }
-}
-
-impl crate::ports::BusyStore for MemoryStore {
-    async fn busy_snapshot(&self, id: &ResourceId) -> Result<Option<crate::ports::BusySnapshot>, StoreError> {
-        self.with("busy_snapshot", |t| t.busy.get(id).cloned())
-    }
-
-    async fn save_busy_snapshot(
-        &self,
-        snapshot: &crate::ports::BusySnapshot,
-        _expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let newer = |t: &Tables| t.busy.get(&snapshot.resource_id).is_none_or(|b| b.fetched_at < snapshot.fetched_at);
-        self.write_if("save_busy_snapshot", newer, |t| {
-            t.busy.insert(snapshot.resource_id.clone(), snapshot.clone());
-        })
     }
 }

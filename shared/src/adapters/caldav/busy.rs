@@ -14,8 +14,8 @@
 //! - a server that sends an `RRULE` back did not expand: the read fails
 //!   (permanent `unexpanded_recurrence`) rather than miss the later instances.
 
-use super::ics::{ContentLine, unfold, utc_datetime};
 use super::CalDavCalendar;
+use super::ics::{ContentLine, unfold, utc_datetime};
 use crate::domain::{ReservationId, Resource, ResourceId, Zone};
 use crate::ports::{BusyInterval, CalendarError, MARKER};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -107,11 +107,8 @@ pub fn busy_in(text: &str, own: &ResourceId, zone: &Zone) -> Result<Vec<BusyInte
         if ev.recurring {
             return Err("the server returned a recurring event unexpanded");
         }
-        let own_booking = ev
-            .booking
-            .as_deref()
-            .and_then(ReservationId::parse)
-            .is_some_and(|rid| rid.slot_key().resource_id == *own);
+        let own_booking =
+            ev.booking.as_deref().and_then(ReservationId::parse).is_some_and(|rid| rid.slot_key().resource_id == *own);
         if ev.cancelled || ev.transparent || own_booking {
             continue;
         }
@@ -154,9 +151,7 @@ fn instant(line: &ContentLine, zone: &Zone) -> Option<(DateTime<Utc>, bool)> {
 /// time skipped by a DST change the first instant after the gap.
 fn local_instant(local: NaiveDateTime, zone: &Zone) -> Option<DateTime<Utc>> {
     (0..=4).find_map(|quarter| {
-        zone.from_local_datetime(&(local + Duration::minutes(15 * quarter)))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
+        zone.from_local_datetime(&(local + Duration::minutes(15 * quarter))).earliest().map(|t| t.with_timezone(&Utc))
     })
 }
 

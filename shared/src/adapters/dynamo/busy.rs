@@ -28,9 +28,8 @@ fn busy_item(snapshot: &BusySnapshot, expires_at: DateTime<Utc>) -> Item {
 }
 
 fn snapshot_of(item: &Item) -> Result<BusySnapshot, ItemError> {
-    let secs = |v: i64, what: &str| {
-        DateTime::from_timestamp(v, 0).ok_or_else(|| ItemError(format!("{what} is out of range")))
-    };
+    let secs =
+        |v: i64, what: &str| DateTime::from_timestamp(v, 0).ok_or_else(|| ItemError(format!("{what} is out of range")));
     let pairs: Vec<[i64; 2]> = serde_json::from_str(get_s(item, "intervals")?)
         .map_err(|_| ItemError("intervals is not a list of pairs".into()))?;
     let intervals = pairs
