@@ -426,3 +426,25 @@ pub(crate) mod window {
         println!("  google stand-in:     {}", percentiles(gcal));
     }
 }
+
+#[tokio::test]
+async fn a_recurring_event_on_xandikos_blocks_every_instance() {
+    let app = spawn_app().await;
+    let collection = fresh_collection().await;
+    app.put_resource("room", &busy_spec(json!({ "type": "caldav", "url": collection }), "UTC")).await;
+    let _scheduler = Scheduler::start(&app.store, calendars(None));
+    wait_until_readable(&app, "room").await;
+    let first = hour_from_now(30);
+    let props = format!(
+        "DTSTART:{}\nDTEND:{}\nRRULE:FREQ=DAILY;COUNT=3",
+        ics_time(first),
+        ics_time(first + Duration::minutes(30))
+    );
+    put_caldav_event(&collection, "standup", &props).await;
+    wait_until_gone(&app, "room", first, deadline()).await;
+    for day in 1..3 {
+        assert!(!offered(&app, "room", first + Duration::days(day)).await, "instance {day} blocks its slot");
+    }
+    assert!(offered(&app, "room", first + Duration::days(3)).await, "COUNT=3: the fourth day is free");
+    assert!(offered(&app, "room", first + Duration::hours(1)).await);
+}
