@@ -75,6 +75,7 @@ run_event_checks() {
   check cancel events/apigw-reschedule.json 'status == 404 and body["type"] == "booking_not_found"'
   check calendar-writer events/sqs-calendar-jobs.json 'r == {"batchItemFailures": []}'
   check reconcile events/schedule-reconcile.json 'r["resources"] == 0 and r["missing"] == [] and r["errors"] == []'
+  check busy-refresh events/schedule-busy-refresh.json 'r["resources"] == 0 and r["refreshed"] == [] and r["errors"] == []'
 
   refunds="$(curl -s "$SIM/_sim/refunds")"
   if python3 -c 'import json,sys; r=json.loads(sys.argv[1])["refunds"]; sys.exit(0 if len(r) == 1 and r[0]["payment_intent"] == sys.argv[2] else 1)' "$refunds" "$pi"; then

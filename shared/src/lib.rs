@@ -20,6 +20,7 @@
 //!   place an outcome becomes a status code and a JSON problem body.
 //! - [`jobs`]: the queue and schedule consumers, [`jobs::calendar_writer`]
 //!   and [`jobs::reconcile`].
+//! - [`busy`]: busy time read from the hosts' calendars, cached per resource.
 //! - [`config`]: environment variables and client construction, once per process.
 //! - [`metrics`] (CloudWatch embedded metric format) and [`telemetry`] (tracing
 //!   set up the Lambda runtime's way).
@@ -31,6 +32,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod busy;
 pub mod config;
 pub mod domain;
 pub mod jobs;

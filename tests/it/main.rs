@@ -10,6 +10,7 @@
 mod authorization;
 mod bad_input;
 mod booking_types;
+mod busy;
 mod calendar_adapters;
 mod calendar_flow;
 mod calendar_targets;

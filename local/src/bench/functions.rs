@@ -142,6 +142,7 @@ impl Binary {
                 env.push(("SLOTGUARD_RECONCILE_DAYS", "30".into()));
                 (file("schedule-reconcile.json"), env, 300)
             }
+            "busy-refresh" => (file("schedule-busy-refresh.json"), secrets.to_vec(), 50),
             _ => return None,
         };
         let mut env: Vec<(String, String)> = vec![

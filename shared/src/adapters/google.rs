@@ -45,6 +45,9 @@
 //! (`412`, or that `400` from a server ignoring `If-Match`), the adapter
 //! starts over, a few times, then reports a transient `conflict`.
 
+#[path = "google_busy.rs"]
+mod busy;
+
 use super::calendar_secrets::CalendarSecrets;
 use super::http;
 /// Why an adapter could not be built (shared by both adapters).

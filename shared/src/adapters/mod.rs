@@ -20,6 +20,7 @@
 //!   client here uses.
 
 pub mod aws;
+mod busy_source;
 pub mod caldav;
 pub mod calendar_secrets;
 pub mod calendars;

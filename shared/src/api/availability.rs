@@ -19,7 +19,7 @@ use super::{RequestError, json_response, path_param, respond};
 use crate::domain::{
     Assignment, BookingType, Lock, LockKey, Price, Resource, ResourceId, Slot, cells, rfc3339, seat_group,
 };
-use crate::ports::{ClaimStore, ResourceStore, StoreError};
+use crate::ports::{BusyStore, ClaimStore, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -50,10 +50,12 @@ pub enum AvailabilityError {
     Rules(#[from] super::reserve::RuleError),
     #[error("duration must be a whole number of minutes")]
     InvalidDuration,
+    #[error(transparent)]
+    Busy(#[from] crate::busy::BusyError),
 }
 
 api_error!(AvailabilityError {
-    wraps: [Request, Store],
+    wraps: [Request, Store, Busy],
     Self::NotFound(_) => ResourceNotFound,
     Self::InvalidInstant(_) => InvalidQuery,
     Self::InvalidRange(_) => InvalidRange,
@@ -87,12 +89,12 @@ struct AvailabilityView<'a> {
 }
 
 /// Handles `GET /v1/resources/{id}/slots`.
-pub async fn availability<S: ResourceStore + ClaimStore>(store: &S, req: Request) -> Response<Body> {
+pub async fn availability<S: ResourceStore + ClaimStore + BusyStore>(store: &S, req: Request) -> Response<Body> {
     availability_at(store, req, Utc::now()).await
 }
 
 /// [`availability`] at a given instant (tests drive the clock).
-pub async fn availability_at<S: ResourceStore + ClaimStore>(
+pub async fn availability_at<S: ResourceStore + ClaimStore + BusyStore>(
     store: &S,
     req: Request,
     now: DateTime<Utc>,
@@ -100,7 +102,7 @@ pub async fn availability_at<S: ResourceStore + ClaimStore>(
     respond(run(store, &req, now).await)
 }
 
-async fn run<S: ResourceStore + ClaimStore>(
+async fn run<S: ResourceStore + ClaimStore + BusyStore>(
     store: &S,
     req: &Request,
     now: DateTime<Utc>,
@@ -171,8 +173,9 @@ type LiveCells = std::collections::BTreeMap<DateTime<Utc>, Option<String>>;
 /// would accept at `now`. A seated type's slot is open while its group has
 /// a seat left and its cells are free or the group's; a team's while one
 /// member (round-robin) or every member (collective) has the slot inside
-/// its own hours and its cells free.
-pub async fn open_slots<S: ClaimStore + ResourceStore>(
+/// its own hours, its cells and its busy time free (busy time:
+/// [`crate::busy::busy_between`]).
+pub async fn open_slots<S: ClaimStore + ResourceStore + BusyStore>(
     store: &S,
     resource: &Resource,
     kind: &BookingType,
@@ -180,7 +183,7 @@ pub async fn open_slots<S: ClaimStore + ResourceStore>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<OpenSlot>, StoreError> {
+) -> Result<Vec<OpenSlot>, AvailabilityError> {
     // The grid's slots inside the notice and advance window: exactly the
     // starts `Resource::bookable_slot` accepts (`latest` itself included).
     let (earliest, latest) = kind.window(now, resource.hold_minutes);
@@ -213,6 +216,21 @@ pub async fn open_slots<S: ClaimStore + ResourceStore>(
     });
     let full_days = full_days(store, resource, kind, &candidates, now);
     let (live_per_host, full_days) = futures::future::try_join(futures::future::try_join_all(reads), full_days).await?;
+    // Each host's busy time over the candidates' blocked intervals. A team
+    // member whose calendar was not read recently is not free (unknown is
+    // never free); a resource of its own answers 503 instead.
+    let span = (blocked.iter().map(|b| b.0).min(), blocked.iter().map(|b| b.1).max());
+    let mut busy_per_host: Vec<Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>> = Vec::with_capacity(hosts.len());
+    for host in &hosts {
+        busy_per_host.push(match span {
+            (Some(a), Some(b)) => match crate::busy::busy_between(store, host, a, b, now).await {
+                Ok(busy) => Some(busy),
+                Err(e) if resource.team.is_some() && matches!(e, crate::busy::BusyError::Unavailable(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            _ => Some(Vec::new()),
+        });
+    }
     let cells_per_host: Vec<LiveCells> = live_per_host
         .iter()
         .map(|locks| {
@@ -248,8 +266,11 @@ pub async fn open_slots<S: ClaimStore + ResourceStore>(
         let free: Vec<bool> = hosts
             .iter()
             .zip(&cells_per_host)
-            .map(|(host, cells_of)| {
-                (resource.team.is_none() || host.open_during(slot.start, slot.end)) && free_on(cells_of)
+            .zip(&busy_per_host)
+            .map(|((host, cells_of), busy)| {
+                (resource.team.is_none() || host.open_during(slot.start, slot.end))
+                    && free_on(cells_of)
+                    && busy.as_ref().is_some_and(|busy| !crate::busy::overlaps(busy, a, b))
             })
             .collect();
         let is_open = if collective {

@@ -107,6 +107,8 @@ problem_kinds! {
     SoldOut => ("sold_out", CONFLICT, "Sold out"),
     /// the resource's settings changed since the hold and no longer offer it; the hold is released
     SettingsChanged => ("settings_changed", CONFLICT, "Settings changed"),
+    /// the host's own calendar has an event overlapping the slot (buffers included)
+    HostBusy => ("host_busy", CONFLICT, "Host busy"),
     /// the hold lapsed before checkout
     HoldExpired => ("hold_expired", GONE, "Hold expired"),
     /// the body did not arrive in time (the local gateway; API Gateway times out slow clients itself)
@@ -149,6 +151,8 @@ problem_kinds! {
     QueueUnavailable => ("queue_unavailable", SERVICE_UNAVAILABLE, "Queue unavailable"),
     /// a Checkout Session event could not be read; Stripe keeps it for retry
     UnreadableEvent => ("unreadable_event", SERVICE_UNAVAILABLE, "Unreadable event"),
+    /// the host's calendar has not been read recently enough to tell whether the slot is free
+    BusyTimeUnavailable => ("busy_time_unavailable", SERVICE_UNAVAILABLE, "Busy time unavailable"),
     /// every attempt found the state changed under it
     ConcurrentUpdate => ("concurrent_update", SERVICE_UNAVAILABLE, "Concurrent update"),
 }
@@ -160,7 +164,7 @@ impl ProblemKind {
         use ProblemKind::*;
         match self {
             RequestInProgress | ServiceUnavailable | ConcurrentUpdate => Some(1),
-            PaymentProviderUnavailable | QueueUnavailable => Some(5),
+            PaymentProviderUnavailable | QueueUnavailable | BusyTimeUnavailable => Some(5),
             UnreadableEvent => Some(60),
             _ => None,
         }
@@ -182,6 +186,7 @@ impl ProblemKind {
             QueueUnavailable => Some("the calendar queue did not take the job; retry"),
             UnreadableEvent => Some("this Checkout Session event could not be read; it is kept for retry"),
             ConcurrentUpdate => Some("concurrent updates; retry"),
+            BusyTimeUnavailable => Some("the host's calendar has not been read recently; retry shortly"),
             _ => None,
         }
     }

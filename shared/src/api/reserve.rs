@@ -27,15 +27,17 @@ use crate::domain::{
     BookingType, Claim, Customer, DayToken, DurationSpec, Lock, LockKey, ReservationId, ReservationSecret,
     ReservationStatus, Resource, ResourceId, SlotKey, StartError, rfc3339,
 };
-use crate::ports::{ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError};
+use crate::ports::{
+    BusyStore, ClaimStore, HoldOutcome, IdempotencyStore, ReservationHistory, ResourceStore, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 /// What a reserve handler needs from storage.
-pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore {}
-impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore> ReserveStore for T {}
+pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore {}
+impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore> ReserveStore for T {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,10 +80,15 @@ pub enum ReserveError {
     DayFull,
     #[error("every seat of this slot is taken; try another slot")]
     SoldOut,
+    #[error("the host is busy at that time (an event on the host's calendar overlaps the slot); choose another slot")]
+    HostBusy,
+    #[error(transparent)]
+    Busy(#[from] crate::busy::BusyError),
 }
 
 api_error!(ReserveError {
-    wraps: [Request, Idempotency, Store],
+    wraps: [Request, Idempotency, Store, Busy],
+    Self::HostBusy => HostBusy,
     Self::InvalidField(_) => InvalidField,
     Self::UnknownResource(_) => UnknownResource,
     Self::Rules(e) => e.kind(),
@@ -196,6 +203,7 @@ impl ReserveError {
                 | Self::SlotTaken { .. }
                 | Self::DayFull
                 | Self::SoldOut
+                | Self::HostBusy
         )
     }
 }
@@ -271,6 +279,13 @@ async fn hold<S: ReserveStore>(
     }
     let Admitted { kind, duration, start, end } = admitted?;
     let resource = resource.expect("admitted by a resource");
+    // The host's own calendar (cached busy time), before anything is written.
+    let (blocked_from, blocked_to) = kind.terms(duration.minutes).blocked(start, end);
+    let busy = crate::busy::busy_between(store, &resource, blocked_from, blocked_to, now).await?;
+    if crate::busy::overlaps(&busy, blocked_from, blocked_to) {
+        tracing::info!(resource_id = %resource.id, "slot overlaps the host's busy time");
+        return Err(ReserveError::HostBusy);
+    }
     let key = SlotKey { resource_id, start };
     let expires_at = now + Duration::minutes(i64::from(resource.hold_minutes));
     let secret = ReservationSecret::generate();
@@ -387,20 +402,31 @@ async fn team_members<S: ReserveStore>(
     hold: &Claim,
     now: DateTime<Utc>,
 ) -> Result<Members, ReserveError> {
-    let mut open = Vec::new();
-    for member in &team.members {
-        let resource = store.cached_resource(member, now).await?;
-        if resource.is_some_and(|r| r.open_during(hold.slot.start, hold.end)) {
-            open.push(member.clone());
-        }
-    }
-    if team.assignment == crate::domain::Assignment::Collective {
-        if open.len() < team.members.len() {
-            return Err(ReserveError::SlotTaken { booked: false });
-        }
-        return Ok(Members::All(open));
-    }
     let (from, to) = hold.blocked();
+    let collective = team.assignment == crate::domain::Assignment::Collective;
+    let mut open = Vec::new();
+    let mut busy = false;
+    for member in &team.members {
+        let Some(resource) = store.cached_resource(member, now).await? else { continue };
+        if !resource.open_during(hold.slot.start, hold.end) {
+            continue;
+        }
+        // The member's own calendar: busy (or not read recently) removes
+        // that member only; for a collective booking it refuses the slot.
+        match crate::busy::busy_between(store, &resource, from, to, now).await {
+            Ok(intervals) if !crate::busy::overlaps(&intervals, from, to) => open.push(member.clone()),
+            Ok(_) => busy = true,
+            Err(e) if collective => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    if collective {
+        return match open.len() == team.members.len() {
+            true => Ok(Members::All(open)),
+            false if busy => Err(ReserveError::HostBusy),
+            false => Err(ReserveError::SlotTaken { booked: false }),
+        };
+    }
     let day = super::availability::local_day(team_resource, hold.slot.start);
     let mut ranked = Vec::new();
     for member in open {
@@ -413,6 +439,9 @@ async fn team_members<S: ReserveStore>(
         ranked.push((load, fastrand::u32(..), member));
     }
     ranked.sort();
+    if ranked.is_empty() && busy {
+        return Err(ReserveError::HostBusy);
+    }
     Ok(Members::OneOf(ranked.into_iter().map(|(_, _, m)| m).collect()))
 }
 

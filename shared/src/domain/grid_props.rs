@@ -126,6 +126,7 @@ fn resource(s: &Scenario) -> Resource {
             .collect(),
         calendar: CalendarTarget::None,
         team: None,
+        busy_time: None,
     };
     Resource::from_spec(ResourceId::parse("props").unwrap(), spec).expect("generated specs are valid")
 }

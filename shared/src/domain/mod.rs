@@ -24,8 +24,8 @@ pub use reservation::{
     ReservationStatus, SlotKey, rfc3339, seat_group,
 };
 pub use resource::{
-    Assignment, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError, ResourceId,
-    ResourceSpec, Team, TeamSpec,
+    Assignment, BusyTimeSpec, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError,
+    ResourceId, ResourceSpec, Team, TeamSpec,
 };
 pub use rules::StartError;
 pub use secret::{ReservationSecret, SecretHash};

@@ -308,6 +308,10 @@ pub struct ResourceSpec {
     /// whether they are free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<TeamSpec>,
+    /// Whether events on that calendar which slotguard did not write block
+    /// the slots they overlap (README, "Busy time"). Absent: they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_time: Option<BusyTimeSpec>,
 }
 
 /// A team as an admin submits it.
@@ -338,6 +342,15 @@ pub const MAX_TEAM_MEMBERS: usize = 10;
 pub struct Team {
     pub members: Vec<ResourceId>,
     pub assignment: Assignment,
+}
+
+/// `busy_time` of a [`ResourceSpec`]: read the resource's own `calendar`
+/// for the host's other events (see [`crate::busy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusyTimeSpec {
+    /// `true`: the host's events block slots; needs a `calendar`.
+    pub enabled: bool,
 }
 
 fn default_hold_minutes() -> u32 {
@@ -382,6 +395,11 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the host's own calendar events block slots ([`crate::busy`]).
+    pub fn busy_time_enabled(&self) -> bool {
+        self.spec.busy_time.is_some_and(|b| b.enabled)
+    }
+
     /// Validates a spec into a resource.
     pub fn from_spec(id: ResourceId, spec: ResourceSpec) -> Result<Self, ResourceError> {
         let name = spec.name.trim();
@@ -431,6 +449,9 @@ impl Resource {
         }
         if let Some(credentials) = spec.calendar.credentials() {
             CredentialsRef::parse(credentials)?;
+        }
+        if spec.busy_time.is_some_and(|b| b.enabled) && spec.calendar == CalendarTarget::None {
+            return Err(ResourceError("busy_time.enabled needs a calendar to read busy time from".into()));
         }
         let team = spec.team.as_ref().map(|t| team(&id, t, &spec.calendar, &booking_types)).transpose()?;
         Ok(Self {
@@ -636,6 +657,7 @@ pub(crate) mod tests {
             date_overrides: Vec::new(),
             calendar: CalendarTarget::None,
             team: None,
+            busy_time: None,
         }
     }
 
@@ -743,6 +765,7 @@ pub(crate) mod tests {
             (spec("Europe/Berlin", 30, &[("09:02", "12:00")]), "multiples of 5 minutes"),
             (spec("Europe/Berlin", 30, &[("09:00", "11:59")]), "multiples of 5 minutes"),
             (ResourceSpec { calendar: CalendarTarget::caldav("ftp://x"), ..ok.clone() }, "calendar.url"),
+            (ResourceSpec { busy_time: Some(BusyTimeSpec { enabled: true }), ..ok.clone() }, "busy_time.enabled"),
             (ResourceSpec { calendar: CalendarTarget::google(" "), ..ok.clone() }, "calendar.calendar_id"),
             (
                 ResourceSpec {

@@ -3,9 +3,12 @@
 //! - [`calendar_writer`]: takes calendar jobs off the SQS queue and writes or
 //!   deletes the booking's event, retrying with backoff and parking jobs that
 //!   keep failing on the dead-letter queue.
+//! - [`busy_refresh`]: on a schedule, reads the calendars of resources with
+//!   busy time enabled into their cached busy time.
 //! - [`reconcile`]: on a schedule, compares each resource's calendar with its
 //!   bookings and repairs the difference.
 
+pub mod busy_refresh;
 pub mod calendar_writer;
 pub mod reconcile;
 

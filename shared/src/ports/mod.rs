@@ -4,6 +4,7 @@
 //! Flows are generic over these; [`crate::adapters`] implements them, and
 //! tests wrap or fake them.
 
+pub mod busy;
 pub mod calendar;
 pub mod payments;
 pub mod queue;
@@ -13,6 +14,7 @@ pub mod storage;
 /// chain (an SDK error, an HTTP error, or a message).
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+pub use busy::*;
 pub use calendar::*;
 pub use payments::*;
 pub use queue::*;

@@ -72,6 +72,8 @@ pub(crate) struct Tables {
     pub outcomes: BTreeMap<String, OutcomeItem>,
     /// Keyed by reference.
     pub attention: BTreeMap<String, Attention>,
+    /// Busy-time snapshots, by resource.
+    pub busy: BTreeMap<ResourceId, crate::ports::BusySnapshot>,
 }
 
 impl Tables {
@@ -674,6 +676,23 @@ impl AttentionStore for MemoryStore {
 
 /// The fake's own conditions, checked against what the port documents:
 /// the handler tests trust them.
+impl crate::ports::BusyStore for MemoryStore {
+    async fn busy_snapshot(&self, id: &ResourceId) -> Result<Option<crate::ports::BusySnapshot>, StoreError> {
+        self.with("busy_snapshot", |t| t.busy.get(id).cloned())
+    }
+
+    async fn save_busy_snapshot(
+        &self,
+        snapshot: &crate::ports::BusySnapshot,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let newer = |t: &Tables| t.busy.get(&snapshot.resource_id).is_none_or(|b| b.fetched_at < snapshot.fetched_at);
+        self.write_if("save_busy_snapshot", newer, |t| {
+            t.busy.insert(snapshot.resource_id.clone(), snapshot.clone());
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,6 +290,20 @@ impl<T: ResourceStore> ResourceStore for Faulty<T> {
     }
 }
 
+/// Busy time passes straight through (the harness has no busy-time resources).
+impl<T: slotguard::ports::BusyStore> slotguard::ports::BusyStore for Faulty<T> {
+    async fn busy_snapshot(&self, id: &ResourceId) -> Result<Option<slotguard::ports::BusySnapshot>, StoreError> {
+        self.0.busy_snapshot(id).await
+    }
+    async fn save_busy_snapshot(
+        &self,
+        snapshot: &slotguard::ports::BusySnapshot,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.0.save_busy_snapshot(snapshot, expires_at).await
+    }
+}
+
 impl<T: ClaimStore> ClaimStore for Faulty<T> {
     async fn place_hold(
         &self,

@@ -37,6 +37,7 @@
 //! The collection URL itself must pass the [`OutboundPolicy`] before every
 //! request and on every connection.
 
+pub mod busy;
 pub mod ics;
 pub(crate) mod xml;
 

@@ -12,6 +12,7 @@
 //! | payment outcome | `PAYMENT#{checkout session id}` | `PAYMENT` |
 //! | a reservation's own Checkout Session | `CHECKOUT#{reservation id}` | `CHECKOUT` |
 //! | operator queue | `ATTENTION` | the item's reference |
+//! | busy time read from a resource's calendar | `BUSY#{resource}` | `BUSY` |
 //!
 //! A booking item holds everything about one reservation and is found by its
 //! id with one `GetItem`. Its locks (one per 5-minute cell of its blocked
@@ -29,6 +30,14 @@
 //! was given, so the cells keep single bookings out exactly while a seat may
 //! be live (see [`crate::adapters::dynamo`]); their TTL `expires_at` is 30
 //! days after the slot.
+//!
+//! The busy-time item (`adapters/dynamo/busy.rs`, [`crate::busy`]) holds one
+//! read of a resource's calendar: `fetched_at` (epoch milliseconds when the
+//! read started), `window_from`/`window_to` (epoch seconds: what was read),
+//! `source` (a digest of the calendar target read), `intervals` (JSON
+//! `[[start, end], ...]`, epoch seconds, merged) and `expires_at` (TTL, a
+//! day past its maximum age). It is replaced whole, only by a read that
+//! started later (`fetched_at < :mine`).
 
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,

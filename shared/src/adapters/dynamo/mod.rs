@@ -1,5 +1,6 @@
 //! The DynamoDB adapter: every storage port implemented against one table.
 
+mod busy;
 pub mod items;
 
 use crate::domain::{
