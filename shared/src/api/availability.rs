@@ -220,7 +220,7 @@ pub async fn open_slots<S: ClaimStore + ResourceStore + BusyStore>(
     // member whose calendar was not read recently is not free (unknown is
     // never free); a resource of its own answers 503 instead.
     let span = (blocked.iter().map(|b| b.0).min(), blocked.iter().map(|b| b.1).max());
-    let mut busy_per_host: Vec<Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>> = Vec::with_capacity(hosts.len());
+    let mut busy_per_host: Vec<Option<Vec<crate::ports::BusyInterval>>> = Vec::with_capacity(hosts.len());
     for host in &hosts {
         busy_per_host.push(match span {
             (Some(a), Some(b)) => match crate::busy::busy_between(store, host, a, b, now).await {
