@@ -118,7 +118,7 @@ async fn wait_for_refresh(store: &DynamoStore, resource: &str, after: DateTime<U
 }
 
 /// Waits until availability of `resource` answers (its first refresh landed).
-async fn wait_until_readable(app: &TestApp, resource: &str) {
+pub(crate) async fn wait_until_readable(app: &TestApp, resource: &str) {
     for _ in 0..100 {
         let r = app
             .http
@@ -137,7 +137,7 @@ async fn wait_until_readable(app: &TestApp, resource: &str) {
 
 /// The deadline for a change to show: the refresh interval, plus slack for
 /// the read and this machine's load.
-fn deadline() -> std::time::Duration {
+pub(crate) fn deadline() -> std::time::Duration {
     INTERVAL + std::time::Duration::from_secs(5)
 }
 

@@ -239,3 +239,48 @@ async fn a_team_resource_is_checked_at_put() {
     let body = assert_problem(put(team(json!(["pair", "m3"]), "round_robin")).await, 422, "invalid_resource").await;
     assert!(body["detail"].as_str().unwrap().contains("is a team"), "{body}");
 }
+
+#[tokio::test]
+async fn a_members_own_calendar_event_removes_only_that_member() {
+    use crate::busy::{Scheduler, busy_spec, calendars, deadline, ics_time, put_caldav_event, wait_until_readable};
+    use crate::calendar_adapters::fresh_collection;
+    let app = spawn_app().await;
+    let mut collections = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        let collection = fresh_collection().await;
+        app.put_resource(m, &busy_spec(json!({ "type": "caldav", "url": collection }), "UTC")).await;
+        collections.push(collection);
+    }
+    for (team, assignment) in [("rr", "round_robin"), ("panel", "collective")] {
+        let mut spec = open_all_day();
+        spec["team"] = json!({ "members": ["m1", "m2", "m3"], "assignment": assignment });
+        app.put_resource(team, &spec).await;
+    }
+    let _scheduler = Scheduler::start(&app.store, calendars(None));
+    for m in ["m1", "m2", "m3"] {
+        wait_until_readable(&app, m).await;
+    }
+    let start = hour_from_now(30);
+    assert_eq!(app.slots("panel", start, start + Duration::minutes(1)).await, vec![rfc3339(start)]);
+    // m1's host puts a private appointment on m1's calendar, and m2 is busy too.
+    let props = format!("DTSTART:{}\nDTEND:{}", ics_time(start), ics_time(start + Duration::minutes(20)));
+    put_caldav_event(&collections[0], "dentist", &props).await;
+    put_caldav_event(&collections[1], "school-run", &props).await;
+    let started = std::time::Instant::now();
+    while !app.slots("panel", start, start + Duration::minutes(1)).await.is_empty() {
+        assert!(started.elapsed() < deadline(), "the collective slot is still offered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_problem(app.reserve("panel", start, "panel@example.com").await, 409, "host_busy").await;
+    // Round-robin still offers the slot (m3 is free) and gives it to m3.
+    assert_eq!(app.slots("rr", start, start + Duration::minutes(1)).await, vec![rfc3339(start)]);
+    let r = app.reserve("rr", start, "rr@example.com").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = app.remember(&r.json().await.unwrap());
+    assert_eq!(hosts_by_booking(&app, "rr").await[&id], vec!["m3".to_owned()]);
+    // With m3 taken, only busy time stands in the way: 409 host_busy.
+    assert_problem(app.reserve("rr", start, "again@example.com").await, 409, "host_busy").await;
+    // An hour later nobody is busy.
+    let later = start + Duration::hours(1);
+    assert_eq!(app.reserve("panel", later, "panel@example.com").await.status(), StatusCode::CREATED);
+}
