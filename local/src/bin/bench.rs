@@ -7,7 +7,8 @@
 //! - request path latency through the local gateway (the same handlers) and
 //!   the peak memory of this process;
 //! - contention: many holds at once on few slots;
-//! - seats and teams: availability of a team of 5, team and seat holds;
+//! - seats and teams: availability of a team of 5 with busy time, team
+//!   and seat holds;
 //! - warm `reserve` (in-process) against the raw DynamoDB writes it is built
 //!   on, on the same client;
 //! - round trips per flow, counted by recording proxies in front of DynamoDB
@@ -241,13 +242,34 @@ async fn main() {
 
     if section("teams") {
         heading("Seats and teams through the local gateway");
-        // Five members, open around the clock, each with bookings every
-        // other hour of the week; a round-robin team over them.
+        // Five members, open around the clock, each with a booking every
+        // ten hours of the week and busy time (a 45-minute event every
+        // seven hours, as the refresh caches it); a round-robin team over them.
         let members: Vec<String> = (1..=5).map(|i| format!("member-{i}")).collect();
         for (i, m) in members.iter().enumerate() {
-            let spec = hourly(&format!("Member {i}"), None);
+            let mut spec = hourly(&format!("Member {i}"), None);
+            let calendar = slotguard::domain::CalendarTarget::caldav(format!("http://127.0.0.1:9/{m}/"));
+            spec["calendar"] = serde_json::to_value(&calendar).unwrap();
+            spec["busy_time"] = serde_json::json!({"enabled": true});
             let r = http.put(format!("{base}/v1/resources/{m}")).bearer_auth(TOKEN).json(&spec).send().await.unwrap();
-            assert!(r.status().is_success(), "create a member");
+            assert!(r.status().is_success(), "create a member: {}", r.text().await.unwrap_or_default());
+            let now = chrono::Utc::now();
+            let snapshot = slotguard::ports::BusySnapshot {
+                resource_id: slotguard::domain::ResourceId::parse(m).unwrap(),
+                fetched_at: now,
+                from: now - chrono::Duration::days(1),
+                to: now + chrono::Duration::days(60),
+                source: slotguard::ports::source_digest(&calendar),
+                intervals: (0..60 * 24 / 7)
+                    .map(|k| {
+                        let s = day + chrono::Duration::hours(7 * k + i as i64);
+                        (s, s + chrono::Duration::minutes(45))
+                    })
+                    .collect(),
+            };
+            let saved =
+                slotguard::ports::BusyStore::save_busy_snapshot(&store, &snapshot, now + chrono::Duration::days(1));
+            assert!(saved.await.unwrap(), "cache the member's busy time");
             for h in (i..7 * 24).step_by(10) {
                 let start = day + chrono::Duration::hours(h as i64);
                 let hold = serde_json::json!({"resource_id": m, "start": slotguard::domain::rfc3339(start),
@@ -261,12 +283,12 @@ async fn main() {
         assert!(r.status().is_success(), "create the team");
         let from = slotguard::domain::rfc3339(day);
         let to = slotguard::domain::rfc3339(day + chrono::Duration::days(7));
-        run("availability, team of 5 (round-robin), 7 days, c=8", 200, 8, |_| {
+        run("availability, team of 5 (round-robin) with busy time, 7 days, c=8", 200, 8, |_| {
             http.get(format!("{base}/v1/resources/team/slots")).query(&[("from", &from), ("to", &to)]).send()
         })
         .await
         .print();
-        run("availability, one member, 7 days, c=8", 200, 8, |_| {
+        run("availability, one member with busy time, 7 days, c=8", 200, 8, |_| {
             http.get(format!("{base}/v1/resources/member-1/slots")).query(&[("from", &from), ("to", &to)]).send()
         })
         .await
@@ -276,7 +298,7 @@ async fn main() {
             serde_json::json!({"resource_id": "team", "start": slotguard::domain::rfc3339(start),
                 "customer": {"name": "Bench", "email": format!("t{i}@example.com")}})
         };
-        run("reserve on the team, 5 holds per start (one per member), c=5", 500, 5, |i| {
+        run("reserve on the team, 5 holds per start (one per free member), c=5", 500, 5, |i| {
             http.post(format!("{base}/v1/reservations")).json(&team_hold(i)).send()
         })
         .await

@@ -220,17 +220,17 @@ pub async fn open_slots<S: ClaimStore + ResourceStore + BusyStore>(
     // member whose calendar was not read recently is not free (unknown is
     // never free); a resource of its own answers 503 instead.
     let span = (blocked.iter().map(|b| b.0).min(), blocked.iter().map(|b| b.1).max());
-    let mut busy_per_host: Vec<Option<Vec<crate::ports::BusyInterval>>> = Vec::with_capacity(hosts.len());
-    for host in &hosts {
-        busy_per_host.push(match span {
+    let busy_reads = hosts.iter().map(|host| async move {
+        match span {
             (Some(a), Some(b)) => match crate::busy::busy_between(store, host, a, b, now).await {
-                Ok(busy) => Some(busy),
-                Err(e) if resource.team.is_some() && matches!(e, crate::busy::BusyError::Unavailable(_)) => None,
-                Err(e) => return Err(e.into()),
+                Ok(busy) => Ok(Some(busy)),
+                Err(crate::busy::BusyError::Unavailable(_)) if resource.team.is_some() => Ok(None),
+                Err(e) => Err(AvailabilityError::from(e)),
             },
-            _ => Some(Vec::new()),
-        });
-    }
+            _ => Ok(Some(Vec::new())),
+        }
+    });
+    let busy_per_host = futures::future::try_join_all(busy_reads).await?;
     let cells_per_host: Vec<LiveCells> = live_per_host
         .iter()
         .map(|locks| {
