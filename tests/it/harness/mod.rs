@@ -187,7 +187,8 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
          5xx: {} with a fault, {} 503 after a pause; \
          {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps, \
          {} moves ({} refused), {} late cancels, {} price changes ({} holds released at checkout); \
-         final: {} confirmed, {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
+         {} seat holds ({} sold out, {} seat moves refused), {} team holds; \
+         final: {} confirmed ({} seats, {} team bookings), {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
         stats.histories,
         elapsed.as_secs_f64(),
         stats.steps,
@@ -211,7 +212,13 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         stats.late_cancels,
         stats.settings_changes,
         stats.settings_refusals,
+        stats.seat_holds,
+        stats.sold_out,
+        stats.seat_moves_refused,
+        stats.team_holds,
         stats.confirmed,
+        stats.confirmed_seats,
+        stats.confirmed_team,
         stats.cancelled,
         stats.refunds,
         stats.calendar_events,

@@ -314,13 +314,25 @@ impl Gen {
                     }
                 };
                 // Often the slot of an earlier hold: contention is the point.
+                // The rooms ra, rb (0, 1) as before, the seated room rs (2),
+                // the members m1..m3 (3..=5) and the teams rr, co (6, 7).
                 let (resource, slot) = match self.last_slot {
                     Some(same) if rng.u32(0..10) < 4 => same,
-                    _ => (rng.usize(0..2), rng.usize(0..5)),
+                    _ => {
+                        let resource = match rng.u32(0..20) {
+                            0..=5 => rng.usize(0..2),
+                            6..=11 => 2,
+                            12..=14 => rng.usize(3..6),
+                            _ => rng.usize(6..8),
+                        };
+                        (resource, rng.usize(0..5))
+                    }
                 };
                 self.last_slot = Some((resource, slot));
-                // Of the resource's types and their durations (taken modulo how many).
+                // Of the resource's types and their durations (taken modulo
+                // how many); on rs mostly its seated type, so groups fill up.
                 let (kind, duration) = (rng.usize(0..2), rng.usize(0..2));
+                let kind = if resource == 2 && rng.u32(0..4) > 0 { 0 } else { kind };
                 Step::Reserve { resource, slot, kind, duration, customer: rng.usize(0..3), key }
             }
             "checkout" => {
@@ -393,7 +405,7 @@ impl Gen {
                     _ => Step::ClockJump { minutes: rng.i64(1..46) },
                 }
             }
-            "settings" => Step::Settings { resource: rng.usize(0..2), level: rng.u8(0..3) },
+            "settings" => Step::Settings { resource: rng.usize(0..8), level: rng.u8(0..3) },
             _ => {
                 self.resumes += 1;
                 Step::Resume { parked: rng.usize(0..3) }
