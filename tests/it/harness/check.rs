@@ -988,6 +988,24 @@ pub async fn final_checks(r: &mut Runner) {
         ),
         "",
     );
+    // The writer has drained and every event is checked above: reconcile
+    // finds nothing to do but a move whose client gave up.
+    let unexpected: Vec<String> = report
+        .missing
+        .iter()
+        .chain(&report.orphans_removed)
+        .chain(report.moved.iter().filter(|id| !r.abandoned_moves.contains(id.as_str())))
+        .map(|id| id.to_string())
+        .collect();
+    if !unexpected.is_empty() {
+        r.violate(
+            "I4",
+            format!(
+                "reconcile after the calendar queue drained found missing {:?}, orphans {:?}, moved {:?} (unexplained: {unexpected:?})",
+                report.missing, report.orphans_removed, report.moved
+            ),
+        );
+    }
     r.drain_calendar().await;
     calendar_check(r, &status, &intervals, "after reconcile").await;
 

@@ -355,6 +355,9 @@ async fn scenarios() {
         let r = run_plan(1, plan.clone()).await;
         if r.violations.is_empty() {
             say!("scenario {name}: ok");
+            if std::env::var_os("SLOTGUARD_HARNESS_VERBOSE").is_some() {
+                print_history("  history:", &r.log);
+            }
             continue;
         }
         say!("\nscenario {name} fails:");

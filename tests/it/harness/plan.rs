@@ -466,6 +466,31 @@ pub fn scenarios() -> Vec<(&'static str, Vec<PlanStep>)> {
     };
     vec![
         (
+            // A round-robin team booking (rr, the world's 7th resource),
+            // written to its member's calendar, then moved with the answer
+            // lost and no retry: no calendar job, so reconcile must move the
+            // member's event.
+            "a team booking moved with its answer lost, judged by reconcile on its member's calendar",
+            vec![
+                step(Step::Reserve { resource: 6, slot: 0, kind: 0, duration: 0, customer: 0, key: KeyMode::None }),
+                step(Step::Checkout { reservation: 0, url: UrlVariant::Default }),
+                step(Step::Pay { session: 0, delayed: false }),
+                step(Step::Deliver { pick: EventPick::Unacknowledged(0) }),
+                step(Step::CalendarWork { lose_delete: false }),
+                PlanStep {
+                    step: Step::Reschedule {
+                        reservation: 0,
+                        slot: 2,
+                        duration: None,
+                        auth: Auth::Admin,
+                        gives_up: true,
+                    },
+                    // Every read, then the move's transaction: done, answered 503.
+                    script: vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::FailAfter],
+                },
+            ],
+        ),
+        (
             // The cancel reads the booking, the move commits, the cancel goes
             // on with what it read: it must still free the booking's locks.
             "cancel parked at its write while the booking is moved",
