@@ -2,15 +2,34 @@
 //!
 //! After every step, and again on the final state (cheap, from one Scan of
 //! the table, reading the booking items, never trusting the locks for it):
-//! - I1: no two live bookings of a resource have overlapping blocked
-//!   intervals `[start − buffer_before, end + buffer_after)`, computed from
-//!   each booking item's own `terms` and interval; a type's `max_per_day` is
-//!   never exceeded on a day; a confirmed, pending or cancelling booking and
-//!   its locks carry no TTL attribute, a hold and its locks always do;
-//! - I7: every live booking holds exactly its locks (one per 5-minute cell of
-//!   its blocked interval, plus its day token), owned by it, booked or held
-//!   as it is, expiring with it; and no live lock belongs to a reservation
-//!   whose booking is gone or not live (a lock nobody would ever free);
+//! - I1: no two live bookings of a host have overlapping blocked intervals
+//!   `[start − buffer_before, end + buffer_after)`, computed from each
+//!   booking item's own `terms` and interval; a host is the booking's
+//!   resource, or each team member named in a team booking's `hosts`; seats
+//!   of one seat group (same resource, type, start and blocked interval) may
+//!   overlap each other, and only each other; a seat group has at most
+//!   `terms.seats` live seats, each with its own seat index; a type's
+//!   `max_per_day` is never exceeded on a day; a confirmed, pending or
+//!   cancelling booking and its locks carry no TTL attribute, a hold and its
+//!   locks always do;
+//! - I7: every live booking holds exactly its locks, owned by it, booked or
+//!   held as it is, expiring with it: one per 5-minute cell of its blocked
+//!   interval in each host's cell partition (a team booking: each member's,
+//!   never the team's own), or for a seat its seat token
+//!   (`CELL#{resource}#{date}` / `SEAT#{group}#{index}`) instead, plus its day
+//!   token; every cell of a live seat's blocked interval is `SEATED` for its
+//!   group with `booked` equal to the group's paid seats (payment pending,
+//!   confirmed, cancelling) and `seats_until` no earlier than any live held
+//!   seat's expiry; every seated cell's `booked` is its group's paid seats (a
+//!   count that never returns to 0 keeps the cells from everyone); and no
+//!   live lock belongs to a reservation whose booking is gone or not live (a
+//!   lock nobody would ever free; seated cells are their group's, their
+//!   `reservation_id` is only the last writer's);
+//! - I12: a seat has a seat index below its `terms.seats`, exactly when its
+//!   type is seated; a round-robin team booking has exactly one host, a
+//!   member of the team; a collective one has all the team's members as
+//!   hosts (and by I7 holds all their cells, or is not there at all); a
+//!   booking of a resource that is not a team has no hosts;
 //! - I6: a reservation seen confirmed stays confirmed until it is cancelled;
 //!   refunded and cancelled are final (DESIGN invariant 9); a live hold or
 //!   pending payment never vanishes (nobody takes it over while it lives).
@@ -27,14 +46,19 @@
 //!   paid by its own slotguard session at its price;
 //! - I3: no reservation stays payment_pending once its session's delayed
 //!   payment result was delivered, or with no delayed payment pending at all;
-//! - I4: every confirmed booking has exactly one calendar event, at its
-//!   current start and end (after any reschedule), and nothing else of
-//!   slotguard's is on the calendar, before and after a reconcile run (only
-//!   after it for a booking whose failed reschedule its client gave up on:
-//!   no calendar job may have been queued for that move).
+//! - I4: every confirmed booking has exactly one calendar event on each
+//!   calendar it belongs on (its resource's; a team booking's: each hosting
+//!   member's), at its current start and end (after any reschedule), and on
+//!   no other; nothing else of slotguard's is on any calendar, before and
+//!   after a reconcile run (only after it for a booking whose failed
+//!   reschedule its client gave up on: no calendar job may have been queued
+//!   for that move); and that reconcile run, with the queue drained, finds
+//!   nothing missing, nothing orphaned and nothing moved but those.
 //!
 //! The runner checks as each op finishes: I5 (no 5xx without an injected
-//! fault; a refused cancel or reschedule changes nothing) and I8 (an
+//! fault; a refused cancel or reschedule changes nothing; an authorised
+//! reschedule of a seat is refused, `not_reschedulable` or an earlier
+//! refusal, or answers a move to where it is with the seat unmoved) and I8 (an
 //! unhindered customer cancel or reschedule is answered as the type's policy
 //! says: the refund share, a refusal outside the window, same price only) and
 //! I9 (a Checkout Session is created only at a price the resource's stored
@@ -55,7 +79,7 @@ pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct Violation {
-    /// `I1`..`I9`.
+    /// `I1`..`I12`, or `harness`.
     pub inv: &'static str,
     /// The plan step after which it was seen; `None`: in the final checks.
     pub step: Option<usize>,

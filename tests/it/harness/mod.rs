@@ -4,7 +4,14 @@
 //! duration at a candidate start, checkout, pay, foreign sessions, webhook
 //! deliveries in any order and any number of times, cancels under the type's
 //! cancellation policy, reschedules, calendar writer runs, reconcile, clock
-//! jumps across the policies' cutoffs, resuming parked ops) generated from the seed, run against a world of its own on the
+//! jumps across the policies' cutoffs, resuming parked ops) generated from
+//! the seed, run against a world of its own (see `world`: rooms with single
+//! types, a room whose seated type shares its cells with a single one,
+//! three members bookable alone and through a round-robin and a collective
+//! team; reserves pick any of them, so seats and team bookings go through
+//! checkout, payment, late payment, cancel, release, lapse, webhook
+//! reorderings and faults like single bookings, and seats are asked to
+//! move too: always refused) on the
 //! real local stack (DynamoDB Local, SQS, Xandikos, an in-process Stripe
 //! simulator), with every port call of every op passing through a fault
 //! layer that can fail it before or after its effect, crash the op, or park
@@ -21,6 +28,7 @@
 //! SLOTGUARD_HARNESS_STEPS=60       steps per plan
 //! SLOTGUARD_HARNESS_PARALLEL=6     histories at once
 //! SLOTGUARD_HARNESS_TIMING=1       where each history's time went (stderr)
+//! SLOTGUARD_HARNESS_VERBOSE=1      the scenarios test prints passing histories too
 //! ```
 //!
 //! A failing seed is reported with its violations and a shrunk history: the

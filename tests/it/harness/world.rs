@@ -153,7 +153,7 @@ impl World {
             let _ = rx.await;
         }));
 
-        // Two resources, open around the clock, with booking types of several
+        // Two rooms, open around the clock, with booking types of several
         // durations and buffers, a handful of candidate starts each within a
         // few hours of one day 20-40 days ahead, both writing to the same
         // collection. The candidates are chosen so that bookings of different
