@@ -5,11 +5,13 @@
 //! slotguard event of this resource whose booking is not confirmed
 //! (cancelled, refunded, gone), looked up again right before the delete, is
 //! deleted; two events for one booking are reported. Events of other
-//! resources sharing the calendar are left to their own resource. Events without
+//! resources sharing the calendar are left to their own resource; a team's
+//! bookings are judged on the calendars of its members (where the writer puts
+//! them: the team has none of its own). Events without
 //! slotguard's marker are never looked at. Run by a schedule and by
 //! `slotguard reconcile`.
 
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, ReservationId, rfc3339};
+use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, ReservationId, ResourceId, rfc3339};
 use crate::metrics;
 use crate::ports::{Calendar, FoundEvent};
 use crate::ports::{CalendarQueue, ClaimStore, QueueError, ResourceStore, StoreError};
@@ -67,7 +69,8 @@ where
         return Err(ReconcileError::BadWindow);
     }
     let mut report = ReconcileReport { from: rfc3339(from), to: rfc3339(to), ..Default::default() };
-    for resource in store.list_resources().await? {
+    let resources = store.list_resources().await?;
+    for resource in &resources {
         if resource.calendar == CalendarTarget::None {
             continue;
         }
@@ -89,8 +92,17 @@ where
         };
         let mut by_booking: BTreeMap<ReservationId, Vec<FoundEvent>> = BTreeMap::new();
         // Several resources may write to one calendar: only this resource's
-        // events are its to judge (the reservation id names its resource).
-        for event in events.into_iter().filter(|e| e.reservation_id.slot_key().resource_id == resource.id) {
+        // events are its to judge (the reservation id names its resource),
+        // and those of the teams it is a member of (the writer puts a team
+        // booking on its hosting members' calendars; the bookings read from
+        // this resource's cells include them).
+        let teams: Vec<&ResourceId> = resources
+            .iter()
+            .filter(|t| t.team.as_ref().is_some_and(|team| team.members.contains(&resource.id)))
+            .map(|t| &t.id)
+            .collect();
+        let judged = |owner: &ResourceId| *owner == resource.id || teams.contains(&owner);
+        for event in events.into_iter().filter(|e| judged(&e.reservation_id.slot_key().resource_id)) {
             by_booking.entry(event.reservation_id.clone()).or_default().push(event);
         }
         report.calendar_events += by_booking.values().map(Vec::len).sum::<usize>();

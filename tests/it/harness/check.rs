@@ -2,15 +2,34 @@
 //!
 //! After every step, and again on the final state (cheap, from one Scan of
 //! the table, reading the booking items, never trusting the locks for it):
-//! - I1: no two live bookings of a resource have overlapping blocked
-//!   intervals `[start − buffer_before, end + buffer_after)`, computed from
-//!   each booking item's own `terms` and interval; a type's `max_per_day` is
-//!   never exceeded on a day; a confirmed, pending or cancelling booking and
-//!   its locks carry no TTL attribute, a hold and its locks always do;
-//! - I7: every live booking holds exactly its locks (one per 5-minute cell of
-//!   its blocked interval, plus its day token), owned by it, booked or held
-//!   as it is, expiring with it; and no live lock belongs to a reservation
-//!   whose booking is gone or not live (a lock nobody would ever free);
+//! - I1: no two live bookings of a host have overlapping blocked intervals
+//!   `[start − buffer_before, end + buffer_after)`, computed from each
+//!   booking item's own `terms` and interval; a host is the booking's
+//!   resource, or each team member named in a team booking's `hosts`; seats
+//!   of one seat group (same resource, type, start and blocked interval) may
+//!   overlap each other, and only each other; a seat group has at most
+//!   `terms.seats` live seats, each with its own seat index; a type's
+//!   `max_per_day` is never exceeded on a day; a confirmed, pending or
+//!   cancelling booking and its locks carry no TTL attribute, a hold and its
+//!   locks always do;
+//! - I7: every live booking holds exactly its locks, owned by it, booked or
+//!   held as it is, expiring with it: one per 5-minute cell of its blocked
+//!   interval in each host's cell partition (a team booking: each member's,
+//!   never the team's own), or for a seat its seat token
+//!   (`CELL#{resource}#{date}` / `SEAT#{group}#{index}`) instead, plus its day
+//!   token; every cell of a live seat's blocked interval is `SEATED` for its
+//!   group with `booked` equal to the group's paid seats (payment pending,
+//!   confirmed, cancelling) and `seats_until` no earlier than any live held
+//!   seat's expiry; every seated cell's `booked` is its group's paid seats (a
+//!   count that never returns to 0 keeps the cells from everyone); and no
+//!   live lock belongs to a reservation whose booking is gone or not live (a
+//!   lock nobody would ever free; seated cells are their group's, their
+//!   `reservation_id` is only the last writer's);
+//! - I12: a seat has a seat index below its `terms.seats`, exactly when its
+//!   type is seated; a round-robin team booking has exactly one host, a
+//!   member of the team; a collective one has all the team's members as
+//!   hosts (and by I7 holds all their cells, or is not there at all); a
+//!   booking of a resource that is not a team has no hosts;
 //! - I6: a reservation seen confirmed stays confirmed until it is cancelled;
 //!   refunded and cancelled are final (DESIGN invariant 9); a live hold or
 //!   pending payment never vanishes (nobody takes it over while it lives).
@@ -27,14 +46,19 @@
 //!   paid by its own slotguard session at its price;
 //! - I3: no reservation stays payment_pending once its session's delayed
 //!   payment result was delivered, or with no delayed payment pending at all;
-//! - I4: every confirmed booking has exactly one calendar event, at its
-//!   current start and end (after any reschedule), and nothing else of
-//!   slotguard's is on the calendar, before and after a reconcile run (only
-//!   after it for a booking whose failed reschedule its client gave up on:
-//!   no calendar job may have been queued for that move).
+//! - I4: every confirmed booking has exactly one calendar event on each
+//!   calendar it belongs on (its resource's; a team booking's: each hosting
+//!   member's), at its current start and end (after any reschedule), and on
+//!   no other; nothing else of slotguard's is on any calendar, before and
+//!   after a reconcile run (only after it for a booking whose failed
+//!   reschedule its client gave up on: no calendar job may have been queued
+//!   for that move); and that reconcile run, with the queue drained, finds
+//!   nothing missing, nothing orphaned and nothing moved but those.
 //!
 //! The runner checks as each op finishes: I5 (no 5xx without an injected
-//! fault; a refused cancel or reschedule changes nothing) and I8 (an
+//! fault; a refused cancel or reschedule changes nothing; an authorised
+//! reschedule of a seat is refused, `not_reschedulable` or an earlier
+//! refusal, or answers a move to where it is with the seat unmoved) and I8 (an
 //! unhindered customer cancel or reschedule is answered as the type's policy
 //! says: the refund share, a refusal outside the window, same price only) and
 //! I9 (a Checkout Session is created only at a price the resource's stored
@@ -55,7 +79,7 @@ pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct Violation {
-    /// `I1`..`I9`.
+    /// `I1`..`I12`, or `harness`.
     pub inv: &'static str,
     /// The plan step after which it was seen; `None`: in the final checks.
     pub step: Option<usize>,
@@ -132,6 +156,12 @@ pub struct RawBooking {
     pub terms: Option<BookingTerms>,
     /// The day token: its local date and index.
     pub day_token: Option<(NaiveDate, u32)>,
+    /// `seat`: the seat token's index (a seat of a seated slot).
+    pub seat: Option<u32>,
+    /// `terms.seats`, read from the raw terms: the slot's seats when booked.
+    pub seats: Option<u32>,
+    /// `hosts`: the team members hosting it (empty: its resource hosts it).
+    pub hosts: Vec<String>,
     pub payment_intent: Option<String>,
     pub amount: i64,
     pub currency: String,
@@ -155,20 +185,65 @@ impl RawBooking {
         ))
     }
 
-    /// The `(pk, sk)` of every lock it must hold: one per 5-minute UTC cell
-    /// its blocked interval touches, and its day token (see `items.rs`).
-    pub fn lock_keys(&self) -> BTreeSet<(String, String)> {
-        let mut keys = BTreeSet::new();
+    /// Whose cells it blocks: its team members (`hosts`), or its resource.
+    pub fn host_ids(&self) -> Vec<String> {
+        if self.hosts.is_empty() { vec![self.resource.clone()] } else { self.hosts.clone() }
+    }
+
+    /// Whether it is a seat (its terms have seats).
+    pub fn is_seat(&self) -> bool {
+        self.seats.is_some()
+    }
+
+    /// Its seat group, `{type}#{start}#{blocked from}#{blocked to}` (compact
+    /// UTC times), written here from the design, not the product's code.
+    pub fn seat_group(&self) -> Option<String> {
+        self.seats?;
+        let (from, to) = self.blocked()?;
+        let compact = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%S").to_string();
+        Some(format!(
+            "{}#{}#{}#{}",
+            self.terms.as_ref()?.booking_type,
+            compact(self.start?),
+            compact(from),
+            compact(to)
+        ))
+    }
+
+    /// The starts of the 5-minute UTC cells its blocked interval touches.
+    pub fn cells(&self) -> Vec<DateTime<Utc>> {
+        let mut cells = Vec::new();
         if let Some((from, to)) = self.blocked() {
             const CELL: i64 = 300;
             let mut t = from.timestamp().div_euclid(CELL) * CELL;
             while t < to.timestamp() {
-                let cell = DateTime::from_timestamp(t, 0).unwrap();
-                keys.insert((
-                    format!("CELL#{}#{}", self.resource, cell.date_naive()),
-                    slotguard::domain::rfc3339(cell),
-                ));
+                cells.push(DateTime::from_timestamp(t, 0).unwrap());
                 t += CELL;
+            }
+        }
+        cells
+    }
+
+    /// The `(pk, sk)` of every lock it must hold alone: one per 5-minute
+    /// UTC cell its blocked interval touches on each host (a seat: its seat
+    /// token instead, the cells being its group's), and its day token (see
+    /// `items.rs`).
+    pub fn lock_keys(&self) -> BTreeSet<(String, String)> {
+        let mut keys = BTreeSet::new();
+        match (self.seat_group(), self.seat, self.start) {
+            (Some(group), Some(index), Some(start)) => {
+                keys.insert((
+                    format!("CELL#{}#{}", self.resource, start.date_naive()),
+                    format!("SEAT#{group}#{index:03}"),
+                ));
+            }
+            _ if self.is_seat() => {}
+            _ => {
+                for host in self.host_ids() {
+                    for cell in self.cells() {
+                        keys.insert((format!("CELL#{host}#{}", cell.date_naive()), slotguard::domain::rfc3339(cell)));
+                    }
+                }
             }
         }
         if let (Some((date, index)), Some(terms)) = (self.day_token, &self.terms) {
@@ -184,14 +259,22 @@ pub struct RawLock {
     pub pk: String,
     pub sk: String,
     pub reservation: String,
-    /// `HELD` or `BOOKED`.
+    /// `HELD`, `BOOKED`, or `SEATED` (a cell of a seat group).
     pub status: String,
     pub expires_at: Option<i64>,
+    /// A seated cell's `seat_group`, `booked` and `seats_until`.
+    pub seat_group: Option<String>,
+    pub booked: Option<i64>,
+    pub seats_until: Option<i64>,
 }
 
 impl RawLock {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.status != "HELD" || self.expires_at.is_some_and(|t| t > now.timestamp())
+        match self.status.as_str() {
+            "HELD" => self.expires_at.is_some_and(|t| t > now.timestamp()),
+            "SEATED" => self.booked.unwrap_or(0) > 0 || self.seats_until.is_some_and(|t| t > now.timestamp()),
+            _ => true,
+        }
     }
 }
 
@@ -225,6 +308,17 @@ impl Snapshot {
                         let date = NaiveDate::parse_from_str(v["date"].as_str()?, "%Y-%m-%d").ok()?;
                         Some((date, u32::try_from(v["index"].as_u64()?).ok()?))
                     }),
+                    seat: n(item, "seat").and_then(|i| u32::try_from(i).ok()),
+                    seats: s(item, "terms")
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|v| v["seats"].as_u64())
+                        .and_then(|n| u32::try_from(n).ok()),
+                    hosts: match item.get("hosts") {
+                        Some(AttributeValue::L(list)) => {
+                            list.iter().map(|v| v.as_s().cloned().unwrap_or_else(|_| format!("{v:?}"))).collect()
+                        }
+                        _ => Vec::new(),
+                    },
                     payment_intent: s(item, "payment_intent"),
                     amount: n(item, "amount").unwrap_or_default(),
                     currency: s(item, "currency").unwrap_or_default(),
@@ -235,6 +329,9 @@ impl Snapshot {
                     reservation: s(item, "reservation_id").unwrap_or_default(),
                     status: s(item, "status").unwrap_or_default(),
                     expires_at: n(item, "expires_at"),
+                    seat_group: s(item, "seat_group"),
+                    booked: n(item, "booked"),
+                    seats_until: n(item, "seats_until"),
                 }),
                 Some("reservation") => {
                     if let (Some(id), Some(status)) = (s(item, "reservation_id"), s(item, "status")) {
@@ -307,10 +404,14 @@ pub fn bookings_and_locks(
             found.push(("I1", format!("booking {} has no readable terms or interval", b.reservation)));
         }
     }
-    // I1: no overlap between the blocked intervals of live bookings of a resource.
+    // I1: no overlap between the blocked intervals of live bookings of a
+    // host (a resource, or a member through team bookings' hosts), but
+    // between seats of one group.
     for (i, a) in live.iter().enumerate() {
         for b in &live[i + 1..] {
-            if a.resource != b.resource {
+            let (a_hosts, b_hosts) = (a.host_ids(), b.host_ids());
+            let Some(host) = a_hosts.iter().find(|h| b_hosts.contains(h)) else { continue };
+            if a.is_seat() && b.is_seat() && a.resource == b.resource && a.seat_group() == b.seat_group() {
                 continue;
             }
             if let (Some((a0, a1)), Some((b0, b1))) = (a.blocked(), b.blocked())
@@ -320,8 +421,7 @@ pub fn bookings_and_locks(
                 found.push((
                     "I1",
                     format!(
-                        "live bookings of {} overlap: {} {} {} blocks {} and {} {} {} blocks {}",
-                        a.resource,
+                        "live bookings of {host} overlap: {} {} {} blocks {} and {} {} {} blocks {}",
                         short(&a.reservation),
                         a.status,
                         a.terms.as_ref().map(|t| t.booking_type.as_str()).unwrap_or("?"),
@@ -361,6 +461,89 @@ pub fn bookings_and_locks(
                     "{} live {kind} bookings of {resource} on {date}, limit {limit}: {}",
                     ids.len(),
                     listed.join(", ")
+                ),
+            ));
+        }
+    }
+
+    // I1: at most N live seats per seat group, each with its own seat.
+    let mut groups: BTreeMap<(String, String), Vec<&RawBooking>> = BTreeMap::new();
+    for b in live.iter().filter(|b| b.is_seat()) {
+        if let Some(group) = b.seat_group() {
+            groups.entry((b.resource.clone(), group)).or_default().push(b);
+        }
+    }
+    for ((resource, group), seats) in &groups {
+        let limit = seats.iter().filter_map(|b| b.seats).max().unwrap_or(0) as usize;
+        let listed: Vec<String> = seats.iter().map(|b| format!("{}#{:?}", short(&b.reservation), b.seat)).collect();
+        if seats.len() > limit {
+            found.push((
+                "I1",
+                format!(
+                    "{} live seats of {resource}'s group {group}, {limit} seats: {}",
+                    seats.len(),
+                    listed.join(", ")
+                ),
+            ));
+        }
+        let indexes: BTreeSet<Option<u32>> = seats.iter().map(|b| b.seat).collect();
+        if indexes.len() < seats.len() {
+            found.push(("I1", format!("live seats of {resource}'s group {group} share a seat: {}", listed.join(", "))));
+        }
+    }
+
+    // I12: seats and team assignments as the booking's resource and type say.
+    for b in &live {
+        let info = resources.iter().find(|r| r.id == b.resource);
+        let seated_type = info
+            .zip(b.terms.as_ref())
+            .and_then(|(r, terms)| r.resource.booking_type(Some(&terms.booking_type)))
+            .map(|t| t.seats.is_some());
+        match (b.seats, b.seat) {
+            (Some(n), Some(i)) if i < n => {}
+            (None, None) => {}
+            (seats, seat) => found.push((
+                "I12",
+                format!("live {} {} has seat {seat:?} of terms.seats {seats:?}", b.status, short(&b.reservation)),
+            )),
+        }
+        if seated_type.is_some_and(|seated| seated != b.is_seat()) {
+            found.push((
+                "I12",
+                format!(
+                    "live {} {} is {}a seat; its type is not",
+                    b.status,
+                    short(&b.reservation),
+                    if b.is_seat() { "" } else { "not " }
+                ),
+            ));
+        }
+        let team = info.and_then(|r| r.team());
+        let ok = match &team {
+            None => b.hosts.is_empty(),
+            Some((members, true)) => {
+                let mut hosts = b.hosts.clone();
+                hosts.sort();
+                let mut all = members.clone();
+                all.sort();
+                hosts == all
+            }
+            Some((members, false)) => b.hosts.len() == 1 && members.contains(&b.hosts[0]),
+        };
+        if !ok {
+            let should = match &team {
+                None => "none (not a team)".to_owned(),
+                Some((members, true)) => format!("all of {members:?} (collective)"),
+                Some((members, false)) => format!("one of {members:?} (round-robin)"),
+            };
+            found.push((
+                "I12",
+                format!(
+                    "live {} {} of {} has hosts {:?}; it should have {should}",
+                    b.status,
+                    short(&b.reservation),
+                    b.resource,
+                    b.hosts
                 ),
             ));
         }
@@ -423,9 +606,65 @@ pub fn bookings_and_locks(
         }
         expected_of.insert(b.reservation.as_str(), expected);
     }
-    // I7: no live lock but the live bookings' own.
+    // I7: a live seat's cells are its group's: SEATED, `booked` its group's
+    // paid seats, `seats_until` no earlier than any live held seat's expiry.
+    let paid_of = |resource: &str, group: &str| {
+        groups
+            .get(&(resource.to_owned(), group.to_owned()))
+            .map(|seats| seats.iter().filter(|b| b.status != "HELD").count() as i64)
+            .unwrap_or(0)
+    };
+    for ((resource, group), seats) in &groups {
+        let paid = paid_of(resource, group);
+        let latest_hold = seats.iter().filter(|b| b.status == "HELD").filter_map(|b| b.expires_at).max();
+        let mut wrong = Vec::new();
+        for cell in seats[0].cells() {
+            let key = (format!("CELL#{resource}#{}", cell.date_naive()), slotguard::domain::rfc3339(cell));
+            match locks_by_key.get(&(key.0.as_str(), key.1.as_str())) {
+                None => wrong.push(format!("{} {} missing", key.0, key.1)),
+                Some(l) if l.status != "SEATED" || l.seat_group.as_deref() != Some(group.as_str()) => wrong.push(
+                    format!("{} {} is {} {} of {:?}", key.0, key.1, l.status, short(&l.reservation), l.seat_group),
+                ),
+                Some(l) if l.booked != Some(paid) => wrong
+                    .push(format!("{} {} has booked {:?}, the group has {paid} paid seats", key.0, key.1, l.booked)),
+                Some(l) if latest_hold.is_some_and(|t| l.seats_until.is_none_or(|u| u < t)) => wrong.push(format!(
+                    "{} {} has seats_until {:?}, before a live held seat's expiry {latest_hold:?}",
+                    key.0, key.1, l.seats_until
+                )),
+                Some(_) => {}
+            }
+        }
+        if !wrong.is_empty() {
+            let listed: Vec<String> = seats.iter().map(|b| format!("{} {}", short(&b.reservation), b.status)).collect();
+            found.push((
+                "I7",
+                format!(
+                    "the cells of {resource}'s seat group {group} (seats {}) are not the group's: {}",
+                    listed.join(", "),
+                    wrong.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                ),
+            ));
+        }
+    }
+    // I7: a seated cell counts exactly its group's paid seats (a count that
+    // never returns to 0 keeps the cells from everyone forever).
+    for l in snapshot.locks.iter().filter(|l| l.status == "SEATED") {
+        let resource = l.pk.trim_start_matches("CELL#").rsplit_once('#').map(|(r, _)| r).unwrap_or("");
+        let paid = l.seat_group.as_deref().map(|g| paid_of(resource, g)).unwrap_or(0);
+        if l.booked != Some(paid) {
+            found.push((
+                "I7",
+                format!(
+                    "seated cell {} {} of group {:?} has booked {:?}; the group has {paid} paid seats",
+                    l.pk, l.sk, l.seat_group, l.booked
+                ),
+            ));
+        }
+    }
+    // I7: no live lock but the live bookings' own (seated cells are their
+    // group's, checked above: their `reservation_id` is the last writer's).
     let mut stray: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
-    for l in snapshot.locks.iter().filter(|l| l.is_live(now)) {
+    for l in snapshot.locks.iter().filter(|l| l.is_live(now) && l.status != "SEATED") {
         let why = match expected_of.get(l.reservation.as_str()) {
             Some(expected) if expected.contains(&(l.pk.clone(), l.sk.clone())) => continue,
             Some(_) => "a live booking that does not cover it".to_owned(),
@@ -737,8 +976,27 @@ pub async fn final_checks(r: &mut Runner) {
     }
 
     // I4: the calendar, as the writer left it, then after reconcile.
-    let intervals: HashMap<String, (DateTime<Utc>, DateTime<Utc>)> =
+    let intervals: Intervals =
         snapshot.bookings.iter().filter_map(|b| Some((b.reservation.clone(), (b.start?, b.end?)))).collect();
+    // The collections each booking's event belongs on: its resource's, or
+    // for a team booking those of the members hosting it.
+    let calendars_of: HashMap<String, BTreeSet<String>> = snapshot
+        .bookings
+        .iter()
+        .map(|b| {
+            let hosts = if r.world.resources.iter().any(|x| x.id == b.resource && x.team().is_some()) {
+                b.hosts.clone()
+            } else {
+                vec![b.resource.clone()]
+            };
+            let calendars = hosts
+                .iter()
+                .filter_map(|h| r.world.resources.iter().find(|x| &x.id == h).and_then(|x| x.calendar.clone()))
+                .collect();
+            (b.reservation.clone(), calendars)
+        })
+        .collect();
+    let intervals = (intervals, calendars_of);
     calendar_check(r, &status, &intervals, "before reconcile").await;
     let (from, to) = r.window();
     let report =
@@ -754,12 +1012,34 @@ pub async fn final_checks(r: &mut Runner) {
         ),
         "",
     );
+    // The writer has drained and every event is checked above: reconcile
+    // finds nothing to do but a move whose client gave up.
+    let unexpected: Vec<String> = report
+        .missing
+        .iter()
+        .chain(&report.orphans_removed)
+        .chain(report.moved.iter().filter(|id| !r.abandoned_moves.contains(id.as_str())))
+        .map(|id| id.to_string())
+        .collect();
+    if !unexpected.is_empty() {
+        r.violate(
+            "I4",
+            format!(
+                "reconcile after the calendar queue drained found missing {:?}, orphans {:?}, moved {:?} (unexplained: {unexpected:?})",
+                report.missing, report.orphans_removed, report.moved
+            ),
+        );
+    }
     r.drain_calendar().await;
     calendar_check(r, &status, &intervals, "after reconcile").await;
 
     // Counters for the summary.
     r.stats.confirmed += status.values().filter(|s| *s == "confirmed").count();
     r.stats.cancelled += status.values().filter(|s| *s == "cancelled").count();
+    let confirmed_now =
+        || snapshot.bookings.iter().filter(|b| status.get(&b.reservation).is_some_and(|s| s == "confirmed"));
+    r.stats.confirmed_seats += confirmed_now().filter(|b| b.is_seat()).count();
+    r.stats.confirmed_team += confirmed_now().filter(|b| !b.hosts.is_empty()).count();
     r.stats.refunds += refunds.len();
 }
 
@@ -790,48 +1070,86 @@ async fn event_times(r: &Runner, url: &str) -> Result<(Option<DateTime<Utc>>, Op
     Ok((start, end))
 }
 
+/// Each booking's interval, by reservation id.
+type Intervals = HashMap<String, (DateTime<Utc>, DateTime<Utc>)>;
+
 async fn calendar_check(
     r: &mut Runner,
     status: &HashMap<String, String>,
-    intervals: &HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    (intervals, calendars_of): &(Intervals, HashMap<String, BTreeSet<String>>),
     when: &str,
 ) {
     let (from, to) = r.window();
-    let events = match r.world.raw_calendar.list_events(&r.world.target, from, to).await {
-        Ok(events) => events,
-        Err(e) => return r.violate("I4", format!("listing the calendar failed ({when}): {e}")),
-    };
-    let mut per_booking: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in &events {
-        per_booking.entry(e.reservation_id.to_string()).or_default().insert(e.event_ref.clone());
+    // Every collection's events, by booking: (collection, event refs).
+    let mut per_booking: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for collection in r.world.collections.clone() {
+        let target = slotguard::domain::CalendarTarget::caldav(collection.clone());
+        let events = match r.world.raw_calendar.list_events(&target, from, to).await {
+            Ok(events) => events,
+            Err(e) => return r.violate("I4", format!("listing {collection} failed ({when}): {e}")),
+        };
+        for e in &events {
+            per_booking
+                .entry(e.reservation_id.to_string())
+                .or_default()
+                .entry(collection.clone())
+                .or_default()
+                .insert(e.event_ref.clone());
+        }
     }
     if when == "before reconcile" {
-        r.stats.calendar_events += per_booking.values().map(|v| v.len()).sum::<usize>();
+        r.stats.calendar_events += per_booking.values().flat_map(|c| c.values()).map(|v| v.len()).sum::<usize>();
     }
+    let name = |collection: &str| collection.trim_end_matches('/').rsplit('/').next().unwrap_or("?").to_owned();
     for (id, shown) in status {
-        let refs = per_booking.get(id).cloned().unwrap_or_default();
-        let n = refs.len();
-        if shown == "confirmed" && n != 1 {
-            r.violate("I4", format!("confirmed {id} has {n} calendar events ({when})"));
+        let found = per_booking.get(id).cloned().unwrap_or_default();
+        let expected = calendars_of.get(id).cloned().unwrap_or_default();
+        let n: usize = found.values().map(BTreeSet::len).sum();
+        if shown != "confirmed" {
+            if n != 0 {
+                r.violate("I4", format!("{id} is {shown} but has {n} calendar event(s) ({when})"));
+            }
+            continue;
         }
-        if shown != "confirmed" && n != 0 {
-            r.violate("I4", format!("{id} is {shown} but has {n} calendar event(s) ({when})"));
+        if expected.is_empty() {
+            r.violate("I4", format!("confirmed {id} has no calendar to be written to (its hosts?) ({when})"));
         }
-        // A move whose client gave up after a failure may have left the
-        // event behind (no job queued): reconcile's to fix, not the writer's.
-        let lenient = when == "before reconcile" && r.abandoned_moves.contains(id);
-        if shown == "confirmed"
-            && n == 1
-            && !lenient
-            && let Some(&(start, end)) = intervals.get(id)
-        {
+        for (collection, refs) in &found {
+            if !expected.contains(collection) {
+                r.violate(
+                    "I4",
+                    format!(
+                        "confirmed {id} has {} event(s) on {}, not one of its hosts' calendars ({when})",
+                        refs.len(),
+                        name(collection)
+                    ),
+                );
+            }
+        }
+        for collection in &expected {
+            let refs = found.get(collection).cloned().unwrap_or_default();
+            if refs.len() != 1 {
+                r.violate(
+                    "I4",
+                    format!("confirmed {id} has {} calendar events on {} ({when})", refs.len(), name(collection)),
+                );
+                continue;
+            }
+            // A move whose client gave up after a failure may have left the
+            // event behind (no job queued): reconcile's to fix, not the writer's.
+            let lenient = when == "before reconcile" && r.abandoned_moves.contains(id);
+            if lenient {
+                continue;
+            }
+            let Some(&(start, end)) = intervals.get(id) else { continue };
             let url = refs.first().unwrap().clone();
             match event_times(r, &url).await {
                 Ok((s, e)) if s == Some(start) && e == Some(end) => {}
                 Ok((s, e)) => r.violate(
                     "I4",
                     format!(
-                        "confirmed {id}'s event is at {:?}-{:?}, the booking at {}-{} ({when})",
+                        "confirmed {id}'s event on {} is at {:?}-{:?}, the booking at {}-{} ({when})",
+                        name(collection),
                         s.map(hhmm),
                         e.map(hhmm),
                         hhmm(start),

@@ -4,7 +4,14 @@
 //! duration at a candidate start, checkout, pay, foreign sessions, webhook
 //! deliveries in any order and any number of times, cancels under the type's
 //! cancellation policy, reschedules, calendar writer runs, reconcile, clock
-//! jumps across the policies' cutoffs, resuming parked ops) generated from the seed, run against a world of its own on the
+//! jumps across the policies' cutoffs, resuming parked ops) generated from
+//! the seed, run against a world of its own (see `world`: rooms with single
+//! types, a room whose seated type shares its cells with a single one,
+//! three members bookable alone and through a round-robin and a collective
+//! team; reserves pick any of them, so seats and team bookings go through
+//! checkout, payment, late payment, cancel, release, lapse, webhook
+//! reorderings and faults like single bookings, and seats are asked to
+//! move too: always refused) on the
 //! real local stack (DynamoDB Local, SQS, Xandikos, an in-process Stripe
 //! simulator), with every port call of every op passing through a fault
 //! layer that can fail it before or after its effect, crash the op, or park
@@ -21,6 +28,7 @@
 //! SLOTGUARD_HARNESS_STEPS=60       steps per plan
 //! SLOTGUARD_HARNESS_PARALLEL=6     histories at once
 //! SLOTGUARD_HARNESS_TIMING=1       where each history's time went (stderr)
+//! SLOTGUARD_HARNESS_VERBOSE=1      the scenarios test prints passing histories too
 //! ```
 //!
 //! A failing seed is reported with its violations and a shrunk history: the
@@ -187,7 +195,8 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
          5xx: {} with a fault, {} 503 after a pause; \
          {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps, \
          {} moves ({} refused), {} late cancels, {} price changes ({} holds released at checkout); \
-         final: {} confirmed, {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
+         {} seat holds ({} sold out, {} seat moves refused), {} team holds; \
+         final: {} confirmed ({} seats, {} team bookings), {} cancelled, {} refunds, {} calendar events; {failing} failing seeds",
         stats.histories,
         elapsed.as_secs_f64(),
         stats.steps,
@@ -211,7 +220,13 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         stats.late_cancels,
         stats.settings_changes,
         stats.settings_refusals,
+        stats.seat_holds,
+        stats.sold_out,
+        stats.seat_moves_refused,
+        stats.team_holds,
         stats.confirmed,
+        stats.confirmed_seats,
+        stats.confirmed_team,
         stats.cancelled,
         stats.refunds,
         stats.calendar_events,
@@ -348,6 +363,9 @@ async fn scenarios() {
         let r = run_plan(1, plan.clone()).await;
         if r.violations.is_empty() {
             say!("scenario {name}: ok");
+            if std::env::var_os("SLOTGUARD_HARNESS_VERBOSE").is_some() {
+                print_history("  history:", &r.log);
+            }
             continue;
         }
         say!("\nscenario {name} fails:");

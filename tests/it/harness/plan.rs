@@ -314,13 +314,25 @@ impl Gen {
                     }
                 };
                 // Often the slot of an earlier hold: contention is the point.
+                // The rooms ra, rb (0, 1) as before, the seated room rs (2),
+                // the members m1..m3 (3..=5) and the teams rr, co (6, 7).
                 let (resource, slot) = match self.last_slot {
                     Some(same) if rng.u32(0..10) < 4 => same,
-                    _ => (rng.usize(0..2), rng.usize(0..5)),
+                    _ => {
+                        let resource = match rng.u32(0..20) {
+                            0..=5 => rng.usize(0..2),
+                            6..=11 => 2,
+                            12..=14 => rng.usize(3..6),
+                            _ => rng.usize(6..8),
+                        };
+                        (resource, rng.usize(0..5))
+                    }
                 };
                 self.last_slot = Some((resource, slot));
-                // Of the resource's types and their durations (taken modulo how many).
+                // Of the resource's types and their durations (taken modulo
+                // how many); on rs mostly its seated type, so groups fill up.
                 let (kind, duration) = (rng.usize(0..2), rng.usize(0..2));
+                let kind = if resource == 2 && rng.u32(0..4) > 0 { 0 } else { kind };
                 Step::Reserve { resource, slot, kind, duration, customer: rng.usize(0..3), key }
             }
             "checkout" => {
@@ -393,7 +405,7 @@ impl Gen {
                     _ => Step::ClockJump { minutes: rng.i64(1..46) },
                 }
             }
-            "settings" => Step::Settings { resource: rng.usize(0..2), level: rng.u8(0..3) },
+            "settings" => Step::Settings { resource: rng.usize(0..8), level: rng.u8(0..3) },
             _ => {
                 self.resumes += 1;
                 Step::Resume { parked: rng.usize(0..3) }
@@ -453,6 +465,31 @@ pub fn scenarios() -> Vec<(&'static str, Vec<PlanStep>)> {
         plan
     };
     vec![
+        (
+            // A round-robin team booking (rr, the world's 7th resource),
+            // written to its member's calendar, then moved with the answer
+            // lost and no retry: no calendar job, so reconcile must move the
+            // member's event.
+            "a team booking moved with its answer lost, judged by reconcile on its member's calendar",
+            vec![
+                step(Step::Reserve { resource: 6, slot: 0, kind: 0, duration: 0, customer: 0, key: KeyMode::None }),
+                step(Step::Checkout { reservation: 0, url: UrlVariant::Default }),
+                step(Step::Pay { session: 0, delayed: false }),
+                step(Step::Deliver { pick: EventPick::Unacknowledged(0) }),
+                step(Step::CalendarWork { lose_delete: false }),
+                PlanStep {
+                    step: Step::Reschedule {
+                        reservation: 0,
+                        slot: 2,
+                        duration: None,
+                        auth: Auth::Admin,
+                        gives_up: true,
+                    },
+                    // Every read, then the move's transaction: done, answered 503.
+                    script: vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::FailAfter],
+                },
+            ],
+        ),
         (
             // The cancel reads the booking, the move commits, the cancel goes
             // on with what it read: it must still free the booking's locks.

@@ -194,6 +194,12 @@ pub struct Stats {
     pub late_cancels: usize,
     pub settings_changes: usize,
     pub settings_refusals: usize,
+    pub seat_holds: usize,
+    pub team_holds: usize,
+    pub sold_out: usize,
+    pub seat_moves_refused: usize,
+    pub confirmed_seats: usize,
+    pub confirmed_team: usize,
 }
 
 impl Stats {
@@ -225,6 +231,12 @@ impl Stats {
             late_cancels,
             settings_changes,
             settings_refusals,
+            seat_holds,
+            team_holds,
+            sold_out,
+            seat_moves_refused,
+            confirmed_seats,
+            confirmed_team,
         } = o;
         self.histories += histories;
         self.steps += steps;
@@ -252,6 +264,12 @@ impl Stats {
         self.settings_refusals += settings_refusals;
         self.move_refusals += move_refusals;
         self.late_cancels += late_cancels;
+        self.seat_holds += seat_holds;
+        self.team_holds += team_holds;
+        self.sold_out += sold_out;
+        self.seat_moves_refused += seat_moves_refused;
+        self.confirmed_seats += confirmed_seats;
+        self.confirmed_team += confirmed_team;
     }
 }
 
@@ -578,11 +596,22 @@ impl Runner {
 
         match rec.pending {
             Pending::Reserve { resource, start, customer } => {
+                if outcome.status == 409 && problem_type(&outcome).as_deref() == Some("sold_out") {
+                    self.stats.sold_out += 1;
+                }
                 if outcome.status == 201 {
                     let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
                     let id = body["reservation_id"].as_str().unwrap_or_default().to_owned();
                     if !id.is_empty() && !self.reservations.iter().any(|r| r.id == id) {
                         self.stats.holds += 1;
+                        let info = &self.world.resources[resource];
+                        if info.team().is_some() {
+                            self.stats.team_holds += 1;
+                        }
+                        let kind = body["booking_type"].as_str().unwrap_or_default();
+                        if info.resource.booking_type(Some(kind)).is_some_and(|t| t.seats.is_some()) {
+                            self.stats.seat_holds += 1;
+                        }
                         let at = |name: &str| {
                             body[name]
                                 .as_str()
@@ -684,6 +713,40 @@ impl Runner {
                     Some("outside_reschedule_window" | "price_differs" | "slot_taken" | "day_full")
                 ) {
                     self.stats.move_refusals += 1;
+                }
+                // A seat is never moved: an authorised move is answered 409
+                // not_reschedulable (or refused earlier: not confirmed, outside
+                // the policy's window; or, to the place it is at, 200 with the
+                // seat as it is, version 0: a retry after success), and,
+                // refused, changes nothing (I5).
+                let seat = self.reservations.iter().find(|r| r.id == reservation).is_some_and(|r| {
+                    self.world.resources[r.resource]
+                        .resource
+                        .booking_type(Some(&r.booking_type))
+                        .is_some_and(|t| t.seats.is_some())
+                });
+                if seat && !matches!(auth, Auth::Wrong | Auth::Other | Auth::Missing) {
+                    if kind.as_deref() == Some("not_reschedulable") {
+                        self.stats.seat_moves_refused += 1;
+                    }
+                    let unmoved = outcome.status == 200 && answer["start"] == asked["start"] && answer["version"] == 0;
+                    let fine = (outcome.status == 409
+                        && matches!(
+                            kind.as_deref(),
+                            Some("not_reschedulable" | "outside_reschedule_window" | "request_in_progress")
+                        ))
+                        || unmoved
+                        || outcome.status == 404
+                        || (outcome.status >= 500 && (failed || paused));
+                    if !fine {
+                        self.violate(
+                            "I5",
+                            format!(
+                                "{} of a seat answered {} {}: a seat is never moved",
+                                rec.desc, outcome.status, outcome.body
+                            ),
+                        );
+                    }
                 }
                 if outcome.status == 200 {
                     let at = |v: &Value| {

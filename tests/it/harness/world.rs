@@ -1,8 +1,10 @@
 //! One history's world: its own table in DynamoDB Local, its own calendar
 //! queue pair on the SQS server, its own in-process Stripe simulator (events
 //! recorded, never posted: the harness delivers them), its own CalDAV
-//! collection on Xandikos, and two resources with booking types that both
-//! write to it.
+//! collections on Xandikos, and its resources: two rooms with booking types
+//! that write to one collection, a room with a seated type beside a single
+//! one, three members (each bookable alone, each with a collection of its
+//! own) and two teams over them, a round-robin one and a collective one.
 
 use super::faults::Faulty;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -16,7 +18,7 @@ use slotguard::adapters::sqs::{SqsCalendarQueue, SqsDeadLetters};
 use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
 use slotguard::api::auth::AdminAuth;
 use slotguard::api::checkout::CheckoutUrls;
-use slotguard::domain::{CalendarTarget, Resource, ResourceId};
+use slotguard::domain::{Resource, ResourceId};
 use slotguard::ports::ResourceStore;
 use slotguard_local::dev;
 use std::sync::Mutex;
@@ -37,6 +39,9 @@ pub struct ResourceInfo {
     pub resource: Resource,
     /// The definition it was stored from (a `PUT /v1/resources/{id}` body).
     pub spec: serde_json::Value,
+    /// The collection its bookings are written to (`None`: a team, whose
+    /// bookings go to the hosting members' collections).
+    pub calendar: Option<String>,
 }
 
 /// The resource a `PUT /v1/resources/{id}` body defines (the harness's own specs are valid).
@@ -45,6 +50,13 @@ pub fn resource_from_spec(id: &str, spec: &serde_json::Value) -> Resource {
 }
 
 impl ResourceInfo {
+    /// The team's members and whether it is collective (`None`: not a team).
+    pub fn team(&self) -> Option<(Vec<String>, bool)> {
+        let team = self.spec.get("team")?;
+        let members = team["members"].as_array()?.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect();
+        Some((members, team["assignment"] == "collective"))
+    }
+
     /// The latest instant any booking of the resource can block.
     pub fn last_blocked_end(&self) -> DateTime<Utc> {
         let longest = self
@@ -74,8 +86,8 @@ pub struct World {
     /// The Stripe simulator's base URL.
     pub sim: String,
     pub http: reqwest::Client,
-    pub collection: String,
-    pub target: CalendarTarget,
+    /// Every collection the history made: the rooms' and each member's.
+    pub collections: Vec<String>,
     pub resources: Vec<ResourceInfo>,
     /// The simulator's clock offset as started: its now is the harness's t0.
     pub sim_offset: i64,
@@ -113,11 +125,18 @@ impl World {
             dev::create_calendar_queues(&sqs, &tag, 43_200).await.expect("create the history's queues");
         let raw_queue = SqsCalendarQueue::new(sqs.clone(), queue_url);
 
-        let collection = format!("{}/user/calendars/{tag}/", stack_url("SLOTGUARD_TEST_CALDAV_URL"));
         let http = reqwest::Client::builder().pool_max_idle_per_host(16).build().unwrap();
-        let made = http.request(Method::from_bytes(b"MKCALENDAR").unwrap(), &collection).send().await.unwrap();
-        assert_eq!(made.status().as_u16(), 201, "MKCALENDAR {collection}");
-        let target = CalendarTarget::caldav(collection.clone());
+        // The rooms share one collection; each member has its own.
+        let caldav_base = stack_url("SLOTGUARD_TEST_CALDAV_URL");
+        let collections: Vec<String> = ["", "-m1", "-m2", "-m3"]
+            .iter()
+            .map(|suffix| format!("{caldav_base}/user/calendars/{tag}{suffix}/"))
+            .collect();
+        for collection in &collections {
+            let made = http.request(Method::from_bytes(b"MKCALENDAR").unwrap(), collection).send().await.unwrap();
+            assert_eq!(made.status().as_u16(), 201, "MKCALENDAR {collection}");
+        }
+        let collection = collections[0].clone();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = format!("http://{}", listener.local_addr().unwrap());
@@ -134,7 +153,7 @@ impl World {
             let _ = rx.await;
         }));
 
-        // Two resources, open around the clock, with booking types of several
+        // Two rooms, open around the clock, with booking types of several
         // durations and buffers, a handful of candidate starts each within a
         // few hours of one day 20-40 days ahead, both writing to the same
         // collection. The candidates are chosen so that bookings of different
@@ -197,10 +216,76 @@ impl World {
                 "cancellation": { "free_until_hours": long_cancel, "late": { "refund": { "percent": rb_percent } } }
             }
         ]);
+        // A room with seats: `class` (3 seats of 60 min, 10 min buffer after,
+        // starts every 30 min) beside `solo` (30 min) on the same cells. rs's
+        // candidates T, T+30, T+60, T+90: class at T and T+30 are two groups
+        // that overlap (each keeps the other out), class at T and T+60 touch
+        // only through the buffer ([T, T+70) and [T+60, ...) overlap), solo
+        // anywhere collides with a class group.
+        let (class_cancel, solo_cancel) = (cutoff(&mut rng), cutoff(&mut rng));
+        let class_percent = [0, 50, 100][rng.usize(0..3)];
+        let rs_types = json!([
+            {
+                "id": "class",
+                "durations": [{ "minutes": 60, "price": { "amount": 2000, "currency": "eur" } }],
+                "buffer_after_minutes": 10,
+                "seats": 3,
+                "cancellation": { "free_until_hours": class_cancel, "late": { "refund": { "percent": class_percent } } },
+                // Allowed, yet a seat is never moved (409 not_reschedulable).
+                "reschedule": { "allowed": true, "until_hours": 0 }
+            },
+            {
+                "id": "solo",
+                "durations": [{ "minutes": 30, "price": { "amount": 1500, "currency": "eur" } }],
+                "cancellation": { "free_until_hours": solo_cancel, "late": "refuse" },
+                "reschedule": { "allowed": true, "until_hours": 0 }
+            }
+        ]);
+        // Members: each bookable alone (`one`, 30 min); the teams' `meet`
+        // (30 | 60 min) books one of them (rr) or m1 and m2 together (co).
+        let member_types = json!([
+            {
+                "id": "one",
+                "durations": [{ "minutes": 30, "price": { "amount": 1000, "currency": "usd" } }],
+                "cancellation": { "free_until_hours": cutoff(&mut rng), "late": { "refund": { "percent": 50 } } },
+                "reschedule": { "allowed": true, "until_hours": 0 }
+            }
+        ]);
+        let team_types = |rng: &mut fastrand::Rng| {
+            json!([
+                {
+                    "id": "meet",
+                    "durations": [
+                        { "minutes": 30, "price": { "amount": 3000, "currency": "usd" } },
+                        { "minutes": 60, "price": { "amount": 5000, "currency": "usd" } }
+                    ],
+                    "cancellation": { "free_until_hours": cutoff(rng), "late": { "refund": { "percent": 50 } } },
+                    "reschedule": { "allowed": true, "until_hours": cutoff(rng) }
+                }
+            ])
+        };
+        let (rr_types, co_types) = (team_types(&mut rng), team_types(&mut rng));
+        let team_slots = at(&[0, 30, 60]);
+        type Def<'a> = (&'a str, serde_json::Value, Vec<DateTime<Utc>>, Option<String>, Option<serde_json::Value>);
+        let defs: Vec<Def> = vec![
+            ("ra", ra_types, at(&[0, 15, 30, 60, 90]), Some(collection.clone()), None),
+            ("rb", rb_types, at(&[0, 30, 90, 180]), Some(collection.clone()), None),
+            ("rs", rs_types, at(&[0, 30, 60, 90]), Some(collection.clone()), None),
+            ("m1", member_types.clone(), team_slots.clone(), Some(collections[1].clone()), None),
+            ("m2", member_types.clone(), team_slots.clone(), Some(collections[2].clone()), None),
+            ("m3", member_types, team_slots.clone(), Some(collections[3].clone()), None),
+            (
+                "rr",
+                rr_types,
+                team_slots.clone(),
+                None,
+                Some(json!({ "members": ["m1", "m2", "m3"], "assignment": "round_robin" })),
+            ),
+            ("co", co_types, team_slots, None, Some(json!({ "members": ["m1", "m2"], "assignment": "collective" }))),
+        ];
         let mut resources = Vec::new();
-        for (id, types, starts) in [("ra", ra_types, at(&[0, 15, 30, 60, 90])), ("rb", rb_types, at(&[0, 30, 90, 180]))]
-        {
-            let spec = json!({
+        for (id, types, starts, calendar, team) in defs {
+            let mut spec = json!({
                 "name": format!("Room {id}"),
                 "timezone": "UTC",
                 "booking_types": types,
@@ -210,11 +295,16 @@ impl World {
                     "fri": [{"start": "00:00", "end": "24:00"}], "sat": [{"start": "00:00", "end": "24:00"}],
                     "sun": [{"start": "00:00", "end": "24:00"}]
                 },
-                "calendar": { "type": "caldav", "url": collection },
             });
+            if let Some(url) = &calendar {
+                spec["calendar"] = json!({ "type": "caldav", "url": url });
+            }
+            if let Some(team) = team {
+                spec["team"] = team;
+            }
             let resource = resource_from_spec(id, &spec);
             raw_store.put_resource(&resource).await.expect("put a resource");
-            resources.push(ResourceInfo { id: id.into(), slots: starts, resource, spec });
+            resources.push(ResourceInfo { id: id.into(), slots: starts, resource, spec, calendar });
         }
 
         let caldav = CalDavConfig::default()
@@ -240,8 +330,7 @@ impl World {
             },
             sim,
             http,
-            collection,
-            target,
+            collections,
             resources,
             sim_offset,
             sim_shutdown: Mutex::new(Some(tx)),
@@ -285,6 +374,8 @@ impl World {
         let _ = self.raw_store.client().delete_table().table_name(self.raw_store.table()).send().await;
         let _ = self.sqs().delete_queue().queue_url(self.raw_queue.queue_url()).send().await;
         let _ = self.sqs().delete_queue().queue_url(&self.dlq_url).send().await;
-        let _ = self.http.delete(&self.collection).send().await;
+        for collection in &self.collections {
+            let _ = self.http.delete(collection).send().await;
+        }
     }
 }
