@@ -180,16 +180,19 @@ pub enum Refreshed {
 
 /// Reads `resource`'s calendar now (the read starting at `now`) over
 /// `[now − 1 day, now + horizon)` and stores the snapshot unless a newer
-/// one is there. A failed read leaves the stored snapshot as it is.
+/// one is there; slotguard's events of the resources in `own` are not busy
+/// ([`crate::ports::own_resources`]). A failed read leaves the stored
+/// snapshot as it is.
 pub async fn refresh<S: BusyStore, C: BusySource>(
     store: &S,
     calendar: &C,
     resource: &Resource,
+    own: &[crate::domain::ResourceId],
     now: DateTime<Utc>,
     settings: &BusySettings,
 ) -> Result<Refreshed, RefreshError> {
     let (from, to) = (now - Duration::days(1), now + settings.horizon);
-    let intervals = merge(calendar.busy_intervals(resource, from, to).await?);
+    let intervals = merge(calendar.busy_intervals(resource, own, from, to).await?);
     if intervals.len() > MAX_INTERVALS {
         return Err(RefreshError::TooMany);
     }

@@ -297,6 +297,7 @@ impl BusySource for Scripted {
     async fn busy_intervals(
         &self,
         _: &Resource,
+        _: &[ResourceId],
         _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<Vec<BusyInterval>, CalendarError> {
@@ -316,12 +317,19 @@ async fn a_failed_refresh_leaves_the_cached_busy_time() {
     let slot = hour_from_now(30);
     let now = Utc::now();
     let one = Scripted(Ok(vec![(slot, slot + Duration::hours(1))]));
-    assert_eq!(refresh(&app.store, &one, &resource, now, &settings()).await.unwrap(), Refreshed::Stored);
+    assert_eq!(
+        refresh(&app.store, &one, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        Refreshed::Stored
+    );
     let before = app.store.busy_snapshot(&resource.id).await.unwrap().unwrap();
     assert!(!offered(&app, "room", slot).await);
 
     let down = Scripted(Err(CalendarError::Transient { kind: "http_503", message: "down".into() }));
-    assert!(refresh(&app.store, &down, &resource, now + Duration::seconds(5), &settings()).await.is_err());
+    assert!(
+        refresh(&app.store, &down, &resource, &[resource.id.clone()], now + Duration::seconds(5), &settings())
+            .await
+            .is_err()
+    );
     assert_eq!(app.store.busy_snapshot(&resource.id).await.unwrap().unwrap(), before, "the old snapshot stays");
     assert!(!offered(&app, "room", slot).await, "and still blocks its slot");
     // The scheduled job reports it and leaves the cache too.
@@ -338,17 +346,28 @@ async fn an_older_refresh_never_overwrites_a_newer_one() {
     let now = Utc::now();
     let newer = Scripted(Ok(vec![(new_slot, new_slot + Duration::hours(1))]));
     let older = Scripted(Ok(vec![(old_slot, old_slot + Duration::hours(1))]));
-    assert_eq!(refresh(&app.store, &newer, &resource, now, &settings()).await.unwrap(), Refreshed::Stored);
+    assert_eq!(
+        refresh(&app.store, &newer, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        Refreshed::Stored
+    );
     // A read that started a second earlier finishes later: dropped.
-    let late = refresh(&app.store, &older, &resource, now - Duration::seconds(1), &settings()).await.unwrap();
+    let late = refresh(&app.store, &older, &resource, &[resource.id.clone()], now - Duration::seconds(1), &settings())
+        .await
+        .unwrap();
     assert_eq!(late, Refreshed::Superseded);
     let stored = app.store.busy_snapshot(&resource.id).await.unwrap().unwrap();
     assert_eq!(stored.intervals, vec![(new_slot, new_slot + Duration::hours(1))]);
     assert!(offered(&app, "room", old_slot).await && !offered(&app, "room", new_slot).await);
     // The same start again is not newer either; a later one replaces it.
-    assert_eq!(refresh(&app.store, &older, &resource, now, &settings()).await.unwrap(), Refreshed::Superseded);
+    assert_eq!(
+        refresh(&app.store, &older, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        Refreshed::Superseded
+    );
     let later = now + Duration::milliseconds(1);
-    assert_eq!(refresh(&app.store, &older, &resource, later, &settings()).await.unwrap(), Refreshed::Stored);
+    assert_eq!(
+        refresh(&app.store, &older, &resource, &[resource.id.clone()], later, &settings()).await.unwrap(),
+        Refreshed::Stored
+    );
     assert!(!offered(&app, "room", old_slot).await && offered(&app, "room", new_slot).await);
 }
 

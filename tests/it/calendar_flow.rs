@@ -117,7 +117,7 @@ async fn paid_booking(app: &TestApp, hours_ahead: i64, email: &str) -> String {
     c.reservation_id
 }
 
-async fn event_ics(collection: &str, reservation_id: &str) -> (StatusCode, String) {
+pub(crate) async fn event_ics(collection: &str, reservation_id: &str) -> (StatusCode, String) {
     let r = reqwest::get(format!("{collection}{reservation_id}.ics")).await.unwrap();
     let status = r.status();
     (status, r.text().await.unwrap())

@@ -278,6 +278,29 @@ async fn a_members_own_calendar_event_removes_only_that_member() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = app.remember(&r.json().await.unwrap());
     assert_eq!(hosts_by_booking(&app, "rr").await[&id], vec!["m3".to_owned()]);
+    // Paid, its event lands on m3's calendar: m3's own, not busy time.
+    let (status, body) = app.checkout(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.pay(body["session_id"].as_str().unwrap(), "").await;
+    crate::calendar_flow::Writer::new(&app).drain(&app).await;
+    assert_eq!(crate::calendar_flow::event_ics(&collections[2], &id).await.0, StatusCode::OK);
+    let written = Utc::now();
+    let m3 = slotguard::domain::ResourceId::parse("m3").unwrap();
+    let mut waited = 0;
+    loop {
+        let snapshot = slotguard::ports::BusyStore::busy_snapshot(&app.store, &m3).await.unwrap().unwrap();
+        if snapshot.fetched_at > written {
+            assert!(
+                !snapshot.intervals.iter().any(|(s, e)| *s < start + Duration::hours(1) && start < *e),
+                "the team booking's own event was read as m3's busy time: {:?}",
+                snapshot.intervals
+            );
+            break;
+        }
+        waited += 1;
+        assert!(waited < 100, "no refresh of m3 after the write");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // With m3 taken, only busy time stands in the way: 409 host_busy.
     assert_problem(app.reserve("rr", start, "again@example.com").await, 409, "host_busy").await;
     // An hour later nobody is busy.

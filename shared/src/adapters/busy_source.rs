@@ -4,7 +4,7 @@
 //! policy as the calendar writes.
 
 use super::calendars::Calendars;
-use crate::domain::{CalendarTarget, Resource};
+use crate::domain::{CalendarTarget, Resource, ResourceId};
 use crate::ports::{BusyInterval, BusySource, CalendarError};
 use chrono::{DateTime, Utc};
 
@@ -12,6 +12,7 @@ impl BusySource for Calendars {
     async fn busy_intervals(
         &self,
         resource: &Resource,
+        own: &[ResourceId],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<BusyInterval>, CalendarError> {
@@ -20,9 +21,9 @@ impl BusySource for Calendars {
                 kind: "no_calendar",
                 message: "busy time needs a calendar to read".into(),
             }),
-            CalendarTarget::Caldav { .. } => self.caldav.busy(resource, from, to).await,
+            CalendarTarget::Caldav { .. } => self.caldav.busy(resource, own, from, to).await,
             CalendarTarget::Google { .. } => match &self.google {
-                Some(google) => google.busy(resource, from, to).await,
+                Some(google) => google.busy(resource, own, from, to).await,
                 None => Err(CalendarError::Permanent {
                     kind: "google_not_configured",
                     message: "the resource names a Google calendar but no Google OAuth client is configured".into(),

@@ -30,6 +30,7 @@ impl GoogleCalendar {
     pub(crate) async fn busy(
         &self,
         resource: &Resource,
+        own: &[ResourceId],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<BusyInterval>, CalendarError> {
@@ -63,7 +64,7 @@ impl GoogleCalendar {
             busy.extend(
                 page.items
                     .iter()
-                    .filter_map(|item| busy_interval(item, &resource.id, &resource.timezone))
+                    .filter_map(|item| busy_interval(item, own, &resource.timezone))
                     .filter(|(s, e)| *s < to && from < *e),
             );
             match page.next_page_token.filter(|t| !t.is_empty()) {
@@ -107,7 +108,7 @@ struct Attendee {
 }
 
 /// The busy interval of one listed event, if it makes the host busy.
-fn busy_interval(item: &BusyItem, own: &ResourceId, zone: &Zone) -> Option<BusyInterval> {
+fn busy_interval(item: &BusyItem, own: &[ResourceId], zone: &Zone) -> Option<BusyInterval> {
     if item.status.as_deref() == Some("cancelled") || item.transparency.as_deref() == Some("transparent") {
         return None;
     }
@@ -115,7 +116,8 @@ fn busy_interval(item: &BusyItem, own: &ResourceId, zone: &Zone) -> Option<BusyI
         return None;
     }
     let marker = item.extended_properties.as_ref().and_then(|p| p.private.get(BOOKING_PROPERTY));
-    if marker.and_then(|m| ReservationId::parse(m.trim())).is_some_and(|rid| rid.slot_key().resource_id == *own) {
+    if marker.and_then(|m| ReservationId::parse(m.trim())).is_some_and(|rid| own.contains(&rid.slot_key().resource_id))
+    {
         return None;
     }
     let (start, end) = (instant(item.start.as_ref()?, zone)?, instant(item.end.as_ref()?, zone)?);
@@ -140,7 +142,7 @@ mod tests {
 
     fn read(item: serde_json::Value) -> Option<BusyInterval> {
         let item: BusyItem = serde_json::from_value(item).unwrap();
-        busy_interval(&item, &ResourceId::parse("room-1").unwrap(), &"Europe/Berlin".parse().unwrap())
+        busy_interval(&item, &[ResourceId::parse("room-1").unwrap()], &"Europe/Berlin".parse().unwrap())
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use crate::busy::{BusySettings, Refreshed, refresh, refresh_due};
 use crate::domain::{Resource, ResourceId};
 use crate::metrics;
-use crate::ports::{BusySource, BusyStore, ResourceStore, StoreError};
+use crate::ports::{BusySource, BusyStore, ResourceStore, StoreError, own_resources};
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
@@ -55,16 +55,19 @@ where
     S: ResourceStore + BusyStore,
     C: BusySource,
 {
+    // Every resource: the teams among them tell whose events are a member's own.
+    let all = store.list_resources().await?;
     let resources: Vec<Resource> = match only {
         Some(id) => vec![
-            store
-                .get_resource(id)
-                .await?
-                .filter(Resource::busy_time_enabled)
+            all.iter()
+                .find(|r| &r.id == id)
+                .filter(|r| r.busy_time_enabled())
+                .cloned()
                 .ok_or_else(|| BusyRefreshError::NotFound(id.to_string()))?,
         ],
-        None => store.list_resources().await?.into_iter().filter(Resource::busy_time_enabled).collect(),
+        None => all.iter().filter(|r| r.busy_time_enabled()).cloned().collect(),
     };
+    let all = &all;
     let mut report = BusyRefreshReport { resources: resources.len(), ..Default::default() };
     let outcomes: Vec<(ResourceId, Result<Option<Refreshed>, String>)> = futures::stream::iter(resources)
         .map(|resource| async move {
@@ -76,7 +79,8 @@ where
                     }
                 }
                 // The read starts now: that instant is what "newer" means.
-                match refresh(store, calendar, &resource, Utc::now(), settings).await {
+                let own = own_resources(&resource, all);
+                match refresh(store, calendar, &resource, &own, Utc::now(), settings).await {
                     Ok(done) => Ok(Some(done)),
                     Err(e) => Err(crate::api::problem::Chain(&e).to_string()),
                 }

@@ -27,6 +27,14 @@ pub struct BusySnapshot {
     pub intervals: Vec<BusyInterval>,
 }
 
+/// The resources whose bookings on `resource`'s calendar are its own, not
+/// busy time: itself, and every team among `all` it is a member of (the
+/// calendar writer puts a team booking on its hosting members' calendars).
+pub fn own_resources(resource: &Resource, all: &[Resource]) -> Vec<ResourceId> {
+    let teams = all.iter().filter(|t| t.team.as_ref().is_some_and(|team| team.members.contains(&resource.id)));
+    std::iter::once(resource.id.clone()).chain(teams.map(|t| t.id.clone())).collect()
+}
+
 /// A digest of a calendar target, for [`BusySnapshot::source`].
 pub fn source_digest(target: &CalendarTarget) -> String {
     use sha2::Digest;
@@ -53,11 +61,13 @@ pub trait BusyStore: Send + Sync {
 pub trait BusySource: Send + Sync {
     /// The intervals within `[from, to)` in which the calendar of `resource`
     /// holds an event that makes the host busy: opaque, not cancelled, and
-    /// not one slotguard wrote for a booking of this resource. All-day and
-    /// floating times are read in the resource's time zone.
+    /// not one slotguard wrote for a booking of a resource in `own` (the
+    /// resource and the teams it is a member of, see [`own_resources`]).
+    /// All-day and floating times are read in the resource's time zone.
     fn busy_intervals(
         &self,
         resource: &Resource,
+        own: &[ResourceId],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<BusyInterval>, CalendarError>> + Send;

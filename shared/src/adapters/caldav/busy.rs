@@ -25,6 +25,7 @@ impl CalDavCalendar {
     pub(crate) async fn busy(
         &self,
         resource: &Resource,
+        own: &[ResourceId],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<BusyInterval>, CalendarError> {
@@ -32,7 +33,7 @@ impl CalDavCalendar {
         let responses = self.report(&collection, &busy_query(from, to)).await?;
         let mut busy = Vec::new();
         for data in responses.iter().filter_map(|r| r.calendar_data.as_deref()) {
-            let found = busy_in(data, &resource.id, &resource.timezone).map_err(|why| CalendarError::Permanent {
+            let found = busy_in(data, own, &resource.timezone).map_err(|why| CalendarError::Permanent {
                 kind: "unexpanded_recurrence",
                 message: format!("caldav busy time: {why}"),
             })?;
@@ -77,7 +78,7 @@ struct VEvent {
 /// The busy intervals of every VEVENT in one calendar object, for the
 /// resource `own` in time zone `zone`. `Err` if the object holds an
 /// unexpanded recurrence.
-pub fn busy_in(text: &str, own: &ResourceId, zone: &Zone) -> Result<Vec<BusyInterval>, &'static str> {
+pub fn busy_in(text: &str, own: &[ResourceId], zone: &Zone) -> Result<Vec<BusyInterval>, &'static str> {
     let mut events = Vec::new();
     let mut current: Option<VEvent> = None;
     let mut nested = 0usize;
@@ -107,8 +108,11 @@ pub fn busy_in(text: &str, own: &ResourceId, zone: &Zone) -> Result<Vec<BusyInte
         if ev.recurring {
             return Err("the server returned a recurring event unexpanded");
         }
-        let own_booking =
-            ev.booking.as_deref().and_then(ReservationId::parse).is_some_and(|rid| rid.slot_key().resource_id == *own);
+        let own_booking = ev
+            .booking
+            .as_deref()
+            .and_then(ReservationId::parse)
+            .is_some_and(|rid| own.contains(&rid.slot_key().resource_id));
         if ev.cancelled || ev.transparent || own_booking {
             continue;
         }
@@ -209,7 +213,7 @@ mod tests {
     }
 
     fn busy(events: &[&str]) -> Vec<BusyInterval> {
-        busy_in(&cal(events), &own(), &berlin()).unwrap()
+        busy_in(&cal(events), &[own()], &berlin()).unwrap()
     }
 
     #[test]
@@ -269,7 +273,7 @@ mod tests {
         ]);
         assert_eq!(instances.len(), 2);
         let master = cal(&["DTSTART:20261123T080000Z\nDTEND:20261123T090000Z\nRRULE:FREQ=WEEKLY;COUNT=3"]);
-        assert!(busy_in(&master, &own(), &berlin()).is_err());
+        assert!(busy_in(&master, &[own()], &berlin()).is_err());
     }
 
     #[test]
