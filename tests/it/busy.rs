@@ -318,7 +318,7 @@ async fn a_failed_refresh_leaves_the_cached_busy_time() {
     let now = Utc::now();
     let one = Scripted(Ok(vec![(slot, slot + Duration::hours(1))]));
     assert_eq!(
-        refresh(&app.store, &one, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        refresh(&app.store, &one, &resource, std::slice::from_ref(&resource.id), now, &settings()).await.unwrap(),
         Refreshed::Stored
     );
     let before = app.store.busy_snapshot(&resource.id).await.unwrap().unwrap();
@@ -326,9 +326,16 @@ async fn a_failed_refresh_leaves_the_cached_busy_time() {
 
     let down = Scripted(Err(CalendarError::Transient { kind: "http_503", message: "down".into() }));
     assert!(
-        refresh(&app.store, &down, &resource, &[resource.id.clone()], now + Duration::seconds(5), &settings())
-            .await
-            .is_err()
+        refresh(
+            &app.store,
+            &down,
+            &resource,
+            std::slice::from_ref(&resource.id),
+            now + Duration::seconds(5),
+            &settings()
+        )
+        .await
+        .is_err()
     );
     assert_eq!(app.store.busy_snapshot(&resource.id).await.unwrap().unwrap(), before, "the old snapshot stays");
     assert!(!offered(&app, "room", slot).await, "and still blocks its slot");
@@ -347,25 +354,32 @@ async fn an_older_refresh_never_overwrites_a_newer_one() {
     let newer = Scripted(Ok(vec![(new_slot, new_slot + Duration::hours(1))]));
     let older = Scripted(Ok(vec![(old_slot, old_slot + Duration::hours(1))]));
     assert_eq!(
-        refresh(&app.store, &newer, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        refresh(&app.store, &newer, &resource, std::slice::from_ref(&resource.id), now, &settings()).await.unwrap(),
         Refreshed::Stored
     );
     // A read that started a second earlier finishes later: dropped.
-    let late = refresh(&app.store, &older, &resource, &[resource.id.clone()], now - Duration::seconds(1), &settings())
-        .await
-        .unwrap();
+    let late = refresh(
+        &app.store,
+        &older,
+        &resource,
+        std::slice::from_ref(&resource.id),
+        now - Duration::seconds(1),
+        &settings(),
+    )
+    .await
+    .unwrap();
     assert_eq!(late, Refreshed::Superseded);
     let stored = app.store.busy_snapshot(&resource.id).await.unwrap().unwrap();
     assert_eq!(stored.intervals, vec![(new_slot, new_slot + Duration::hours(1))]);
     assert!(offered(&app, "room", old_slot).await && !offered(&app, "room", new_slot).await);
     // The same start again is not newer either; a later one replaces it.
     assert_eq!(
-        refresh(&app.store, &older, &resource, &[resource.id.clone()], now, &settings()).await.unwrap(),
+        refresh(&app.store, &older, &resource, std::slice::from_ref(&resource.id), now, &settings()).await.unwrap(),
         Refreshed::Superseded
     );
     let later = now + Duration::milliseconds(1);
     assert_eq!(
-        refresh(&app.store, &older, &resource, &[resource.id.clone()], later, &settings()).await.unwrap(),
+        refresh(&app.store, &older, &resource, std::slice::from_ref(&resource.id), later, &settings()).await.unwrap(),
         Refreshed::Stored
     );
     assert!(!offered(&app, "room", old_slot).await && offered(&app, "room", new_slot).await);
