@@ -476,19 +476,38 @@ impl GoogleCalendar {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<FoundEvent>, CalendarError> {
+        let items: Vec<ApiEvent> = self.events_between("google list", account, calendar_id, from, to, None).await?;
+        Ok(items.into_iter().filter_map(found_event).filter(|e| from <= e.start && e.start < to).collect())
+    }
+
+    /// Every instance (`singleEvents`) of the calendar's events overlapping
+    /// `[from, to)`, page by page (at most [`MAX_PAGES`]), each read as `T`;
+    /// `fields` is a partial-response field list.
+    async fn events_between<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        account: &Account,
+        calendar_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        fields: Option<&str>,
+    ) -> Result<Vec<T>, CalendarError> {
         let url = self.events_url(calendar_id);
         let (time_min, time_max) = (rfc3339(from), rfc3339(to));
         let mut found = Vec::new();
         let mut page_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let response = self
-                .send("google list", account, || {
+                .send(op, account, || {
                     let mut query = vec![
                         ("timeMin", time_min.as_str()),
                         ("timeMax", time_max.as_str()),
                         ("singleEvents", "true"),
                         ("maxResults", "2500"),
                     ];
+                    if let Some(fields) = fields {
+                        query.push(("fields", fields));
+                    }
                     if let Some(token) = page_token.as_deref() {
                         query.push(("pageToken", token));
                     }
@@ -497,10 +516,10 @@ impl GoogleCalendar {
                 .await?;
             let status = response.status();
             if !status.is_success() {
-                return Err(google_error("google list", status, &http::body_text(response).await));
+                return Err(google_error(op, status, &http::body_text(response).await));
             }
-            let page: EventsPage = response.json().await.map_err(|e| invalid_response("google list", e))?;
-            found.extend(page.items.into_iter().filter_map(found_event).filter(|e| from <= e.start && e.start < to));
+            let page: EventsPage<T> = response.json().await.map_err(|e| invalid_response(op, e))?;
+            found.extend(page.items);
             match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(next) => page_token = Some(next),
                 None => return Ok(found),
@@ -508,7 +527,7 @@ impl GoogleCalendar {
         }
         Err(CalendarError::Permanent {
             kind: "invalid_response",
-            message: format!("google list: more than {MAX_PAGES} pages of events"),
+            message: format!("{op}: more than {MAX_PAGES} pages of events"),
         })
     }
 }
@@ -688,9 +707,9 @@ fn replacement(existing: &Value, ours: &Value) -> Value {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EventsPage {
-    #[serde(default)]
-    items: Vec<ApiEvent>,
+struct EventsPage<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
     next_page_token: Option<String>,
 }
 

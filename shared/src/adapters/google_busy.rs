@@ -13,10 +13,9 @@
 //! resource. All-day events (`date`) block the local day in the resource's
 //! time zone.
 
-use super::{ApiTime, BOOKING_PROPERTY, ExtendedProperties, GoogleCalendar, MAX_PAGES, calendar_id, google_error};
-use super::{http, invalid_response};
+use super::{ApiTime, BOOKING_PROPERTY, ExtendedProperties, GoogleCalendar, calendar_id};
 use crate::adapters::caldav::busy::local_midnight;
-use crate::domain::{ReservationId, Resource, ResourceId, Zone, rfc3339};
+use crate::domain::{ReservationId, Resource, ResourceId, Zone};
 use crate::ports::{BusyInterval, CalendarError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -36,55 +35,14 @@ impl GoogleCalendar {
     ) -> Result<Vec<BusyInterval>, CalendarError> {
         let calendar_id = calendar_id(&resource.calendar)?;
         let account = self.account(&resource.calendar).await?;
-        let url = self.events_url(calendar_id);
-        let (time_min, time_max) = (rfc3339(from), rfc3339(to));
-        let mut busy = Vec::new();
-        let mut page_token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let response = self
-                .send("google busy", &account, || {
-                    let mut query = vec![
-                        ("timeMin", time_min.as_str()),
-                        ("timeMax", time_max.as_str()),
-                        ("singleEvents", "true"),
-                        ("maxResults", "2500"),
-                        ("fields", FIELDS),
-                    ];
-                    if let Some(token) = page_token.as_deref() {
-                        query.push(("pageToken", token));
-                    }
-                    self.http.get(&url).query(&query)
-                })
-                .await?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(google_error("google busy", status, &http::body_text(response).await));
-            }
-            let page: BusyPage = response.json().await.map_err(|e| invalid_response("google busy", e))?;
-            busy.extend(
-                page.items
-                    .iter()
-                    .filter_map(|item| busy_interval(item, own, &resource.timezone))
-                    .filter(|(s, e)| *s < to && from < *e),
-            );
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) => page_token = Some(next),
-                None => return Ok(busy),
-            }
-        }
-        Err(CalendarError::Permanent {
-            kind: "invalid_response",
-            message: format!("google busy: more than {MAX_PAGES} pages of events"),
-        })
+        let items: Vec<BusyItem> =
+            self.events_between("google busy", &account, calendar_id, from, to, Some(FIELDS)).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| busy_interval(item, own, &resource.timezone))
+            .filter(|(s, e)| *s < to && from < *e)
+            .collect())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BusyPage {
-    #[serde(default)]
-    items: Vec<BusyItem>,
-    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]
