@@ -215,10 +215,9 @@ pub async fn open_slots<S: ClaimStore + ResourceStore + BusyStore>(
         }
     });
     let full_days = full_days(store, resource, kind, &candidates, now);
-    let (live_per_host, full_days) = futures::future::try_join(futures::future::try_join_all(reads), full_days).await?;
-    // Each host's busy time over the candidates' blocked intervals. A team
-    // member whose calendar was not read recently is not free (unknown is
-    // never free); a resource of its own answers 503 instead.
+    // Each host's busy time over the candidates' blocked intervals, read
+    // with the cells. A team member whose calendar was not read recently is
+    // not free (unknown is never free); a resource of its own answers 503.
     let span = (blocked.iter().map(|b| b.0).min(), blocked.iter().map(|b| b.1).max());
     let busy_reads = hosts.iter().map(|host| async move {
         match span {
@@ -230,7 +229,10 @@ pub async fn open_slots<S: ClaimStore + ResourceStore + BusyStore>(
             _ => Ok(Some(Vec::new())),
         }
     });
-    let busy_per_host = futures::future::try_join_all(busy_reads).await?;
+    let cell_reads = async { futures::future::try_join(futures::future::try_join_all(reads), full_days).await };
+    let (cell_reads, busy_per_host) =
+        futures::future::join(cell_reads, futures::future::try_join_all(busy_reads)).await;
+    let ((live_per_host, full_days), busy_per_host) = (cell_reads?, busy_per_host?);
     let cells_per_host: Vec<LiveCells> = live_per_host
         .iter()
         .map(|locks| {

@@ -430,7 +430,7 @@ async fn team_members<S: ReserveStore>(
     let day = super::availability::local_day(team_resource, hold.slot.start);
     let mut ranked = Vec::new();
     for member in open {
-        let locks = locks_between(store, &member, from.min(day.0), to.max(day.1)).await?;
+        let locks = store.locks_between(&member, from.min(day.0), to.max(day.1)).await?;
         let taken = locks.iter().any(|l| l.is_live(now) && matches!(l.key, LockKey::Cell(c) if c >= from && c < to));
         if taken {
             continue;
@@ -443,19 +443,6 @@ async fn team_members<S: ReserveStore>(
         return Err(ReserveError::HostBusy);
     }
     Ok(Members::OneOf(ranked.into_iter().map(|(_, _, m)| m).collect()))
-}
-
-/// Every lock of `resource` in the UTC days `[from, to)` touches: one Query per day.
-pub async fn locks_between<S: ClaimStore>(
-    store: &S,
-    resource: &ResourceId,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<Lock>, StoreError> {
-    let last = (to - Duration::seconds(1)).date_naive();
-    let days: Vec<_> = from.date_naive().iter_days().take_while(|d| *d <= last).collect();
-    let read = futures::future::try_join_all(days.iter().map(|d| store.cells_on_day(resource, *d))).await?;
-    Ok(read.into_iter().flatten().collect())
 }
 
 /// How many live bookings of `team` a member's `locks` show starting in

@@ -122,6 +122,21 @@ pub trait ClaimStore: Send + Sync {
         booking_type: &str,
         date: NaiveDate,
     ) -> impl Future<Output = Result<Vec<Lock>, StoreError>> + Send;
+    /// Every lock of `resource` in the UTC days `[from, to)` touches, live or
+    /// not: one Query per day, concurrently.
+    fn locks_between(
+        &self,
+        resource: &ResourceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Lock>, StoreError>> + Send {
+        async move {
+            let last = (to - chrono::Duration::seconds(1)).date_naive();
+            let days: Vec<NaiveDate> = from.date_naive().iter_days().take_while(|d| *d <= last).collect();
+            let read = futures::future::try_join_all(days.iter().map(|d| self.cells_on_day(resource, *d))).await?;
+            Ok(read.into_iter().flatten().collect())
+        }
+    }
     /// The bookings of `resource` live at `now` whose start is in `[from, to)`,
     /// found through their cells (one Query per UTC day), then read by id.
     fn bookings_between(
@@ -133,12 +148,10 @@ pub trait ClaimStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
         async move {
             // A booking's first cell is at most its buffer before its start.
-            let first = (from - chrono::Duration::minutes(MAX_BLOCKED_MINUTES.into())).date_naive();
-            let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= to.date_naive()).collect();
-            let cells = futures::future::try_join_all(days.iter().map(|d| self.cells_on_day(resource, *d))).await?;
+            let first = from - chrono::Duration::minutes(MAX_BLOCKED_MINUTES.into());
+            let cells = self.locks_between(resource, first, to + chrono::Duration::seconds(1)).await?;
             let ids: std::collections::BTreeSet<ReservationId> = cells
                 .into_iter()
-                .flatten()
                 .filter(|l| l.is_live(now) && l.start >= from && l.start < to)
                 .map(|l| l.reservation_id)
                 .collect();

@@ -4,8 +4,8 @@ mod busy;
 pub mod items;
 
 use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome, ReservationId,
-    Resource, ResourceId, rfc3339,
+    CELL_MINUTES, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome,
+    ReservationId, Resource, ResourceId, rfc3339,
 };
 use crate::ports::{
     Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
@@ -397,11 +397,8 @@ impl DynamoStore {
                 // Rounded up to the minute: a burst of holds writes one value.
                 let expires_at = DateTime::from_timestamp((expires_at.timestamp() + 59).div_euclid(60) * 60, 0)
                     .unwrap_or(expires_at);
-                let days: std::collections::BTreeSet<NaiveDate> = cells.iter().map(|c| c.date_naive()).collect();
-                let mut read = Vec::new();
-                for day in days {
-                    read.extend(self.cells_on_day(host, day).await?);
-                }
+                let last = *cells.last().expect("a seat has cells") + Duration::minutes(CELL_MINUTES.into());
+                let read = self.locks_between(host, cells[0], last).await?;
                 let ours: Vec<&Lock> = read
                     .iter()
                     .filter(|l| matches!(l.key, LockKey::Cell(c) if cells.contains(&c)))
