@@ -119,6 +119,21 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/admin/resources/{id}/bookings", Route::AdminBookings),
 ];
 
+/// Where the gateway serves the OpenAPI document of its routes
+/// ([`slotguard::api::openapi`]; committed as `docs/openapi.json`).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// `200` with the OpenAPI document, generated once per process.
+fn openapi_document() -> lambda_http::Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(slotguard::api::openapi::json);
+    lambda_http::Response::builder()
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CACHE_CONTROL, "no-cache")
+        .body(Body::Text(text.clone()))
+        .expect("static parts form a valid response")
+}
+
 /// What the routes need: built once, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -246,6 +261,9 @@ impl Gateway {
     }
 
     async fn dispatch(&self, req: hyper::Request<Incoming>, deadline: Instant) -> lambda_http::Response<Body> {
+        if req.method() == Method::GET && req.uri().path() == OPENAPI_PATH {
+            return openapi_document();
+        }
         let (route, params) = match route(req.method(), req.uri().path()) {
             Ok(found) => found,
             Err(status) => {

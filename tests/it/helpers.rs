@@ -178,7 +178,7 @@ async fn spawn(
     let stopped = async move {
         let _ = rx.await;
     };
-    tokio::spawn(gateway::serve_with(listener, gw, stopped, limits));
+    tokio::spawn(serve_checked(listener, gw, stopped, limits));
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     TestApp { base, http, store, sim, queue, dlq_url, secrets: Arc::default(), _shutdown: tx, _sim_shutdown: sim_tx }
 }
@@ -377,4 +377,46 @@ pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
     body
+}
+
+/// [`gateway::serve_with`], holding every answer of an API route to the
+/// OpenAPI document (`slotguard::api::openapi::documents`): an answer whose
+/// status, or problem `type`, the document does not list for its operation
+/// is logged as a contract violation and not sent (the connection closes),
+/// so the test that provoked it fails.
+async fn serve_checked(
+    listener: tokio::net::TcpListener,
+    gw: gateway::Gateway,
+    shutdown: impl std::future::Future<Output = ()>,
+    limits: gateway::Limits,
+) {
+    let gw = Arc::new(gw);
+    let handler = move |req: slotguard_serve::Request<slotguard_serve::Incoming>| {
+        let gw = gw.clone();
+        async move {
+            let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+            let response = gw.handle_within(req, limits.body_read_timeout).await;
+            if !(path.starts_with("/v1/") || path.starts_with("/webhooks/")) {
+                return Ok(response);
+            }
+            use slotguard_serve::BodyExt;
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let response = slotguard_serve::Response::from_parts(parts, slotguard_serve::Full::new(bytes.clone()));
+            let status = response.status().as_u16();
+            let is_problem = response.headers().get("content-type").is_some_and(|v| v == "application/problem+json");
+            let kind = is_problem
+                .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+                .flatten()
+                .and_then(|body| body["type"].as_str().map(str::to_owned));
+            match slotguard::api::openapi::documents(&method, &path, status, kind.as_deref()) {
+                Ok(()) => Ok(response),
+                Err(why) => {
+                    eprintln!("CONTRACT VIOLATION (docs/openapi.json): {why}");
+                    Err(why)
+                }
+            }
+        }
+    };
+    slotguard_serve::serve_with(listener, handler, shutdown, limits.connection).await;
 }

@@ -21,6 +21,7 @@ mod helpers;
 mod holds;
 mod hostile;
 mod idempotency;
+mod openapi;
 mod payments;
 mod seats;
 mod signatures;

@@ -41,12 +41,14 @@ api_error!(AdminBookingsError {
 });
 
 /// One booking as an operator sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BookingRow {
     pub reservation_id: ReservationId,
     pub status: ReservationStatus,
     pub booking_type: String,
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     pub customer_name: String,
     pub customer_email: String,
@@ -58,7 +60,32 @@ pub struct BookingRow {
     pub version: u32,
 }
 
+/// The `200` body: live holds and bookings starting in `[from, to)`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BookingsView<'a> {
+    pub resource_id: &'a ResourceId,
+    #[schema(format = DateTime)]
+    pub from: String,
+    #[schema(format = DateTime)]
+    pub to: String,
+    pub bookings: Vec<BookingRow>,
+}
+
 /// Handles `GET /v1/admin/resources/{id}/bookings`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/resources/{id}/bookings",
+    tag = "admin",
+    operation_id = "listBookings",
+    summary = "A resource's live holds and bookings, with customers",
+    params(
+        ("id" = String, Path, description = "The resource id"),
+        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: now"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: `from` + 7 days; at most 31 days after `from`"),
+    ),
+    security(("adminToken" = []), ("awsSigV4" = [])),
+    responses((status = 200, description = "The bookings", body = BookingsView)),
+)]
 pub async fn admin_bookings<S: ResourceStore + ClaimStore>(
     store: &S,
     admin: &AdminAuth,
@@ -134,6 +161,6 @@ async fn run<S: ResourceStore + ClaimStore>(
             reservation_id: c.reservation_id,
         })
         .collect();
-    let body = serde_json::json!({ "resource_id": id, "from": rfc3339(from), "to": rfc3339(to), "bookings": rows });
+    let body = BookingsView { resource_id: &id, from: rfc3339(from), to: rfc3339(to), bookings: rows };
     Ok(json_response(StatusCode::OK, &body))
 }

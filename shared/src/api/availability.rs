@@ -63,16 +63,20 @@ api_error!(AvailabilityError {
     Self::Rules(_) | Self::InvalidDuration => InvalidQuery,
 });
 
-#[derive(Debug, Serialize)]
+/// One open slot.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SlotView {
+    #[schema(format = DateTime)]
     start: String,
+    #[schema(format = DateTime)]
     end: String,
     /// A seated type's seats not held or booked (at least 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     seats_left: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// The open slots of one booking type and duration in `[from, to)`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AvailabilityView<'a> {
     resource_id: &'a ResourceId,
     name: &'a str,
@@ -83,12 +87,29 @@ struct AvailabilityView<'a> {
     /// A seated type's seats per slot.
     #[serde(skip_serializing_if = "Option::is_none")]
     seats: Option<u32>,
+    #[schema(format = DateTime)]
     from: String,
+    #[schema(format = DateTime)]
     to: String,
     slots: Vec<SlotView>,
 }
 
 /// Handles `GET /v1/resources/{id}/slots`.
+#[utoipa::path(
+    get,
+    path = "/v1/resources/{id}/slots",
+    tag = "booking",
+    operation_id = "listSlots",
+    summary = "Open slots of a booking type",
+    params(
+        ("id" = String, Path, description = "The resource id"),
+        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: now (percent-encode a `+` offset)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: `from` + 7 days; at most 31 days after `from`"),
+        ("type" = Option<String>, Query, description = "The booking type; may be left out when the resource has one"),
+        ("duration" = Option<u32>, Query, description = "Minutes, one of the type's durations; default: its first"),
+    ),
+    responses((status = 200, description = "The open slots", body = AvailabilityView)),
+)]
 pub async fn availability<S: ResourceStore + ClaimStore + BusyStore>(store: &S, req: Request) -> Response<Body> {
     availability_at(store, req, Utc::now()).await
 }

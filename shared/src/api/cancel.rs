@@ -30,7 +30,7 @@ use crate::ports::{
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
+use serde::Serialize;
 
 /// What cancel needs from storage.
 pub trait CancelStore: ClaimStore + BookingStore + ReservationHistory + AttentionStore {}
@@ -75,7 +75,30 @@ pub struct CancelDeps<'a, S, P, Q> {
     pub admin: &'a AdminAuth,
 }
 
-/// Handles `POST /v1/bookings/{id}/cancel`.
+/// The `200` of a cancellation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CancelledView<'a> {
+    pub reservation_id: &'a ReservationId,
+    pub status: ReservationStatus,
+    /// The Stripe refund; `null` when Stripe had refunded it already or nothing was refunded.
+    pub refund_id: Option<&'a str>,
+    /// The amount this call's cancellation refunds, in minor units (`null`
+    /// when answering for a cancellation finished earlier).
+    pub refunded: Option<i64>,
+    pub currency: &'a str,
+}
+
+/// Handles `POST /v1/bookings/{id}/cancel` (and, for the host, `POST /v1/admin/bookings/{id}/cancel`).
+#[utoipa::path(
+    post,
+    path = "/v1/bookings/{id}/cancel",
+    tag = "booking",
+    operation_id = "cancelBooking",
+    summary = "Cancel a confirmed booking and refund it under the type's policy",
+    params(("id" = String, Path, description = "The reservation id")),
+    security(("reservationSecret" = []), ("adminToken" = [])),
+    responses((status = 200, description = "Cancelled (also for a repeated call)", body = CancelledView)),
+)]
 pub async fn cancel<S: CancelStore, P: Payments, Q: CalendarQueue>(
     deps: CancelDeps<'_, S, P, Q>,
     req: Request,
@@ -204,6 +227,6 @@ async fn enqueue_removal<S, P, Q: CalendarQueue>(
 fn answer(id: &ReservationId, refund_id: Option<&str>, refunded: Option<i64>, currency: &str) -> Response<Body> {
     json_response(
         StatusCode::OK,
-        &json!({ "reservation_id": id, "status": "cancelled", "refund_id": refund_id, "refunded": refunded, "currency": currency }),
+        &CancelledView { reservation_id: id, status: ReservationStatus::Cancelled, refund_id, refunded, currency },
     )
 }

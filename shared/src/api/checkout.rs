@@ -94,23 +94,44 @@ api_error!(CheckoutError {
     Self::InProgress(_) => RequestInProgress,
 });
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of `POST /v1/reservations/{id}/checkout`: where Stripe
+/// sends the customer back to (`{RESERVATION_ID}` is filled in).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckoutBody {
+    #[schema(max_length = 2048)]
     success_url: Option<String>,
+    #[schema(max_length = 2048)]
     cancel_url: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The reservation's Stripe Checkout Session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CheckoutView {
     reservation_id: ReservationId,
     session_id: String,
+    /// Stripe's hosted payment page: send the customer there.
     checkout_url: String,
     /// When the Checkout Session (and so the chance to pay) ends.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
 /// Handles `POST /v1/reservations/{id}/checkout`.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{id}/checkout",
+    tag = "booking",
+    operation_id = "checkout",
+    summary = "Create (or return) the hold's Stripe Checkout Session",
+    params(("id" = String, Path, description = "The reservation id")),
+    request_body(content = CheckoutBody, description = "Optional: return URLs (default: the deployment's)"),
+    security(("reservationSecret" = [])),
+    responses(
+        (status = 201, description = "Session created", body = CheckoutView),
+        (status = 200, description = "The session an earlier call created", body = CheckoutView),
+    ),
+)]
 pub async fn checkout<S: CheckoutStore, P: Payments>(
     store: &S,
     payments: &P,

@@ -14,6 +14,7 @@ pub mod availability;
 pub mod cancel;
 pub mod checkout;
 pub mod idempotency;
+pub mod openapi;
 pub mod put_resource;
 pub mod reschedule;
 pub mod reservation_status;

@@ -17,6 +17,24 @@ use crate::ports::{CalendarTargetCheck, ResourceStore, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
+/// The `200` body: the spec as stored, and its `id`.
+#[derive(Debug, serde::Serialize)]
+pub struct StoredResource<'a> {
+    pub id: &'a ResourceId,
+    #[serde(flatten)]
+    pub spec: &'a ResourceSpec,
+}
+
+/// Its schema is `ResourceSpec`'s with the `id` added, made by
+/// [`super::openapi::document`]; this names it.
+impl utoipa::ToSchema for StoredResource<'_> {}
+
+impl utoipa::PartialSchema for StoredResource<'_> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::Ref::from_schema_name("ResourceSpec").into()
+    }
+}
+
 /// Why a resource was not saved.
 #[derive(Debug, thiserror::Error)]
 pub enum PutResourceError {
@@ -39,6 +57,18 @@ api_error!(PutResourceError {
 });
 
 /// Handles `PUT /v1/resources/{id}`.
+/// Handles `PUT /v1/resources/{id}` (admin).
+#[utoipa::path(
+    put,
+    path = "/v1/resources/{id}",
+    tag = "admin",
+    operation_id = "putResource",
+    summary = "Create or replace a resource and its booking types",
+    params(("id" = String, Path, description = "1-64 characters of a-z, 0-9 and '-', not starting with '-'")),
+    request_body = ResourceSpec,
+    security(("adminToken" = []), ("awsSigV4" = [])),
+    responses((status = 200, description = "The stored resource: the spec as stored, with its `id`", body = StoredResource)),
+)]
 pub async fn put_resource<S: ResourceStore, C: CalendarTargetCheck>(
     store: &S,
     auth: &AdminAuth,
@@ -81,7 +111,5 @@ async fn run<S: ResourceStore, C: CalendarTargetCheck>(
     }
     store.put_resource(&resource).await?;
     tracing::info!(resource_id = %resource.id, "resource saved");
-    let mut body = serde_json::to_value(&resource.spec).expect("a spec always serialises");
-    body["id"] = serde_json::Value::String(resource.id.to_string());
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(StatusCode::OK, &StoredResource { id: &resource.id, spec: &resource.spec }))
 }

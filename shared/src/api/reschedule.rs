@@ -39,10 +39,14 @@ use serde::{Deserialize, Serialize};
 pub trait RescheduleStore: ResourceStore + ClaimStore + BookingStore + ReservationHistory {}
 impl<T: ResourceStore + ClaimStore + BookingStore + ReservationHistory> RescheduleStore for T {}
 
-#[derive(Debug, Deserialize)]
+/// The body of a reschedule.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RescheduleRequest {
+    /// The new start, RFC 3339.
+    #[schema(format = DateTime)]
     start: String,
+    /// Another duration of the same type at the same price; default: the booking's.
     #[serde(default)]
     duration_minutes: Option<u32>,
 }
@@ -95,13 +99,15 @@ api_error!(RescheduleError {
 });
 
 /// The `200` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RescheduledView {
     pub reservation_id: ReservationId,
     pub status: ReservationStatus,
     pub booking_type: String,
     pub duration_minutes: u32,
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     /// 0 when booked, +1 per move.
     pub version: u32,
@@ -114,7 +120,18 @@ pub struct RescheduleDeps<'a, S, Q> {
     pub admin: &'a AdminAuth,
 }
 
-/// Handles `POST /v1/bookings/{id}/reschedule`.
+/// Handles `POST /v1/bookings/{id}/reschedule` (and, for the host, `POST /v1/admin/bookings/{id}/reschedule`).
+#[utoipa::path(
+    post,
+    path = "/v1/bookings/{id}/reschedule",
+    tag = "booking",
+    operation_id = "rescheduleBooking",
+    summary = "Move a confirmed booking to another start (same type and price)",
+    params(("id" = String, Path, description = "The reservation id")),
+    request_body = RescheduleRequest,
+    security(("reservationSecret" = []), ("adminToken" = [])),
+    responses((status = 200, description = "Moved (also for the same request again)", body = RescheduledView)),
+)]
 pub async fn reschedule<S: RescheduleStore, Q: CalendarQueue>(
     deps: RescheduleDeps<'_, S, Q>,
     req: Request,

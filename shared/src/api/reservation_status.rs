@@ -37,12 +37,14 @@ api_error!(StatusError { wraps: [Request, Auth, Store], Self::NotFound(_) => Res
 
 /// The reservation as the public (anyone with its id) sees it, with
 /// [`ReservationDetails`] for the holder of its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReservationView {
     pub reservation_id: ReservationId,
     pub resource_id: ResourceId,
     /// The booking's current interval (a reschedule moves it).
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     pub status: ReservationStatus,
     /// Only for the holder of the reservation's secret.
@@ -51,19 +53,34 @@ pub struct ReservationView {
 }
 
 /// What only the holder of a reservation's secret sees.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReservationDetails {
     /// The booking type, while the booking item exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub booking_type: Option<String>,
     /// When the hold lapses; only while `held`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// In the currency's minor unit (only for the holder of the secret).
+    #[schema(required = false)]
     pub amount: i64,
+    /// (Only for the holder of the secret.)
+    #[schema(required = false)]
     pub currency: String,
 }
 
 /// Handles `GET /v1/reservations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{id}",
+    tag = "booking",
+    operation_id = "getReservation",
+    summary = "A reservation's status; with its secret also its amount and expiry",
+    params(("id" = String, Path, description = "The reservation id")),
+    security((), ("reservationSecret" = [])),
+    responses((status = 200, description = "The reservation", body = ReservationView)),
+)]
 pub async fn reservation_status<S: ClaimStore + ReservationHistory>(store: &S, req: Request) -> Response<Body> {
     reservation_status_at(store, req, Utc::now()).await
 }

@@ -39,22 +39,30 @@ use serde::{Deserialize, Serialize};
 pub trait ReserveStore: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore {}
 impl<T: ResourceStore + ClaimStore + ReservationHistory + IdempotencyStore + BusyStore> ReserveStore for T {}
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/reservations`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReserveRequest {
+    /// The resource to book.
     resource_id: String,
+    /// The slot's start, RFC 3339 (one of the starts availability lists).
+    #[schema(format = DateTime)]
     start: String,
+    /// The booking type; may be left out when the resource has one.
     #[serde(default)]
     booking_type: Option<String>,
+    /// One of the type's durations; default: its first.
     #[serde(default)]
     duration_minutes: Option<u32>,
     customer: CustomerRequest,
 }
 
-#[derive(Debug, Deserialize)]
+/// Who books: shown to the host, prefilled on the Checkout page.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CustomerRequest {
     name: String,
+    #[schema(format = Email)]
     email: String,
 }
 
@@ -147,16 +155,21 @@ pub fn choose<'r>(
 }
 
 /// The 201 body, also what an idempotent replay returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HoldView {
     pub reservation_id: ReservationId,
     pub resource_id: ResourceId,
     pub booking_type: String,
     pub duration_minutes: u32,
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     pub status: ReservationStatus,
+    /// When the hold lapses unless checkout extends it.
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    /// In the currency's minor unit.
     pub amount: i64,
     pub currency: String,
     /// The reservation's secret: answered here once (and by an idempotent
@@ -166,6 +179,17 @@ pub struct HoldView {
 }
 
 /// Handles `POST /v1/reservations`.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    tag = "booking",
+    operation_id = "reserve",
+    summary = "Hold a slot while the customer pays",
+    request_body = ReserveRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and body gets the first answer (with the secret), another body 422 idempotency_key_reused")),
+    responses((status = 201, description = "Held; `reservation_secret` is answered only here", body = HoldView,
+        headers(("Location" = String, description = "/v1/reservations/{reservation_id}")))),
+)]
 pub async fn reserve<S: ReserveStore>(store: &S, req: Request) -> Response<Body> {
     reserve_at(store, req, Utc::now()).await
 }

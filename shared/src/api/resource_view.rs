@@ -29,7 +29,7 @@ api_error!(ResourceViewError {
 });
 
 /// The `200` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResourceView<'a> {
     pub resource_id: &'a ResourceId,
     pub name: &'a str,
@@ -40,6 +40,15 @@ pub struct ResourceView<'a> {
 }
 
 /// Handles `GET /v1/resources/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/resources/{id}",
+    tag = "booking",
+    operation_id = "getResource",
+    summary = "A resource's name, time zone and booking types",
+    params(("id" = String, Path, description = "The resource id")),
+    responses((status = 200, description = "The resource", body = ResourceView)),
+)]
 pub async fn resource_view<S: ResourceStore>(store: &S, req: Request) -> Response<Body> {
     respond(run(store, &req).await)
 }

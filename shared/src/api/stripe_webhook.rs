@@ -51,7 +51,6 @@ use crate::ports::{Delivery, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use tracing::Instrument;
 
 /// The header Stripe signs deliveries with.
@@ -69,7 +68,39 @@ pub struct WebhookDeps<'a, S, P, Q, V> {
     pub verifier: &'a V,
 }
 
+/// The `200` of a delivery: Stripe stops retrying it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    /// What the event did (`confirmed`, `refunded_late`, ...), when slotguard acted on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why the event was not acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+}
+
+impl WebhookAck {
+    fn outcome(outcome: &str) -> Self {
+        Self { received: true, outcome: Some(outcome.to_owned()), ignored: None }
+    }
+
+    fn ignored(reason: impl Into<String>) -> Self {
+        Self { received: true, outcome: None, ignored: Some(reason.into()) }
+    }
+}
+
 /// Handles `POST /webhooks/stripe`.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    tag = "stripe",
+    operation_id = "stripeWebhook",
+    summary = "Stripe's Checkout Session events (signed; Stripe only)",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the body")),
+    request_body(content = Object, description = "A Stripe event, as Stripe sends it"),
+    responses((status = 200, description = "Received", body = WebhookAck)),
+)]
 pub async fn stripe_webhook<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
     deps: WebhookDeps<'_, S, P, Q, V>,
     req: Request,
@@ -123,7 +154,7 @@ async fn run<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
     let event = match delivery {
         Delivery::Ignored { event_id, reason } => {
             tracing::info!(event_id = event_id.as_deref().unwrap_or("?"), %reason, "webhook event ignored");
-            return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": reason })));
+            return Ok(json_response(StatusCode::OK, &WebhookAck::ignored(reason)));
         }
         Delivery::Unreadable { event_id, reason } => {
             crate::metrics::count("UnreadableSessionEvents", &[]);
@@ -141,7 +172,7 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
 ) -> Result<Response<Body>, WebhookError> {
     let Some(reservation_id) = event.session.reservation_id.clone() else {
         tracing::info!(event_id = %event.event_id, "session not created by slotguard; ignored");
-        return Ok(json_response(StatusCode::OK, &json!({ "received": true, "ignored": "not a slotguard session" })));
+        return Ok(json_response(StatusCode::OK, &WebhookAck::ignored("not a slotguard session")));
     };
     let span = tracing::info_span!("stripe_event", event_id = %event.event_id, %reservation_id, session_id = %event.session.session_id);
     let outcome = async {
@@ -168,7 +199,7 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
     .instrument(span)
     .await?;
     tracing::info!(outcome, "webhook event handled");
-    Ok(json_response(StatusCode::OK, &json!({ "received": true, "outcome": outcome })))
+    Ok(json_response(StatusCode::OK, &WebhookAck::outcome(outcome)))
 }
 
 /// A session event's reservation, facts, and the reservation's own checkout

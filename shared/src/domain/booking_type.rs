@@ -40,7 +40,7 @@ pub const MAX_BLOCKED_MINUTES: u32 = 240;
 pub const DEFAULT_TYPE_ID: &str = "default";
 
 /// One duration a type can be booked for, with its price.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DurationSpec {
     pub minutes: u32,
@@ -55,7 +55,7 @@ pub struct DurationSpec {
 /// always writes the first two forms. `"refund"` without a percentage, an
 /// unknown key next to `percent`, or a percentage above 255 (not a `u8`) is a
 /// deserialization error; 101-255 is refused by validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LateCancellation {
     /// The cancellation is refused (`409 outside_cancellation_window`).
@@ -65,7 +65,7 @@ pub enum LateCancellation {
 }
 
 /// When a customer may cancel, and what they get back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancellationPolicy {
     /// Free cancellation (full refund) until this many hours before the start.
@@ -88,7 +88,7 @@ impl Default for CancellationPolicy {
 }
 
 /// Whether and until when a customer may move a booking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReschedulePolicy {
     #[serde(default = "yes")]
@@ -110,7 +110,7 @@ impl Default for ReschedulePolicy {
 }
 
 /// A booking type as an admin submits it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingTypeSpec {
     /// 1-64 characters of `a-z`, `0-9`, `-`; unique within the resource.
@@ -160,7 +160,7 @@ fn default_advance_days() -> u32 {
 }
 
 /// A validated booking type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BookingType {
     pub id: String,
     pub name: String,

@@ -33,8 +33,9 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// moves the booking, not the id: the booking item, keyed by the id, holds
 /// the current interval). The UUIDv4's 122 random bits make it unguessable,
 /// so it can be handed to the customer's browser as the handle of their hold.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(into = "String", try_from = "String")]
+#[schema(value_type = String, example = "rsv_demo_20261201T090000_6f1c0d2e9b8a4c3d8e7f6a5b4c3d2e1f")]
 pub struct ReservationId(String);
 
 impl From<ReservationId> for String {
@@ -473,7 +474,7 @@ impl Claim {
 }
 
 /// The status a reservation shows its customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
     /// The slot is held while the customer pays.

@@ -28,8 +28,9 @@ pub const DEFAULT_HOLD_MINUTES: u32 = 30;
 /// A resource id: 1–64 characters of `a-z`, `0-9` and `-`, starting with a
 /// letter or digit. It appears in URLs, table keys and reservation ids, so the
 /// alphabet is kept small enough to need no escaping anywhere.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{0,63}$", example = "dr-weber")]
 pub struct ResourceId(String);
 
 impl ResourceId {
@@ -66,7 +67,7 @@ impl fmt::Display for ResourceId {
 pub struct ResourceError(pub(crate) String);
 
 /// A price in the currency's minor unit (cents for EUR/USD, yen for JPY).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// Amount in minor units, as Stripe takes it.
@@ -76,17 +77,19 @@ pub struct Price {
 }
 
 /// One opening interval on a weekday, in the resource's local wall-clock time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpeningSpec {
     /// `HH:MM`, inclusive.
+    #[schema(example = "09:00")]
     pub start: String,
     /// `HH:MM`, exclusive; `24:00` means midnight at the end of the day.
+    #[schema(example = "17:00")]
     pub end: String,
 }
 
 /// Weekly opening hours, one list of intervals per weekday.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeeklyHoursSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -106,7 +109,7 @@ pub struct WeeklyHoursSpec {
 }
 
 /// Where confirmed bookings of a resource are written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum CalendarTarget {
     /// Bookings are not written to any calendar.
@@ -260,10 +263,11 @@ fn arn_secret_name(rest: &str) -> Option<&str> {
 }
 
 /// Special hours for one local date: `hours: []` closes the resource that day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateOverrideSpec {
     /// `YYYY-MM-DD`, in the resource's timezone.
+    #[schema(format = Date)]
     pub date: String,
     /// Replaces the weekday's opening hours on that date.
     #[serde(default)]
@@ -276,7 +280,7 @@ pub struct DateOverrideSpec {
 /// `price`, which defines one type with id `default`: that one duration,
 /// starts every `slot_minutes`, no buffers, no notice beyond the hold, free
 /// cancellation and reschedule until the start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     /// Shown on the Stripe Checkout page and in calendar events.
@@ -315,7 +319,7 @@ pub struct ResourceSpec {
 }
 
 /// A team as an admin submits it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamSpec {
     /// 2-[`MAX_TEAM_MEMBERS`] distinct ids of resources that are not teams.
@@ -324,7 +328,7 @@ pub struct TeamSpec {
 }
 
 /// How a team booking is assigned to members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignment {
     /// One free member hosts each booking: the one with the fewest live
@@ -346,7 +350,7 @@ pub struct Team {
 
 /// `busy_time` of a [`ResourceSpec`]: read the resource's own `calendar`
 /// for the host's other events (see [`crate::busy`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BusyTimeSpec {
     /// `true`: the host's events block slots; needs a `calendar`.
