@@ -246,6 +246,10 @@ impl Gateway {
     }
 
     async fn dispatch(&self, req: hyper::Request<Incoming>, deadline: Instant) -> lambda_http::Response<Body> {
+        // The booking page (web/): served here, not an API route of the template.
+        if let Some(page) = crate::book_page::answer(req.method(), req.uri().path()) {
+            return page;
+        }
         let (route, params) = match route(req.method(), req.uri().path()) {
             Ok(found) => found,
             Err(status) => {
