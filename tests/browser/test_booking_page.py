@@ -21,21 +21,29 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 API = os.environ.get("SLOTGUARD_BROWSER_API", "http://127.0.0.1:13000")
+SIM = os.environ.get("SLOTGUARD_BROWSER_SIM", "http://127.0.0.1:13111")
+ADMIN_TOKEN = os.environ.get("SLOTGUARD_BROWSER_ADMIN_TOKEN", "")
 PAGE = API + "/book/demo"
 TAKEN = "That time was just taken — please pick another."
 
 PAYING = ("Grace Pagehopper", "grace.pagehopper@example.com")
+RETURNING = ("Katherine Pagejohnson", "katherine.page@example.com")
+STRICT = ("Edsger Pagedijkstra", "edsger.page@example.org")
 RACER_A = ("Ada Pagelace", "ada.pagelace@example.org")
 RACER_B = ("Alan Pageturing", "alan.pageturing@example.net")
 
 
-def api(method, path, secret=None):
-    req = urllib.request.Request(API + path, method=method)
+def api(method, path, secret=None, body=None, base=API):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, method=method, data=data)
     if secret:
         req.add_header("authorization", "Bearer " + secret)
+    if data is not None:
+        req.add_header("content-type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=10) as res:
             return res.status, json.loads(res.read() or b"null")
@@ -277,3 +285,115 @@ def test_phone_viewport_has_no_horizontal_scroll(browser, width, height):
     shots = os.environ.get("SLOTGUARD_BROWSER_SHOTS")
     if shots and width == 390:
         browser.save_screenshot(os.path.join(shots, "phone-390.png"))
+
+
+def hold_and_reach_checkout(driver, customer, page=PAGE):
+    open_page(driver, page)
+    slot_button(driver, slot_starts(driver)[0]).click()
+    fill_details(driver, customer)
+    driver.find_element(By.ID, "sg-hold").click()
+    wait(driver, at_checkout, what="the hosted checkout page")
+    return driver.current_url
+
+
+def reservation_of(driver):
+    return urllib.parse.parse_qs(urllib.parse.urlparse(driver.current_url).query)["reservation"][0]
+
+
+def booking_status(driver):
+    return driver.find_element(By.ID, "sg-details").get_attribute("data-status")
+
+
+def test_cancelled_checkout_keeps_the_hold_and_pay_now_resumes_it(browser):
+    checkout = hold_and_reach_checkout(browser, RETURNING)
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/cancel'] button").click()
+    wait(browser, lambda d: "&cancelled=1" in d.current_url and d.find_elements(By.ID, "sg-pay"),
+         what="the page after a cancelled checkout")
+    assert booking_status(browser) == "held"
+    assert status_text(browser).startswith("Payment was not completed. The time stays held for you until ")
+    assert not browser.find_elements(By.ID, "sg-cancel")
+    # Pay now: the same Checkout Session again (same return URLs), then paid.
+    browser.find_element(By.ID, "sg-pay").click()
+    wait(browser, at_checkout, what="the checkout page again")
+    assert browser.current_url == checkout
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/pay'] button").click()
+    wait(browser, lambda d: "cancelled" not in d.current_url and d.find_elements(By.ID, "sg-details")
+         and booking_status(d) == "confirmed", what="the confirmed booking")
+
+
+def test_an_expired_checkout_says_the_time_was_released(browser):
+    checkout = hold_and_reach_checkout(browser, RETURNING)
+    session = urllib.parse.urlparse(checkout).path.rsplit("/", 1)[-1]
+    status, _ = api("POST", f"/_sim/checkout/sessions/{session}/expire", base=SIM)
+    assert status == 200
+    # The customer comes back later through the cancel URL.
+    sessions = api("GET", "/_sim/checkout/sessions", base=SIM)[1]["sessions"]
+    reservation = [s for s in sessions if s["id"] == session][0]["metadata"]["reservation_id"]
+    browser.get(f"{PAGE}?reservation={reservation}&cancelled=1")
+    wait(browser, lambda d: d.find_elements(By.ID, "sg-details") and booking_status(d) == "released",
+         what="the released reservation")
+    assert status_text(browser) == ("The checkout ended without a payment, so this time was released. "
+                                    "You have not been charged.")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#sg-actions button, #sg-ics")
+
+
+STRICT_RESOURCE = {
+    "name": "Strict consultation",
+    "timezone": "UTC",
+    "hold_minutes": 30,
+    "weekly_hours": {d: [{"start": "09:00", "end": "17:00"}] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    "booking_types": [
+        {"id": "intro", "name": "Intro call", "durations": [{"minutes": 15, "price": {"amount": 1500, "currency": "eur"}}]},
+        {"id": "consult", "name": "Consultation",
+         "durations": [{"minutes": 30, "price": {"amount": 4500, "currency": "eur"}},
+                       {"minutes": 60, "price": {"amount": 8000, "currency": "eur"}}],
+         "start_interval_minutes": 30,
+         "cancellation": {"free_until_hours": 8760, "late": "refuse"}},
+    ],
+}
+
+
+def test_types_durations_and_a_refused_cancellation(browser):
+    status, body = api("PUT", "/v1/resources/browser-strict", ADMIN_TOKEN, STRICT_RESOURCE)
+    assert status == 200, (status, body)
+    page = API + "/book/browser-strict"
+    open_page(browser, page)
+    assert browser.find_element(By.CSS_SELECTOR, 'label[for="sg-type"]').text == "What to book"
+    Select(browser.find_element(By.ID, "sg-type")).select_by_value("consult")
+    wait(browser, lambda d: d.find_elements(By.ID, "sg-duration"), what="the duration choice")
+    assert browser.find_element(By.CSS_SELECTOR, 'label[for="sg-duration"]').text == "Length"
+    Select(browser.find_element(By.ID, "sg-duration")).select_by_value("60")
+    assert browser.find_element(By.CSS_SELECTOR, ".sg-meta").text.startswith("Consultation · 60 min · €80.00")
+    wait(browser, lambda d: d.find_element(By.ID, "sg-days").get_attribute("aria-busy") == "false"
+         and d.find_elements(By.CSS_SELECTOR, "button.sg-slot"), what="the 60-minute slots")
+    start = slot_starts(browser)[0]
+    slot_button(browser, start).click()
+    fill_details(browser, STRICT)
+    browser.find_element(By.ID, "sg-hold").click()
+    wait(browser, at_checkout, what="the hosted checkout page")
+    assert "80.00 EUR" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/pay'] button").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "sg-details") and booking_status(d) == "confirmed",
+         what="the confirmed booking")
+    reservation = reservation_of(browser)
+    secret = browser.execute_script("return sessionStorage.getItem('slotguard:secret:' + arguments[0])", reservation)
+    _, booking = api("GET", f"/v1/reservations/{reservation}", secret)
+    assert (booking["booking_type"], booking["amount"]) == ("consult", 8000), booking
+    end = datetime.datetime.fromisoformat(booking["end"].replace("Z", "+00:00"))
+    assert end - datetime.datetime.fromisoformat(start.replace("Z", "+00:00")) == datetime.timedelta(minutes=60)
+
+    browser.find_element(By.ID, "sg-cancel").click()
+    browser.find_element(By.ID, "sg-cancel-confirm").click()
+    wait(browser, lambda d: alert_text(d), what="the refusal")
+    assert alert_text(browser).startswith("Outside cancellation window: "), alert_text(browser)
+    wait(browser, lambda d: d.find_elements(By.ID, "sg-cancel"), what="the booking shown again")
+    assert booking_status(browser) == "confirmed"
+    assert api("GET", f"/v1/reservations/{reservation}", secret)[1]["status"] == "confirmed"
+
+
+def test_an_unknown_resource_says_so(browser):
+    browser.get(API + "/book/no-such-resource")
+    wait(browser, lambda d: alert_text(d), what="the problem")
+    assert browser.find_element(By.TAG_NAME, "h2").text == "Booking unavailable"
+    assert alert_text(browser).startswith("Not found"), alert_text(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, "button.sg-slot, input")
