@@ -171,6 +171,54 @@ mod tests {
         assert!(answer(&Method::GET, "/booking/demo").is_none());
     }
 
+    /// Through the gateway, over a socket: the page answers before the API
+    /// routes look at the path, and touches nothing of the API (its
+    /// endpoints point nowhere).
+    #[tokio::test]
+    async fn the_gateway_serves_the_page_over_a_socket() {
+        use crate::gateway::{Gateway, serve};
+        use slotguard::adapters::stripe::{StripePayments, WebhookVerifier};
+        use slotguard::adapters::{calendars::CalendarTargetRules, dynamo::DynamoStore, sqs::SqsCalendarQueue};
+        use slotguard::api::{auth::AdminAuth, checkout::CheckoutUrls};
+        let nowhere = "http://127.0.0.1:9";
+        let gateway = Gateway {
+            store: DynamoStore::new(crate::dev::dynamodb_client(nowhere), "unused"),
+            admin: AdminAuth::Token("unused".into()),
+            calendar_rules: CalendarTargetRules::local(),
+            payments: std::sync::Arc::new(StripePayments::new("sk_test_unused", Some(nowhere)).unwrap()),
+            checkout_urls: CheckoutUrls {
+                success_url: "https://shop.example/ok".into(),
+                cancel_url: "https://shop.example/no".into(),
+            },
+            calendar: SqsCalendarQueue::new(crate::dev::sqs_client(nowhere), format!("{nowhere}/queue")),
+            verifier: WebhookVerifier::new("whsec_unused"),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, gateway, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let page = client.get(format!("{base}/book/demo")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(page.headers()["content-security-policy"], CONTENT_SECURITY_POLICY);
+        assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+        assert!(page.text().await.unwrap().contains(r#"data-resource="demo""#));
+        let script = client.get(format!("{base}/book/book.js")).send().await.unwrap();
+        assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+        let bad = client.get(format!("{base}/book/%22%3E%3Cscript%3E")).send().await.unwrap();
+        assert_eq!(bad.status(), 400);
+        assert!(!bad.text().await.unwrap().contains("<script>"));
+        // The API routes are still the gateway's.
+        let api = client.get(format!("{base}/v1/nothing")).send().await.unwrap();
+        assert_eq!(api.status(), 404);
+        drop(client);
+        let _ = stop.send(());
+        server.await.unwrap();
+    }
+
     #[test]
     fn escaping_covers_attribute_breakers() {
         assert_eq!(escape_html(r#"a"b'c<d>&"#), "a&quot;b&#39;c&lt;d&gt;&amp;");
