@@ -333,6 +333,14 @@
     if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) { this.warn("Please enter a valid e-mail address."); this.emailInput.focus(); return; }
     var type = this.currentType(), duration = this.currentDuration(), slot = this.selected;
     this.submit.disabled = true;
+    // Held already, but checkout failed: try checkout again rather than
+    // holding anew (the new hold would collide with our own).
+    var held = this.held;
+    if (held && held.start === slot.start && held.type === type.id && held.minutes === duration.minutes && held.until > Date.now()) {
+      this.say("Taking you to payment…");
+      this.checkout(held.id).then(function (ok) { if (!ok) self.submit.disabled = false; });
+      return;
+    }
     this.say("Holding your time…");
     this.request("POST", "/v1/reservations", {
       idempotencyKey: uuid(),
@@ -351,6 +359,7 @@
       }
       var hold = r.data;
       self.saveSecret(hold.reservation_id, hold.reservation_secret);
+      self.held = { id: hold.reservation_id, start: slot.start, type: type.id, minutes: duration.minutes, until: Date.parse(hold.expires_at) };
       self.say("Held until " + timeFormat.format(new Date(hold.expires_at)) + ". Taking you to payment…");
       self.checkout(hold.reservation_id).then(function (ok) { if (!ok) self.submit.disabled = false; });
     });
@@ -475,6 +484,10 @@
       self.say("Your booking is cancelled. " + refund);
     });
   };
+
+  // Back from Stripe with the browser's back button: the page may come from
+  // the back-forward cache with its buttons disabled and its slots stale.
+  window.addEventListener("pageshow", function (e) { if (e.persisted) window.location.reload(); });
 
   function boot() {
     var root = document.querySelector("[data-slotguard-booking]");

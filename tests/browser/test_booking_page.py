@@ -17,7 +17,7 @@ import urllib.request
 import zoneinfo
 
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -53,7 +53,9 @@ def api(method, path, secret=None, body=None, base=API):
 
 def wait(driver, condition, timeout=20, what="condition"):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        # A page that navigates (to Stripe's page and back) replaces its elements mid-check.
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out after {timeout}s waiting for {what} (at {driver.current_url})") from None
 
@@ -69,6 +71,16 @@ def slot_starts(driver):
         "return Array.from(document.querySelectorAll('button.sg-slot'), b => b.getAttribute('data-start'))")
 
 
+def bookable(starts):
+    """The first start at least two hours ahead. A slot is offered from the
+    hold's length ahead, but checkout needs a Stripe session (30 minutes and
+    margins) to end before it starts: sooner slots are refused at checkout."""
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
+    later = [s for s in starts if datetime.datetime.fromisoformat(s.replace("Z", "+00:00")) >= soon]
+    assert later, "no open slot two hours ahead on the first page"
+    return later[0]
+
+
 def slot_button(driver, start):
     found = driver.find_elements(By.CSS_SELECTOR, f'button.sg-slot[data-start="{start}"]')
     assert found, f"no slot button for {start}"
@@ -81,12 +93,18 @@ def fill_details(driver, customer):
     driver.find_element(By.ID, "sg-email").send_keys(email)
 
 
+def element_text(driver, element_id):
+    """An element's text in one script call, so a page navigating away mid-read gives "" and not an error."""
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id) or ""
+
+
 def alert_text(driver):
-    return driver.find_element(By.ID, "sg-alert").text
+    return element_text(driver, "sg-alert")
 
 
 def status_text(driver):
-    return driver.find_element(By.ID, "sg-status").text
+    return element_text(driver, "sg-status")
 
 
 def at_checkout(driver):
@@ -103,7 +121,7 @@ def test_book_pay_add_to_calendar_and_cancel(browser):
     open_page(browser)
 
     # Times are shown in the visitor's zone, grouped under that zone's day.
-    start = slot_starts(browser)[0]
+    start = bookable(slot_starts(browser))
     button = slot_button(browser, start)
     local = datetime.datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(zoneinfo.ZoneInfo(zone))
     shown = re.sub(r"[\u202f\u00a0]", " ", button.text)
@@ -176,7 +194,7 @@ def two_visitors_on_one_slot(browsers):
     open_page(b)
     common = [s for s in slot_starts(a) if s in set(slot_starts(b))]
     assert common, "the two visitors see no common slot"
-    start = common[0]
+    start = bookable(common)
     for driver, customer in ((a, RACER_A), (b, RACER_B)):
         slot_button(driver, start).click()
         fill_details(driver, customer)
@@ -289,7 +307,7 @@ def test_phone_viewport_has_no_horizontal_scroll(browser, width, height):
 
 def hold_and_reach_checkout(driver, customer, page=PAGE):
     open_page(driver, page)
-    slot_button(driver, slot_starts(driver)[0]).click()
+    slot_button(driver, bookable(slot_starts(driver))).click()
     fill_details(driver, customer)
     driver.find_element(By.ID, "sg-hold").click()
     wait(driver, at_checkout, what="the hosted checkout page")
@@ -366,7 +384,7 @@ def test_types_durations_and_a_refused_cancellation(browser):
     assert browser.find_element(By.CSS_SELECTOR, ".sg-meta").text.startswith("Consultation · 60 min · €80.00")
     wait(browser, lambda d: d.find_element(By.ID, "sg-days").get_attribute("aria-busy") == "false"
          and d.find_elements(By.CSS_SELECTOR, "button.sg-slot"), what="the 60-minute slots")
-    start = slot_starts(browser)[0]
+    start = bookable(slot_starts(browser))
     slot_button(browser, start).click()
     fill_details(browser, STRICT)
     browser.find_element(By.ID, "sg-hold").click()
@@ -397,3 +415,27 @@ def test_an_unknown_resource_says_so(browser):
     assert browser.find_element(By.TAG_NAME, "h2").text == "Booking unavailable"
     assert alert_text(browser).startswith("Not found"), alert_text(browser)
     assert not browser.find_elements(By.CSS_SELECTOR, "button.sg-slot, input")
+
+
+def test_a_failed_checkout_is_retried_on_the_same_hold(browser):
+    open_page(browser)
+    start = bookable(slot_starts(browser))
+    slot_button(browser, start).click()
+    fill_details(browser, RETURNING)
+    assert api("POST", "/_sim/fail?status=500&count=50", base=SIM)[0] == 200
+    try:
+        browser.find_element(By.ID, "sg-hold").click()
+        wait(browser, lambda d: alert_text(d), what="the checkout problem")
+    finally:
+        assert api("POST", "/_sim/fail?count=0", base=SIM)[0] == 200
+    assert not at_checkout(browser)
+    assert alert_text(browser) != TAKEN and ": " in alert_text(browser), alert_text(browser)
+    # Again: checkout for the hold it has, not a second hold (which would be refused as taken).
+    browser.find_element(By.ID, "sg-hold").click()
+    wait(browser, at_checkout, what="the hosted checkout page")
+    end = (datetime.datetime.fromisoformat(start.replace("Z", "+00:00")) + datetime.timedelta(minutes=1)).isoformat()
+    status, listing = api("GET", f"/v1/admin/resources/demo/bookings?from={urllib.parse.quote(start)}"
+                                 f"&to={urllib.parse.quote(end)}", ADMIN_TOKEN)
+    assert status == 200
+    holds = [b["status"] for b in listing["bookings"] if b["start"] == start]
+    assert holds == ["held"], holds
