@@ -264,6 +264,10 @@ impl Gateway {
         if req.method() == Method::GET && req.uri().path() == OPENAPI_PATH {
             return openapi_document();
         }
+        // The booking page (web/): served here, not an API route of the template.
+        if let Some(page) = crate::book_page::answer(req.method(), req.uri().path()) {
+            return page;
+        }
         let (route, params) = match route(req.method(), req.uri().path()) {
             Ok(found) => found,
             Err(status) => {
