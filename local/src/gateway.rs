@@ -180,6 +180,11 @@ pub fn route(method: &Method, path: &str) -> Result<(Route, HashMap<String, Stri
     Err(if path_known { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND })
 }
 
+/// The methods `path` has routes for (the `Allow` header of a `405`).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    ROUTES.iter().filter(|(_, template, _)| match_path(template, path).is_some()).map(|(m, _, _)| *m).collect()
+}
+
 /// Why a body was not read to its end.
 enum BodyError {
     TooLarge,
@@ -274,12 +279,20 @@ impl Gateway {
                 let kind =
                     if status == StatusCode::NOT_FOUND { ProblemKind::NotFound } else { ProblemKind::MethodNotAllowed };
                 let problem = Problem::new(kind, format!("no route for {} {}", req.method(), req.uri().path()));
+                let allow = allowed_methods(req.uri().path()).join(", ");
                 let body = req.into_body();
-                if body.is_end_stream() {
-                    return problem.into_response();
+                let mut response = if body.is_end_stream() {
+                    problem.into_response()
+                } else {
+                    drain(body, deadline);
+                    closing(problem)
+                };
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    // RFC 9110 15.5.6: a 405 lists the methods the resource has.
+                    let allow = hyper::header::HeaderValue::from_str(&allow).expect("method names are header-safe");
+                    response.headers_mut().insert(hyper::header::ALLOW, allow);
                 }
-                drain(body, deadline);
-                return closing(problem);
+                return response;
             }
         };
         let (parts, body) = req.into_parts();
@@ -385,6 +398,8 @@ mod tests {
         assert_eq!(p["id"], "rsv_a/b");
         assert_eq!(route(&Method::POST, "/v1/reservations").unwrap().0, Route::Reserve);
         assert_eq!(route(&Method::DELETE, "/v1/reservations").unwrap_err(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allowed_methods("/v1/reservations"), ["POST"]);
+        assert_eq!(allowed_methods("/v1/resources/demo"), ["PUT", "GET"]);
         assert_eq!(route(&Method::GET, "/v1/nothing").unwrap_err(), StatusCode::NOT_FOUND);
         assert_eq!(route(&Method::GET, "/v1/resources//slots").unwrap_err(), StatusCode::NOT_FOUND);
     }

@@ -102,7 +102,7 @@ struct AvailabilityView<'a> {
     operation_id = "listSlots",
     summary = "Open slots of a booking type",
     params(
-        ("id" = String, Path, description = "The resource id"),
+        ("id" = String, Path, example = "demo", description = "The resource id"),
         ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: now (percent-encode a `+` offset)"),
         ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: `from` + 7 days; at most 31 days after `from`"),
         ("type" = Option<String>, Query, description = "The booking type; may be left out when the resource has one"),

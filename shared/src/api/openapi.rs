@@ -157,7 +157,9 @@ const ADMIN_COPIES: &[(&str, &str, &str)] = &[
             confirm by webhook, write the host's calendar. Every error is an RFC 9457 \
             `application/problem+json` body whose `type` is one of the `Problem` schema's tokens; a `Retry-After` \
             header comes with every kind a retry can cure. Unknown paths answer `404 not_found`, a known path \
-            with another method `405 method_not_allowed`. Times are RFC 3339; responses use UTC.",
+            with another method `405 method_not_allowed`. Times are RFC 3339; responses use UTC. Integers are \
+            JSON numbers without a fraction: `30`, not `30.0` (which JSON Schema also calls an integer; the \
+            API answers it with `400 invalid_field`).",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -203,10 +205,13 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// [`document`] as pretty JSON with a trailing newline: what `/openapi.json`
-/// answers and `docs/openapi.json` holds.
+/// [`document`] with its links, as pretty JSON with a trailing newline: what
+/// `/openapi.json` answers and `docs/openapi.json` holds.
 pub fn json() -> String {
-    let mut text = document().to_pretty_json().expect("the document always serialises");
+    let mut doc = serde_json::to_value(document()).expect("the document always serialises");
+    add_links(&mut doc);
+    close_request_objects(&mut doc);
+    let mut text = serde_json::to_string_pretty(&doc).expect("a JSON value always serialises");
     text.push('\n');
     text
 }
@@ -272,6 +277,91 @@ fn add_problems(op: &mut Operation) {
 fn lowercase_first(s: &str) -> String {
     let mut chars = s.chars();
     chars.next().map(|c| c.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// The links a client (and Schemathesis' stateful phase) follows: from the
+/// open slots to a hold, and from a hold to its checkout, status and cancel.
+const LINKS: &[(&str, &str, &str, &str)] = &[
+    // (path, status, link name, operationId)
+    ("/v1/reservations", "201", "getReservation", "getReservation"),
+    ("/v1/reservations", "201", "checkout", "checkout"),
+    ("/v1/reservations", "201", "cancelBooking", "cancelBooking"),
+    ("/v1/reservations", "201", "rescheduleBooking", "rescheduleBooking"),
+    ("/v1/resources/{id}/slots", "200", "reserve", "reserve"),
+    ("/v1/resources/{id}", "200", "listSlots", "listSlots"),
+];
+
+/// The request bodies' schemas and every schema they use: all of them
+/// refuse unknown fields (`#[serde(deny_unknown_fields)]`).
+const REQUEST_SCHEMAS: &[&str] = &[
+    "ReserveRequest",
+    "CustomerRequest",
+    "CheckoutBody",
+    "RescheduleRequest",
+    "ResourceSpec",
+    "BookingTypeSpec",
+    "DurationSpec",
+    "Price",
+    "OpeningSpec",
+    "WeeklyHoursSpec",
+    "DateOverrideSpec",
+    "TeamSpec",
+    "BusyTimeSpec",
+    "CancellationPolicy",
+    "ReschedulePolicy",
+    "LateCancellation",
+    "CalendarTarget",
+];
+
+/// Marks every object schema inside [`REQUEST_SCHEMAS`] closed
+/// (`additionalProperties: false`), as their serde types are: utoipa 5 does
+/// so for structs but not for enum variants (`{"refund": {...}, "x": 1}`
+/// would be valid, and serde reads its first key as the variant).
+fn close_request_objects(doc: &mut serde_json::Value) {
+    fn close(schema: &mut serde_json::Value) {
+        match schema {
+            serde_json::Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert("additionalProperties".to_owned(), serde_json::Value::Bool(false));
+                }
+                map.values_mut().for_each(close);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    for name in REQUEST_SCHEMAS {
+        let schema = &mut doc["components"]["schemas"][*name];
+        assert!(schema.is_object(), "{name} is a schema of the document");
+        close(schema);
+    }
+}
+
+/// Adds [`LINKS`] to the serialised document: utoipa 5 writes a link's
+/// `operationId` as `operation_id`, which no OpenAPI reader knows.
+fn add_links(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    for (path, status, name, target) in LINKS {
+        let link = match *target {
+            "reserve" => json!({"operationId": target, "requestBody": {
+                "resource_id": "$response.body#/resource_id",
+                "start": "$response.body#/slots/0/start",
+                "booking_type": "$response.body#/booking_type",
+                "duration_minutes": "$response.body#/duration_minutes",
+                "customer": {"name": "Fuzz Customer", "email": "fuzz@example.com"},
+            }}),
+            "listSlots" => json!({"operationId": target, "parameters": {
+                "id": "$response.body#/resource_id",
+                "type": "$response.body#/booking_types/0/id",
+            }}),
+            _ => json!({"operationId": target, "parameters": {"id": "$response.body#/reservation_id"}}),
+        };
+        let item = &mut doc["paths"][*path];
+        let op = if item.get("get").is_some() { &mut item["get"] } else { &mut item["post"] };
+        let response = &mut op["responses"][*status];
+        assert!(response.is_object(), "{path} answers {status}");
+        response["links"][*name] = link;
+    }
 }
 
 /// `POST /v1/admin/bookings/{id}/...`: the customer operation, for the host.

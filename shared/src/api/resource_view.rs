@@ -46,7 +46,7 @@ pub struct ResourceView<'a> {
     tag = "booking",
     operation_id = "getResource",
     summary = "A resource's name, time zone and booking types",
-    params(("id" = String, Path, description = "The resource id")),
+    params(("id" = String, Path, example = "demo", description = "The resource id")),
     responses((status = 200, description = "The resource", body = ResourceView)),
 )]
 pub async fn resource_view<S: ResourceStore>(store: &S, req: Request) -> Response<Body> {

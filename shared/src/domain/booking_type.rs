@@ -61,7 +61,10 @@ pub enum LateCancellation {
     /// The cancellation is refused (`409 outside_cancellation_window`).
     Refuse,
     /// Cancelled with this percentage of the amount refunded (0-100).
-    Refund { percent: u8 },
+    Refund {
+        #[schema(maximum = 100)]
+        percent: u8,
+    },
 }
 
 /// When a customer may cancel, and what they get back.
