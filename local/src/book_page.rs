@@ -46,7 +46,9 @@ pub fn answer(method: &Method, path: &str) -> Option<lambda_http::Response<Body>
     let name = path.strip_prefix(PREFIX)?;
     if method != Method::GET && method != Method::HEAD {
         let detail = format!("{PREFIX}… serves GET only");
-        return Some(Problem::new(ProblemKind::MethodNotAllowed, detail).into_response());
+        let mut response = Problem::new(ProblemKind::MethodNotAllowed, detail).into_response();
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return Some(response);
     }
     let (content_type, body) = match name {
         "book.js" => ("text/javascript; charset=utf-8", SCRIPT.to_owned()),
@@ -163,6 +165,7 @@ mod tests {
     fn other_methods_and_paths() {
         let r = answer(&Method::POST, "/book/demo").unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
         let head = answer(&Method::HEAD, "/book/demo").unwrap();
         assert_eq!(head.status(), StatusCode::OK);
         assert!(head.body().as_ref().is_empty());
