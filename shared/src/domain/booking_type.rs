@@ -152,6 +152,13 @@ pub struct BookingTypeSpec {
     pub reschedule: ReschedulePolicy,
 }
 
+/// The shortest notice of any booking: a Checkout Session created right
+/// after the hold lives Stripe's minimum plus slotguard's margin, and the
+/// hold outlives it by the grace ([`crate::domain::payment::session_window`]);
+/// checkout refuses a slot that starts before then (`422 too_soon`), so no
+/// such slot is offered or held.
+pub const CHECKOUT_LEAD_MINUTES: u32 = 45;
+
 /// The longest advance window a type may have: ten years.
 pub const MAX_ADVANCE_DAYS: u32 = 3650;
 
@@ -209,12 +216,19 @@ impl BookingType {
     }
 
     /// The instants a new booking may start in at `now`: `[earliest, latest]`.
-    /// `earliest` is `now` plus the larger of the minimum notice and
-    /// `hold_minutes` (a hold must end before its slot starts); `latest` is
-    /// `now` plus `max_advance_days`.
+    /// `earliest` is `now` plus [`BookingType::notice`]; `latest` is `now`
+    /// plus `max_advance_days`.
     pub fn window(&self, now: DateTime<Utc>, hold_minutes: u32) -> (DateTime<Utc>, DateTime<Utc>) {
-        let notice = self.min_notice_minutes.max(hold_minutes);
+        let notice = self.notice(hold_minutes);
         (now + Duration::minutes(i64::from(notice)), now + Duration::days(i64::from(self.max_advance_days)))
+    }
+
+    /// The effective notice in minutes: the largest of the type's minimum
+    /// notice, `hold_minutes` (a hold must end before its slot starts) and
+    /// [`CHECKOUT_LEAD_MINUTES`] (a hold paid for at once must still be
+    /// payable: its Checkout Session and grace end before the start).
+    pub fn notice(&self, hold_minutes: u32) -> u32 {
+        self.min_notice_minutes.max(hold_minutes).max(CHECKOUT_LEAD_MINUTES)
     }
 }
 
@@ -821,6 +835,12 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(t.window(now, 30), (now + minutes(60), now + Duration::days(30)));
         assert_eq!(t.window(now, 120).0, now + minutes(120), "a hold must end before its slot starts");
+        let no_notice = BookingType { min_notice_minutes: 0, ..t.clone() };
+        assert_eq!(no_notice.window(now, 30).0, now + minutes(45), "a hold paid at once must be payable");
+        let lead = crate::domain::payment::SESSION_MIN
+            + crate::domain::payment::SESSION_MARGIN
+            + crate::domain::payment::HOLD_GRACE;
+        assert_eq!(i64::from(CHECKOUT_LEAD_MINUTES), lead.num_minutes(), "the lead is the session window's");
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub enum StartError {
 impl Resource {
     /// The slot of `minutes` of type `kind` starting at `start`, if a new
     /// booking may start there at `now`: in the future, after the notice
-    /// (at least the hold, so a hold ends before its slot starts), within
+    /// ([`BookingType::notice`]: at least the hold, and long enough that a
+    /// hold paid for at once is still payable), within
     /// the advance window, on the type's start grid inside opening hours.
     /// `with_notice: false` skips notice and advance window (a host moving
     /// a booking).
@@ -42,7 +43,7 @@ impl Resource {
         }
         let (earliest, latest) = kind.window(now, self.hold_minutes);
         if with_notice && start < earliest {
-            return Err(StartError::TooSoon(kind.min_notice_minutes.max(self.hold_minutes)));
+            return Err(StartError::TooSoon(kind.notice(self.hold_minutes)));
         }
         if with_notice && start > latest {
             return Err(StartError::TooFarAhead(kind.max_advance_days));
