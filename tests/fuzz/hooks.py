@@ -41,6 +41,21 @@ def before_call(context, case, kwargs):
     _before["items"] = _scan()
 
 
+# `scripts/fuzz-api --self-test`: every refusal is followed by a write of
+# our own, which refusals_change_nothing must report (a check that cannot
+# fail proves nothing).
+PLANT = os.environ.get("SLOTGUARD_FUZZ_PLANT") == "1"
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    if PLANT and 400 <= response.status_code < 500:
+        _ddb.put_item(
+            TableName=TABLE,
+            Item={"pk": {"S": "PLANTED"}, "sk": {"S": str(len(_before.get("items", {})))}},
+        )
+
+
 @schemathesis.check
 def refusals_change_nothing(ctx, response, case):
     """A 4xx answer leaves every item of the table as it was."""
