@@ -241,6 +241,14 @@ pub fn hour_from_now(hours: i64) -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::hours(1)).unwrap() + Duration::hours(hours)
 }
 
+/// `hour`:00 UTC the day after tomorrow (36–72 hours ahead), for tests
+/// whose slots must stay on one UTC day whatever the time of the run: a slot
+/// running past midnight is not offered, and per-day counts (round-robin
+/// load, `max_per_day`) start again at midnight.
+pub fn day_after_tomorrow_at(hour: i64) -> DateTime<Utc> {
+    (Utc::now() + Duration::days(2)).duration_trunc(Duration::days(1)).unwrap() + Duration::hours(hour)
+}
+
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     slotguard::domain::rfc3339(t)
 }

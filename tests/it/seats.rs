@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -147,10 +147,8 @@ async fn a_lapsed_seat_is_free_again_before_ttl_deletes_it() {
 async fn seats_and_single_bookings_of_one_host_never_overlap() {
     let app = spawn_app().await;
     app.put_resource("yoga", &seated(3)).await;
-    // 10:00 UTC the day after tomorrow: the slots listed below (up to
-    // start + 2 h 30) stay inside one day's opening interval whatever the
-    // time of the run (a slot running past midnight is not offered).
-    let start = (Utc::now() + Duration::days(2)).duration_trunc(Duration::days(1)).unwrap() + Duration::hours(10);
+    // The slots listed below (up to start + 2 h 30) stay inside one day.
+    let start = day_after_tomorrow_at(10);
     let (held, seat) = app.reserve_type("yoga", "class", start, "seat@example.com").await;
     assert_eq!(held, StatusCode::CREATED, "{seat}");
     // The same start and a start half an hour later overlap the seat.
