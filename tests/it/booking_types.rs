@@ -187,8 +187,11 @@ async fn two_hundred_holds_of_mixed_types_racing_on_one_resource_never_overlap()
             other => panic!("only 201 or 409 slot_taken, got {other}: {body}"),
         }
     }
+    // Two winners is the fewest an order can give (90-minute holds of the
+    // long type at 09:15 and 11:00 block 09:00 to 12:30, every requested
+    // start); 3 was asked for before and failed once when they came first.
     assert!(
-        winners.len() >= 3 && !losers.is_empty(),
+        winners.len() >= 2 && !losers.is_empty(),
         "a real race: {} winners, {} losers",
         winners.len(),
         losers.len()
