@@ -147,22 +147,16 @@ pub struct Gateway {
     pub verifier: WebhookVerifier,
 }
 
-/// Matches a path against a template like `/v1/reservations/{id}`.
+/// Matches a path against a template like `/v1/reservations/{id}`
+/// ([`slotguard::api::path_params`]), with its parameters percent-decoded;
+/// `None` also when a decoded parameter is not UTF-8.
 fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
-    let mut params = HashMap::new();
-    let mut t = template.trim_matches('/').split('/');
-    let mut p = path.trim_end_matches('/').trim_start_matches('/').split('/');
-    loop {
-        match (t.next(), p.next()) {
-            (None, None) => return Some(params),
-            (Some(seg), Some(value)) if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() => {
-                let value = percent_encoding::percent_decode_str(value).decode_utf8().ok()?.into_owned();
-                params.insert(seg[1..seg.len() - 1].to_owned(), value);
-            }
-            (Some(seg), Some(value)) if seg == value => {}
-            _ => return None,
-        }
-    }
+    slotguard::api::path_params(template, path)?
+        .into_iter()
+        .map(|(name, raw)| {
+            Some((name.to_owned(), percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned()))
+        })
+        .collect()
 }
 
 /// Finds the route for a request: the route and its path parameters, or the
@@ -279,7 +273,9 @@ impl Gateway {
                 let kind =
                     if status == StatusCode::NOT_FOUND { ProblemKind::NotFound } else { ProblemKind::MethodNotAllowed };
                 let problem = Problem::new(kind, format!("no route for {} {}", req.method(), req.uri().path()));
-                let allow = allowed_methods(req.uri().path()).join(", ");
+                // RFC 9110 15.5.6: a 405 lists the methods the resource has.
+                let allow =
+                    (status == StatusCode::METHOD_NOT_ALLOWED).then(|| allowed_methods(req.uri().path()).join(", "));
                 let body = req.into_body();
                 let mut response = if body.is_end_stream() {
                     problem.into_response()
@@ -287,8 +283,7 @@ impl Gateway {
                     drain(body, deadline);
                     closing(problem)
                 };
-                if status == StatusCode::METHOD_NOT_ALLOWED {
-                    // RFC 9110 15.5.6: a 405 lists the methods the resource has.
+                if let Some(allow) = allow {
                     let allow = hyper::header::HeaderValue::from_str(&allow).expect("method names are header-safe");
                     response.headers_mut().insert(hyper::header::ALLOW, allow);
                 }

@@ -177,6 +177,27 @@ pub fn reservation_id_param<E: From<RequestError>>(
     ReservationId::parse(&raw).ok_or_else(|| not_found(raw))
 }
 
+/// The path parameters of `path` as an instance of a route template like
+/// `/v1/reservations/{id}`: each `{name}` segment with its raw (still
+/// percent-encoded) value, or `None` when `path` is not one. A trailing `/`
+/// is ignored; a parameter is never empty. The local gateway routes with it
+/// (and decodes the values); [`openapi::documents`] finds an operation with it.
+pub fn path_params<'a>(template: &'a str, path: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
+    let mut params = Vec::new();
+    let mut t = template.trim_matches('/').split('/');
+    let mut p = path.trim_end_matches('/').trim_start_matches('/').split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(seg), Some(value)) if seg.starts_with('{') && seg.ends_with('}') && !value.is_empty() => {
+                params.push((&seg[1..seg.len() - 1], value));
+            }
+            (Some(seg), Some(value)) if seg == value => {}
+            _ => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod handler_tests;
 #[cfg(test)]
@@ -185,6 +206,18 @@ mod props;
 #[cfg(test)]
 mod body_tests {
     use super::*;
+
+    #[test]
+    fn path_params_match_whole_segments_and_keep_values_raw() {
+        let t = "/v1/reservations/{id}/checkout";
+        assert_eq!(path_params(t, "/v1/reservations/rsv_a%2Fb/checkout"), Some(vec![("id", "rsv_a%2Fb")]));
+        assert_eq!(path_params(t, "/v1/reservations/rsv_a/checkout/"), Some(vec![("id", "rsv_a")]));
+        assert_eq!(path_params(t, "/v1/reservations//checkout"), None, "a parameter is never empty");
+        assert_eq!(path_params(t, "/v1/reservations/rsv_a"), None);
+        assert_eq!(path_params(t, "/v1/reservations/rsv_a/checkout/x"), None);
+        assert_eq!(path_params("/v1/reservations", "/v1/reservations"), Some(vec![]));
+        assert_eq!(path_params("/v1/reservations", "/v1/reservation"), None);
+    }
 
     fn parse(body: &str) -> Result<serde_json::Value, RequestError> {
         let req = lambda_http::http::Request::builder().body(Body::Text(body.to_owned())).unwrap();

@@ -25,7 +25,7 @@ use utoipa::openapi::{Content, HttpMethod, ObjectBuilder, Ref, RefOr, ResponseBu
 
 /// Problems any route can answer: a body the gateway cannot read in time or
 /// that is too large, storage down, a bug.
-const ANY: &[ProblemKind] = &[RequestTimeout, PayloadTooLarge, InternalError, ServiceUnavailable];
+pub const ANY: &[ProblemKind] = &[RequestTimeout, PayloadTooLarge, InternalError, ServiceUnavailable];
 
 /// Every operation's problems beyond [`ANY`]: `(operationId, kinds)`. The
 /// README's API table says the same in words; the integration tests fail an
@@ -235,8 +235,8 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// Every problem an operation can answer: [`ANY`] and its [`PROBLEMS`] entry.
 pub fn problems_of(operation_id: &str) -> Vec<ProblemKind> {
     let own = PROBLEMS.iter().find(|(id, _)| *id == operation_id).map_or(&[][..], |(_, kinds)| kinds);
-    let mut kinds: Vec<ProblemKind> = ANY.iter().chain(own).copied().collect();
-    kinds.dedup();
+    let mut kinds: Vec<ProblemKind> = ANY.to_vec();
+    kinds.extend(own.iter().filter(|k| !ANY.contains(k)));
     kinds
 }
 
@@ -457,7 +457,7 @@ fn add_components(doc: &mut utoipa::openapi::OpenApi) {
 /// `/v1/reservations/rsv_...`): `Err` says what is undocumented.
 pub fn documents(method: &str, path: &str, status: u16, problem_type: Option<&str>) -> Result<(), String> {
     let doc = document_cached();
-    let found = doc.paths.paths.iter().find(|(template, _)| matches_template(template, path));
+    let found = doc.paths.paths.iter().find(|(template, _)| super::path_params(template, path).is_some());
     let Some((template, item)) = found else {
         return if status == 404 || status == 405 {
             Ok(())
@@ -490,13 +490,6 @@ pub fn documents(method: &str, path: &str, status: u16, problem_type: Option<&st
 fn document_cached() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
     DOC.get_or_init(document)
-}
-
-fn matches_template(template: &str, path: &str) -> bool {
-    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
-    let p: Vec<&str> = path.trim_end_matches('/').trim_start_matches('/').split('/').collect();
-    t.len() == p.len()
-        && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
 }
 
 #[cfg(test)]
