@@ -34,6 +34,9 @@ pub struct ApiResponse {
 pub struct ApiOutcome {
     pub response: ApiResponse,
     pub deliver: Vec<String>,
+    /// The request ran (or failed) as usual, but its answer is to be dropped
+    /// with the connection (`POST /_sim/lose_answers`).
+    pub lost: bool,
 }
 
 /// A Stripe error: HTTP status plus the fields of the `error` object.
@@ -125,6 +128,7 @@ enum Route {
     CreateRefund,
     ListRefunds,
     GetRefund(String),
+    ListEvents,
     GetEvent(String),
 }
 
@@ -137,6 +141,7 @@ fn route(method: &str, path: &str) -> Option<Route> {
         ("POST", ["", "v1", "refunds"]) => Route::CreateRefund,
         ("GET", ["", "v1", "refunds"]) => Route::ListRefunds,
         ("GET", ["", "v1", "refunds", id]) => Route::GetRefund((*id).into()),
+        ("GET", ["", "v1", "events"]) => Route::ListEvents,
         ("GET", ["", "v1", "events", id]) => Route::GetEvent((*id).into()),
         _ => return None,
     })
@@ -172,6 +177,23 @@ pub fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiOutcome {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut outcome = respond(&mut st, method, path, query, headers, body);
+    // Taken under the lock the request ran under, so "the next N" POSTs are
+    // the next N to run, whatever they answer (an error, a replay or an
+    // injected failure is lost the same way).
+    outcome.lost = method == "POST" && st.take_lost_answer();
+    outcome
+}
+
+fn respond(
+    st: &mut State,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiOutcome {
     let request_id = new_id("req_", 14);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // Stripe ignores the header on GET and DELETE, which are idempotent anyway.
@@ -185,9 +207,8 @@ pub fn handle(
             replayed: false,
         },
         deliver: Vec::new(),
+        lost: false,
     };
-
-    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
 
     // An injected outage answers before anything runs, so nothing is saved.
     if let Some(status) = st.take_failure() {
@@ -236,7 +257,9 @@ pub fn handle(
                 ApiError::invalid("Idempotency keys must be 1 to 255 characters long.").param("Idempotency-Key"),
             );
         }
-        if let Some(saved) = st.idempotency.get(key) {
+        // A key older than the ttl is forgotten here, so the request below
+        // runs afresh, as if the key had never been seen.
+        if let Some(saved) = st.idempotency_record(key) {
             if saved.method != method || saved.path != path || saved.params != params {
                 return fail(ApiError {
                     status: 400,
@@ -263,12 +286,13 @@ pub fn handle(
                     replayed: true,
                 },
                 deliver: Vec::new(),
+                lost: false,
             };
         }
     }
 
     let ctx = Ctx { request_id: &request_id, idempotency_key: idempotency_key.as_deref() };
-    let executed = match execute(&mut st, route, &params, &ctx) {
+    let executed = match execute(st, route, &params, &ctx) {
         Ok(executed) => executed,
         // Like Stripe, a request that fails validation saves nothing: the
         // client may fix it and retry with the same key.
@@ -282,6 +306,7 @@ pub fn handle(
         replayed: false,
     };
     if let Some(key) = idempotency_key {
+        let created = st.now();
         st.idempotency.insert(
             key,
             IdempotencyRecord {
@@ -292,10 +317,11 @@ pub fn handle(
                 body: response.body.clone(),
                 request_id: request_id.clone(),
                 session_id: executed.created_session,
+                created,
             },
         );
     }
-    ApiOutcome { response, deliver: executed.deliver }
+    ApiOutcome { response, deliver: executed.deliver, lost: false }
 }
 
 fn execute(st: &mut State, route: Route, params: &Value, ctx: &Ctx) -> Result<Executed, ApiError> {
@@ -333,6 +359,7 @@ fn execute(st: &mut State, route: Route, params: &Value, ctx: &Ctx) -> Result<Ex
                 .map(|r| Executed::ok(objects::refund(r)))
                 .ok_or_else(|| ApiError::no_such("refund", &id))
         }
+        Route::ListEvents => list_events(st, params),
         Route::GetEvent(id) => {
             only_params(params, &[])?;
             let event = st.event(&id).ok_or_else(|| ApiError::no_such("event", &id))?;
@@ -693,36 +720,165 @@ fn create_refund(st: &mut State, params: &Value, ctx: &Ctx) -> Result<Executed, 
 fn list_refunds(st: &mut State, params: &Value) -> Result<Executed, ApiError> {
     only_params(params, &["payment_intent", "limit", "starting_after", "ending_before"])?;
     let pi = string_param(params, "payment_intent", "payment_intent")?;
+    // Newest first, as Stripe lists.
+    let all: Vec<&Refund> = st.refunds.iter().rev().collect();
+    let (page, has_more) =
+        paginate(&all, |r| &r.id, |r| pi.as_ref().is_none_or(|pi| r.payment_intent == *pi), params, "refund")?;
+    let data = page.into_iter().map(objects::refund).collect();
+    Ok(Executed::ok(objects::list(data, has_more, "/v1/refunds")))
+}
+
+/// Stripe's `types` takes at most this many event types.
+const MAX_EVENT_TYPES: usize = 20;
+
+/// `GET /v1/events`. Each element is the event's stored body, the JSON its
+/// deliveries post, so a consumer reconciling from the list can hand it to
+/// the same parser as a webhook.
+fn list_events(st: &mut State, params: &Value) -> Result<Executed, ApiError> {
+    only_params(params, &["limit", "starting_after", "ending_before", "type", "types", "created"])?;
+    let type_ = string_param(params, "type", "type")?;
+    let bad_types = || ApiError::invalid("Invalid array: types must be a list of strings").param("types");
+    let types = match params.get("types") {
+        None => None,
+        Some(Value::Array(items)) => {
+            let strings: Option<Vec<String>> = items.iter().map(|t| t.as_str().map(str::to_owned)).collect();
+            Some(strings.ok_or_else(bad_types)?)
+        }
+        Some(_) => return Err(bad_types()),
+    };
+    if type_.is_some() && types.is_some() {
+        return Err(ApiError::invalid("You may pass either `type` or `types`, but not both.").param("types"));
+    }
+    if types.as_ref().is_some_and(|t| t.len() > MAX_EVENT_TYPES) {
+        return Err(
+            ApiError::invalid(format!("types may contain at most {MAX_EVENT_TYPES} event types.")).param("types")
+        );
+    }
+    let created = created_param(params)?;
+    let keep = |e: &crate::state::Event| {
+        type_.as_ref().is_none_or(|t| type_matches(t, e.type_))
+            && types.as_ref().is_none_or(|ts| ts.iter().any(|t| t == e.type_))
+            && created.contains(e.created)
+    };
+    // Newest first, as Stripe lists.
+    let all: Vec<&crate::state::Event> = st.events.iter().rev().collect();
+    let (page, has_more) = paginate(&all, |e| &e.id, keep, params, "event")?;
+    let data = page.into_iter().map(|e| serde_json::from_str(&e.body).expect("events are valid JSON")).collect();
+    Ok(Executed::ok(objects::list(data, has_more, "/v1/events")))
+}
+
+/// Whether event type `type_` matches `pattern`, where each `*` stands for
+/// any run of characters (`checkout.session.*`), as Stripe's `type` filter.
+fn type_matches(pattern: &str, type_: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = type_.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: an exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// A `created` filter: an exact timestamp, or any of `gt`, `gte`, `lt`, `lte`.
+#[derive(Debug, Clone, Copy)]
+struct CreatedRange {
+    min: i64,
+    max: i64,
+}
+
+impl CreatedRange {
+    fn contains(&self, t: i64) -> bool {
+        (self.min..=self.max).contains(&t)
+    }
+}
+
+fn created_param(params: &Value) -> Result<CreatedRange, ApiError> {
+    let mut range = CreatedRange { min: i64::MIN, max: i64::MAX };
+    match params.get("created") {
+        None => {}
+        Some(Value::String(_)) => {
+            let t = int_param(params, "created", "created")?.expect("present");
+            range = CreatedRange { min: t, max: t };
+        }
+        Some(bounds @ Value::Object(_)) => {
+            only_keys(bounds, &["gt", "gte", "lt", "lte"], "created")?;
+            for op in ["gt", "gte", "lt", "lte"] {
+                let Some(t) = int_param(bounds, op, &format!("created[{op}]"))? else {
+                    continue;
+                };
+                match op {
+                    "gt" => range.min = range.min.max(t.saturating_add(1)),
+                    "gte" => range.min = range.min.max(t),
+                    "lt" => range.max = range.max.min(t.saturating_sub(1)),
+                    _ => range.max = range.max.min(t),
+                }
+            }
+        }
+        Some(_) => {
+            return Err(
+                ApiError::invalid("Invalid created: must be an integer or a hash of gt, gte, lt, lte").param("created")
+            );
+        }
+    }
+    Ok(range)
+}
+
+/// One page of a newest-first list by Stripe's rules: `limit` (1 to 100,
+/// default 10) items, after the `starting_after` object or, with
+/// `ending_before`, the `limit` items just before (newer than) that object,
+/// still newest first; `has_more` says whether more lie beyond the page in
+/// the direction of travel. The cursor is found among `all`, not only the
+/// items `keep` lets through: Stripe takes any existing object as a cursor,
+/// and answers 400 `resource_missing` for an unknown one.
+fn paginate<'a, T>(
+    all: &[&'a T],
+    id: impl Fn(&T) -> &str,
+    keep: impl Fn(&T) -> bool,
+    params: &Value,
+    kind: &str,
+) -> Result<(Vec<&'a T>, bool), ApiError> {
     let limit = int_param(params, "limit", "limit")?.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 100.").param("limit"));
     }
-    // Newest first, as Stripe lists.
-    let mut all: Vec<&Refund> =
-        st.refunds.iter().rev().filter(|r| pi.as_ref().is_none_or(|pi| r.payment_intent == *pi)).collect();
-    let position = |id: &str, name: &str| {
-        all.iter().position(|r| r.id == id).ok_or_else(|| ApiError::no_such("refund", id).status(400).param(name))
-    };
     let limit = limit as usize;
-    let (page, has_more) = if let Some(after) = string_param(params, "starting_after", "starting_after")? {
-        let start = position(&after, "starting_after")? + 1;
-        all.drain(..start);
-        let has_more = all.len() > limit;
-        all.truncate(limit);
-        (all, has_more)
-    } else if let Some(before) = string_param(params, "ending_before", "ending_before")? {
-        let end = position(&before, "ending_before")?;
-        all.truncate(end);
-        let has_more = all.len() > limit;
-        let skip = all.len().saturating_sub(limit);
-        (all.split_off(skip), has_more)
-    } else {
-        let has_more = all.len() > limit;
-        all.truncate(limit);
-        (all, has_more)
+    let after = string_param(params, "starting_after", "starting_after")?;
+    let before = string_param(params, "ending_before", "ending_before")?;
+    let position = |cursor: &str, name: &str| {
+        all.iter().position(|x| id(x) == cursor).ok_or_else(|| ApiError::no_such(kind, cursor).status(400).param(name))
     };
-    let data = page.into_iter().map(objects::refund).collect();
-    Ok(Executed::ok(objects::list(data, has_more, "/v1/refunds")))
+    let kept = |items: &[&'a T]| items.iter().copied().filter(|x| keep(x)).collect::<Vec<_>>();
+    match (after, before) {
+        (Some(_), Some(_)) => {
+            Err(ApiError::invalid("You may only specify one of these parameters: ending_before, starting_after."))
+        }
+        (None, Some(before)) => {
+            let mut page = kept(&all[..position(&before, "ending_before")?]);
+            let has_more = page.len() > limit;
+            let newer = page.len().saturating_sub(limit);
+            Ok((page.split_off(newer), has_more))
+        }
+        (after, None) => {
+            let start = match after {
+                Some(after) => position(&after, "starting_after")? + 1,
+                None => 0,
+            };
+            let mut page = kept(&all[start..]);
+            let has_more = page.len() > limit;
+            page.truncate(limit);
+            Ok((page, has_more))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -740,5 +896,33 @@ mod tests {
         assert_eq!(api_key(Some("Basic not*base64")), None);
         assert_eq!(api_key(Some("Token sk_test_1")), None);
         assert_eq!(api_key(None), None);
+    }
+
+    #[test]
+    fn event_types_match_exactly_or_by_wildcard() {
+        assert!(type_matches("checkout.session.completed", "checkout.session.completed"));
+        assert!(!type_matches("checkout.session.complete", "checkout.session.completed"));
+        assert!(type_matches("checkout.session.*", "checkout.session.async_payment_failed"));
+        assert!(!type_matches("checkout.session.*", "charge.refunded"));
+        assert!(type_matches("*", "charge.refunded"));
+        assert!(type_matches("*.completed", "checkout.session.completed"));
+        assert!(type_matches("checkout.*.expired", "checkout.session.expired"));
+        assert!(!type_matches("checkout.*.expired", "checkout.session.completed"));
+        // The prefix and the suffix must not overlap.
+        assert!(!type_matches("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn created_is_an_instant_or_a_range() {
+        let range = |q: &str| created_param(&form::parse(q.as_bytes()).unwrap());
+        let exact = range("created=100").unwrap();
+        assert!(exact.contains(100) && !exact.contains(99) && !exact.contains(101));
+        let open = range("created[gt]=100&created[lte]=200").unwrap();
+        assert!(!open.contains(100) && open.contains(101) && open.contains(200) && !open.contains(201));
+        let closed = range("created[gte]=100&created[lt]=200").unwrap();
+        assert!(closed.contains(100) && closed.contains(199) && !closed.contains(200));
+        assert!(range("").unwrap().contains(i64::MIN));
+        assert_eq!(range("created[after]=1").unwrap_err().code, Some("parameter_unknown"));
+        assert_eq!(range("created[gte]=soon").unwrap_err().code, Some("parameter_invalid_integer"));
     }
 }

@@ -28,6 +28,34 @@
 //! - `POST /_sim/fail?status=500&count=N`: the next N `/v1` requests answer
 //!   `status` (400–599) with an `api_error` body without running; `count=0`
 //!   clears. Answers `{"status", "remaining"}`.
+//! - `POST /_sim/lose_answers?count=N`: the next N `/v1` POSTs run as usual
+//!   (a refund is made, a session created, the idempotency record saved,
+//!   events delivered) but their answer is lost: the connection is closed
+//!   without a response, as when Stripe acted and the network dropped its
+//!   reply. A retry with the same `Idempotency-Key` then gets the saved
+//!   answer, marked `Idempotent-Replayed`. Every POST counts whatever it
+//!   answers (an error, a replay, an injected `/_sim/fail`); GETs do not.
+//!   A lost session create still counts in its `create_responses`.
+//!   `count=0` clears. Answers `{"remaining"}`.
+//! - `POST /_sim/webhooks?down=true|false`: the webhook endpoint goes down
+//!   or comes back. While down, events are still made and recorded (`GET
+//!   /_sim/events`, `GET /v1/events`) but no delivery is attempted: each one
+//!   due (from an action, a redeliver, the expiry sweep, a delayed
+//!   completion coming due) is recorded on the event as 0 and answered as 0.
+//!   Coming back up redelivers nothing (Stripe retries for up to 3 days, the
+//!   simulator not at all): a consumer reconciles from `GET /v1/events`, or
+//!   a test redelivers. Without a webhook URL nothing is delivered or
+//!   recorded either way. Answers `{"down"}`.
+//! - `POST /_sim/idempotency?ttl_secs=N`: how long (seconds on the
+//!   simulator's clock, 0 or more) an idempotency key is remembered after its
+//!   first use; default [`SimConfig::idempotency_ttl_secs`](crate::SimConfig),
+//!   24 h like Stripe. A request whose key's record is at least N seconds old
+//!   runs afresh, as if the key had never been seen (with `advance_secs` on
+//!   the clock, "the same refund POSTed 25 h later refunds again"). The ttl
+//!   is applied when a key is next used, so raising it brings back keys not
+//!   used since. Answers `{"ttl_secs"}`.
+//! - `POST /_sim/idempotency/forget`: forgets every idempotency key at once.
+//!   Answers `{"forgotten": count}`.
 //! - `POST /_sim/clock?advance_secs=N`: moves the simulator's clock N seconds
 //!   later (N may be negative, to step back onto a caller's clock), then at
 //!   once expires every open session whose `expires_at` the new now has
@@ -60,6 +88,8 @@ const MAX_DELIVERIES: usize = 100;
 const MAX_DELAY_MS: u64 = 600_000;
 /// One clock move spans at most a year either way.
 const MAX_CLOCK_STEP_SECS: i64 = 366 * 24 * 3600;
+/// An idempotency ttl of at most ten years.
+const MAX_IDEMPOTENCY_TTL_SECS: i64 = 10 * 366 * 24 * 3600;
 
 /// Serves one `/_sim` request: status and JSON body.
 pub async fn handle(sim: &Arc<Sim>, method: &str, path: &str, query: Option<&str>) -> (u16, Value) {
@@ -126,6 +156,34 @@ async fn dispatch(sim: &Arc<Sim>, method: &str, path: &str, query: Option<&str>)
             }
             sim.lock().failure = (count > 0).then_some(Failure { status, remaining: count });
             Ok((200, json!({"status": status, "remaining": count})))
+        }
+        ("POST", ["", "_sim", "lose_answers"]) => {
+            let count = number(&q, "count", 1, u64::from(u32::MAX))? as u32;
+            sim.lock().lost_answers = count;
+            Ok((200, json!({"remaining": count})))
+        }
+        ("POST", ["", "_sim", "webhooks"]) => {
+            if !q.contains_key("down") {
+                return Err(ControlError::new(400, "query parameter down must be true or false"));
+            }
+            let down = flag(&q, "down")?;
+            sim.lock().webhooks_down = down;
+            Ok((200, json!({"down": down})))
+        }
+        ("POST", ["", "_sim", "idempotency"]) => {
+            let ttl = q
+                .get("ttl_secs")
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|n| (0..=MAX_IDEMPOTENCY_TTL_SECS).contains(n))
+                .ok_or_else(|| {
+                    ControlError::new(400, format!("query parameter ttl_secs must be 0 to {MAX_IDEMPOTENCY_TTL_SECS}"))
+                })?;
+            sim.lock().idempotency_ttl_secs = ttl;
+            Ok((200, json!({"ttl_secs": ttl})))
+        }
+        ("POST", ["", "_sim", "idempotency", "forget"]) => {
+            let forgotten = std::mem::take(&mut sim.lock().idempotency).len();
+            Ok((200, json!({"forgotten": forgotten})))
         }
         ("GET", ["", "_sim", "clock"]) => {
             let st = sim.lock();

@@ -196,6 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn list_filters_parse_as_arrays_and_ranges() {
+        // `GET /v1/events`: `types[]` as curl and Stripe's docs write it,
+        // `types[0]` as async-stripe's encoder does, `created` both ways.
+        assert_eq!(
+            p("types[]=checkout.session.completed&types[]=checkout.session.expired&created[gte]=100&created[lt]=200"),
+            json!({"types":["checkout.session.completed","checkout.session.expired"],"created":{"gte":"100","lt":"200"}})
+        );
+        assert_eq!(p("types%5B0%5D=a&types%5B1%5D=b&created=5"), json!({"types":["a","b"],"created":"5"}));
+        assert!(parse(b"created=5&created[gt]=1").is_err());
+    }
+
+    #[test]
     fn metadata_keys_that_look_like_numbers_with_leading_zero_stay_keys() {
         assert_eq!(p("metadata[01]=x"), json!({"metadata":{"01":"x"}}));
     }

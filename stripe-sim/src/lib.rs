@@ -28,7 +28,9 @@
 //! - `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`,
 //!   `POST /v1/checkout/sessions/{id}/expire`
 //! - `POST /v1/refunds`, `GET /v1/refunds?payment_intent=`, `GET /v1/refunds/{id}`
-//! - `GET /v1/events/{id}`
+//! - `GET /v1/events?limit=&starting_after=&ending_before=&type=&types[]=&created=`
+//!   (newest first; each element is the JSON its webhook deliveries post),
+//!   `GET /v1/events/{id}`
 //!
 //! The hosted page, at a session's `url`: `GET /c/pay/{id}`, with Pay and
 //! Cancel buttons posting to `/c/pay/{id}/pay` and `/c/pay/{id}/cancel`.
@@ -38,6 +40,8 @@
 //! `POST /_sim/checkout/sessions/{id}/async_payment?result=succeeded|failed`,
 //! `POST /_sim/checkout/sessions/{id}/expire`,
 //! `POST /_sim/events/{id}/redeliver?deliveries=`, `POST /_sim/fail?status=&count=`,
+//! `POST /_sim/lose_answers?count=`, `POST /_sim/webhooks?down=true|false`,
+//! `POST /_sim/idempotency?ttl_secs=`, `POST /_sim/idempotency/forget`,
 //! `POST /_sim/clock?advance_secs=`, `GET /_sim/clock`,
 //! `GET /_sim/events`, `GET /_sim/refunds`, `GET /_sim/checkout/sessions`,
 //! `GET /_sim/health`.
@@ -48,8 +52,10 @@
 //! ([`SimConfig::clock_offset_secs`], moved by `POST /_sim/clock?advance_secs=N`).
 //! Session `created` and the `expires_at` bounds (30 min – 24 h from
 //! creation), whether a session can still be paid, the expiry sweep that emits
-//! `checkout.session.expired`, and the `created` of events and refunds all read
-//! that clock, so a test that drives its own clock forward can keep the
+//! `checkout.session.expired`, the `created` of events and refunds, and the
+//! age of idempotency keys (forgotten after
+//! [`SimConfig::idempotency_ttl_secs`], 24 h as at Stripe) all read that
+//! clock, so a test that drives its own clock forward can keep the
 //! simulator in step. Webhook signatures (`t=`) stay on the real clock: the
 //! receiver checks them against its own 300 s tolerance.
 //!
@@ -57,7 +63,9 @@
 //!
 //! Only `mode=payment` sessions with inline `price_data`; no `expand`; refunds
 //! by `payment_intent` only, always `succeeded`, with no refund or charge
-//! events; no automatic webhook retries (use the redeliver route); one
+//! events; no automatic webhook retries (use the redeliver route); no
+//! `delivery_success` filter on the event list, which lists events of any
+//! age (Stripe's goes back 30 days); one
 //! account, so idempotency keys are not scoped by API key; webhook URLs must be
 //! plain `http://`. Parameters it does not model are rejected with Stripe's
 //! `parameter_unknown` error rather than ignored.
@@ -75,7 +83,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 use state::State;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -102,7 +109,15 @@ pub struct SimConfig {
     /// Where the simulator's clock starts, in seconds ahead of the real clock
     /// (negative: behind); `POST /_sim/clock?advance_secs=N` moves it later.
     pub clock_offset_secs: i64,
+    /// How long, in seconds on the simulator's clock, an idempotency key is
+    /// remembered after its first use ([`DEFAULT_IDEMPOTENCY_TTL_SECS`], 24 h,
+    /// as Stripe); a request with an older key runs afresh. `POST
+    /// /_sim/idempotency?ttl_secs=N` changes it at run time.
+    pub idempotency_ttl_secs: i64,
 }
+
+/// Stripe forgets an idempotency key 24 hours after its first use.
+pub const DEFAULT_IDEMPOTENCY_TTL_SECS: i64 = 24 * 60 * 60;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -111,6 +126,7 @@ impl Default for SimConfig {
             webhook_secret: "whsec_local_simulator".into(),
             public_url: None,
             clock_offset_secs: 0,
+            idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
         }
     }
 }
@@ -144,12 +160,13 @@ pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: impl Futu
     let http = reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build().expect("a plain HTTP client builds");
     let mut state = State::new(base_url);
     state.clock_offset = config.clock_offset_secs;
+    state.idempotency_ttl_secs = config.idempotency_ttl_secs;
     let sim = Arc::new(Sim { config, state: Mutex::new(state), http });
 
     let sweeper = tokio::spawn(sweep_expired(sim.clone()));
     let handler = move |req| {
         let sim = sim.clone();
-        async move { Ok::<_, Infallible>(handle(&sim, req).await) }
+        async move { handle(&sim, req).await }
     };
     slotguard_serve::serve(listener, handler, shutdown).await;
     sweeper.abort();
@@ -170,7 +187,22 @@ async fn sweep_expired(sim: Arc<Sim>) {
     }
 }
 
-async fn handle(sim: &Arc<Sim>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+/// The handler's error: the answer to a `/v1` POST is dropped on purpose
+/// (`POST /_sim/lose_answers`). [`slotguard_serve::serve`] closes the
+/// connection without a response when the handler fails, which is what a
+/// client sees when Stripe acted but its answer never arrived.
+#[derive(Debug)]
+struct AnswerLost;
+
+impl std::fmt::Display for AnswerLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("answer dropped on purpose (/_sim/lose_answers)")
+    }
+}
+
+impl std::error::Error for AnswerLost {}
+
+async fn handle(sim: &Arc<Sim>, req: hyper::Request<Incoming>) -> Result<Response<Full<Bytes>>, AnswerLost> {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let (method, path) = (parts.method.as_str().to_owned(), parts.uri.path().to_owned());
@@ -184,7 +216,12 @@ async fn handle(sim: &Arc<Sim>, req: hyper::Request<Incoming>) -> Response<Full<
             let body = collected.to_bytes();
             if path.starts_with("/v1/") {
                 let outcome = api::handle(&sim.state, &method, &path, query, &parts.headers, &body);
+                // Stripe acted, so its events go out even when the answer does not.
                 webhooks::spawn_deliveries(sim, outcome.deliver, 1, 0);
+                if outcome.lost {
+                    tracing::info!(%method, %path, status = outcome.response.status, "answer lost on purpose: closing the connection");
+                    return Err(AnswerLost);
+                }
                 api_response(outcome.response)
             } else if path.starts_with("/_sim/") {
                 let (status, value) = control::handle(sim, &method, &path, query).await;
@@ -210,7 +247,7 @@ async fn handle(sim: &Arc<Sim>, req: hyper::Request<Incoming>) -> Response<Full<
         }
     };
     tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
-    response
+    Ok(response)
 }
 
 fn response(status: u16, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -5,7 +5,8 @@
 //! `STRIPE_SIM_WEBHOOK_SECRET` (default `whsec_local_simulator`),
 //! `STRIPE_SIM_PUBLIC_URL` (default `http://` plus the bound address),
 //! `STRIPE_SIM_CLOCK_OFFSET_SECS` (default 0: the simulator's clock, in
-//! seconds ahead of the real one).
+//! seconds ahead of the real one), `STRIPE_SIM_IDEMPOTENCY_TTL_SECS` (default
+//! 86400: how long an idempotency key is remembered, as at Stripe).
 
 use stripe_sim::{SimConfig, serve};
 
@@ -21,6 +22,10 @@ async fn main() {
             .unwrap_or(defaults.webhook_secret),
         public_url: std::env::var("STRIPE_SIM_PUBLIC_URL").ok().filter(|u| !u.is_empty()),
         clock_offset_secs: std::env::var("STRIPE_SIM_CLOCK_OFFSET_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        idempotency_ttl_secs: std::env::var("STRIPE_SIM_IDEMPOTENCY_TTL_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(defaults.idempotency_ttl_secs),
     };
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(listener) => listener,

@@ -117,6 +117,9 @@ pub struct IdempotencyRecord {
     pub request_id: String,
     /// Set when the request created a session, to count replays on it.
     pub session_id: Option<String>,
+    /// When the record was made, on the simulator's clock ([`State::now`]):
+    /// Stripe forgets a key once it is [`State::idempotency_ttl_secs`] old.
+    pub created: i64,
 }
 
 /// Injected outage: the next `remaining` /v1 requests answer `status`.
@@ -156,7 +159,17 @@ pub struct State {
     pub refunds: Vec<Refund>,
     pub events: Vec<Event>,
     pub idempotency: HashMap<String, IdempotencyRecord>,
+    /// How old, in seconds on the simulator's clock, an idempotency record
+    /// may get before its key is forgotten (Stripe: 24 h). Applied when the
+    /// key is next used, so raising it brings back keys not reused since.
+    pub idempotency_ttl_secs: i64,
     pub failure: Option<Failure>,
+    /// Injected lost answers (`POST /_sim/lose_answers?count=N`): the next
+    /// this many /v1 POSTs run, and their answer is dropped with the connection.
+    pub lost_answers: u32,
+    /// The webhook endpoint is down (`POST /_sim/webhooks?down=true`): events
+    /// are recorded, deliveries are skipped and recorded as 0.
+    pub webhooks_down: bool,
     /// Seconds the simulator's clock runs ahead of the real one (negative:
     /// behind). Session creation times and expiry bounds, the expiry sweep and
     /// `created` timestamps use [`State::now`]; webhook signatures stay on the
@@ -166,7 +179,7 @@ pub struct State {
 
 impl State {
     pub fn new(base_url: String) -> Self {
-        Self { base_url, ..Self::default() }
+        Self { base_url, idempotency_ttl_secs: crate::DEFAULT_IDEMPOTENCY_TTL_SECS, ..Self::default() }
     }
 
     /// The simulator's now: the real clock plus [`State::clock_offset`].
@@ -318,6 +331,25 @@ impl State {
             self.failure = None;
         }
         Some(status)
+    }
+
+    /// Takes one injected lost answer, if any is left.
+    pub fn take_lost_answer(&mut self) -> bool {
+        let lost = self.lost_answers > 0;
+        self.lost_answers = self.lost_answers.saturating_sub(1);
+        lost
+    }
+
+    /// The saved result of `key`, unless it is old enough that Stripe would
+    /// have forgotten it; a forgotten record is dropped, so the key is new
+    /// again.
+    pub fn idempotency_record(&mut self, key: &str) -> Option<&IdempotencyRecord> {
+        let now = self.now();
+        let ttl = self.idempotency_ttl_secs;
+        if self.idempotency.get(key).is_some_and(|r| now - r.created >= ttl) {
+            self.idempotency.remove(key);
+        }
+        self.idempotency.get(key)
     }
 }
 

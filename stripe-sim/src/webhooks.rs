@@ -8,6 +8,10 @@ use std::sync::Arc;
 /// deliver one event more than once, and concurrently), and records each
 /// answer on the event. Returns the statuses in request order; 0 means no
 /// HTTP answer. Without a webhook URL nothing is sent and the result is empty.
+///
+/// While the endpoint is down (`POST /_sim/webhooks?down=true`) nothing is
+/// sent either, but each skipped delivery is recorded as 0, as an attempt
+/// that got no answer, so a test sees the event was dropped.
 pub async fn deliver(sim: &Arc<Sim>, event_id: &str, times: usize) -> Vec<u16> {
     let Some(url) = sim.config.webhook_url.clone() else {
         return Vec::new();
@@ -18,7 +22,15 @@ pub async fn deliver(sim: &Arc<Sim>, event_id: &str, times: usize) -> Vec<u16> {
     let attempts = (0..times).map(|_| {
         let (url, body) = (url.clone(), body.clone());
         async move {
-            let status = post(sim, &url, body).await;
+            // Read per attempt: a delayed delivery sees the endpoint as it is
+            // when the delivery is due.
+            let down = sim.lock().webhooks_down;
+            let status = if down {
+                tracing::info!(event_id, "webhook endpoint down: delivery skipped");
+                0
+            } else {
+                post(sim, &url, body).await
+            };
             if let Some(event) = sim.lock().event_mut(event_id) {
                 event.deliveries.push(status);
             }

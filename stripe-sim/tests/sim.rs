@@ -17,6 +17,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
 };
 use stripe_checkout::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus};
+use stripe_core::Refund;
 use stripe_core::RefundReason;
 use stripe_core::refund::{CreateRefund, CreateRefundReason, ListRefund, RetrieveRefund};
 use stripe_sim::SimConfig;
@@ -37,6 +38,8 @@ struct Delivery {
     type_: EventType,
     api_version: Option<String>,
     session: CheckoutSession,
+    /// The body exactly as posted.
+    body: String,
 }
 
 /// A webhook endpoint that verifies every delivery as product code would.
@@ -95,6 +98,7 @@ impl Receiver {
                     type_: event.type_,
                     api_version: event.api_version.map(|v| v.as_str().to_owned()),
                     session,
+                    body,
                 });
                 self.status.load(Ordering::SeqCst)
             }
@@ -171,6 +175,53 @@ impl Sim {
     async fn complete(&self, id: &str, query: &str) -> (u16, Value) {
         self.control("POST", &format!("/_sim/checkout/sessions/{id}/complete{query}")).await
     }
+
+    /// A session created and paid; its payment intent.
+    async fn paid(&self, reference: &str) -> String {
+        let session = self.open_session(reference).await;
+        let (status, body) = self.complete(session.id.as_str(), "").await;
+        assert_eq!(status, 200, "{body}");
+        body["payment_intent"].as_str().unwrap().to_owned()
+    }
+
+    async fn refund(&self, request: &CreateRefund, key: &str) -> Result<Refund, StripeError> {
+        request
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(IdempotencyKey::new(key).unwrap()))
+            .send(&self.client)
+            .await
+    }
+
+    async fn refunds(&self) -> Vec<Value> {
+        let (status, body) = self.control("GET", "/_sim/refunds").await;
+        assert_eq!(status, 200);
+        body["refunds"].as_array().unwrap().clone()
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        let (status, body) = self.control("GET", "/_sim/events").await;
+        assert_eq!(status, 200);
+        body["events"].as_array().unwrap().clone()
+    }
+
+    /// A `/v1` GET with raw reqwest, for what async-stripe's enabled
+    /// features do not cover (`ListEvent` needs async-stripe-core's `event`).
+    async fn v1_get(&self, path_and_query: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth("sk_test_simulated")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+/// The ids of a list answer's elements, in order.
+fn ids(list: &Value) -> Vec<String> {
+    list["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
 }
 
 /// A session like slotguard's: one slot, EUR 45, reservation metadata.
@@ -827,4 +878,386 @@ async fn the_clock_can_start_ahead() {
     let clock: Value = reqwest::get(format!("{base}/_sim/clock")).await.unwrap().json().await.unwrap();
     assert_eq!(clock["offset_secs"], 86_400);
     assert!((clock["now"].as_i64().unwrap() - (now() + 86_400)).abs() <= 2);
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_in_pages_as_delivered() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    // Twelve events, more than a default page, in two batches 1000 s apart on
+    // the simulator's clock: every third session expires, the rest are paid.
+    for i in 0..12 {
+        if i == 6 {
+            assert_eq!(sim.control("POST", "/_sim/clock?advance_secs=1000").await.0, 200);
+        }
+        let session = sim.open_session(&format!("rsv_list_{i}")).await;
+        let (status, _) = if i % 3 == 2 {
+            sim.control("POST", &format!("/_sim/checkout/sessions/{}/expire", session.id.as_str())).await
+        } else {
+            sim.complete(session.id.as_str(), "").await
+        };
+        assert_eq!(status, 200);
+    }
+    let recorded = sim.events().await;
+    let mut newest_first: Vec<String> = recorded.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    newest_first.reverse();
+
+    let (status, first) = sim.v1_get("/v1/events").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["object"], "list");
+    assert_eq!(first["url"], "/v1/events");
+    assert_eq!(first["has_more"], true);
+    assert_eq!(ids(&first), newest_first[..10]);
+    let last = newest_first[9].clone();
+    let (_, second) = sim.v1_get(&format!("/v1/events?starting_after={last}")).await;
+    assert_eq!(second["has_more"], false);
+    assert_eq!(ids(&second), newest_first[10..]);
+    // Backwards from the second page: the three just before it, newest first.
+    let (_, back) = sim.v1_get(&format!("/v1/events?ending_before={}&limit=3", newest_first[10])).await;
+    assert_eq!(ids(&back), newest_first[7..10]);
+    assert_eq!(back["has_more"], true);
+    let (_, top) = sim.v1_get(&format!("/v1/events?ending_before={}&limit=3", newest_first[2])).await;
+    assert_eq!(ids(&top), newest_first[..2]);
+    assert_eq!(top["has_more"], false);
+    // Walking pages of 5 visits every event once.
+    let mut walked = Vec::new();
+    let mut query = "/v1/events?limit=5".to_owned();
+    loop {
+        let (_, page) = sim.v1_get(&query).await;
+        walked.extend(ids(&page));
+        if page["has_more"] == false {
+            break;
+        }
+        query = format!("/v1/events?limit=5&starting_after={}", walked.last().unwrap());
+    }
+    assert_eq!(walked, newest_first);
+
+    // Each element is the delivered JSON, byte for byte, and settles through
+    // the library's webhook parser like a delivery.
+    let (_, all) = sim.v1_get("/v1/events?limit=100").await;
+    let delivered = receiver.deliveries();
+    assert_eq!(delivered.len(), 12);
+    for element in all["data"].as_array().unwrap() {
+        let text = element.to_string();
+        let id = element["id"].as_str().unwrap();
+        let delivery = delivered.iter().find(|d| d.event_id == id).unwrap();
+        assert_eq!(text, delivery.body);
+        let signature = Webhook::generate_test_header(&text, SECRET, None);
+        let event = Webhook::construct_event(&text, &signature, SECRET).unwrap();
+        assert_eq!(event.id.as_str(), id);
+        let (_, single) = sim.v1_get(&format!("/v1/events/{id}")).await;
+        assert_eq!(&single, element);
+    }
+
+    // Filters: by exact type, by wildcard, by a list of types, by creation.
+    let of_type = |list: &Value, type_: &str| list["data"].as_array().unwrap().iter().all(|e| e["type"] == type_);
+    let (_, expired) = sim.v1_get("/v1/events?type=checkout.session.expired").await;
+    assert_eq!(ids(&expired).len(), 4);
+    assert!(of_type(&expired, "checkout.session.expired"));
+    let (_, wildcard) = sim.v1_get("/v1/events?type=checkout.session.*&limit=100").await;
+    assert_eq!(ids(&wildcard), newest_first);
+    let (_, none) = sim.v1_get("/v1/events?type=charge.*").await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+    let (_, listed) =
+        sim.v1_get("/v1/events?types[]=checkout.session.completed&types[]=charge.refunded&limit=100").await;
+    assert_eq!(ids(&listed).len(), 8);
+    assert!(of_type(&listed, "checkout.session.completed"));
+    let (_, indexed) = sim.v1_get("/v1/events?types[0]=checkout.session.expired&limit=2").await;
+    assert_eq!(ids(&indexed), ids(&expired)[..2]);
+    assert_eq!(indexed["has_more"], true);
+    // A cursor need not match the filter: the page starts after it. (The
+    // newest event expired a session, the one after it paid one.)
+    assert_eq!(ids(&expired)[0], newest_first[0]);
+    let (_, after_paid) =
+        sim.v1_get(&format!("/v1/events?type=checkout.session.expired&starting_after={}", newest_first[1])).await;
+    assert_eq!(ids(&after_paid), ids(&expired)[1..]);
+
+    let split = recorded[6]["created"].as_i64().unwrap();
+    assert!(split >= recorded[5]["created"].as_i64().unwrap() + 1000, "the clock moved between the batches");
+    let (_, later) = sim.v1_get(&format!("/v1/events?created[gte]={split}&limit=100")).await;
+    assert_eq!(ids(&later), newest_first[..6]);
+    let (_, earlier) = sim.v1_get(&format!("/v1/events?created[lt]={split}&limit=100")).await;
+    assert_eq!(ids(&earlier), newest_first[6..]);
+    let (_, window) = sim.v1_get(&format!("/v1/events?created[gt]={}&created[lte]={split}&limit=100", split - 1)).await;
+    assert!(!ids(&window).is_empty());
+    assert!(window["data"].as_array().unwrap().iter().all(|e| e["created"] == split));
+    let (_, exact) = sim.v1_get(&format!("/v1/events?created={split}&limit=100")).await;
+    assert_eq!(ids(&exact), ids(&window));
+
+    // What Stripe refuses.
+    for (query, param) in [
+        ("type=checkout.session.completed&types[]=checkout.session.expired", "types"),
+        ("starting_after=evt_missing", "starting_after"),
+        ("ending_before=evt_missing", "ending_before"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("delivery_success=false", "delivery_success"),
+        ("created[after]=1", "created[after]"),
+        ("created=yesterday", "created"),
+    ] {
+        let (status, body) = sim.v1_get(&format!("/v1/events?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{query}");
+        assert_eq!(body["error"]["param"], param, "{query}: {body}");
+    }
+    let (_, missing) = sim.v1_get("/v1/events?starting_after=evt_missing").await;
+    assert_eq!(missing["error"]["code"], "resource_missing");
+    let (_, unknown) = sim.v1_get("/v1/events?delivery_success=false").await;
+    assert_eq!(unknown["error"]["code"], "parameter_unknown");
+    let too_many: String = (0..21).map(|i| format!("types[]=t.{i}&")).collect();
+    assert_eq!(sim.v1_get(&format!("/v1/events?{too_many}")).await.0, 400);
+    let (status, _) =
+        sim.v1_get(&format!("/v1/events?starting_after={}&ending_before={}", newest_first[1], newest_first[0])).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_forgotten_after_24_hours_on_the_clock() {
+    let sim = Sim::start(None).await;
+    let pi = sim.paid("rsv_ttl").await;
+    let request = CreateRefund::new().payment_intent(pi.as_str()).amount(1000);
+
+    let first = sim.refund(&request, "refund-ttl").await.unwrap();
+    // Within the day: a replay.
+    sim.control("POST", "/_sim/clock?advance_secs=82800").await;
+    assert_eq!(sim.refund(&request, "refund-ttl").await.unwrap().id, first.id);
+    assert_eq!(sim.refunds().await.len(), 1);
+
+    // 25 h after its first use Stripe has forgotten the key: the same POST is
+    // a new request and refunds again.
+    sim.control("POST", "/_sim/clock?advance_secs=7200").await;
+    let second = sim.refund(&request, "refund-ttl").await.unwrap();
+    assert_ne!(second.id, first.id);
+    let refunds = sim.refunds().await;
+    assert_eq!(refunds.len(), 2);
+    assert_eq!(refunds[1]["idempotency_key"], "refund-ttl");
+    // The key now names the second refund, for the next 24 h.
+    assert_eq!(sim.refund(&request, "refund-ttl").await.unwrap().id, second.id);
+
+    // Forgotten as if never seen: other parameters are no idempotency_error.
+    let (status, body) = sim.control("POST", "/_sim/idempotency?ttl_secs=60").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"ttl_secs": 60}));
+    sim.control("POST", "/_sim/clock?advance_secs=61").await;
+    let other = CreateRefund::new().payment_intent(pi.as_str()).amount(500);
+    let third = sim.refund(&other, "refund-ttl").await.unwrap();
+    assert_eq!(third.amount, 500);
+
+    // Forgetting every key at once.
+    sim.control("POST", "/_sim/idempotency?ttl_secs=86400").await;
+    let (_, clock) = sim.control("GET", "/_sim/clock").await;
+    let sim_now = clock["now"].as_i64().unwrap();
+    sim.create(&session_request("rsv_ttl_2", sim_now + 3600), "checkout-ttl-2").await.unwrap();
+    let (status, body) = sim.control("POST", "/_sim/idempotency/forget").await;
+    assert_eq!(status, 200);
+    // refund-ttl, checkout-rsv_ttl (from `paid`), checkout-ttl-2.
+    assert_eq!(body, serde_json::json!({"forgotten": 3}));
+    let fourth = sim.refund(&other, "refund-ttl").await.unwrap();
+    assert_ne!(fourth.id, third.id);
+    assert_eq!(sim.refunds().await.len(), 4);
+    assert_eq!(sim.control("POST", "/_sim/idempotency/forget").await.1, serde_json::json!({"forgotten": 1}));
+
+    for bad in ["", "?ttl_secs=-1", "?ttl_secs=day"] {
+        let (status, body) = sim.control("POST", &format!("/_sim/idempotency{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_ttl_can_be_configured() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = SimConfig { idempotency_ttl_secs: 0, ..SimConfig::default() };
+    tokio::spawn(stripe_sim::serve(listener, config, std::future::pending()));
+    let client = stripe_client("sk_test_simulated").url(base.clone()).build().unwrap();
+    let request = session_request("rsv_ttl_0", now() + 3600);
+    let send = || {
+        request
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(IdempotencyKey::new("ttl-0").unwrap()))
+            .send(&client)
+    };
+    // A ttl of 0: every key is already forgotten when it is used again.
+    assert_ne!(send().await.unwrap().id, send().await.unwrap().id);
+}
+
+#[tokio::test]
+async fn a_down_endpoint_gets_nothing_and_each_skipped_delivery_is_0() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let (status, body) = sim.control("POST", "/_sim/webhooks?down=true").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"down": true}));
+
+    let a = sim.open_session("rsv_down_a").await;
+    let (status, body) = sim.complete(a.id.as_str(), "?deliveries=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"], serde_json::json!([0, 0]));
+    let completed = body["event_id"].as_str().unwrap().to_owned();
+    // Through the API, delivered in the background: skipped all the same.
+    let b = sim.open_session("rsv_down_b").await;
+    ExpireCheckoutSession::new(b.id.clone()).send(&sim.client).await.unwrap();
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = sim.events().await;
+        if events.len() == 2 && events[1]["deliveries"] != serde_json::json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(events[0]["id"], completed.as_str());
+    assert_eq!(events[0]["deliveries"], serde_json::json!([0, 0]));
+    assert_eq!(events[1]["type"], "checkout.session.expired");
+    assert_eq!(events[1]["deliveries"], serde_json::json!([0]));
+    let (_, redelivered) = sim.control("POST", &format!("/_sim/events/{completed}/redeliver")).await;
+    assert_eq!(redelivered["deliveries"], serde_json::json!([0]));
+    // Recorded and listed, never sent.
+    let (_, listed) = sim.v1_get("/v1/events").await;
+    assert_eq!(ids(&listed), [events[1]["id"].as_str().unwrap(), completed.as_str()]);
+    assert!(receiver.deliveries().is_empty());
+
+    // Back up: nothing is redelivered by itself; new events and asked-for
+    // redeliveries go out again.
+    let (_, body) = sim.control("POST", "/_sim/webhooks?down=false").await;
+    assert_eq!(body, serde_json::json!({"down": false}));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.deliveries().is_empty());
+    let (_, redelivered) = sim.control("POST", &format!("/_sim/events/{completed}/redeliver")).await;
+    assert_eq!(redelivered["deliveries"], serde_json::json!([200]));
+    let c = sim.open_session("rsv_down_c").await;
+    assert_eq!(sim.complete(c.id.as_str(), "").await.1["deliveries"], serde_json::json!([200]));
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].event_id, completed);
+    assert_eq!(sim.events().await[0]["deliveries"], serde_json::json!([0, 0, 0, 200]));
+
+    for bad in ["", "?down=maybe"] {
+        let (status, body) = sim.control("POST", &format!("/_sim/webhooks{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_replayed_to_the_retry_with_the_same_key() {
+    let receiver = Receiver::start(SECRET).await;
+    let sim = Sim::start(Some(receiver.url.clone())).await;
+    let pi = sim.paid("rsv_lost").await;
+    let request = CreateRefund::new()
+        .payment_intent(pi.as_str())
+        .amount(1500)
+        .metadata(HashMap::from([("reservation_id".to_string(), "rsv_lost".to_string())]));
+
+    let (status, body) = sim.control("POST", "/_sim/lose_answers?count=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"remaining": 1}));
+    // GETs do not count.
+    assert!(ListRefund::new().payment_intent(pi.as_str()).send(&sim.client).await.is_ok());
+    // Stripe refunds, but the client hears nothing: the connection closes.
+    match sim.refund(&request, "refund-lost").await {
+        Err(StripeError::ClientError(_)) => {}
+        other => panic!("expected no answer, got {other:?}"),
+    }
+    let refunds = sim.refunds().await;
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["idempotency_key"], "refund-lost");
+
+    // The retry with the same key gets the saved answer: the same refund.
+    let retried = sim.refund(&request, "refund-lost").await.unwrap();
+    assert_eq!(retried.id.as_str(), refunds[0]["id"].as_str().unwrap());
+    assert_eq!(retried.amount, 1500);
+    assert_eq!(retried.metadata.as_ref().unwrap()["reservation_id"], "rsv_lost");
+    assert_eq!(sim.refunds().await.len(), 1);
+
+    // A lost session create: the session exists, its events go out, and the
+    // retry replays it.
+    sim.control("POST", "/_sim/lose_answers?count=1").await;
+    let create = session_request("rsv_lost_2", now() + 3600);
+    assert!(matches!(sim.create(&create, "checkout-lost").await, Err(StripeError::ClientError(_))));
+    let sessions = sim.sessions().await;
+    assert_eq!(sessions.len(), 2);
+    let session = sim.create(&create, "checkout-lost").await.unwrap();
+    assert_eq!(session.id.as_str(), sessions[1]["id"].as_str().unwrap());
+    let expire = ExpireCheckoutSession::new(session.id.clone());
+    sim.control("POST", "/_sim/lose_answers?count=1").await;
+    assert!(matches!(
+        expire
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(IdempotencyKey::new("expire-lost").unwrap()))
+            .send(&sim.client)
+            .await,
+        Err(StripeError::ClientError(_))
+    ));
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].type_, EventType::CheckoutSessionExpired);
+    assert_eq!(got[1].session.id, session.id);
+
+    // count=0 clears.
+    sim.control("POST", "/_sim/lose_answers?count=5").await;
+    let (_, body) = sim.control("POST", "/_sim/lose_answers?count=0").await;
+    assert_eq!(body["remaining"], 0);
+    assert!(sim.refund(&CreateRefund::new().payment_intent(pi.as_str()).amount(1), "refund-after").await.is_ok());
+    assert_eq!(sim.control("POST", "/_sim/lose_answers?count=x").await.0, 400);
+}
+
+#[tokio::test]
+async fn refunds_are_listed_per_payment_intent_with_metadata_and_cursors() {
+    let sim = Sim::start(None).await;
+    let pi_a = sim.paid("rsv_list_a").await;
+    let pi_b = sim.paid("rsv_list_b").await;
+    let mut made = Vec::new();
+    for (i, pi) in [&pi_a, &pi_b, &pi_a, &pi_a, &pi_b].into_iter().enumerate() {
+        let request = CreateRefund::new()
+            .payment_intent(pi.as_str())
+            .amount(500)
+            .metadata(HashMap::from([("n".to_string(), i.to_string())]));
+        made.push((pi.clone(), sim.refund(&request, &format!("refund-list-{i}")).await.unwrap()));
+    }
+    // pi_a's refunds, newest first: 3, 2, 0.
+    let of_a: Vec<&Refund> = made.iter().rev().filter(|(pi, _)| *pi == pi_a).map(|(_, r)| r).collect();
+
+    let listed = ListRefund::new().payment_intent(pi_a.as_str()).send(&sim.client).await.unwrap();
+    assert!(!listed.has_more);
+    assert_eq!(
+        listed.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        of_a.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+    );
+    for (refund, n) in listed.data.iter().zip(["3", "2", "0"]) {
+        assert_eq!(refund.payment_intent.as_ref().map(|p| p.id().as_str()), Some(pi_a.as_str()));
+        assert_eq!(refund.metadata.as_ref().unwrap()["n"], n);
+    }
+
+    let page = ListRefund::new().payment_intent(pi_a.as_str()).limit(2).send(&sim.client).await.unwrap();
+    assert!(page.has_more);
+    assert_eq!(page.data.len(), 2);
+    assert_eq!(page.data[1].id, of_a[1].id);
+    let rest = ListRefund::new()
+        .payment_intent(pi_a.as_str())
+        .limit(2)
+        .starting_after(page.data[1].id.as_str())
+        .send(&sim.client)
+        .await
+        .unwrap();
+    assert!(!rest.has_more);
+    assert_eq!(rest.data.len(), 1);
+    assert_eq!(rest.data[0].id, of_a[2].id);
+    assert_eq!(rest.data[0].metadata.as_ref().unwrap()["n"], "0");
+    let back = ListRefund::new()
+        .payment_intent(pi_a.as_str())
+        .ending_before(of_a[2].id.as_str())
+        .send(&sim.client)
+        .await
+        .unwrap();
+    assert_eq!(back.data.len(), 2);
+    assert_eq!(back.data[0].id, of_a[0].id);
+
+    let of_b = ListRefund::new().payment_intent(pi_b.as_str()).send(&sim.client).await.unwrap();
+    assert_eq!(of_b.data.len(), 2);
+    assert_eq!(of_b.data[0].metadata.as_ref().unwrap()["n"], "4");
+    assert_eq!(ListRefund::new().send(&sim.client).await.unwrap().data.len(), 5);
+    let (error, status) = stripe_error(
+        ListRefund::new().payment_intent(pi_a.as_str()).starting_after("re_missing").send(&sim.client).await,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(error.code, Some(ApiErrorsCode::ResourceMissing));
+    assert_eq!(error.param.as_deref(), Some("starting_after"));
 }

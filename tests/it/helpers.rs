@@ -157,6 +157,7 @@ async fn spawn(
         webhook_secret: WEBHOOK_SECRET.into(),
         public_url: None,
         clock_offset_secs: 0,
+        ..stripe_sim::SimConfig::default()
     };
     tokio::spawn(stripe_sim::serve(sim_listener, sim_config, async move {
         let _ = sim_rx.await;

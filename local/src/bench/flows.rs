@@ -68,6 +68,7 @@ pub async fn round_trips(dynamodb_url: &str, sqs_url: &str, webhook_secret: &str
             webhook_secret: webhook_secret.into(),
             public_url: None,
             clock_offset_secs: 0,
+            ..stripe_sim::SimConfig::default()
         },
         std::future::pending(),
     ));
