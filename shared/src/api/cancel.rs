@@ -175,14 +175,18 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
         }
     }
     let refund = booking.refund_amount.unwrap_or(booking.amount);
-    let refund_id = match &booking.payment_intent {
+    // What this cancellation gives back: nothing when nothing was charged
+    // (never for bookings slotguard confirmed) or the policy refunds nothing.
+    let (refund_id, refunded) = match &booking.payment_intent {
         Some(payment_intent) if refund > 0 => {
             let key = format!("cancel-{id}");
             let partial = (refund < booking.amount).then_some(refund);
-            match deps.payments.refund_payment(payment_intent, &key, &id, RefundCause::Cancelled, partial).await {
-                Ok(refund_id) => Some(refund_id),
-                // Refunded by an earlier attempt whose key Stripe has forgotten.
-                Err(PaymentError::AlreadyRefunded) => None,
+            match super::refunds::refund_once(deps.payments, payment_intent, &key, &id, RefundCause::Cancelled, partial)
+                .await
+            {
+                Ok(refund_id) => (Some(refund_id), refund),
+                // Refunded in full by an earlier attempt whose key Stripe has forgotten.
+                Err(PaymentError::AlreadyRefunded) => (None, refund),
                 Err(e @ PaymentError::Rejected(_)) => {
                     let detail = super::problem::Chain(&e).to_string();
                     super::stripe_webhook::raise(deps.store, &key, "refund_rejected", &id, &detail, now).await?;
@@ -191,27 +195,50 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
                 Err(e) => return Err(e.into()),
             }
         }
-        // Nothing was charged (never for bookings slotguard confirmed), or
-        // the policy refunds nothing: nothing to refund.
-        _ => None,
+        _ => (None, 0),
     };
-    let record = ReservationRecord {
-        reservation_id: id.clone(),
-        start: booking.slot.start,
-        end: booking.end,
-        status: ReservationStatus::Cancelled,
-        amount: booking.amount,
-        currency: booking.currency.clone(),
-        recorded_at: now,
-        secret_hash: booking.secret_hash.clone(),
-    };
-    if !deps.store.cancel_booking(&booking, &record).await? {
-        // A concurrent cancel got there first; it refunded under the same key.
-        tracing::info!(reservation_id = %id, "booking cancelled concurrently");
-    }
+    finish_cancel(deps.store, booking.clone(), now).await?;
     enqueue_removal(deps, &id).await?;
-    tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), refund, "booking cancelled");
-    Ok(answer(&id, refund_id.as_deref(), Some(refund), &booking.currency))
+    tracing::info!(reservation_id = %id, refund_id = refund_id.as_deref().unwrap_or("-"), refunded, "booking cancelled");
+    Ok(answer(&id, refund_id.as_deref(), Some(refunded), &booking.currency))
+}
+
+/// Frees a CANCELLING booking's slot and records it cancelled, in one
+/// transaction. A failed condition is not taken for "someone else did it":
+/// the booking is read again, and the cancellation is finished from what is
+/// there (a concurrent cancel that finished first is success; a booking
+/// still CANCELLING is retired again from its current item). Only what is
+/// read decides the answer, so a `200` always means the booking is cancelled.
+async fn finish_cancel<S: CancelStore>(store: &S, mut booking: Claim, now: DateTime<Utc>) -> Result<(), CancelError> {
+    let id = booking.reservation_id.clone();
+    for _ in 0..4 {
+        let record = ReservationRecord {
+            reservation_id: id.clone(),
+            start: booking.slot.start,
+            end: booking.end,
+            status: ReservationStatus::Cancelled,
+            amount: booking.amount,
+            currency: booking.currency.clone(),
+            recorded_at: now,
+            secret_hash: booking.secret_hash.clone(),
+        };
+        if store.cancel_booking(&booking, &record).await? {
+            return Ok(());
+        }
+        match store.get_claim(&id).await? {
+            Some(current) if current.status == ClaimStatus::Cancelling => booking = current,
+            Some(_) => return Err(CancelError::CancelledConcurrently),
+            None => {
+                let record = store.get_reservation_record(&id).await?;
+                if record.is_some_and(|r| r.status == ReservationStatus::Cancelled) {
+                    tracing::info!(reservation_id = %id, "booking cancelled concurrently");
+                    return Ok(());
+                }
+                return Err(CancelError::CancelledConcurrently);
+            }
+        }
+    }
+    Err(CancelError::CancelledConcurrently)
 }
 
 async fn enqueue_removal<S, P, Q: CalendarQueue>(

@@ -22,7 +22,7 @@
 
 use super::auth::{AuthError, holds_secret};
 use super::problem::api_error;
-use super::reserve::still_admits;
+use super::reserve::{day_still_admits, still_admits};
 use super::{RequestError, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::{SESSION_MIN, session_window};
 use crate::domain::{
@@ -214,9 +214,11 @@ async fn run<S: CheckoutStore, P: Payments>(
         // The hold may have been accepted under cached settings that have
         // changed since: no payment for what the current ones do not offer.
         let resource = store.get_resource(&claim.slot.resource_id).await?;
-        if let Some(resource) = &resource
-            && !still_admits(resource, &claim)
-        {
+        let admitted = match &resource {
+            Some(resource) => still_admits(resource, &claim) && day_still_admits(store, resource, &claim, now).await?,
+            None => true,
+        };
+        if !admitted {
             let record = ReservationRecord {
                 reservation_id: id.clone(),
                 start: claim.slot.start,
@@ -227,7 +229,13 @@ async fn run<S: CheckoutStore, P: Payments>(
                 recorded_at: now,
                 secret_hash: claim.secret_hash.clone(),
             };
-            store.retire_hold(&claim, &record, now).await?;
+            if !store.retire_hold(&claim, &record, now).await? {
+                // The hold changed since it was read (another checkout
+                // extended it, or it was paid): read it again and decide
+                // from what is there, never answer "released" for a hold
+                // that is not.
+                continue;
+            }
             tracing::info!(reservation_id = %id, "hold released: the resource's settings no longer offer it");
             return Err(CheckoutError::SettingsChanged);
         }
@@ -251,8 +259,17 @@ async fn run<S: CheckoutStore, P: Payments>(
             // an outage), no session exists under these terms; fix new ones
             // (a new expiry, so a new idempotency key) and try again.
             Err(PaymentError::Rejected(reason)) if terms.expires_at < now + SESSION_MIN + Duration::minutes(1) => {
-                tracing::warn!(reservation_id = %id, %reason, "fixed checkout expiry too close; fixing new terms");
+                tracing::warn!(
+                    reservation_id = %id,
+                    reason = %crate::telemetry::scrubbed(&reason),
+                    "fixed checkout expiry too close; fixing new terms"
+                );
                 let (session_expires_at, hold) = session_window(claim.expires_at.expect("a hold expires"), now);
+                // New terms pass the same test as the first: the session
+                // (and the hold) must end before the slot starts.
+                if hold > claim.slot.start {
+                    return Err(CheckoutError::StartsTooSoon);
+                }
                 let fresh = CheckoutTerms { expires_at: session_expires_at, ..terms };
                 store.start_checkout(&claim, &fresh, hold, now).await?;
                 continue;

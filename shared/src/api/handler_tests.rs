@@ -1226,6 +1226,54 @@ async fn a_late_cancellation_refunds_the_policy_share_once_whatever_the_clock_do
     assert!(world.store.snapshot().claim_of(&id).is_none(), "the slot is free");
 }
 
+#[tokio::test]
+async fn a_partial_refund_retried_after_stripe_forgot_its_key_refunds_only_what_is_owed() {
+    for percent in [50, 30] {
+        let policy = CancellationPolicy { free_until_hours: 24, late: LateCancellation::Refund { percent } };
+        let world = world_with_policy(policy);
+        let id = sample_reservation();
+        let booking = world.store.snapshot().claim_of(&id).cloned().unwrap();
+        let payment = booking.payment_intent.clone().expect("the sample booking was paid");
+        world.payments.set_paid(&payment, booking.amount);
+        let owed = booking.amount * i64::from(percent) / 100;
+        // The refund goes through; the write finishing the cancellation does not.
+        for _ in 0..3 {
+            world.store.fail_next(
+                "cancel_booking",
+                crate::ports::StoreError::Unavailable { op: "cancel", source: "down".into() },
+            );
+            world.cancel(&Fixture::load(events::CANCEL)).await.assert_problem("finish", 503, STORE_UNAVAILABLE);
+            // A day later Stripe has forgotten the key; the page still offers Cancel.
+            world.payments.forget_keys();
+        }
+        let reply = world.cancel(&Fixture::load(events::CANCEL)).await;
+        assert_eq!((reply.status, reply.body["refunded"].as_i64()), (200, Some(owed)), "{percent}: {}", reply.body);
+        let refunds = world.payments.refunds();
+        let total: i64 = refunds.iter().filter_map(|r| r.amount).sum();
+        assert_eq!((refunds.len(), total), (1, owed), "{percent}%: one refund of the policy's share");
+        assert_eq!(world.store.snapshot().records[&id].status, ReservationStatus::Cancelled);
+    }
+}
+
+#[tokio::test]
+async fn the_memory_provider_refunds_partially_while_money_remains_and_forgets_keys() {
+    // The fake must not hide a second refund: it makes one while money remains.
+    use crate::ports::Payments;
+    let payments = crate::testing::MemoryPayments::new();
+    let id = sample_reservation();
+    payments.set_paid("pi_x", 100);
+    let refund = |key: &'static str, amount| payments.refund_payment("pi_x", key, &id, RefundCause::Cancelled, amount);
+    assert!(refund("a", Some(30)).await.is_ok());
+    assert_eq!(refund("a", Some(30)).await.unwrap(), "re_test_memory_1", "a replay under the same key");
+    payments.forget_keys();
+    assert!(refund("a", Some(30)).await.is_ok(), "a forgotten key refunds again, as Stripe does");
+    assert!(matches!(refund("b", Some(50)).await, Err(PaymentError::Rejected(_))), "more than remains");
+    assert_eq!(refund("c", None).await.unwrap(), "re_test_memory_3", "the rest");
+    assert!(matches!(refund("d", None).await, Err(PaymentError::AlreadyRefunded)));
+    let amounts: Vec<Option<i64>> = payments.refunds().iter().map(|r| r.amount).collect();
+    assert_eq!(amounts, [Some(30), Some(30), Some(40)]);
+}
+
 // ---- reschedule --------------------------------------------------------------
 
 /// The reschedule event moving the sample booking to `start`.

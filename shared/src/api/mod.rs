@@ -16,6 +16,7 @@ pub mod checkout;
 pub mod idempotency;
 pub mod openapi;
 pub mod put_resource;
+pub mod refunds;
 pub mod reschedule;
 pub mod reservation_status;
 pub mod reserve;

@@ -104,6 +104,8 @@ pub const PROBLEMS: &[(&str, &[ProblemKind])] = &[
             OutsideRescheduleWindow,
             PriceDiffers,
             SlotTaken,
+            HostBusy,
+            BusyTimeUnavailable,
             DayFull,
             RequestInProgress,
             InvalidField,

@@ -28,7 +28,8 @@ use crate::domain::{
     Actor, CalendarAction, CalendarJob, Claim, ClaimStatus, ReservationId, ReservationStatus, SlotKey, rfc3339,
 };
 use crate::ports::{
-    BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, QueueError, ReservationHistory, ResourceStore, StoreError,
+    BookingStore, BusyStore, CalendarQueue, ClaimOutcome, ClaimStore, QueueError, ReservationHistory, ResourceStore,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
@@ -36,8 +37,8 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 /// What reschedule needs from storage.
-pub trait RescheduleStore: ResourceStore + ClaimStore + BookingStore + ReservationHistory {}
-impl<T: ResourceStore + ClaimStore + BookingStore + ReservationHistory> RescheduleStore for T {}
+pub trait RescheduleStore: ResourceStore + ClaimStore + BookingStore + ReservationHistory + BusyStore {}
+impl<T: ResourceStore + ClaimStore + BookingStore + ReservationHistory + BusyStore> RescheduleStore for T {}
 
 /// The body of a reschedule.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,6 +63,10 @@ pub enum RescheduleError {
     Store(#[from] StoreError),
     #[error("queueing the calendar update")]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Busy(#[from] crate::busy::BusyError),
+    #[error("the new time overlaps an event on the host's calendar")]
+    HostBusy,
     #[error("{0}")]
     InvalidField(String),
     #[error("there is no booking {0}")]
@@ -85,7 +90,8 @@ pub enum RescheduleError {
 }
 
 api_error!(RescheduleError {
-    wraps: [Request, Auth, Store, Queue],
+    wraps: [Request, Auth, Store, Queue, Busy],
+    Self::HostBusy => HostBusy,
     Self::InvalidField(_) => InvalidField,
     Self::NotFound(_) => BookingNotFound,
     Self::NotReschedulable(_) => NotReschedulable,
@@ -219,12 +225,29 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
     if kind.seats.is_some() {
         return Err(RescheduleError::SeatNotMovable);
     }
+    // The host's own calendar, as reserve reads it: a move onto an event
+    // there (or onto busy time not read recently) is refused.
+    let (blocked_from, blocked_to) = terms.blocked(slot.start, slot.end);
+    if crate::busy::overlaps(
+        &crate::busy::busy_between(deps.store, &resource, blocked_from, blocked_to, now).await?,
+        blocked_from,
+        blocked_to,
+    ) {
+        return Err(RescheduleError::HostBusy);
+    }
     // A team booking keeps its members: each must have the new time inside
-    // its own hours (their cells are the transaction's conditions).
+    // its own hours (their cells are the transaction's conditions) and free
+    // on its own calendar.
     for host in &current.hosts {
-        let open = deps.store.get_resource(host).await?.is_some_and(|h| h.open_during(slot.start, slot.end));
-        if !open {
+        let Some(member) = deps.store.get_resource(host).await? else {
             return Err(RescheduleError::SlotTaken { booked: false });
+        };
+        if !member.open_during(slot.start, slot.end) {
+            return Err(RescheduleError::SlotTaken { booked: false });
+        }
+        let busy = crate::busy::busy_between(deps.store, &member, blocked_from, blocked_to, now).await?;
+        if crate::busy::overlaps(&busy, blocked_from, blocked_to) {
+            return Err(RescheduleError::HostBusy);
         }
     }
     let moved = Claim {

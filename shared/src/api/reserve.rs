@@ -279,6 +279,33 @@ pub fn still_admits(resource: &Resource, claim: &Claim) -> bool {
         && resource.bookable_slot(kind, duration.minutes, claim.slot.start, claim.created_at, true).is_ok()
 }
 
+/// [`still_admits`] for the part only the table knows: after a settings
+/// change, a hold with a day token must still fit the type's current daily
+/// limit (its token one of the first `max_per_day`, and no more than that
+/// many live tokens that day, itself included), as a hold taken now would.
+/// A hold under the settings it was taken with fits by construction.
+pub async fn day_still_admits<S: ClaimStore>(
+    store: &S,
+    resource: &Resource,
+    claim: &Claim,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let Some(token) = &claim.day_token else { return Ok(true) };
+    if claim.settings_version.as_deref() == Some(resource.settings_version.as_str()) {
+        return Ok(true);
+    }
+    let Ok((kind, _)) = choose(resource, Some(&claim.terms.booking_type), Some(claim.terms.duration_minutes)) else {
+        return Ok(false);
+    };
+    let Some(limit) = kind.max_per_day else { return Ok(false) };
+    if token.index >= limit {
+        return Ok(false);
+    }
+    let tokens = store.day_tokens(&resource.id, &claim.terms.booking_type, token.date).await?;
+    let live = tokens.iter().filter(|t| t.is_live(now)).count();
+    Ok(live <= limit as usize)
+}
+
 async fn hold<S: ReserveStore>(
     store: &S,
     body: ReserveRequest,

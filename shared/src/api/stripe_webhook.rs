@@ -68,6 +68,20 @@ pub struct WebhookDeps<'a, S, P, Q, V> {
     pub verifier: &'a V,
 }
 
+/// What settling a session event talks to, however the event arrived (a
+/// signed delivery, or read back from Stripe's Events API by the catch-up).
+pub struct SettleDeps<'a, S, P, Q> {
+    pub store: &'a S,
+    pub payments: &'a P,
+    pub calendar: &'a Q,
+}
+
+impl<S, P, Q, V> WebhookDeps<'_, S, P, Q, V> {
+    fn settle(&self) -> SettleDeps<'_, S, P, Q> {
+        SettleDeps { store: self.store, payments: self.payments, calendar: self.calendar }
+    }
+}
+
 /// The `200` of a delivery: Stripe stops retrying it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookAck {
@@ -170,9 +184,21 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
     event: &SessionEvent,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, WebhookError> {
+    Ok(json_response(StatusCode::OK, &settle_session_event(&deps.settle(), event, now).await?))
+}
+
+/// Settles one Checkout Session event: the webhook's work once the event is
+/// known genuine. Safe to run any number of times, in any order with the
+/// session's other events: the catch-up runs events the webhook may have
+/// settled already through here too.
+pub async fn settle_session_event<S: WebhookStore, P: Payments, Q: CalendarQueue>(
+    deps: &SettleDeps<'_, S, P, Q>,
+    event: &SessionEvent,
+    now: DateTime<Utc>,
+) -> Result<WebhookAck, WebhookError> {
     let Some(reservation_id) = event.session.reservation_id.clone() else {
         tracing::info!(event_id = %event.event_id, "session not created by slotguard; ignored");
-        return Ok(json_response(StatusCode::OK, &WebhookAck::ignored("not a slotguard session")));
+        return Ok(WebhookAck::ignored("not a slotguard session"));
     };
     let span = tracing::info_span!("stripe_event", event_id = %event.event_id, %reservation_id, session_id = %event.session.session_id);
     let outcome = async {
@@ -198,8 +224,8 @@ async fn handle_event<S: WebhookStore, P: Payments, Q: CalendarQueue, V: Webhook
     }
     .instrument(span)
     .await?;
-    tracing::info!(outcome, "webhook event handled");
-    Ok(json_response(StatusCode::OK, &WebhookAck::outcome(outcome)))
+    tracing::info!(outcome, "session event settled");
+    Ok(WebhookAck::outcome(outcome))
 }
 
 /// A session event's reservation, facts, and the reservation's own checkout
@@ -235,8 +261,8 @@ fn claim_for(
 /// Gives a paid session its one outcome, then carries it out. Every round
 /// re-reads the recorded outcome first, so a redelivery, a concurrent delivery
 /// or a crash between steps all end the same way.
-async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
-    deps: &WebhookDeps<'_, S, P, Q, V>,
+async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue>(
+    deps: &SettleDeps<'_, S, P, Q>,
     session: &Session<'_>,
     mut state: SessionState,
     now: DateTime<Utc>,
@@ -261,6 +287,12 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
             None => match session.own {
                 None => RefundCause::NotOwnSession,
                 Some(_) if now >= reservation_id.slot_key().start => RefundCause::TooLate,
+                // The hold was retired without this session's outcome (its
+                // checkout released it when the settings changed, while a
+                // concurrent checkout created this session): the
+                // reservation is over; its payment is returned, never
+                // turned into a booking under the old terms.
+                Some(_) if state.claim.is_none() && retired(store, reservation_id).await? => RefundCause::AfterOutcome,
                 Some(own) => {
                     let booking =
                         claim_for(reservation_id, state.claim.take(), own, facts, ClaimStatus::Confirmed, now);
@@ -296,8 +328,8 @@ async fn settle_paid<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookV
 /// `refund-{session}`: one refund per session, however often this runs.
 /// A refund Stripe refuses goes to the operator queue and the event is
 /// acknowledged: retrying would not change Stripe's mind.
-async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify>(
-    deps: &WebhookDeps<'_, S, P, Q, V>,
+async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue>(
+    deps: &SettleDeps<'_, S, P, Q>,
     session: &Session<'_>,
     cause: RefundCause,
     now: DateTime<Utc>,
@@ -309,7 +341,7 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
         raise(deps.store, &reference, "paid_without_payment_intent", reservation_id, detail, now).await?;
         return Ok("needs_attention");
     };
-    match deps.payments.refund_payment(payment_intent, &reference, reservation_id, cause, None).await {
+    match super::refunds::refund_once(deps.payments, payment_intent, &reference, reservation_id, cause, None).await {
         Ok(refund_id) => tracing::info!(%refund_id, "payment refunded"),
         Err(PaymentError::AlreadyRefunded) => tracing::info!("payment was already refunded"),
         Err(e @ PaymentError::Unavailable(_)) => return Err(e.into()),
@@ -325,16 +357,33 @@ async fn refund<S: WebhookStore, P: Payments, Q: CalendarQueue, V: WebhookVerify
         // A hold (or a pending payment's claim) of this reservation must not
         // outlive its refunded payment.
         let record = record_of(session, ReservationStatus::Refunded, now);
-        let hold = deps.store.get_claim(reservation_id).await?.filter(|c| c.status.is_unpaid());
-        let retired = match hold {
-            Some(hold) => deps.store.retire_hold(&hold, &record, now).await?,
-            None => false,
-        };
-        if !retired {
-            deps.store.record_reservation(&record).await?;
+        // A failed condition means the hold changed since it was read (its
+        // checkout extended it, a pending payment took it over): read again
+        // and retire what is there, never leave it behind the refund. The
+        // same hold failing twice will not change by retrying (its locks are
+        // no longer its own: it lapsed on another clock); it lapses on its own.
+        let mut tried: Option<Claim> = None;
+        for _ in 0..4 {
+            let hold = deps.store.get_claim(reservation_id).await?;
+            match hold.filter(|c| &c.reservation_id == reservation_id && c.status.is_unpaid()) {
+                Some(hold) if tried.as_ref() != Some(&hold) => {
+                    if deps.store.retire_hold(&hold, &record, now).await? {
+                        return Ok("refunded");
+                    }
+                    tried = Some(hold);
+                }
+                _ => break,
+            }
         }
+        deps.store.record_reservation(&record).await?;
     }
     Ok("refunded")
+}
+
+/// Whether the reservation has its final record (released, refunded,
+/// cancelled): its booking item is gone for good, and no session may bring it back.
+async fn retired<S: WebhookStore>(store: &S, reservation_id: &ReservationId) -> Result<bool, StoreError> {
+    Ok(store.get_reservation_record(reservation_id).await?.is_some())
 }
 
 /// Puts a problem only a person can settle on the operator queue, and counts it.
@@ -402,6 +451,10 @@ async fn keep_for_pending_payment<S: WebhookStore>(
         let current = state.claim.take();
         if current.as_ref().is_some_and(|c| c.status != ClaimStatus::Held) {
             return Ok("payment_pending");
+        }
+        if current.is_none() && retired(store, reservation_id).await? {
+            // Released without this session's outcome: nothing to keep.
+            return Ok("already_settled");
         }
         let pending = claim_for(reservation_id, current, own, facts, ClaimStatus::PaymentPending, now);
         match store.hold_for_pending_payment(&pending, &facts.session_id, now).await? {

@@ -65,6 +65,11 @@ pub mod metadata {
     pub const SLOT: &str = "slot";
     pub const SLOT_END: &str = "slot_end";
     pub const CUSTOMER_NAME: &str = "customer_name";
+    /// On a refund: the idempotency key (the step) it was made under, so it
+    /// is recognised after the provider has forgotten the key.
+    pub const REFUND_STEP: &str = "slotguard_step";
+    /// On a refund: why slotguard made it ([`super::RefundCause::as_str`]).
+    pub const REFUND_CAUSE: &str = "cause";
 }
 
 /// What a Checkout Session event says, reduced to what booking needs.
@@ -158,7 +163,8 @@ pub enum RefundCause {
     /// A paid session that is not the reservation's own (another session
     /// naming it, or the wrong amount or currency).
     NotOwnSession,
-    /// Paid for a session whose outcome was already recorded failed or expired.
+    /// Paid for a session whose outcome was already recorded failed or
+    /// expired, or whose reservation was already released.
     AfterOutcome,
     /// The confirmed booking was cancelled.
     Cancelled,

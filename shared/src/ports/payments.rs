@@ -45,6 +45,28 @@ pub trait Payments: Send + Sync {
         cause: RefundCause,
         amount: Option<i64>,
     ) -> impl Future<Output = Result<String, PaymentError>> + Send;
+    /// Every refund of a payment the provider keeps (all pages), newest
+    /// first: what [`refund_once`](crate::api::refunds::refund_once) counts
+    /// before it refunds, because an idempotency key protects a refund only
+    /// for as long as the provider remembers it (Stripe: 24 hours).
+    fn refunds_of(&self, payment_intent: &str) -> impl Future<Output = Result<Vec<RefundSeen>, PaymentError>> + Send;
+}
+
+/// A refund of a payment, as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundSeen {
+    pub id: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Counts against the payment: not `failed` or `canceled`.
+    pub standing: bool,
+    /// The idempotency key it was made under, from its metadata (`None`:
+    /// not made by slotguard, or made before slotguard recorded it).
+    pub step: Option<String>,
+    /// The metadata's `reservation_id` and `cause`, for refunds made
+    /// before the step was recorded.
+    pub reservation_id: Option<String>,
+    pub cause: Option<String>,
 }
 
 /// Why a webhook request was refused.

@@ -4,7 +4,7 @@
 use super::{Faults, lock};
 use crate::adapters::stripe::{WebhookVerifier, checkout_idempotency_key, sign};
 use crate::domain::{CheckoutRequest, CheckoutSession, ReservationId};
-use crate::ports::{PaymentError, Payments, RefundCause};
+use crate::ports::{PaymentError, Payments, RefundCause, RefundSeen};
 use chrono::Utc;
 use std::sync::Mutex;
 
@@ -46,11 +46,19 @@ pub(crate) struct RefundMade {
 struct Ledger {
     sessions: Vec<SessionMade>,
     refunds: Vec<RefundMade>,
+    /// What each payment took, where a test said so ([`MemoryPayments::set_paid`]);
+    /// any other payment is taken to be large enough for every partial refund.
+    paid: std::collections::HashMap<String, i64>,
+    /// Refunds whose keys the fake no longer remembers ([`MemoryPayments::forget_keys`]).
+    forgotten: usize,
 }
 
 /// The payment provider in memory. Like Stripe, a key used again with the
 /// same parameters gets the first answer and one with other parameters is
-/// refused; a payment refunded in full refuses a refund under another key.
+/// refused (until [`MemoryPayments::forget_keys`], as Stripe forgets a key
+/// after 24 hours); partial refunds are made while money remains, a refund
+/// of more than remains is refused (`amount_too_large`) and a payment
+/// refunded in full refuses any further refund (`charge_already_refunded`).
 #[derive(Default)]
 pub(crate) struct MemoryPayments {
     ledger: Mutex<Ledger>,
@@ -73,6 +81,18 @@ impl MemoryPayments {
 
     pub fn refunds(&self) -> Vec<RefundMade> {
         lock(&self.ledger).refunds.clone()
+    }
+
+    /// Says what `payment_intent` took, so refunds beyond it are refused.
+    pub fn set_paid(&self, payment_intent: &str, amount: i64) {
+        lock(&self.ledger).paid.insert(payment_intent.to_owned(), amount);
+    }
+
+    /// Forgets every idempotency key used so far, as Stripe does 24 hours
+    /// after a key's first use: a request under such a key runs afresh.
+    pub fn forget_keys(&self) {
+        let mut ledger = lock(&self.ledger);
+        ledger.forgotten = ledger.refunds.len();
     }
 }
 
@@ -108,16 +128,36 @@ impl Payments for MemoryPayments {
     ) -> Result<String, PaymentError> {
         self.faults.take("refund_payment")?;
         let mut ledger = lock(&self.ledger);
-        if let Some(made) = ledger.refunds.iter().find(|r| r.key == idempotency_key) {
+        let remembered = ledger.forgotten;
+        if let Some(made) = ledger.refunds[remembered..].iter().find(|r| r.key == idempotency_key) {
             let same = made.payment_intent == payment_intent
                 && &made.reservation_id == reservation_id
                 && made.cause == cause
                 && made.amount == amount;
             return if same { Ok(made.id.clone()) } else { Err(reused_key()) };
         }
-        if ledger.refunds.iter().any(|r| r.payment_intent == payment_intent) {
-            return Err(PaymentError::AlreadyRefunded);
+        let earlier: Vec<&RefundMade> = ledger.refunds.iter().filter(|r| r.payment_intent == payment_intent).collect();
+        let paid = ledger.paid.get(payment_intent).copied();
+        let refunded: Option<i64> = earlier.iter().map(|r| r.amount).sum();
+        // `None` among the earlier refunds: refunded in full.
+        let remaining = match (paid, refunded) {
+            (_, None) => Some(0),
+            (Some(paid), Some(sum)) => Some(paid - sum),
+            (None, Some(_)) => None,
+        };
+        match (remaining, amount) {
+            (Some(0), _) => return Err(PaymentError::AlreadyRefunded),
+            (Some(left), Some(asked)) if asked > left => {
+                return Err(PaymentError::Rejected("amount_too_large: the refund exceeds what remains".into()));
+            }
+            // A full refund after a partial one, of a payment of unknown size.
+            (None, None) if !earlier.is_empty() => return Err(PaymentError::AlreadyRefunded),
+            _ => {}
         }
+        let amount = match (remaining, amount) {
+            (Some(left), None) if !earlier.is_empty() => Some(left),
+            _ => amount,
+        };
         let refund = RefundMade {
             id: format!("re_test_memory_{}", ledger.refunds.len() + 1),
             key: idempotency_key.to_owned(),
@@ -128,5 +168,26 @@ impl Payments for MemoryPayments {
         };
         ledger.refunds.push(refund.clone());
         Ok(refund.id)
+    }
+
+    async fn refunds_of(&self, payment_intent: &str) -> Result<Vec<RefundSeen>, PaymentError> {
+        self.faults.take("refunds_of")?;
+        let ledger = lock(&self.ledger);
+        let paid = ledger.paid.get(payment_intent).copied();
+        Ok(ledger
+            .refunds
+            .iter()
+            .rev()
+            .filter(|r| r.payment_intent == payment_intent)
+            .map(|r| RefundSeen {
+                id: r.id.clone(),
+                // A full refund of a payment of unknown size: some positive amount.
+                amount: r.amount.or(paid).unwrap_or(i64::MAX / 4),
+                standing: true,
+                step: Some(r.key.clone()),
+                reservation_id: Some(r.reservation_id.to_string()),
+                cause: Some(r.cause.as_str().to_owned()),
+            })
+            .collect())
     }
 }

@@ -35,7 +35,7 @@ use slotguard::domain::{
 use slotguard::ports::{
     Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
     HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, PaymentError, PaymentStore, Payments, QueueError,
-    RefundCause, ReservationHistory, ReservationRecord, ResourceStore, SessionState, StoreError,
+    RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore, SessionState, StoreError,
 };
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -487,6 +487,9 @@ impl<T: Payments> Payments for Faulty<T> {
             self.0.refund_payment(payment_intent, idempotency_key, reservation_id, cause, amount),
             payment("refund_payment")
         )
+    }
+    async fn refunds_of(&self, payment_intent: &str) -> Result<Vec<RefundSeen>, PaymentError> {
+        faulty!("refunds_of", self.0.refunds_of(payment_intent), payment("refunds_of"))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod busy;
 pub mod items;
+mod token;
 
 use crate::domain::{
     CELL_MINUTES, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome,
@@ -34,6 +35,9 @@ const RETRYABLE_CODES: &[&str] = &[
     "InternalServerError",
     "ServiceUnavailable",
     "TransactionInProgressException",
+    // A single-item write that met a transaction on its item: nothing was
+    // written, and the same write may go through a moment later.
+    "TransactionConflictException",
 ];
 
 /// Storage on one DynamoDB table. Cheap to clone (clones share the client
@@ -392,6 +396,23 @@ impl DynamoStore {
             return Ok(Vec::new());
         }
         let host = &claim.slot.resource_id;
+        let mut cells = cells;
+        if let SeatChange::Leave = change {
+            // The group's cells carry a TTL (the slot's end + SEAT_CELL_DAYS):
+            // a seat that leaves after the table removed them has no count
+            // left to lower. Conditioning on them would fail the whole
+            // transaction for good, and the booking would never leave.
+            let last = *cells.last().expect("a seat has cells") + Duration::minutes(CELL_MINUTES.into());
+            let read = self.locks_between(host, cells[0], last).await?;
+            cells.retain(|cell| {
+                read.iter().any(|l| {
+                    matches!(l.key, LockKey::Cell(c) if c == *cell) && l.seat_group.as_deref() == Some(group.as_str())
+                })
+            });
+            if cells.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
         let expiry = match change {
             SeatChange::Hold(Some(expires_at)) => {
                 // Rounded up to the minute: a burst of holds writes one value.
@@ -613,24 +634,13 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Runs a transaction; `Ok(false)` when a condition failed or it collided
-    /// with another transaction on the same items (the caller re-reads and decides again).
+    /// Runs a transaction: `Ok(true)` when it committed (also when an earlier
+    /// attempt of the same transaction did and its answer was lost: see
+    /// [`token`]), `Ok(false)` when a condition failed. A collision with
+    /// another transaction is not an answer: it is retried within the budget
+    /// of [`Self::transact_until`], then [`StoreError::Unavailable`] (503).
     async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
-            {
-                let TransactWriteItemsError::TransactionCanceledException(c) = e.err() else { unreachable!() };
-                let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
-                if codes.iter().all(|c| matches!(*c, "None" | "ConditionalCheckFailed" | "TransactionConflict")) {
-                    Ok(false)
-                } else {
-                    Err(StoreError::Unavailable { op, source: format!("transaction cancelled: {codes:?}").into() })
-                }
-            }
-            Err(e) => Err(store_error(op, e)),
-        }
+        Ok(self.transact_once(op, items).await?.is_none())
     }
 
     /// Runs a transaction that claims locks for `me`, and says why it did
@@ -671,8 +681,15 @@ impl DynamoStore {
         attempts: u32,
     ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
         let mut conflicts = 0;
+        let token = token::request_token(op, &items);
         loop {
-            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(&token)
+                .send()
+                .await;
             let cancelled = match result {
                 Ok(_) => return Ok(None),
                 Err(SdkError::ServiceError(e))

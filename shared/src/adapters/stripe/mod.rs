@@ -19,7 +19,7 @@ use crate::domain::payment::metadata;
 use crate::domain::{
     CheckoutRequest, CheckoutSession, Customer, ReservationId, SessionEvent, SessionEventKind, SessionFacts, rfc3339,
 };
-use crate::ports::{Delivery, PaymentError, Payments, RefundCause, SignatureError, WebhookVerify};
+use crate::ports::{Delivery, PaymentError, Payments, RefundCause, RefundSeen, SignatureError, WebhookVerify};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -30,7 +30,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
-use stripe_core::refund::{CreateRefund, CreateRefundReason};
+use stripe_core::refund::{CreateRefund, CreateRefundReason, ListRefund};
 use stripe_shared::CheckoutSessionMode;
 
 /// Stripe through async-stripe.
@@ -151,7 +151,8 @@ impl Payments for StripePayments {
             .reason(CreateRefundReason::RequestedByCustomer)
             .metadata(HashMap::from([
                 (metadata::RESERVATION_ID.to_owned(), reservation_id.to_string()),
-                ("cause".to_owned(), cause.as_str().to_owned()),
+                (metadata::REFUND_CAUSE.to_owned(), cause.as_str().to_owned()),
+                (metadata::REFUND_STEP.to_owned(), idempotency_key.to_owned()),
             ]))
             .build()
             .customize::<RefundReply>()
@@ -160,6 +161,36 @@ impl Payments for StripePayments {
             .await
             .map_err(classify)?;
         Ok(refund.id)
+    }
+
+    async fn refunds_of(&self, payment_intent: &str) -> Result<Vec<RefundSeen>, PaymentError> {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        // Stripe allows 100 refunds a page; a payment has a handful at most,
+        // so the bound only stops a provider that never says `has_more: false`.
+        for _ in 0..100 {
+            let mut list = ListRefund::new().payment_intent(payment_intent).limit(100);
+            if let Some(id) = &after {
+                list = list.starting_after(id.clone());
+            }
+            let page = list.build().customize::<RefundPage>().send(&self.client).await.map_err(classify)?;
+            after = page.data.last().map(|r| r.id.clone());
+            seen.extend(page.data.into_iter().map(|r| {
+                let mut meta = r.metadata.unwrap_or_default();
+                RefundSeen {
+                    standing: !matches!(r.status.as_deref(), Some("failed" | "canceled")),
+                    step: meta.remove(metadata::REFUND_STEP),
+                    reservation_id: meta.remove(metadata::RESERVATION_ID),
+                    cause: meta.remove(metadata::REFUND_CAUSE),
+                    id: r.id,
+                    amount: r.amount,
+                }
+            }));
+            if !page.has_more || after.is_none() {
+                return Ok(seen);
+            }
+        }
+        Err(PaymentError::Unavailable("refund listing did not end".into()))
     }
 }
 
@@ -175,6 +206,22 @@ struct SessionReply {
 #[derive(miniserde::Deserialize)]
 struct RefundReply {
     id: String,
+}
+
+/// What slotguard reads of a page of `GET /v1/refunds`.
+#[derive(miniserde::Deserialize)]
+struct RefundPage {
+    data: Vec<RefundListed>,
+    has_more: bool,
+}
+
+/// What slotguard reads of a listed Refund.
+#[derive(miniserde::Deserialize)]
+struct RefundListed {
+    id: String,
+    amount: i64,
+    status: Option<String>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Verifies webhook deliveries with the endpoint's signing secret.
