@@ -472,3 +472,82 @@ async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them(
         assert_eq!(event_ics(collection, &panel.reservation_id).await.0, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn a_member_removed_from_the_team_keeps_its_bookings_events_until_they_end() {
+    let app = spawn_app().await;
+    let mut collections = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        let collection = fresh_collection().await;
+        let mut spec = open_all_day();
+        spec["calendar"] = json!({ "type": "caldav", "url": collection });
+        app.put_resource(m, &spec).await;
+        collections.push(collection);
+    }
+    let mut team = open_all_day();
+    team["team"] = json!({ "members": ["m1", "m2", "m3"], "assignment": "collective" });
+    app.put_resource("panel", &team).await;
+    let panel = app.reserve_and_checkout("panel", hour_from_now(30), "panel@example.com").await;
+    app.pay(&panel.session_id, "").await;
+    let writer = Writer::new(&app);
+    writer.drain(&app).await;
+    for collection in &collections {
+        assert_eq!(event_ics(collection, &panel.reservation_id).await.0, StatusCode::OK);
+    }
+
+    // m3 leaves the team; the booking it hosts stays its own.
+    team["team"] = json!({ "members": ["m1", "m2"], "assignment": "collective" });
+    app.put_resource("panel", &team).await;
+    let calendars = slotguard::adapters::calendars::Calendars::new(Writer::new(&app).calendar, None);
+    let now = Utc::now();
+    for run in ["first", "second"] {
+        let report =
+            slotguard::jobs::reconcile::reconcile(&app.store, &calendars, &app.queue, now, now + Duration::days(3))
+                .await
+                .unwrap();
+        assert!(
+            report.missing.is_empty() && report.orphans_removed.is_empty() && report.errors.is_empty(),
+            "{run} run: the event on m3's calendar is the booking's own: {report:?}"
+        );
+    }
+    assert_eq!(event_ics(&collections[2], &panel.reservation_id).await.0, StatusCode::OK);
+
+    // Cancelled: the event leaves every calendar it was written to, m3's too.
+    assert_eq!(app.cancel_as_admin(&panel.reservation_id).await.status(), StatusCode::OK);
+    writer.drain(&app).await;
+    for (member, collection) in ["m1", "m2", "m3"].iter().zip(&collections) {
+        assert_eq!(event_ics(collection, &panel.reservation_id).await.0, StatusCode::NOT_FOUND, "{member}");
+    }
+}
+
+#[tokio::test]
+async fn a_changed_calendar_target_moves_the_event_and_a_cancel_removes_it_where_it_is() {
+    let app = spawn_app().await;
+    let (old, new) = (fresh_collection().await, fresh_collection().await);
+    let mut spec = open_all_day();
+    spec["calendar"] = json!({ "type": "caldav", "url": old });
+    app.put_resource("room", &spec).await;
+    let id = paid_booking(&app, 30, "ada@example.com").await;
+    let writer = Writer::new(&app);
+    writer.drain(&app).await;
+    assert_eq!(event_ics(&old, &id).await.0, StatusCode::OK);
+
+    // The host points the resource at another calendar, then moves the booking.
+    spec["calendar"] = json!({ "type": "caldav", "url": new });
+    app.put_resource("room", &spec).await;
+    let to = hour_from_now(33);
+    let req = app.http.post(app.url(&format!("/v1/bookings/{id}/reschedule"))).json(&json!({"start": rfc3339(to)}));
+    assert_eq!(app.as_holder(&id, req).send().await.unwrap().status(), StatusCode::OK);
+    writer.drain(&app).await;
+    assert_eq!(event_ics(&old, &id).await.0, StatusCode::NOT_FOUND, "not left behind on the old calendar");
+    let (status, ics) = event_ics(&new, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ics.contains(&format!("DTSTART:{}", to.format("%Y%m%dT%H%M%SZ"))), "{ics}");
+
+    assert_eq!(app.cancel_as_admin(&id).await.status(), StatusCode::OK);
+    writer.drain(&app).await;
+    assert_eq!(
+        (event_ics(&old, &id).await.0, event_ics(&new, &id).await.0),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+}

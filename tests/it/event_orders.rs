@@ -664,9 +664,11 @@ async fn a_cancel_that_dies_after_its_refund_is_cancelling_and_a_retry_finishes_
     let c = app.reserve_and_checkout("room", hour_from_now(30), "ada@example.com").await;
     app.pay(&c.session_id, "").await;
 
-    // Port calls of a cancel: read the booking, mark it cancelling, refund,
-    // free the slot. The Lambda dies at the fourth: after the refund.
-    let op = scripted_op(vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Crash]);
+    // Port calls of a cancel: read the booking, mark it cancelling, read the
+    // payment's refunds, refund, free the slot. The Lambda dies at the
+    // fifth: after the refund.
+    let op =
+        scripted_op(vec![Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Proceed, Decision::Crash]);
     let (store, queue) = (Faulty(app.store.clone()), Faulty(app.queue.clone()));
     let payments = Faulty(StripePayments::new(STRIPE_KEY, Some(&app.sim)).unwrap());
     let admin = AdminAuth::Token(ADMIN_TOKEN.into());

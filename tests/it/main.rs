@@ -27,3 +27,4 @@ mod seats;
 mod signatures;
 mod stripe_helpers;
 mod teams;
+mod wire_faults;

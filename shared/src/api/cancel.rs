@@ -155,7 +155,8 @@ async fn run<S: CancelStore, P: Payments, Q: CalendarQueue>(
     while booking.status == ClaimStatus::Confirmed {
         rounds += 1;
         let policy = booking.terms.cancellation;
-        let amount = match policy.decide(actor, booking.amount, booking.slot.start, now) {
+        let amount = match policy.decide_by(actor, booking.amount, booking.slot.start, booking.free_cancel_until(), now)
+        {
             CancelDecision::Refund { amount } => amount,
             CancelDecision::Refuse => return Err(CancelError::OutsideWindow(policy.free_until_hours)),
         };
@@ -221,6 +222,7 @@ async fn finish_cancel<S: CancelStore>(store: &S, mut booking: Claim, now: DateT
             currency: booking.currency.clone(),
             recorded_at: now,
             secret_hash: booking.secret_hash.clone(),
+            calendars: booking.calendars.clone(),
         };
         if store.cancel_booking(&booking, &record).await? {
             return Ok(());

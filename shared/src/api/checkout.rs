@@ -228,6 +228,7 @@ async fn run<S: CheckoutStore, P: Payments>(
                 currency: claim.currency.clone(),
                 recorded_at: now,
                 secret_hash: claim.secret_hash.clone(),
+                calendars: Vec::new(),
             };
             if !store.retire_hold(&claim, &record, now).await? {
                 // The hold changed since it was read (another checkout

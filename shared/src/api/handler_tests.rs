@@ -1283,6 +1283,29 @@ fn reschedule_to(start: &str) -> Fixture {
 }
 
 #[tokio::test]
+async fn a_customers_move_after_free_cancellation_ended_does_not_reopen_it() {
+    let policy = CancellationPolicy { free_until_hours: 24, late: LateCancellation::Refund { percent: 50 } };
+    let later = reschedule_to("2030-01-09T10:00:00Z");
+    let as_host = |f: Fixture| f.header("authorization", &format!("Bearer {ADMIN_TOKEN}"));
+    // (who moves, hours before now the move happens, refund of a cancel 20 hours before the old start)
+    let cases: [(&str, bool, i64, i64); 3] = [
+        ("the customer, inside the late window", false, 0, 2250),
+        ("the host, inside the late window", true, 0, 4500),
+        ("the customer, before the window closed", false, 24 + 4, 4500),
+    ];
+    for (case, host, moved_hours_ago, refunded) in cases {
+        let mut world = world_with_policy(policy);
+        world.now -= Duration::hours(moved_hours_ago);
+        let event = if host { as_host(later.clone()) } else { later.clone() };
+        let moved = world.reschedule(&event).await;
+        assert_eq!(moved.status, 200, "{case}: {}", moved.body);
+        world.now += Duration::hours(moved_hours_ago);
+        let reply = world.cancel(&Fixture::load(events::CANCEL)).await;
+        assert_eq!((reply.status, reply.body["refunded"].as_i64()), (200, Some(refunded)), "{case}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
 async fn reschedule_moves_the_booking_and_its_locks_in_one_step_and_queues_the_event_update() {
     let world = World::with_sample(ClaimStatus::Confirmed);
     let id = sample_reservation();

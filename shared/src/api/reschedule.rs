@@ -256,6 +256,11 @@ async fn run<S: RescheduleStore, Q: CalendarQueue>(
         terms,
         day_token,
         version: current.version + 1,
+        // A customer's move after free cancellation ended keeps it ended:
+        // moving is not a way to a full refund. Before the end, or moved by
+        // the host, the window follows the new start.
+        free_cancel_until: (actor == Actor::Customer && now > current.free_cancel_until())
+            .then(|| current.free_cancel_until()),
         ..current.clone()
     };
     match deps.store.reschedule(&current, &moved, now).await? {

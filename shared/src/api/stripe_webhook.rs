@@ -420,6 +420,7 @@ fn record_of(session: &Session<'_>, status: ReservationStatus, now: DateTime<Utc
         currency: facts.currency.clone().unwrap_or_default(),
         recorded_at: now,
         secret_hash: own.and_then(|r| r.secret_hash.clone()),
+        calendars: Vec::new(),
     }
 }
 

@@ -307,7 +307,25 @@ impl CancellationPolicy {
     /// start, and cannot cancel a booking that has started. Partial amounts
     /// are rounded down to the minor unit.
     pub fn decide(&self, actor: Actor, amount: i64, start: DateTime<Utc>, now: DateTime<Utc>) -> CancelDecision {
-        if actor == Actor::Host || now + Duration::hours(i64::from(self.free_until_hours)) <= start {
+        self.decide_by(actor, amount, start, self.free_until(start), now)
+    }
+
+    /// When free cancellation of a booking starting at `start` ends.
+    pub fn free_until(&self, start: DateTime<Utc>) -> DateTime<Utc> {
+        start - Duration::hours(i64::from(self.free_until_hours))
+    }
+
+    /// [`Self::decide`] with free cancellation ending at `free_until` (a
+    /// booking moved after its window closed keeps the closed window).
+    pub fn decide_by(
+        &self,
+        actor: Actor,
+        amount: i64,
+        start: DateTime<Utc>,
+        free_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> CancelDecision {
+        if actor == Actor::Host || now <= free_until {
             return CancelDecision::Refund { amount };
         }
         // A booking that has started is the customer's to attend, not to cancel.

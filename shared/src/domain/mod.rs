@@ -21,7 +21,7 @@ pub use payment::{
 };
 pub use reservation::{
     CheckoutLink, CheckoutTerms, Claim, ClaimStatus, Customer, DayToken, Email, Lock, LockKey, ReservationId,
-    ReservationStatus, SlotKey, rfc3339, seat_group,
+    ReservationStatus, SlotKey, WrittenCalendar, rfc3339, seat_group,
 };
 pub use resource::{
     Assignment, BusyTimeSpec, CalendarTarget, CredentialsRef, DateOverrideSpec, Price, Resource, ResourceError,

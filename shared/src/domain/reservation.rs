@@ -2,7 +2,7 @@
 
 use super::booking_type::{BookingTerms, cells};
 use super::payment::CheckoutRecord;
-use super::resource::{Price, ResourceId};
+use super::resource::{CalendarTarget, Price, ResourceId};
 use super::secret::SecretHash;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
@@ -255,6 +255,22 @@ pub struct Claim {
     /// What a cancellation refunds, decided once when it starts (CANCELLING),
     /// so a retry after the policy's cutoff passed refunds the same amount.
     pub refund_amount: Option<i64>,
+    /// Where the writer last put the booking's event. Moving, removing and
+    /// reconciling the event go by this record, not by the resource's
+    /// current shape (a team that lost the member, a changed calendar).
+    pub calendars: Vec<WrittenCalendar>,
+    /// When a customer's free cancellation ends, when a customer's move made
+    /// after it ended kept it there (`None`: the policy's `free_until_hours`
+    /// before the current start). See [`Claim::free_cancel_until`].
+    pub free_cancel_until: Option<DateTime<Utc>>,
+}
+
+/// A calendar a booking's event was written to: whose it is, and the
+/// target as it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WrittenCalendar {
+    pub host: ResourceId,
+    pub target: CalendarTarget,
 }
 
 /// The seat group of a seat `[start, end)` under `terms` (see
@@ -344,6 +360,8 @@ impl Claim {
             hosts: Vec::new(),
             version: 0,
             refund_amount: None,
+            calendars: Vec::new(),
+            free_cancel_until: None,
             reservation_id: ReservationId::new(&slot),
             slot,
             end,
@@ -401,6 +419,15 @@ impl Claim {
     /// blocked interval of one host shares its cells. The blocked interval
     /// is part of it, so seats held under other buffers form another group
     /// (which conflicts with this one on the cells).
+    /// When a customer's free cancellation of this booking ends: the
+    /// policy's `free_until_hours` before the start, unless a customer's move
+    /// made after that moment kept it there (a move does not reopen a
+    /// window that had closed: moving 20 hours before the start and then
+    /// cancelling gets the late share, as cancelling at once would).
+    pub fn free_cancel_until(&self) -> DateTime<Utc> {
+        self.free_cancel_until.unwrap_or_else(|| self.terms.cancellation.free_until(self.slot.start))
+    }
+
     pub fn seat_group(&self) -> Option<String> {
         seat_group(&self.terms, self.slot.start, self.end)
     }

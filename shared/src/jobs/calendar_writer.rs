@@ -14,10 +14,15 @@
 //! (other 4xx: bad credentials, calendar not found) or a message on its last
 //! allowed receive goes to the dead-letter queue at once, with its reason.
 
-use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, Claim, Customer, ResourceId, rfc3339};
+use crate::domain::{
+    CalendarAction, CalendarJob, CalendarTarget, Claim, Customer, ReservationId, Resource, ResourceId, WrittenCalendar,
+    rfc3339,
+};
 use crate::metrics;
 use crate::ports::{BookingEvent, Calendar, CalendarError, WriteOutcome};
-use crate::ports::{BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ResourceStore, StoreError};
+use crate::ports::{
+    BookingStore, ClaimStore, DeadLetterReason, DeadLetters, ReservationHistory, ResourceStore, StoreError,
+};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -58,8 +63,8 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32, jitter: f64) -> Duration {
 }
 
 /// What the writer needs from storage.
-pub trait WriterStore: ClaimStore + ResourceStore + BookingStore {}
-impl<T: ClaimStore + ResourceStore + BookingStore> WriterStore for T {}
+pub trait WriterStore: ClaimStore + ResourceStore + BookingStore + ReservationHistory {}
+impl<T: ClaimStore + ResourceStore + BookingStore + ReservationHistory> WriterStore for T {}
 
 /// Everything the writer talks to.
 pub struct WriterDeps<'a, S, C, D> {
@@ -158,35 +163,17 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
     job: &CalendarJob,
     deadline: Instant,
 ) -> Result<&'static str, JobError> {
-    let mut confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
-    let resource_id = &job.reservation_id.slot_key().resource_id;
+    let id = &job.reservation_id;
+    let mut confirmed = deps.store.confirmed_booking(id).await?;
+    let resource_id = &id.slot_key().resource_id;
     let Some(resource) = deps.store.get_resource(resource_id).await? else {
         return Ok("skipped_resource_gone");
     };
-    // A team's bookings go to its members' calendars (each booking to the
-    // calendars of the members hosting it); anything else to its own.
-    let calendars: Vec<(ResourceId, CalendarTarget)> = match &resource.team {
-        None => vec![(resource.id.clone(), resource.calendar.clone())],
-        Some(team) => {
-            let mut calendars = Vec::new();
-            for member in &team.members {
-                if let Some(m) = deps.store.get_resource(member).await? {
-                    calendars.push((m.id, m.calendar));
-                }
-            }
-            calendars
+    let delete_from = |calendars: Vec<WrittenCalendar>| async move {
+        for calendar in &calendars {
+            with_retries(&deps.policy, deadline, || deps.calendar.delete_event(&calendar.target, id)).await?;
         }
-    };
-    let calendars: Vec<(ResourceId, CalendarTarget)> =
-        calendars.into_iter().filter(|(_, c)| *c != CalendarTarget::None).collect();
-    if calendars.is_empty() {
-        return Ok("skipped_no_calendar");
-    }
-    let remove = || async {
-        for (_, calendar) in &calendars {
-            with_retries(&deps.policy, deadline, || deps.calendar.delete_event(calendar, &job.reservation_id)).await?;
-        }
-        Ok::<(), CalendarError>(())
+        Ok::<(), JobError>(())
     };
     // A booking rescheduled while its event was being written is written
     // again: each round writes what it read, then reads again.
@@ -197,30 +184,38 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         let booking = match (job.action, confirmed) {
             (CalendarAction::Write, Some(booking)) => booking,
             (CalendarAction::Write, None) => {
-                remove().await?;
+                delete_from(removal_targets(deps.store, &resource, id).await?).await?;
                 return Ok("removed_not_confirmed");
             }
             // Booked again by the same reservation (never after a cancel): keep it.
             (CalendarAction::Delete, Some(_)) => return Ok("skipped_still_booked"),
             (CalendarAction::Delete, None) => {
-                remove().await?;
+                delete_from(removal_targets(deps.store, &resource, id).await?).await?;
                 return Ok("deleted");
             }
         };
+        let calendars = targets_of(deps.store, &resource, &booking).await?;
+        // Where the event was written and no longer belongs (the calendar
+        // target changed, the booking changed hands): take it off there.
+        let stale: Vec<WrittenCalendar> =
+            booking.calendars.iter().filter(|c| !calendars.contains(c)).cloned().collect();
+        delete_from(stale).await?;
         let event = booking_event(&resource.name, &booking);
-        let hosts = booking.hosts();
         let mut written = None;
-        for (_, calendar) in calendars.iter().filter(|(id, _)| resource.team.is_none() || hosts.contains(id)) {
+        for calendar in &calendars {
             let started = std::time::Instant::now();
             let put = || async {
-                deps.calendar.put_event(calendar, &event).await.map_err(|e| without_customer(e, &booking.customer))
+                deps.calendar
+                    .put_event(&calendar.target, &event)
+                    .await
+                    .map_err(|e| without_customer(e, &booking.customer))
             };
             let outcome = with_retries(&deps.policy, deadline, put).await?;
             metrics::emit(
                 "CalendarWriteLatency",
                 started.elapsed().as_secs_f64() * 1000.0,
                 metrics::Unit::Milliseconds,
-                &[("Provider", calendar.kind())],
+                &[("Provider", calendar.target.kind())],
             );
             written = Some(match outcome {
                 WriteOutcome::Created { event_ref } => (event_ref, "created"),
@@ -229,6 +224,9 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
             });
         }
         let Some((event_ref, done)) = written else {
+            if !booking.calendars.is_empty() {
+                deps.store.record_calendar_write(id, "", &[], Utc::now()).await?;
+            }
             return Ok("skipped_no_calendar");
         };
         // The booking may have been cancelled while the write was in flight, and
@@ -238,15 +236,17 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         // the job comes back and, finding the booking cancelled, removes the event.)
         // Likewise a reschedule whose own job wrote the new time before this
         // write landed the old one: write again.
-        confirmed = deps.store.confirmed_booking(&job.reservation_id).await?;
+        confirmed = deps.store.confirmed_booking(id).await?;
         match &confirmed {
             None => {
-                remove().await?;
+                let mut targets = removal_targets(deps.store, &resource, id).await?;
+                targets.extend(calendars.into_iter().filter(|c| !targets.contains(c)).collect::<Vec<_>>());
+                delete_from(targets).await?;
                 return Ok("undone_no_longer_confirmed");
             }
             Some(now) if now.version != booking.version => continue,
             Some(_) => {
-                deps.store.record_calendar_write(&job.reservation_id, &event_ref, Utc::now()).await?;
+                deps.store.record_calendar_write(id, &event_ref, &calendars, Utc::now()).await?;
                 return Ok(done);
             }
         }
@@ -255,6 +255,73 @@ async fn run_job<S: WriterStore, C: Calendar, D: DeadLetters>(
         kind: "booking_changing",
         message: "the booking kept changing while its event was written".into(),
     }))
+}
+
+/// Where a confirmed booking's event belongs now: a team booking on the
+/// calendars of the members hosting it (whatever the team's members are
+/// now: the booking keeps its hosts), any other on its resource's.
+pub async fn targets_of<S: ResourceStore>(
+    store: &S,
+    resource: &Resource,
+    booking: &Claim,
+) -> Result<Vec<WrittenCalendar>, StoreError> {
+    let mut calendars = Vec::new();
+    match &resource.team {
+        None => calendars.push(WrittenCalendar { host: resource.id.clone(), target: resource.calendar.clone() }),
+        Some(_) => {
+            for host in &booking.hosts {
+                if let Some(member) = store.get_resource(host).await? {
+                    calendars.push(WrittenCalendar { host: member.id, target: member.calendar });
+                }
+            }
+        }
+    }
+    calendars.retain(|c| c.target != CalendarTarget::None);
+    Ok(calendars)
+}
+
+/// Every calendar a booking that is not confirmed may still have an event
+/// on: where it was last written (its booking item while CANCELLING, else
+/// its final record), where its hosts' calendars are now, and, for bookings
+/// written before the calendars were recorded, where the resource's current
+/// shape puts its bookings (a team: every member).
+async fn removal_targets<S: WriterStore>(
+    store: &S,
+    resource: &Resource,
+    id: &ReservationId,
+) -> Result<Vec<WrittenCalendar>, StoreError> {
+    let mut targets = Vec::new();
+    match store.get_claim(id).await?.filter(|c| &c.reservation_id == id) {
+        Some(claim) => {
+            targets.extend(targets_of(store, resource, &claim).await?);
+            targets.extend(claim.calendars);
+        }
+        None => {
+            if let Some(record) = store.get_reservation_record(id).await? {
+                targets.extend(record.calendars);
+            }
+        }
+    }
+    let members: Vec<ResourceId> = match &resource.team {
+        None => vec![resource.id.clone()],
+        Some(team) => team.members.clone(),
+    };
+    for member in &members {
+        let target = match member == &resource.id {
+            true => Some(resource.calendar.clone()),
+            false => store.get_resource(member).await?.map(|m| m.calendar),
+        };
+        if let Some(target) = target {
+            targets.push(WrittenCalendar { host: member.clone(), target });
+        }
+    }
+    let mut unique: Vec<WrittenCalendar> = Vec::new();
+    for target in targets {
+        if target.target != CalendarTarget::None && !unique.iter().any(|u| u.target == target.target) {
+            unique.push(target);
+        }
+    }
+    Ok(unique)
 }
 
 /// How often one job writes a booking that keeps being rescheduled before

@@ -14,7 +14,7 @@
 use crate::domain::{CalendarAction, CalendarJob, CalendarTarget, ClaimStatus, ReservationId, ResourceId, rfc3339};
 use crate::metrics;
 use crate::ports::{Calendar, FoundEvent};
-use crate::ports::{CalendarQueue, ClaimStore, QueueError, ResourceStore, StoreError};
+use crate::ports::{CalendarQueue, ClaimStore, QueueError, ReservationHistory, ResourceStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub async fn reconcile<S, C, Q>(
     to: DateTime<Utc>,
 ) -> Result<ReconcileReport, ReconcileError>
 where
-    S: ResourceStore + ClaimStore,
+    S: ResourceStore + ClaimStore + ReservationHistory,
     C: Calendar,
     Q: CalendarQueue,
 {
@@ -101,9 +101,21 @@ where
             .filter(|t| t.team.as_ref().is_some_and(|team| team.members.contains(&resource.id)))
             .map(|t| &t.id)
             .collect();
+        // A team booking's event stays this resource's to judge after the
+        // resource left the team (or the team became a plain resource): the
+        // booking still locks this resource's cells while it is confirmed,
+        // and its record names this resource's calendar after it ended.
         let judged = |owner: &ResourceId| *owner == resource.id || teams.contains(&owner);
-        for event in events.into_iter().filter(|e| judged(&e.reservation_id.slot_key().resource_id)) {
-            by_booking.entry(event.reservation_id.clone()).or_default().push(event);
+        for event in events {
+            let id = &event.reservation_id;
+            let owner = &id.slot_key().resource_id;
+            let ours = judged(owner)
+                || confirmed.contains_key(id)
+                || (resources.iter().any(|r| &r.id == owner && r.id != resource.id)
+                    && recorded_here(store, id, &resource.id).await?);
+            if ours {
+                by_booking.entry(id.clone()).or_default().push(event);
+            }
         }
         report.calendar_events += by_booking.values().map(Vec::len).sum::<usize>();
         for id in confirmed.keys().filter(|id| !by_booking.contains_key(*id)) {
@@ -147,6 +159,20 @@ where
         "reconciled"
     );
     Ok(report)
+}
+
+/// Whether the booking `id` (while it lasts) or its final record names
+/// `host`'s calendar as one its event was written to.
+async fn recorded_here<S: ClaimStore + ReservationHistory>(
+    store: &S,
+    id: &ReservationId,
+    host: &ResourceId,
+) -> Result<bool, StoreError> {
+    let calendars = match store.get_claim(id).await?.filter(|c| &c.reservation_id == id) {
+        Some(claim) => claim.calendars,
+        None => store.get_reservation_record(id).await?.map(|r| r.calendars).unwrap_or_default(),
+    };
+    Ok(calendars.iter().any(|c| &c.host == host))
 }
 
 async fn enqueue_write<Q: CalendarQueue>(queue: &Q, id: &ReservationId) -> Result<(), QueueError> {

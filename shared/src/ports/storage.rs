@@ -7,7 +7,7 @@
 use super::Cause;
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, MAX_BLOCKED_MINUTES, PaymentOutcome,
-    RefundCause, ReservationId, ReservationStatus, Resource, ResourceId, SecretHash,
+    RefundCause, ReservationId, ReservationStatus, Resource, ResourceId, SecretHash, WrittenCalendar,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::future::Future;
@@ -178,6 +178,9 @@ pub struct ReservationRecord {
     /// A cancelled booking keeps its secret's hash, so a repeated cancel is
     /// authorised like the first one.
     pub secret_hash: Option<SecretHash>,
+    /// The calendars the booking's event was on when it ended (a cancelled
+    /// booking's event is removed from these).
+    pub calendars: Vec<WrittenCalendar>,
 }
 
 /// History of reservations whose claim item was overwritten or removed.
@@ -371,6 +374,7 @@ pub trait BookingStore: Send + Sync {
         &self,
         reservation_id: &ReservationId,
         event_ref: &str,
+        calendars: &[WrittenCalendar],
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records the intent to cancel and what it refunds: the booking goes

@@ -188,6 +188,7 @@ pub(crate) fn record(
         currency: resource.first_type().2.currency.clone(),
         recorded_at,
         secret_hash: Some(crate::domain::SecretHash::of(&sample_secret())),
+        calendars: Vec::new(),
     }
 }
 

@@ -10,7 +10,7 @@
 use super::{Faults, lock};
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome, ReservationId,
-    Resource, ResourceId, SlotKey,
+    Resource, ResourceId, SlotKey, WrittenCalendar,
 };
 use crate::ports::{
     Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
@@ -587,6 +587,7 @@ impl BookingStore for MemoryStore {
         &self,
         reservation_id: &ReservationId,
         event_ref: &str,
+        calendars: &[WrittenCalendar],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         // Cancelled meanwhile: nothing to note.
@@ -594,6 +595,7 @@ impl BookingStore for MemoryStore {
         let written = self.write_if("record_calendar_write", confirmed, |t| {
             if let Some(item) = t.claim_mut(reservation_id) {
                 item.calendar_event = Some((event_ref.to_owned(), as_stored_time(at)));
+                item.claim.calendars = calendars.to_vec();
             }
         });
         written.map(drop)

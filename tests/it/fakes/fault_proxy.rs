@@ -183,7 +183,7 @@ fn injected(status: u16) -> super::Response {
 const SKIPPED_HEADERS: [&str; 6] =
     ["host", "connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"];
 
-async fn forward(http: &reqwest::Client, target: &str, path: &str, req: Request) -> Reply {
+pub(super) async fn forward(http: &reqwest::Client, target: &str, path: &str, req: Request) -> Reply {
     let (parts, body) = req.into_parts();
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("hyper checked the method");
     let mut upstream = http.request(method, format!("{target}{path}")).body(body.to_vec());

@@ -1,6 +1,7 @@
 //! Test-only HTTP servers on `127.0.0.1:0`: a fault-injecting proxy and a
 //! Google Calendar stand-in. Each runs until its handle is dropped.
 
+pub mod dynamo_wire;
 pub mod fault_proxy;
 pub mod google;
 

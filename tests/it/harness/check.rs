@@ -733,9 +733,11 @@ pub fn policy_refund(
     host: bool,
     amount: i64,
     start: DateTime<Utc>,
+    free_until: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<i64> {
-    if host || now + Duration::hours(i64::from(policy.free_until_hours)) <= start {
+    let free_until = free_until.unwrap_or(start - Duration::hours(i64::from(policy.free_until_hours)));
+    if host || now <= free_until {
         return Some(amount);
     }
     if now >= start {

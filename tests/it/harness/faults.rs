@@ -30,7 +30,7 @@ use super::sched::Signal;
 use chrono::{DateTime, NaiveDate, Utc};
 use slotguard::domain::{
     CalendarJob, CalendarTarget, CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutSession, CheckoutTerms, Claim,
-    Lock, PaymentOutcome, ReservationId, Resource, ResourceId,
+    Lock, PaymentOutcome, ReservationId, Resource, ResourceId, WrittenCalendar,
 };
 use slotguard::ports::{
     Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
@@ -437,11 +437,12 @@ impl<T: BookingStore> BookingStore for Faulty<T> {
         &self,
         reservation_id: &ReservationId,
         event_ref: &str,
+        calendars: &[WrittenCalendar],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         faulty!(
             "record_calendar_write",
-            self.0.record_calendar_write(reservation_id, event_ref, at),
+            self.0.record_calendar_write(reservation_id, event_ref, calendars, at),
             store("record_calendar_write")
         )
     }

@@ -192,6 +192,7 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
     format!(
         "harness: {} histories in {:.1} s ({parallel} at once), {} steps ({} no-ops), {} ops; \
          injected: {} fail-before, {} fail-after, {} crashes, {} pauses ({} resumed); \
+         on the wire: {} conflicts, {} lost answers, {} throttled, {} partial reads; \
          5xx: {} with a fault, {} 503 after a pause; \
          {} holds, {} sessions, {} payments, {} events, {} deliveries, {} clock jumps, \
          {} moves ({} refused), {} late cancels, {} price changes ({} holds released at checkout); \
@@ -207,6 +208,10 @@ fn summary(stats: &Stats, elapsed: Duration, parallel: usize, failing: usize) ->
         stats.crashes,
         stats.pauses,
         stats.resumed,
+        stats.wire_conflicts,
+        stats.wire_lost_answers,
+        stats.wire_throttles,
+        stats.wire_unprocessed,
         stats.faulted_5xx,
         stats.paused_503,
         stats.holds,

@@ -8,6 +8,7 @@ use super::faults::{Ctl, Decision};
 use super::plan::{Auth, EventPick, KeyMode, PlanStep, Step, UrlVariant};
 use super::sched::{Outcome, Ran, Sched};
 use super::world::{ADMIN_TOKEN, STRIPE_KEY, VISIBILITY_MINUTES, WEBHOOK_SECRET, World, resource_from_spec};
+use crate::fakes::dynamo_wire::WireFault;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{DateTime, Duration, Utc};
@@ -44,6 +45,12 @@ pub struct Res {
     pub currency: String,
     /// The reservation's secret, from the `201` of its reserve.
     pub secret: Option<String>,
+    /// When free cancellation ended, if a customer's move made after that
+    /// kept it there (the model of `Claim::free_cancel_until`).
+    pub free_until: Option<DateTime<Utc>>,
+    /// A move of it ran into a fault or a pause: when it decided is not
+    /// known, so either deadline may be the booking's.
+    pub free_until_unsure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +142,8 @@ enum Pending {
         body: String,
         check: Option<PolicyCheck>,
         gives_up: bool,
+        /// The harness clock when the move was sent (the handler's now).
+        at: DateTime<Utc>,
     },
     Calendar {
         receipt: String,
@@ -163,6 +172,9 @@ struct OpRec {
     log: usize,
     desc: String,
     pending: Pending,
+    /// How many wire faults had been answered when the op started: any
+    /// more by its end may be its own (ops interleave only when parked).
+    wire_mark: usize,
 }
 
 /// Counters summed over every history for the summary line.
@@ -200,6 +212,12 @@ pub struct Stats {
     pub seat_moves_refused: usize,
     pub confirmed_seats: usize,
     pub confirmed_team: usize,
+    /// DynamoDB's own failures answered on the wire: conflicts, lost
+    /// answers, throttling, unprocessed keys.
+    pub wire_conflicts: usize,
+    pub wire_lost_answers: usize,
+    pub wire_throttles: usize,
+    pub wire_unprocessed: usize,
 }
 
 impl Stats {
@@ -237,7 +255,15 @@ impl Stats {
             seat_moves_refused,
             confirmed_seats,
             confirmed_team,
+            wire_conflicts,
+            wire_lost_answers,
+            wire_throttles,
+            wire_unprocessed,
         } = o;
+        self.wire_conflicts += wire_conflicts;
+        self.wire_lost_answers += wire_lost_answers;
+        self.wire_throttles += wire_throttles;
+        self.wire_unprocessed += wire_unprocessed;
         self.histories += histories;
         self.steps += steps;
         self.noops += noops;
@@ -506,7 +532,8 @@ impl Runner {
         self.stats.ops += 1;
         let log = self.log.len();
         self.log.push(LogLine { step: self.current, desc: desc.clone(), status: "…".into(), faults: Vec::new() });
-        self.ops.insert(op, OpRec { log, desc, pending });
+        let wire_mark = self.world.wire.faulted().len();
+        self.ops.insert(op, OpRec { log, desc, pending, wire_mark });
         let ran = self.sched.start(op, script, fut).await;
         self.ran(ran).await;
     }
@@ -540,7 +567,12 @@ impl Runner {
                 _ => {}
             }
         }
-        let failed = self.sched.failed(op);
+        // DynamoDB's own failures on the wire count as faults of the op.
+        let wired: Vec<String> = self.world.wire.faulted()[rec.wire_mark..]
+            .iter()
+            .map(|f| format!("wire:{}:{:?}", f.operation, f.fault))
+            .collect();
+        let failed = self.sched.failed(op) || !wired.is_empty();
         let paused = self.sched.paused(op);
         {
             let line = &mut self.log[rec.log];
@@ -571,7 +603,7 @@ impl Runner {
                     line.status.push_str(&format!(" {kind}"));
                 }
             }
-            line.faults = fired.iter().map(ToString::to_string).collect();
+            line.faults = fired.iter().map(ToString::to_string).chain(wired.iter().cloned()).collect();
         }
 
         // I5: a 5xx only when a fault was injected into this op (or, as 503,
@@ -630,6 +662,8 @@ impl Runner {
                             amount: body["amount"].as_i64().unwrap_or_default(),
                             currency: body["currency"].as_str().unwrap_or_default().to_owned(),
                             secret: body["reservation_secret"].as_str().map(str::to_owned),
+                            free_until: None,
+                            free_until_unsure: false,
                         });
                     }
                 }
@@ -704,7 +738,7 @@ impl Runner {
                     self.cancel_retries.push((reservation, auth, bearer));
                 }
             }
-            Pending::Reschedule { reservation, auth, bearer, body, check, gives_up } => {
+            Pending::Reschedule { reservation, auth, bearer, body, check, gives_up, at: sent_at } => {
                 let kind = problem_type(&outcome);
                 let answer: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
                 let asked: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -763,9 +797,19 @@ impl Runner {
                     }
                     if let (Some(start), Some(end)) = (start, end) {
                         self.starts_seen.entry(reservation.clone()).or_default().insert(start);
+                        let resources = &self.world.resources;
                         if let Some(res) = self.reservations.iter_mut().find(|r| r.id == reservation) {
                             if (res.start, res.end) != (start, end) {
                                 self.stats.moves += 1;
+                                // A customer's move after free cancellation ended keeps it ended.
+                                let kind = resources[res.resource].resource.booking_type(Some(&res.booking_type));
+                                if let Some(kind) = kind {
+                                    let deadline = res.free_until.unwrap_or(
+                                        res.start - Duration::hours(i64::from(kind.cancellation.free_until_hours)),
+                                    );
+                                    res.free_until = (auth == Auth::Secret && sent_at > deadline).then_some(deadline);
+                                }
+                                res.free_until_unsure |= failed || paused;
                             }
                             (res.start, res.end) = (start, end);
                         }
@@ -1061,15 +1105,20 @@ impl Runner {
                 };
                 // What the policy gives the customer for the booking as it is now.
                 let check = match (auth, status["status"].as_str(), self.booking_now(k, &status)) {
-                    (Auth::Secret, Some("confirmed"), Some((start, _, policy))) => Some(PolicyCheck::Cancel {
-                        refund: check::policy_refund(
-                            &policy.cancellation,
-                            false,
-                            self.reservations[k].amount,
-                            start,
-                            self.now,
-                        ),
-                    }),
+                    (Auth::Secret, Some("confirmed"), Some((start, _, policy)))
+                        if !self.reservations[k].free_until_unsure =>
+                    {
+                        Some(PolicyCheck::Cancel {
+                            refund: check::policy_refund(
+                                &policy.cancellation,
+                                false,
+                                self.reservations[k].amount,
+                                start,
+                                self.reservations[k].free_until,
+                                self.now,
+                            ),
+                        })
+                    }
                     _ => None,
                 };
                 self.cancel(i, id, auth, bearer, check, script).await;
@@ -1312,13 +1361,18 @@ impl Runner {
             return BTreeSet::new();
         };
         let starts = self.starts_seen.get(reservation).cloned().unwrap_or_default();
+        // The deadline the booking may have had: its start's, or one a move kept.
+        let deadlines: Vec<Option<DateTime<Utc>>> = [None, res.free_until].into_iter().collect();
         self.cancels
             .iter()
             .filter(|c| c.reservation == reservation)
             .flat_map(|c| {
-                starts
-                    .iter()
-                    .filter_map(move |start| check::policy_refund(&kind.cancellation, c.host, amount, *start, c.at))
+                let deadlines = deadlines.clone();
+                starts.iter().flat_map(move |start| {
+                    deadlines.clone().into_iter().filter_map(move |free_until| {
+                        check::policy_refund(&kind.cancellation, c.host, amount, *start, free_until, c.at)
+                    })
+                })
             })
             .collect()
     }
@@ -1440,7 +1494,7 @@ impl Runner {
         }
         let req = request("POST", &format!("/v1/bookings/{id}/reschedule"), Some(&id), &headers, Some(body.clone()));
         let (world, now) = (self.world.clone(), self.now);
-        let pending = Pending::Reschedule { reservation: id, auth, bearer, body, check, gives_up };
+        let pending = Pending::Reschedule { reservation: id, auth, bearer, body, check, gives_up, at: self.now };
         let answered = self.log.len();
         self.start_op(op, desc.clone(), pending, script, async move {
             let deps = RescheduleDeps { store: &world.store, calendar: &world.queue, admin: &world.admin };
@@ -1586,6 +1640,15 @@ impl Runner {
 
     async fn quiesce(&mut self) {
         self.ctl.faults.store(false, Ordering::SeqCst);
+        self.world.wire.calm();
+        for faulted in self.world.wire.faulted() {
+            match faulted.fault {
+                WireFault::Conflict => self.stats.wire_conflicts += 1,
+                WireFault::LoseAnswer => self.stats.wire_lost_answers += 1,
+                WireFault::Throttle => self.stats.wire_throttles += 1,
+                WireFault::Unprocessed => self.stats.wire_unprocessed += 1,
+            }
+        }
         self.drain_parked().await;
         self.ctl.pauses.store(false, Ordering::SeqCst);
 

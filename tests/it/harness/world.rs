@@ -7,6 +7,7 @@
 //! own) and two teams over them, a round-robin one and a collective one.
 
 use super::faults::Faulty;
+use crate::fakes::dynamo_wire::{Chaos, DynamoWire};
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use reqwest::Method;
@@ -71,8 +72,14 @@ impl ResourceInfo {
 }
 
 pub struct World {
+    /// The store the handlers use: its port calls pass the fault layer, and
+    /// its requests reach DynamoDB Local through [`Self::wire`].
     pub store: Faulty<DynamoStore>,
+    /// The same table reached directly: what the checks read.
     pub raw_store: DynamoStore,
+    /// DynamoDB's own failures on the wire (conflicts, lost answers,
+    /// throttling, unprocessed keys), drawn from the seed during the plan.
+    pub wire: DynamoWire,
     pub payments: Faulty<StripePayments>,
     pub queue: Faulty<SqsCalendarQueue>,
     pub raw_queue: SqsCalendarQueue,
@@ -92,6 +99,12 @@ pub struct World {
     /// The simulator's clock offset as started: its now is the harness's t0.
     pub sim_offset: i64,
     sim_shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// Whether histories meet DynamoDB's wire faults (`SLOTGUARD_HARNESS_WIRE=0`
+/// turns them off, to tell a port-level finding from a wire-level one).
+fn wire_faults_on() -> bool {
+    std::env::var("SLOTGUARD_HARNESS_WIRE").map_or(true, |v| v != "0")
 }
 
 fn stack_url(var: &str) -> String {
@@ -117,6 +130,11 @@ impl World {
         let ddb = dev::dynamodb_client(&stack_url("SLOTGUARD_TEST_DYNAMODB_URL"));
         dev::ensure_table(&ddb, &tag).await.expect("create the history's table");
         let raw_store = DynamoStore::new(ddb, tag.clone());
+        let wire = DynamoWire::start(&stack_url("SLOTGUARD_TEST_DYNAMODB_URL")).await;
+        if wire_faults_on() {
+            wire.chaos(Chaos::moderate(), seed ^ 0x3a1e_57d0);
+        }
+        let wired_store = DynamoStore::new(dev::dynamodb_client(&wire.url), tag.clone());
 
         let sqs = dev::sqs_client(&stack_url("SLOTGUARD_TEST_SQS_URL"));
         // The harness plays the visibility timeout on its own clock (see
@@ -313,8 +331,9 @@ impl World {
         let caldav = CalDavCalendar::new(caldav).expect("a CalDAV client");
         let raw_calendar = Calendars::new(caldav, None);
         World {
-            store: Faulty(raw_store.clone()),
+            store: Faulty(wired_store),
             raw_store,
+            wire,
             payments: Faulty(StripePayments::new(STRIPE_KEY, Some(&sim)).expect("a Stripe client")),
             queue: Faulty(raw_queue.clone()),
             raw_queue,

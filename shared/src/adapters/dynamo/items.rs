@@ -321,6 +321,10 @@ impl TryFrom<&Item> for Resource {
     }
 }
 
+/// The attribute of a booking (and of its final record) naming the
+/// calendars its event was written to (JSON, [`crate::domain::WrittenCalendar`]s).
+pub const CALENDARS: &str = "calendars";
+
 pub fn claim_item(claim: &Claim) -> Item {
     let mut item = claim_key(&claim.reservation_id);
     let fields = [
@@ -345,6 +349,12 @@ pub fn claim_item(claim: &Claim) -> Item {
     put_seat_and_hosts(&mut item, claim.seat, &claim.hosts);
     if let Some(amount) = claim.refund_amount {
         item.insert("refund_amount".into(), n(amount));
+    }
+    if !claim.calendars.is_empty() {
+        item.insert(CALENDARS.into(), json(&claim.calendars));
+    }
+    if let Some(t) = claim.free_cancel_until {
+        item.insert("free_cancel_until".into(), s(rfc3339(t)));
     }
     if let Some(expires_at) = claim.expires_at {
         item.insert(EXPIRES_AT.into(), epoch(expires_at));
@@ -411,6 +421,11 @@ impl TryFrom<&Item> for Claim {
             hosts: get_hosts(item)?,
             version: u32::try_from(get_n(item, "version")?).map_err(|_| ItemError("version is out of range".into()))?,
             refund_amount: get_opt_n(item, "refund_amount")?,
+            calendars: get_opt_json(item, CALENDARS)?.unwrap_or_default(),
+            free_cancel_until: match item.get("free_cancel_until") {
+                Some(_) => Some(get_time(item, "free_cancel_until")?),
+                None => None,
+            },
         })
     }
 }
@@ -557,6 +572,9 @@ pub fn reservation_record_item(record: &ReservationRecord, expires_at: DateTime<
     ];
     item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
     put_secret_hash(&mut item, record.secret_hash.as_ref());
+    if !record.calendars.is_empty() {
+        item.insert(CALENDARS.into(), json(&record.calendars));
+    }
     item
 }
 
@@ -576,6 +594,7 @@ impl TryFrom<&Item> for ReservationRecord {
             currency: get_s(item, "currency")?.to_owned(),
             recorded_at: get_time(item, "recorded_at")?,
             secret_hash: get_secret_hash(item)?,
+            calendars: get_opt_json(item, CALENDARS)?.unwrap_or_default(),
         })
     }
 }
@@ -724,6 +743,10 @@ mod tests {
             currency: "eur".into(),
             recorded_at: c.created_at,
             secret_hash: Some(SecretHash::of("rsk_1")),
+            calendars: vec![crate::domain::WrittenCalendar {
+                host: c.slot.resource_id.clone(),
+                target: crate::domain::CalendarTarget::caldav("https://cal.example/a/"),
+            }],
         };
         let item = reservation_record_item(&record, c.created_at + Duration::days(90));
         assert_eq!(ReservationRecord::try_from(&item).unwrap(), record);

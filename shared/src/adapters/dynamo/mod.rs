@@ -6,7 +6,7 @@ mod token;
 
 use crate::domain::{
     CELL_MINUTES, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Lock, LockKey, PaymentOutcome,
-    ReservationId, Resource, ResourceId, rfc3339,
+    ReservationId, Resource, ResourceId, WrittenCalendar, rfc3339,
 };
 use crate::ports::{
     Attention, AttentionStore, BookingStore, ClaimOutcome, ClaimStore, HoldOutcome, IdempotencyStore, IdempotentAnswer,
@@ -1005,14 +1005,17 @@ impl BookingStore for DynamoStore {
         &self,
         reservation_id: &ReservationId,
         event_ref: &str,
+        calendars: &[WrittenCalendar],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let calendars = serde_json::to_string(calendars).expect("calendars serialise");
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(reservation_id)))
-            .update_expression("SET calendar_event_ref = :ref, calendar_written_at = :at")
+            .update_expression("SET calendar_event_ref = :ref, calendar_written_at = :at, calendars = :calendars")
+            .expression_attribute_values(":calendars", s(calendars))
             .condition_expression(condition::MY_BOOKING)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":ref", s(event_ref))
