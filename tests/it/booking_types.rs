@@ -365,3 +365,39 @@ async fn a_reschedule_moves_the_calendar_event_in_place_and_a_refused_one_leaves
     let open = slots_of(&app, "short", 30, day - Duration::hours(1), day + Duration::hours(1)).await;
     assert!(open.contains(&rfc3339(day)), "the old time is free again: {open:?}");
 }
+
+#[tokio::test]
+async fn a_hold_taken_under_a_higher_daily_limit_is_not_paid_for_once_the_day_is_full() {
+    let app = spawn_app().await;
+    let open = json!([{"start": "00:00", "end": "24:00"}]);
+    let mut spec = json!({
+        "name": "Limited",
+        "timezone": "UTC",
+        "booking_types": [{
+            "id": "session",
+            "durations": [{"minutes": 60, "price": {"amount": 2000, "currency": "eur"}}],
+            "max_per_day": 6
+        }],
+        "weekly_hours": {"mon": open, "tue": open, "wed": open, "thu": open, "fri": open, "sat": open, "sun": open}
+    });
+    app.put_resource("limited", &spec).await;
+    let day = day_after_tomorrow_at(9);
+    let mut held = Vec::new();
+    for hour in 0..3 {
+        let r = app.reserve("limited", day + Duration::hours(hour), &format!("c{hour}@example.com")).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        held.push(app.remember(&r.json().await.unwrap()));
+    }
+    // The host lowers the limit to 2 while three holds are live.
+    spec["booking_types"][0]["max_per_day"] = json!(2);
+    app.put_resource("limited", &spec).await;
+
+    let (status, body) = app.checkout(&held[0]).await;
+    assert_eq!((status, body["type"].as_str()), (StatusCode::CONFLICT, Some("settings_changed")), "{body}");
+    assert_eq!(app.status_text(&held[0]).await, "released");
+    // Two live holds now fit the limit of 2: they pay as usual.
+    for id in &held[1..] {
+        let (status, body) = app.checkout(id).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}

@@ -601,6 +601,24 @@ async fn checkout_retried_after_its_fixed_expiry_came_too_close_fixes_new_terms(
     assert!(made[0].request.expires_at - world.now >= Duration::minutes(30));
 }
 
+#[tokio::test]
+async fn new_terms_fixed_after_an_outage_must_still_end_before_the_start() {
+    let mut world = World::new();
+    let start = sample_reservation().slot_key().start;
+    let hold = Claim { expires_at: Some(start - Duration::minutes(20)), ..world.sample_claim(ClaimStatus::Held) };
+    world.store.insert_claim(hold);
+    world.now = start - Duration::minutes(50);
+    let event = Fixture::load(events::CHECKOUT);
+    world.payments.fail_next("create_checkout_session", PaymentError::Unavailable("down".into()));
+    world.checkout(&event).await.assert_problem("outage", 503, PAYMENTS_UNAVAILABLE);
+
+    // Ten minutes on, new terms would let the customer pay after the start.
+    world.now += Duration::minutes(10);
+    world.payments.fail_next("create_checkout_session", PaymentError::Rejected("expires_at too soon".into()));
+    world.checkout(&event).await.assert_problem("new terms", 422, "too_soon");
+    assert!(world.payments.sessions().is_empty(), "no session to pay after the start");
+}
+
 // ---- stripe webhook -------------------------------------------------------------
 
 #[tokio::test]
@@ -617,6 +635,28 @@ async fn a_paid_completion_of_the_own_session_confirms_without_ttl_and_queues_th
     assert_eq!(tables.outcome(&sample_session()), Some(PaymentOutcome::Confirmed));
     assert_eq!(world.queue.jobs(), [CalendarJob { action: CalendarAction::Write, reservation_id: id }]);
     assert!(world.payments.refunds().is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_for_a_reservation_released_at_checkout_is_refunded_not_turned_into_a_booking() {
+    // Checkout released the hold (the settings changed) while a concurrent
+    // checkout created the session: the session is the reservation's own,
+    // its hold is gone, and its record says released.
+    for (event, outcome) in
+        [(events::stripe::COMPLETED, "refunded"), (events::stripe::COMPLETED_UNPAID, "already_settled")]
+    {
+        let world = World::new().with_own_session(&sample_session());
+        world.store.insert_reservation_record(world.sample_record(ReservationStatus::Released));
+        world.webhook(&Fixture::load(event)).await.assert_outcome(event, outcome);
+        let tables = world.store.snapshot();
+        assert!(tables.claim_of(&sample_reservation()).is_none(), "{event}: nothing brought back");
+        let refunds = world.payments.refunds();
+        let expected = usize::from(outcome == "refunded");
+        assert_eq!(refunds.len(), expected, "{event}");
+        if expected == 1 {
+            assert_eq!(refunds[0].cause, RefundCause::AfterOutcome);
+        }
+    }
 }
 
 /// Where a delivery order leaves the sample reservation.
@@ -1253,6 +1293,16 @@ async fn a_partial_refund_retried_after_stripe_forgot_its_key_refunds_only_what_
         assert_eq!((refunds.len(), total), (1, owed), "{percent}%: one refund of the policy's share");
         assert_eq!(world.store.snapshot().records[&id].status, ReservationStatus::Cancelled);
     }
+}
+
+#[tokio::test]
+async fn a_cancel_of_a_booking_without_a_payment_claims_no_refund() {
+    let world = World::new();
+    let booking = Claim { payment_intent: None, ..world.sample_claim(ClaimStatus::Confirmed) };
+    world.store.insert_claim(booking);
+    let reply = world.cancel(&Fixture::load(events::CANCEL)).await;
+    assert_eq!((reply.status, reply.body["refunded"].as_i64()), (200, Some(0)), "{}", reply.body);
+    assert!(world.payments.refunds().is_empty());
 }
 
 #[tokio::test]

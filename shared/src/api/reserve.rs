@@ -281,9 +281,10 @@ pub fn still_admits(resource: &Resource, claim: &Claim) -> bool {
 
 /// [`still_admits`] for the part only the table knows: after a settings
 /// change, a hold with a day token must still fit the type's current daily
-/// limit (its token one of the first `max_per_day`, and no more than that
-/// many live tokens that day, itself included), as a hold taken now would.
-/// A hold under the settings it was taken with fits by construction.
+/// limit: no more than `max_per_day` live tokens that day, itself included,
+/// as a hold taken now would find (lowering a limit cancels no booking; while
+/// more are live, the day is full). A hold under the settings it was taken
+/// with fits by construction.
 pub async fn day_still_admits<S: ClaimStore>(
     store: &S,
     resource: &Resource,
@@ -298,9 +299,6 @@ pub async fn day_still_admits<S: ClaimStore>(
         return Ok(false);
     };
     let Some(limit) = kind.max_per_day else { return Ok(false) };
-    if token.index >= limit {
-        return Ok(false);
-    }
     let tokens = store.day_tokens(&resource.id, &claim.terms.booking_type, token.date).await?;
     let live = tokens.iter().filter(|t| t.is_live(now)).count();
     Ok(live <= limit as usize)

@@ -32,7 +32,9 @@
 //!   booking of a resource that is not a team has no hosts;
 //! - I6: a reservation seen confirmed stays confirmed until it is cancelled;
 //!   refunded and cancelled are final (DESIGN invariant 9); a live hold or
-//!   pending payment never vanishes (nobody takes it over while it lives).
+//!   pending payment never vanishes (nobody takes it over while it lives);
+//!   a cancel answered `200` finds the reservation cancelled right after
+//!   (checked in `run`, at the answer);
 //!
 //! After the quiesce phase, from the real servers:
 //! - I1: a reservation whose status route shows it live owns its booking item;
@@ -72,7 +74,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 use slotguard::domain::{BookingTerms, CancellationPolicy, LateCancellation, ReschedulePolicy};
-use slotguard::ports::Calendar;
+use slotguard::ports::{Calendar, ClaimStore};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -1115,6 +1117,32 @@ async fn calendar_check(
         }
         if expected.is_empty() {
             r.violate("I4", format!("confirmed {id} has no calendar to be written to (its hosts?) ({when})"));
+        }
+        // The booking's own record of its calendars is where its event is:
+        // moving and removing it go by that record.
+        let lenient = when == "before reconcile" && r.abandoned_moves.contains(id);
+        if let (false, Some(reservation)) = (lenient, slotguard::domain::ReservationId::parse(id)) {
+            if let Ok(Some(claim)) = r.world.raw_store.get_claim(&reservation).await {
+                let recorded: BTreeSet<String> = claim
+                    .calendars
+                    .iter()
+                    .filter_map(|c| match &c.target {
+                        slotguard::domain::CalendarTarget::Caldav { url, .. } => Some(url.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if recorded != expected {
+                    let names = |set: &BTreeSet<String>| set.iter().map(|c| name(c)).collect::<Vec<_>>().join(", ");
+                    r.violate(
+                        "I4",
+                        format!(
+                            "confirmed {id} records its event on [{}], its hosts' calendars are [{}] ({when})",
+                            names(&recorded),
+                            names(&expected)
+                        ),
+                    );
+                }
+            }
         }
         for (collection, refs) in &found {
             if !expected.contains(collection) {

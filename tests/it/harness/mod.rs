@@ -15,7 +15,9 @@
 //! real local stack (DynamoDB Local, SQS, Xandikos, an in-process Stripe
 //! simulator), with every port call of every op passing through a fault
 //! layer that can fail it before or after its effect, crash the op, or park
-//! it so other steps interleave. One op runs at a time, so a plan replays the
+//! it so other steps interleave, and with the handlers' DynamoDB requests
+//! passing a wire layer that answers some as DynamoDB itself does (conflicts,
+//! lost answers, throttling, unprocessed keys). One op runs at a time, so a plan replays the
 //! same way. After the plan, faults go off, parked ops finish, clients and
 //! Stripe retry, the calendar queue drains, and the final state is checked
 //! (see `check`).
@@ -28,6 +30,7 @@
 //! SLOTGUARD_HARNESS_STEPS=60       steps per plan
 //! SLOTGUARD_HARNESS_PARALLEL=6     histories at once
 //! SLOTGUARD_HARNESS_TIMING=1       where each history's time went (stderr)
+//! SLOTGUARD_HARNESS_WIRE=0         no DynamoDB faults on the wire (fakes/dynamo_wire.rs)
 //! SLOTGUARD_HARNESS_VERBOSE=1      the scenarios test prints passing histories too
 //! ```
 //!

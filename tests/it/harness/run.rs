@@ -693,6 +693,16 @@ impl Runner {
             Pending::Cancel { reservation, auth, bearer, check } => {
                 let kind = problem_type(&outcome);
                 let body: Value = serde_json::from_str(&outcome.body).unwrap_or(Value::Null);
+                // I6: a `200` says the booking is cancelled; it must be, now.
+                if outcome.status == 200 {
+                    let (_, shown) = self.status_of(&reservation).await;
+                    if shown["status"] != "cancelled" {
+                        self.violate(
+                            "I6",
+                            format!("{} answered 200 but the reservation reads {}", rec.desc, shown["status"]),
+                        );
+                    }
+                }
                 let amount = self.reservations.iter().find(|r| r.id == reservation).map(|r| r.amount);
                 if kind.as_deref() == Some("outside_cancellation_window")
                     || (outcome.status == 200 && body["refunded"].as_i64().zip(amount).is_some_and(|(x, a)| x < a))
