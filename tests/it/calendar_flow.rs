@@ -423,9 +423,8 @@ async fn reconcile_restores_missing_events_and_removes_orphans() {
     assert_eq!(event_ics(&collection, "private-lunch").await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them() {
-    let app = spawn_app().await;
+/// Members `m1`-`m3`, each open all day with a fresh collection of its own (returned in order).
+async fn members_with_calendars(app: &TestApp) -> Vec<String> {
     let mut collections = Vec::new();
     for m in ["m1", "m2", "m3"] {
         let collection = fresh_collection().await;
@@ -434,6 +433,13 @@ async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them(
         app.put_resource(m, &spec).await;
         collections.push(collection);
     }
+    collections
+}
+
+#[tokio::test]
+async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them() {
+    let app = spawn_app().await;
+    let collections = members_with_calendars(&app).await;
     for (team, assignment) in [("rr", "round_robin"), ("panel", "collective")] {
         let mut spec = open_all_day();
         spec["name"] = json!("Team");
@@ -476,14 +482,7 @@ async fn team_bookings_are_written_to_the_calendars_of_the_members_hosting_them(
 #[tokio::test]
 async fn a_member_removed_from_the_team_keeps_its_bookings_events_until_they_end() {
     let app = spawn_app().await;
-    let mut collections = Vec::new();
-    for m in ["m1", "m2", "m3"] {
-        let collection = fresh_collection().await;
-        let mut spec = open_all_day();
-        spec["calendar"] = json!({ "type": "caldav", "url": collection });
-        app.put_resource(m, &spec).await;
-        collections.push(collection);
-    }
+    let collections = members_with_calendars(&app).await;
     let mut team = open_all_day();
     team["team"] = json!({ "members": ["m1", "m2", "m3"], "assignment": "collective" });
     app.put_resource("panel", &team).await;
