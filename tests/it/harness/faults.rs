@@ -19,7 +19,8 @@
 //! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking",
 //!   "reschedule"
 //! - `AttentionStore`: "raise_attention", "list_attention"
-//! - `Payments`: "create_checkout_session", "refund_payment"
+//! - `Payments`: "create_checkout_session", "refund_payment", "refunds_of",
+//!   "session_events_since"
 //! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
 //! - `Calendar`: "put_event", "delete_event", "list_events"
 //!
@@ -34,8 +35,9 @@ use slotguard::domain::{
 };
 use slotguard::ports::{
     Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
-    HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, PaymentError, PaymentStore, Payments, QueueError,
-    RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore, SessionState, StoreError,
+    HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, ListedEvent, PaymentError, PaymentStore, Payments,
+    QueueError, RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore, SessionState,
+    StoreError,
 };
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -490,6 +492,9 @@ impl<T: Payments> Payments for Faulty<T> {
     }
     async fn refunds_of(&self, payment_intent: &str) -> Result<Vec<RefundSeen>, PaymentError> {
         faulty!("refunds_of", self.0.refunds_of(payment_intent), payment("refunds_of"))
+    }
+    async fn session_events_since(&self, since: DateTime<Utc>) -> Result<Vec<ListedEvent>, PaymentError> {
+        faulty!("session_events_since", self.0.session_events_since(since), payment("session_events_since"))
     }
 }
 
