@@ -19,6 +19,7 @@
 //! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking",
 //!   "reschedule"
 //! - `AttentionStore`: "raise_attention", "list_attention"
+//! - `CursorStore`: "event_cursor", "advance_event_cursor"
 //! - `Payments`: "create_checkout_session", "refund_payment", "refunds_of",
 //!   "session_events_since"
 //! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
@@ -34,10 +35,10 @@ use slotguard::domain::{
     Lock, PaymentOutcome, ReservationId, Resource, ResourceId,
 };
 use slotguard::ports::{
-    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
-    HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, ListedEvent, PaymentError, PaymentStore, Payments,
-    QueueError, RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore, SessionState,
-    StoreError,
+    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, CursorStore, DeadLetterReason,
+    DeadLetters, EventCursor, HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, ListedEvent, PaymentError,
+    PaymentStore, Payments, QueueError, RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore,
+    SessionState, StoreError,
 };
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -193,6 +194,7 @@ const WRITES: &[&str] = &[
     "record_calendar_write",
     "put_event",
     "delete_event",
+    "advance_event_cursor",
 ];
 
 /// Takes the current op's next decision for a call to `port` (parking here
@@ -469,6 +471,15 @@ impl<T: AttentionStore> AttentionStore for Faulty<T> {
     }
     async fn list_attention(&self) -> Result<Vec<Attention>, StoreError> {
         faulty!("list_attention", self.0.list_attention(), store("list_attention"))
+    }
+}
+
+impl<T: CursorStore> CursorStore for Faulty<T> {
+    async fn event_cursor(&self) -> Result<Option<EventCursor>, StoreError> {
+        faulty!("event_cursor", self.0.event_cursor(), store("event_cursor"))
+    }
+    async fn advance_event_cursor(&self, read: Option<&EventCursor>, to: &EventCursor) -> Result<bool, StoreError> {
+        faulty!("advance_event_cursor", self.0.advance_event_cursor(read, to), store("advance_event_cursor"))
     }
 }
 
