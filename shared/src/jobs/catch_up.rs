@@ -116,7 +116,8 @@ pub struct CatchUpReport {
     pub stopped: Option<String>,
     /// Where the cursor is after the run (RFC 3339), if anywhere.
     pub cursor: Option<String>,
-    /// Whether this run moved it.
+    /// Whether this run wrote it (moved it on, or noted more events settled
+    /// within the overlap); false also when another run wrote it first.
     pub cursor_moved: bool,
     /// Paid sessions without an outcome, older than the alarm age: raised.
     pub unsettled_paid_sessions: Vec<String>,
@@ -203,6 +204,7 @@ where
     tracing::info!(
         since = %report.since,
         events_read = report.events_read,
+        seen_before = report.seen_before,
         settled = report.settled,
         failed = report.failed,
         not_attempted = report.not_attempted,
