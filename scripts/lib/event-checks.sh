@@ -76,6 +76,13 @@ run_event_checks() {
   check calendar-writer events/sqs-calendar-jobs.json 'r == {"batchItemFailures": []}'
   check reconcile events/schedule-reconcile.json 'r["resources"] == 0 and r["missing"] == [] and r["errors"] == []'
   check busy-refresh events/schedule-busy-refresh.json 'r["resources"] == 0 and r["refreshed"] == [] and r["errors"] == []'
+  # The simulator never delivered its own `completed` of the session
+  # (deliveries=0): the catch-up reads it from GET /v1/events and settles it
+  # as the webhook would. Its outcome is recorded already (the signed samples
+  # above), so it refunds nothing more (the refund count below); run twice,
+  # the second run skips it.
+  check catch-up events/schedule-catch-up.json 'r["events_read"] == 1 and r["settled"] == 1 and r["failed"] == 0 and r["cursor_moved"] and r["unsettled_paid_sessions"] == []'
+  check catch-up events/schedule-catch-up.json 'r["events_read"] == 1 and r["seen_before"] == 1 and r["settled"] == 0 and r["failed"] == 0'
 
   refunds="$(curl -s "$SIM/_sim/refunds")"
   if python3 -c 'import json,sys; r=json.loads(sys.argv[1])["refunds"]; sys.exit(0 if len(r) == 1 and r[0]["payment_intent"] == sys.argv[2] else 1)' "$refunds" "$pi"; then

@@ -19,6 +19,8 @@
 //! | `google_client_id`, `google_client_secret` in the secret (`SLOTGUARD_GOOGLE_CLIENT_ID`/`_SECRET` locally) | the Google OAuth client |
 //! | `google_refresh_token` in the secret (`SLOTGUARD_GOOGLE_REFRESH_TOKEN` locally) | optional: the refresh token of Google resources that name no `credentials` |
 //! | `SLOTGUARD_GOOGLE_API_BASE`, `SLOTGUARD_GOOGLE_TOKEN_URL` | optional: other Google endpoints (tests) |
+//! | `SLOTGUARD_CATCH_UP_LOOKBACK_HOURS` | catch-up: how far back the first run (no cursor yet) reads Stripe's events (default 72, at most 720: Stripe keeps 30 days) |
+//! | `SLOTGUARD_CATCH_UP_ALARM_MINUTES` | catch-up: a paid session this old without an outcome raises the alarm (default 30) |
 //! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` | read by the AWS SDK: point it at local stand-ins |
 //!
 //! CalDAV credentials are per resource: each resource names the secret
@@ -40,6 +42,7 @@ use crate::api::auth::AdminAuth;
 use crate::api::checkout::CheckoutUrls;
 use crate::domain::CredentialsRef;
 use crate::jobs::calendar_writer::RetryPolicy;
+use crate::jobs::catch_up::CatchUpSettings;
 
 /// A missing or malformed setting.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +225,23 @@ pub fn retry_policy() -> Result<RetryPolicy, ConfigError> {
         policy.max_receives = n.parse().map_err(|_| ConfigError("SLOTGUARD_MAX_RECEIVES must be a number".into()))?;
     }
     Ok(policy)
+}
+
+/// The catch-up's settings, from `SLOTGUARD_CATCH_UP_LOOKBACK_HOURS` (the
+/// first run's window, default 72 hours, at most 720) and
+/// `SLOTGUARD_CATCH_UP_ALARM_MINUTES` (default 30).
+pub fn catch_up_settings() -> Result<CatchUpSettings, ConfigError> {
+    let number = |name: &str| -> Result<Option<i64>, ConfigError> {
+        required(name)
+            .ok()
+            .map(|v| v.trim().parse().map_err(|_| ConfigError(format!("{name} must be a number"))))
+            .transpose()
+    };
+    let defaults = CatchUpSettings::default();
+    let lookback =
+        number("SLOTGUARD_CATCH_UP_LOOKBACK_HOURS")?.map_or(defaults.first_run_lookback, chrono::Duration::hours);
+    let alarm = number("SLOTGUARD_CATCH_UP_ALARM_MINUTES")?.map_or(defaults.alarm_after, chrono::Duration::minutes);
+    CatchUpSettings::new(lookback, alarm).map_err(ConfigError)
 }
 
 #[cfg(test)]

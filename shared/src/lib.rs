@@ -18,8 +18,9 @@
 //!   [`api::availability`], [`api::reservation_status`], [`api::put_resource`];
 //!   with [`api::idempotency`], [`api::auth`], and [`api::problem`], the one
 //!   place an outcome becomes a status code and a JSON problem body.
-//! - [`jobs`]: the queue and schedule consumers, [`jobs::calendar_writer`]
-//!   and [`jobs::reconcile`].
+//! - [`jobs`]: the queue and schedule consumers, [`jobs::calendar_writer`],
+//!   [`jobs::reconcile`], [`jobs::busy_refresh`] and [`jobs::catch_up`] (the
+//!   webhook's settlement, fed from Stripe's event list).
 //! - [`busy`]: busy time read from the hosts' calendars, cached per resource.
 //! - [`config`]: environment variables and client construction, once per process.
 //! - [`metrics`] (CloudWatch embedded metric format) and [`telemetry`] (tracing

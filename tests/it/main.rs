@@ -14,6 +14,7 @@ mod busy;
 mod calendar_adapters;
 mod calendar_flow;
 mod calendar_targets;
+mod catch_up;
 mod event_orders;
 mod fakes;
 pub(crate) mod harness;

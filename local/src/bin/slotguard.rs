@@ -4,6 +4,7 @@
 //! slotguard dlq list                  what sits in the calendar dead-letter queue, and why
 //! slotguard dlq redrive               move it back to the calendar queue
 //! slotguard reconcile [FROM [TO]]     compare bookings with calendars (RFC 3339; default: a day ago .. 30 days ahead)
+//! slotguard catch-up                  settle the Checkout Session events Stripe made since the cursor, as the schedule does
 //! slotguard attention                 payment problems only a person can settle (refunds Stripe refused, ...)
 //! slotguard sign-event FILE SECRET    wrap a Stripe event file in an API Gateway event, signed now
 //! slotguard setup [--demo]            local stack only: create the table and queues (and the demo resource)
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: slotguard dlq list | dlq redrive | reconcile [FROM [TO]] | attention | sign-event FILE SECRET | setup [--demo]"
+        "usage: slotguard dlq list | dlq redrive | reconcile [FROM [TO]] | catch-up | attention | sign-event FILE SECRET | setup [--demo]"
     );
     ExitCode::from(2)
 }
@@ -110,6 +111,22 @@ async fn main_result(args: &[String]) -> Result<(), String> {
             let report = slotguard::jobs::reconcile::reconcile(&store, &calendar, &queue, from, to)
                 .await
                 .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+            Ok(())
+        }
+        ["catch-up"] => {
+            let store = config::store(&aws).map_err(|e| e.to_string())?;
+            let secrets = config::Secrets::load(&aws).await.map_err(|e| e.to_string())?;
+            let payments = config::payments(&secrets).map_err(|e| e.to_string())?;
+            let queue = config::calendar_queue(&aws).map_err(|e| e.to_string())?;
+            let settings = config::catch_up_settings().map_err(|e| e.to_string())?;
+            let deps =
+                slotguard::api::stripe_webhook::SettleDeps { store: &store, payments: &payments, calendar: &queue };
+            // As long as the function's timeout allows a run.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(105);
+            let report = slotguard::jobs::catch_up::catch_up(&deps, &settings, Utc::now(), deadline)
+                .await
+                .map_err(|e| slotguard::api::problem::Chain(&e).to_string())?;
             println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
             Ok(())
         }

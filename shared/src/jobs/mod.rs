@@ -7,10 +7,16 @@
 //!   busy time enabled into their cached busy time.
 //! - [`reconcile`]: on a schedule, compares each resource's calendar with its
 //!   bookings and repairs the difference.
+//! - [`catch_up`]: on a schedule, reads Stripe's Checkout Session events back
+//!   and settles them as the webhook does, so a paid session settles even if
+//!   no webhook ever arrives.
 
 pub mod busy_refresh;
 pub mod calendar_writer;
+pub mod catch_up;
 pub mod reconcile;
 
+#[cfg(test)]
+mod catch_up_tests;
 #[cfg(test)]
 mod job_tests;

@@ -1,9 +1,11 @@
-//! The payment provider: Checkout Sessions, refunds, and reading its signed
-//! webhook deliveries. [`StripePayments`](crate::adapters::stripe::StripePayments)
+//! The payment provider: Checkout Sessions, refunds, reading its signed
+//! webhook deliveries, and reading its Checkout Session events back (the
+//! catch-up). [`StripePayments`](crate::adapters::stripe::StripePayments)
 //! and [`WebhookVerifier`](crate::adapters::stripe::WebhookVerifier) implement it.
 
 use super::Cause;
 use crate::domain::{CheckoutRequest, CheckoutSession, ReservationId, SessionEvent};
+use chrono::{DateTime, Utc};
 use std::future::Future;
 
 pub use crate::domain::RefundCause;
@@ -50,6 +52,27 @@ pub trait Payments: Send + Sync {
     /// before it refunds, because an idempotency key protects a refund only
     /// for as long as the provider remembers it (Stripe: 24 hours).
     fn refunds_of(&self, payment_intent: &str) -> impl Future<Output = Result<Vec<RefundSeen>, PaymentError>> + Send;
+    /// Every Checkout Session event the provider keeps that was created at
+    /// or after `since` (whole seconds), all pages, **oldest first**; each
+    /// read from its JSON by the reader the webhook uses, so an event is
+    /// settled the same however it arrived. What the catch-up
+    /// ([`crate::jobs::catch_up`]) settles when no webhook came. Stripe keeps
+    /// events for 30 days.
+    fn session_events_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ListedEvent>, PaymentError>> + Send;
+}
+
+/// A Checkout Session event read back from the provider's event list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedEvent {
+    pub event_id: String,
+    /// When the provider created it (whole seconds): the catch-up's cursor
+    /// moves by it.
+    pub created: DateTime<Utc>,
+    /// What a webhook delivery of the same JSON would carry.
+    pub delivery: Delivery,
 }
 
 /// A refund of a payment, as the provider lists it.

@@ -28,6 +28,7 @@ pub(crate) mod events {
     pub const RESERVE: &str = include_str!("../../../events/apigw-reserve.json");
     pub const STRIPE_WEBHOOK: &str = include_str!("../../../events/apigw-stripe-webhook.json");
     pub const SCHEDULE_RECONCILE: &str = include_str!("../../../events/schedule-reconcile.json");
+    pub const SCHEDULE_CATCH_UP: &str = include_str!("../../../events/schedule-catch-up.json");
     pub const SQS_CALENDAR_JOBS: &str = include_str!("../../../events/sqs-calendar-jobs.json");
 
     /// Stripe events (bodies of the webhook's request), all about one session.

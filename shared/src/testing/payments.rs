@@ -1,11 +1,11 @@
-//! [`MemoryPayments`]: Checkout Sessions and refunds as Stripe keeps them,
-//! and the signing secret the real webhook verifier is built with.
+//! [`MemoryPayments`]: Checkout Sessions, refunds and events as Stripe keeps
+//! them, and the signing secret the real webhook verifier is built with.
 
 use super::{Faults, lock};
-use crate::adapters::stripe::{WebhookVerifier, checkout_idempotency_key, sign};
+use crate::adapters::stripe::{SESSION_EVENT_TYPES, WebhookVerifier, checkout_idempotency_key, listed_event, sign};
 use crate::domain::{CheckoutRequest, CheckoutSession, ReservationId};
-use crate::ports::{PaymentError, Payments, RefundCause, RefundSeen};
-use chrono::Utc;
+use crate::ports::{ListedEvent, PaymentError, Payments, RefundCause, RefundSeen};
+use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 
 /// The webhook signing secret of the tests.
@@ -51,6 +51,8 @@ struct Ledger {
     paid: std::collections::HashMap<String, i64>,
     /// Refunds whose keys the fake no longer remembers ([`MemoryPayments::forget_keys`]).
     forgotten: usize,
+    /// Events as their JSON, in the order they were made ([`MemoryPayments::publish`]).
+    events: Vec<String>,
 }
 
 /// The payment provider in memory. Like Stripe, a key used again with the
@@ -59,6 +61,8 @@ struct Ledger {
 /// after 24 hours); partial refunds are made while money remains, a refund
 /// of more than remains is refused (`amount_too_large`) and a payment
 /// refunded in full refuses any further refund (`charge_already_refunded`).
+/// Events a test publishes are listed as Stripe's event list does: the
+/// Checkout Session types only, by `created`, read by the real reader.
 #[derive(Default)]
 pub(crate) struct MemoryPayments {
     ledger: Mutex<Ledger>,
@@ -86,6 +90,12 @@ impl MemoryPayments {
     /// Says what `payment_intent` took, so refunds beyond it are refused.
     pub fn set_paid(&self, payment_intent: &str, amount: i64) {
         lock(&self.ledger).paid.insert(payment_intent.to_owned(), amount);
+    }
+
+    /// Makes an event (its JSON, as a webhook delivery would post it): the
+    /// event list has it from now on, after those published before.
+    pub fn publish(&self, event_json: impl Into<String>) {
+        lock(&self.ledger).events.push(event_json.into());
     }
 
     /// Forgets every idempotency key used so far, as Stripe does 24 hours
@@ -189,5 +199,23 @@ impl Payments for MemoryPayments {
                 cause: Some(r.cause.as_str().to_owned()),
             })
             .collect())
+    }
+
+    async fn session_events_since(&self, since: DateTime<Utc>) -> Result<Vec<ListedEvent>, PaymentError> {
+        self.faults.take("session_events_since")?;
+        let ledger = lock(&self.ledger);
+        let of_a_session_type = |json: &&String| {
+            let event: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            SESSION_EVENT_TYPES.contains(&event["type"].as_str().unwrap_or_default())
+        };
+        let mut listed: Vec<ListedEvent> = ledger
+            .events
+            .iter()
+            .filter(of_a_session_type)
+            .map(|json| listed_event(json, since))
+            .filter(|e| e.created.timestamp() >= since.timestamp())
+            .collect();
+        listed.sort_by_key(|e| e.created);
+        Ok(listed)
     }
 }

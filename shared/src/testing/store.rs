@@ -74,6 +74,8 @@ pub(crate) struct Tables {
     pub attention: BTreeMap<String, Attention>,
     /// Busy-time snapshots, by resource.
     pub busy: BTreeMap<ResourceId, crate::ports::BusySnapshot>,
+    /// The catch-up's cursor.
+    pub cursor: Option<crate::ports::EventCursor>,
 }
 
 impl Tables {
@@ -692,6 +694,36 @@ impl crate::ports::BusyStore for MemoryStore {
         self.write_if("save_busy_snapshot", newer, |t| {
             t.busy.insert(snapshot.resource_id.clone(), snapshot.clone());
         })
+    }
+}
+
+/// The adapter's condition: the stored cursor still has the revision read
+/// (none: there is none), and `to` is not earlier (times as the table keeps
+/// them, whole seconds).
+impl crate::ports::CursorStore for MemoryStore {
+    async fn event_cursor(&self) -> Result<Option<crate::ports::EventCursor>, StoreError> {
+        self.with("event_cursor", |t| t.cursor.clone())
+    }
+
+    async fn advance_event_cursor(
+        &self,
+        read: Option<&crate::ports::EventCursor>,
+        to: &crate::ports::EventCursor,
+    ) -> Result<bool, StoreError> {
+        let allowed = |t: &Tables| match (&t.cursor, read) {
+            (None, None) => true,
+            (Some(stored), Some(read)) => {
+                stored.revision == read.revision && stored.settled_through.timestamp() <= to.settled_through.timestamp()
+            }
+            _ => false,
+        };
+        let to = crate::ports::EventCursor {
+            settled_through: as_stored_time(to.settled_through),
+            moved_at: as_stored_time(to.moved_at),
+            revision: read.map_or(1, |r| r.revision + 1),
+            ..to.clone()
+        };
+        self.write_if("advance_event_cursor", allowed, |t| t.cursor = Some(to))
     }
 }
 

@@ -19,7 +19,9 @@
 //! - `BookingStore`: "record_calendar_write", "start_cancel", "cancel_booking",
 //!   "reschedule"
 //! - `AttentionStore`: "raise_attention", "list_attention"
-//! - `Payments`: "create_checkout_session", "refund_payment"
+//! - `CursorStore`: "event_cursor", "advance_event_cursor"
+//! - `Payments`: "create_checkout_session", "refund_payment", "refunds_of",
+//!   "session_events_since"
 //! - `CalendarQueue`: "enqueue"; `DeadLetters`: "send_dead_letter"
 //! - `Calendar`: "put_event", "delete_event", "list_events"
 //!
@@ -33,9 +35,10 @@ use slotguard::domain::{
     Lock, PaymentOutcome, ReservationId, Resource, ResourceId, WrittenCalendar,
 };
 use slotguard::ports::{
-    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, DeadLetterReason, DeadLetters,
-    HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, PaymentError, PaymentStore, Payments, QueueError,
-    RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore, SessionState, StoreError,
+    Attention, AttentionStore, BookingStore, CalendarQueue, ClaimOutcome, ClaimStore, CursorStore, DeadLetterReason,
+    DeadLetters, EventCursor, HoldOutcome, IdempotencyStore, IdempotentAnswer, KeyUse, ListedEvent, PaymentError,
+    PaymentStore, Payments, QueueError, RefundCause, RefundSeen, ReservationHistory, ReservationRecord, ResourceStore,
+    SessionState, StoreError,
 };
 use slotguard::ports::{BookingEvent, Calendar, CalendarError, DeleteOutcome, FoundEvent, WriteOutcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -191,6 +194,7 @@ const WRITES: &[&str] = &[
     "record_calendar_write",
     "put_event",
     "delete_event",
+    "advance_event_cursor",
 ];
 
 /// Takes the current op's next decision for a call to `port` (parking here
@@ -471,6 +475,15 @@ impl<T: AttentionStore> AttentionStore for Faulty<T> {
     }
 }
 
+impl<T: CursorStore> CursorStore for Faulty<T> {
+    async fn event_cursor(&self) -> Result<Option<EventCursor>, StoreError> {
+        faulty!("event_cursor", self.0.event_cursor(), store("event_cursor"))
+    }
+    async fn advance_event_cursor(&self, read: Option<&EventCursor>, to: &EventCursor) -> Result<bool, StoreError> {
+        faulty!("advance_event_cursor", self.0.advance_event_cursor(read, to), store("advance_event_cursor"))
+    }
+}
+
 impl<T: Payments> Payments for Faulty<T> {
     async fn create_checkout_session(&self, request: &CheckoutRequest) -> Result<CheckoutSession, PaymentError> {
         faulty!("create_checkout_session", self.0.create_checkout_session(request), payment("create_checkout_session"))
@@ -491,6 +504,9 @@ impl<T: Payments> Payments for Faulty<T> {
     }
     async fn refunds_of(&self, payment_intent: &str) -> Result<Vec<RefundSeen>, PaymentError> {
         faulty!("refunds_of", self.0.refunds_of(payment_intent), payment("refunds_of"))
+    }
+    async fn session_events_since(&self, since: DateTime<Utc>) -> Result<Vec<ListedEvent>, PaymentError> {
+        faulty!("session_events_since", self.0.session_events_since(since), payment("session_events_since"))
     }
 }
 

@@ -116,6 +116,8 @@ pub enum Step {
         lose_delete: bool,
     },
     Reconcile,
+    /// A run of the scheduled catch-up: Stripe's event list, settled as the webhook does.
+    CatchUp,
     ClockJump {
         minutes: i64,
     },
@@ -166,7 +168,7 @@ pub const DEFAULT_STEPS: usize = 60;
 ///
 /// `SLOTGUARD_HARNESS_WITHOUT` (comma-separated) leaves kinds of steps out
 /// (`reserve`, `checkout`, `pay`, `settle`, `expire`, `foreign`, `deliver`,
-/// `cancel`, `reschedule`, `calendar`, `reconcile`, `clock`, `resume`, `settings`) or faults (`faults`:
+/// `cancel`, `reschedule`, `calendar`, `reconcile`, `catchup`, `clock`, `resume`, `settings`) or faults (`faults`:
 /// no fault scripts; `pauses`: no pauses), to focus on the rest, e.g. while a
 /// known bug is being fixed.
 pub fn generate(seed: u64, steps: usize) -> Vec<PlanStep> {
@@ -256,6 +258,9 @@ fn rivals(kind: &str) -> &'static [(&'static str, u32)] {
         "reschedule" => &[("reschedule", 12), ("cancel", 10), ("calendar", 10), ("reserve", 6), ("deliver", 3)],
         "reserve" => &[("reserve", 15), ("checkout", 5), ("settings", 4)],
         "reconcile" => &[("calendar", 10), ("deliver", 10), ("cancel", 6), ("reschedule", 6)],
+        // A catch-up parked between a session's read and its write races the
+        // webhook's delivery of the same event, another run, and new holds.
+        "catchup" => &[("deliver", 14), ("catchup", 8), ("expire", 4), ("settle", 4), ("reserve", 6), ("clock", 4)],
         _ => &[],
     }
 }
@@ -265,7 +270,7 @@ impl Gen {
         let after = |name: &str, last: Option<&str>| if last == Some(name) { 10 } else { 0 };
         let last = self.last;
         let ready = |n: usize, w: u32| if n > 0 { w } else { 0 };
-        let table: [(&'static str, u32); 14] = [
+        let table: [(&'static str, u32); 15] = [
             ("reserve", 10),
             ("checkout", ready(self.reserves, 9) + after("reserve", last)),
             ("pay", ready(self.checkouts, 8) + after("checkout", last)),
@@ -277,6 +282,7 @@ impl Gen {
             ("reschedule", ready(self.delivered, 12) + after("reschedule", last) / 2),
             ("calendar", ready(self.delivered, 8)),
             ("reconcile", ready(self.delivered, 2)),
+            ("catchup", ready(self.emitted, 3)),
             ("clock", 5),
             ("resume", if self.pauses > self.resumes && self.hold_resume == 0 { 6 } else { 0 }),
             // Most likely between a hold and its checkout: the stale-cache window.
@@ -394,6 +400,7 @@ impl Gen {
             }
             "calendar" => Step::CalendarWork { lose_delete: rng.u32(0..8) == 0 },
             "reconcile" => Step::Reconcile,
+            "catchup" => Step::CatchUp,
             "clock" => {
                 // Session expiry (40+ min ahead) makes the sweep emit events.
                 if self.checkouts > 0 {

@@ -13,6 +13,7 @@
 //! | a reservation's own Checkout Session | `CHECKOUT#{reservation id}` | `CHECKOUT` |
 //! | operator queue | `ATTENTION` | the item's reference |
 //! | busy time read from a resource's calendar | `BUSY#{resource}` | `BUSY` |
+//! | the catch-up's cursor over Stripe's events | `CURSOR#stripe-session-events` | `CURSOR` |
 //!
 //! A booking item holds everything about one reservation and is found by its
 //! id with one `GetItem`. Its locks (one per 5-minute cell of its blocked
@@ -38,6 +39,15 @@
 //! `[[start, end], ...]`, epoch seconds, merged) and `expires_at` (TTL, a
 //! day past its maximum age). It is replaced whole, only by a read that
 //! started later (`fetched_at < :mine`).
+//!
+//! The cursor item (`adapters/dynamo/cursor.rs`, [`crate::jobs::catch_up`])
+//! says how far the catch-up has settled Stripe's Checkout Session events:
+//! `settled_through` (epoch seconds: the `created` of the newest event
+//! settled), `recent` (JSON `[[event id, created], ...]`: the events settled
+//! within the overlap before it, which the next run skips), `moved_at`
+//! (epoch seconds) and `revision` (a write counter). It never expires; a run
+//! replaces it only while it still has the revision the run read, and never
+//! with an earlier `settled_through` (`#revision = :read AND #through <= :to`).
 
 use crate::domain::{
     CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus, Customer, Lock, LockKey, PaymentOutcome,

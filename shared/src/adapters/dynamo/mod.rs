@@ -1,6 +1,7 @@
 //! The DynamoDB adapter: every storage port implemented against one table.
 
 mod busy;
+mod cursor;
 pub mod items;
 mod token;
 

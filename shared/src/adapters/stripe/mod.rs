@@ -13,13 +13,19 @@
 //! sent by its client, but their replies are read into the few fields
 //! slotguard uses ([`StripeRequest::build`] + `customize::<T>()`, the
 //! client's own extension point), and webhook bodies are verified here (the
-//! scheme below) and read from their JSON, as they already were.
+//! scheme below) and read from their JSON, as they already were. The event
+//! list (`GET /v1/events`, for the catch-up) is one such request too, built
+//! with the client's [`RequestBuilder`] (async-stripe-core's `ListEvent`
+//! sits behind a crate feature slotguard does not enable); each listed event
+//! is read by the very reader webhook deliveries go through.
 
 use crate::domain::payment::metadata;
 use crate::domain::{
     CheckoutRequest, CheckoutSession, Customer, ReservationId, SessionEvent, SessionEventKind, SessionFacts, rfc3339,
 };
-use crate::ports::{Delivery, PaymentError, Payments, RefundCause, RefundSeen, SignatureError, WebhookVerify};
+use crate::ports::{
+    Delivery, ListedEvent, PaymentError, Payments, RefundCause, RefundSeen, SignatureError, WebhookVerify,
+};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -30,6 +36,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_core::refund::{CreateRefund, CreateRefundReason, ListRefund};
 use stripe_shared::CheckoutSessionMode;
 
@@ -192,6 +199,75 @@ impl Payments for StripePayments {
         }
         Err(PaymentError::Unavailable("refund listing did not end".into()))
     }
+
+    async fn session_events_since(&self, since: DateTime<Utc>) -> Result<Vec<ListedEvent>, PaymentError> {
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_EVENT_PAGES {
+            let query = EventQuery {
+                types: &SESSION_EVENT_TYPES,
+                created: CreatedSince { gte: since.timestamp() },
+                limit: EVENTS_PER_PAGE,
+                starting_after: after.as_deref(),
+            };
+            let page = RequestBuilder::new(StripeMethod::Get, "/events")
+                .query(&query)
+                .customize::<EventPage>()
+                .send(&self.client)
+                .await
+                .map_err(classify)?;
+            // Newest first: each page's last event is where the next page starts.
+            let read: Vec<ListedEvent> =
+                page.data.iter().map(|event| listed_event(&miniserde::json::to_string(event), since)).collect();
+            after = read.last().map(|e| e.event_id.clone()).filter(|id| !id.is_empty());
+            listed.extend(read);
+            if !page.has_more || after.is_none() {
+                listed.reverse();
+                // Stable: events of one second keep Stripe's order, reversed.
+                listed.sort_by_key(|e| e.created);
+                return Ok(listed);
+            }
+        }
+        Err(PaymentError::Unavailable(
+            format!(
+                "more than {} session events since {}",
+                MAX_EVENT_PAGES * usize::from(EVENTS_PER_PAGE),
+                rfc3339(since)
+            )
+            .into(),
+        ))
+    }
+}
+
+/// Stripe's largest page of a list.
+const EVENTS_PER_PAGE: u8 = 100;
+
+/// How many pages of events one listing reads at most (50 000 events; a
+/// catch-up every few minutes reads a handful).
+const MAX_EVENT_PAGES: usize = 500;
+
+/// The query of `GET /v1/events`: the session event types slotguard acts
+/// on, created at or after a time (`types[0]=...&created[gte]=...`).
+#[derive(serde::Serialize)]
+struct EventQuery<'a> {
+    types: &'a [&'a str],
+    created: CreatedSince,
+    limit: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_after: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct CreatedSince {
+    gte: i64,
+}
+
+/// A page of `GET /v1/events`: each event kept whole, as JSON, for
+/// [`listed_event`] (the webhook's reader).
+#[derive(miniserde::Deserialize)]
+struct EventPage {
+    data: Vec<miniserde::json::Value>,
+    has_more: bool,
 }
 
 /// What slotguard reads of a created Checkout Session (other fields are skipped).
@@ -299,10 +375,32 @@ fn check_signature(body: &[u8], header: &str, secret: &str, now: i64) -> Result<
 
 /// Reads a verified event, taking only the fields booking needs from its JSON
 /// (so a field or enum value added to Stripe's API later changes nothing).
-fn session_delivery(payload: &str) -> Delivery {
+pub(crate) fn session_delivery(payload: &str) -> Delivery {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(event) => delivery_of(&event),
+        Err(_) => Delivery::Unreadable { event_id: None, reason: "not JSON".to_owned() },
+    }
+}
+
+/// An event of the provider's event list, read as a webhook delivery of the
+/// same JSON is ([`session_delivery`]), with its id and `created` time. An
+/// event without a readable `created` (never, from Stripe) is unreadable and
+/// dated `fallback`, the start of the listing, so it is met first.
+pub(crate) fn listed_event(payload: &str, fallback: DateTime<Utc>) -> ListedEvent {
     let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return Delivery::Unreadable { event_id: None, reason: "not JSON".to_owned() };
+        let delivery = Delivery::Unreadable { event_id: None, reason: "not JSON".to_owned() };
+        return ListedEvent { event_id: String::new(), created: fallback, delivery };
     };
+    let event_id = event["id"].as_str().unwrap_or_default().to_owned();
+    let created = event["created"].as_i64().and_then(|t| DateTime::from_timestamp(t, 0));
+    let delivery = match created {
+        Some(_) => delivery_of(&event),
+        None => Delivery::Unreadable { event_id: Some(event_id.clone()), reason: "no created time".to_owned() },
+    };
+    ListedEvent { event_id, created: created.unwrap_or(fallback), delivery }
+}
+
+fn delivery_of(event: &serde_json::Value) -> Delivery {
     let event_id = event["id"].as_str().map(str::to_owned);
     let type_ = event["type"].as_str().unwrap_or_default();
     if !SESSION_EVENT_TYPES.contains(&type_) {
@@ -371,3 +469,50 @@ fn signature_mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
 
 #[cfg(test)]
 mod props;
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    const COMPLETED: &str = include_str!("../../../../events/stripe/checkout.session.completed.json");
+
+    #[test]
+    fn a_listed_event_is_read_as_its_webhook_delivery_with_its_time() {
+        let since = DateTime::from_timestamp(1_893_900_000, 0).unwrap();
+        let listed = listed_event(COMPLETED, since);
+        assert_eq!(listed.event_id, "evt_1Example1");
+        assert_eq!(listed.created.timestamp(), 1_893_918_701);
+        assert_eq!(listed.delivery, session_delivery(COMPLETED));
+        assert!(matches!(listed.delivery, Delivery::Session(_)));
+    }
+
+    #[test]
+    fn a_listed_event_without_a_time_or_json_is_unreadable_and_met_first() {
+        let since = DateTime::from_timestamp(1_893_900_000, 0).unwrap();
+        let mut event: serde_json::Value = serde_json::from_str(COMPLETED).unwrap();
+        event.as_object_mut().unwrap().remove("created");
+        for text in [event.to_string(), "{not json".to_owned()] {
+            let listed = listed_event(&text, since);
+            assert_eq!(listed.created, since);
+            assert!(matches!(listed.delivery, Delivery::Unreadable { .. }), "{listed:?}");
+        }
+    }
+
+    #[test]
+    fn the_event_query_names_the_four_session_types_and_the_time() {
+        let query = EventQuery {
+            types: &SESSION_EVENT_TYPES,
+            created: CreatedSince { gte: 1_893_900_000 },
+            limit: EVENTS_PER_PAGE,
+            starting_after: Some("evt_1"),
+        };
+        let built = RequestBuilder::new(StripeMethod::Get, "/events").query(&query);
+        let text = percent_encoding::percent_decode_str(built.query.as_deref().unwrap()).decode_utf8().unwrap();
+        assert_eq!(
+            text,
+            "types[0]=checkout.session.completed&types[1]=checkout.session.async_payment_succeeded\
+             &types[2]=checkout.session.async_payment_failed&types[3]=checkout.session.expired\
+             &created[gte]=1893900000&limit=100&starting_after=evt_1"
+        );
+    }
+}
