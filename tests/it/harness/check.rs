@@ -1121,27 +1121,27 @@ async fn calendar_check(
         // The booking's own record of its calendars is where its event is:
         // moving and removing it go by that record.
         let lenient = when == "before reconcile" && r.abandoned_moves.contains(id);
-        if let (false, Some(reservation)) = (lenient, slotguard::domain::ReservationId::parse(id)) {
-            if let Ok(Some(claim)) = r.world.raw_store.get_claim(&reservation).await {
-                let recorded: BTreeSet<String> = claim
-                    .calendars
-                    .iter()
-                    .filter_map(|c| match &c.target {
-                        slotguard::domain::CalendarTarget::Caldav { url, .. } => Some(url.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if recorded != expected {
-                    let names = |set: &BTreeSet<String>| set.iter().map(|c| name(c)).collect::<Vec<_>>().join(", ");
-                    r.violate(
-                        "I4",
-                        format!(
-                            "confirmed {id} records its event on [{}], its hosts' calendars are [{}] ({when})",
-                            names(&recorded),
-                            names(&expected)
-                        ),
-                    );
-                }
+        if let (false, Some(reservation)) = (lenient, slotguard::domain::ReservationId::parse(id))
+            && let Ok(Some(claim)) = r.world.raw_store.get_claim(&reservation).await
+        {
+            let recorded: BTreeSet<String> = claim
+                .calendars
+                .iter()
+                .filter_map(|c| match &c.target {
+                    slotguard::domain::CalendarTarget::Caldav { url, .. } => Some(url.clone()),
+                    _ => None,
+                })
+                .collect();
+            if recorded != expected {
+                let names = |set: &BTreeSet<String>| set.iter().map(|c| name(c)).collect::<Vec<_>>().join(", ");
+                r.violate(
+                    "I4",
+                    format!(
+                        "confirmed {id} records its event on [{}], its hosts' calendars are [{}] ({when})",
+                        names(&recorded),
+                        names(&expected)
+                    ),
+                );
             }
         }
         for (collection, refs) in &found {
