@@ -269,3 +269,41 @@ async fn a_seat_is_paid_refunded_late_and_cancelled_like_a_single_booking() {
     let (status, _) = app.reserve_type("yoga", "private", start, "single@example.com").await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn a_seat_cancelled_after_its_groups_cells_expired_is_cancelled_not_stuck() {
+    let app = spawn_app().await;
+    app.put_resource("yoga", &seated(3)).await;
+    let start = day_after_tomorrow_at(10);
+    let (status, held) = app.reserve_type("yoga", "class", start, "ada@example.com").await;
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    let id = held["reservation_id"].as_str().unwrap().to_owned();
+    let (status, body) = app.checkout(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.pay(body["session_id"].as_str().unwrap(), "").await;
+    assert_eq!(app.status_text(&id).await, "confirmed");
+
+    // The group's cells carry a TTL (the slot's end + 30 days): the table
+    // has removed them by the time the host cancels an old seat.
+    let cells: Vec<Item> = app.scan().await.into_iter().filter(|i| i.contains_key("seat_group")).collect();
+    assert!(!cells.is_empty(), "a paid seat's group has cells");
+    for cell in &cells {
+        let key = [("pk", cell["pk"].clone()), ("sk", cell["sk"].clone())];
+        let mut delete = app.store.client().delete_item().table_name(app.store.table());
+        for (name, value) in key {
+            delete = delete.key(name, value);
+        }
+        delete.send().await.unwrap();
+    }
+    let r = app.cancel_as_admin(&id).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    assert_eq!(app.status_text(&id).await, "cancelled", "a 200 means cancelled");
+    let left: Vec<Item> = app
+        .scan()
+        .await
+        .into_iter()
+        .filter(|i| i.get("reservation_id").and_then(|v| v.as_s().ok()) == Some(&id))
+        .filter(|i| matches!(i.get("kind").and_then(|v| v.as_s().ok()).map(String::as_str), Some("claim" | "lock")))
+        .collect();
+    assert!(left.is_empty(), "the booking and its locks are gone: {left:?}");
+}
