@@ -555,6 +555,9 @@ impl Runner {
             }
             Ran::Done(op, outcome) => self.complete(op, outcome).await,
         }
+        for (op, outcome) in self.sched.take_finished() {
+            self.complete(op, outcome).await;
+        }
     }
 
     async fn complete(&mut self, op: usize, outcome: Outcome) {

@@ -42,6 +42,11 @@ pub struct Sched {
     rx: mpsc::UnboundedReceiver<Signal>,
     /// Parked ops, oldest first, with what resumes them.
     parked: Vec<(usize, oneshot::Sender<()>)>,
+    /// Parked ops that finished without being resumed: an op whose port
+    /// calls run concurrently (a reconcile reading several days at once) can
+    /// park one call while another crashes it. Handed to the runner by
+    /// [`Sched::take_finished`] instead of passing for the next op's answer.
+    finished: Vec<(usize, Outcome)>,
     ctl: Arc<Ctl>,
     ops: HashMap<usize, Arc<OpCtx>>,
 }
@@ -49,7 +54,7 @@ pub struct Sched {
 impl Sched {
     pub fn new(ctl: Arc<Ctl>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self { tx, rx, parked: Vec::new(), ctl, ops: HashMap::new() }
+        Self { tx, rx, parked: Vec::new(), finished: Vec::new(), ctl, ops: HashMap::new() }
     }
 
     /// Starts op `op` with its fault script and runs it until it parks or finishes.
@@ -74,7 +79,7 @@ impl Sched {
             };
             let _ = tx.send(Signal::Done { op, outcome });
         }));
-        self.wait().await
+        self.wait(op).await
     }
 
     /// Resumes the `k`-th parked op (modulo their number) until it parks
@@ -83,10 +88,15 @@ impl Sched {
         if self.parked.is_empty() {
             return None;
         }
-        let (_, resume) = self.parked.remove(k % self.parked.len());
+        let (op, resume) = self.parked.remove(k % self.parked.len());
         self.ctl.parked.store(self.parked.len(), Ordering::SeqCst);
         let _ = resume.send(());
-        Some(self.wait().await)
+        Some(self.wait(op).await)
+    }
+
+    /// Parked ops that finished on their own since the last call.
+    pub fn take_finished(&mut self) -> Vec<(usize, Outcome)> {
+        std::mem::take(&mut self.finished)
     }
 
     pub fn parked(&self) -> Vec<usize> {
@@ -106,16 +116,30 @@ impl Sched {
         self.ops.get(&op).is_some_and(|c| c.paused())
     }
 
-    async fn wait(&mut self) -> Ran {
-        match tokio::time::timeout(OP_TIMEOUT, self.rx.recv()).await {
-            Ok(Some(Signal::Parked { op, resume })) => {
-                self.parked.push((op, resume));
-                self.ctl.parked.store(self.parked.len(), Ordering::SeqCst);
-                Ran::Parked(op)
+    /// Waits until op `target` parks or finishes; what other ops signal
+    /// meanwhile is kept (a parked op finishing on its own: see `finished`).
+    async fn wait(&mut self, target: usize) -> Ran {
+        loop {
+            match tokio::time::timeout(OP_TIMEOUT, self.rx.recv()).await {
+                Ok(Some(Signal::Parked { op, resume })) => {
+                    self.parked.push((op, resume));
+                    self.ctl.parked.store(self.parked.len(), Ordering::SeqCst);
+                    if op == target {
+                        return Ran::Parked(op);
+                    }
+                }
+                Ok(Some(Signal::Done { op, outcome })) => {
+                    // Finished: whatever of it was parked will never resume.
+                    self.parked.retain(|(parked, _)| *parked != op);
+                    self.ctl.parked.store(self.parked.len(), Ordering::SeqCst);
+                    if op == target {
+                        return Ran::Done(op, outcome);
+                    }
+                    self.finished.push((op, outcome));
+                }
+                Ok(None) => unreachable!("the scheduler holds a sender"),
+                Err(_) => panic!("an op neither parked nor finished within {OP_TIMEOUT:?}"),
             }
-            Ok(Some(Signal::Done { op, outcome })) => Ran::Done(op, outcome),
-            Ok(None) => unreachable!("the scheduler holds a sender"),
-            Err(_) => panic!("an op neither parked nor finished within {OP_TIMEOUT:?}"),
         }
     }
 }
