@@ -25,9 +25,7 @@ use super::problem::api_error;
 use super::reserve::{day_still_admits, still_admits};
 use super::{RequestError, json_body, json_response, reservation_id_param, respond};
 use crate::domain::payment::{SESSION_MIN, session_window};
-use crate::domain::{
-    CheckoutLink, CheckoutRecord, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339,
-};
+use crate::domain::{CheckoutLink, CheckoutRequest, CheckoutTerms, Claim, ReservationId, ReservationStatus, rfc3339};
 use crate::ports::{
     ClaimStore, PaymentError, PaymentStore, Payments, ReservationHistory, ReservationRecord, ResourceStore, StoreError,
 };
@@ -278,19 +276,7 @@ async fn run<S: CheckoutStore, P: Payments>(
             other => other?,
         };
         let link = CheckoutLink { session_id: session.id, url: session.url };
-        let record = CheckoutRecord {
-            reservation_id: id.clone(),
-            session_id: link.session_id.clone(),
-            amount: claim.amount,
-            currency: claim.currency.clone(),
-            end: claim.end,
-            customer: claim.customer.clone(),
-            terms: claim.terms.clone(),
-            day_token: claim.day_token.clone(),
-            seat: claim.seat,
-            hosts: claim.hosts.clone(),
-            secret_hash: claim.secret_hash.clone(),
-        };
+        let record = claim.checkout_record(link.session_id.clone());
         if !store.attach_checkout(&claim, &record, &link).await? {
             tracing::error!(reservation_id = %id, session_id = %link.session_id, "another session is recorded for this hold");
             return Err(CheckoutError::InProgress("another checkout for this reservation was set up; retry to get it"));

@@ -22,9 +22,9 @@ use crate::adapters::stripe::{WebhookVerifier, sign};
 use crate::domain::payment::session_window;
 use crate::domain::resource::OpeningSpec;
 use crate::domain::{
-    CalendarAction, CalendarJob, CancellationPolicy, CheckoutLink, CheckoutRecord, CheckoutTerms, Claim, ClaimStatus,
-    DateOverrideSpec, LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationSecret,
-    ReservationStatus, Resource, SecretHash, SlotKey, rfc3339,
+    CalendarAction, CalendarJob, CancellationPolicy, CheckoutLink, CheckoutTerms, Claim, ClaimStatus, DateOverrideSpec,
+    LateCancellation, LockKey, PaymentOutcome, RefundCause, ReservationId, ReservationSecret, ReservationStatus,
+    Resource, SecretHash, SlotKey, rfc3339,
 };
 use crate::ports::{PaymentError, ReservationRecord};
 use crate::testing::*;
@@ -168,20 +168,7 @@ impl World {
     }
 
     fn record_own_session(&self, session_id: &str) {
-        let claim = self.sample_claim(ClaimStatus::Held);
-        self.store.insert_checkout_record(CheckoutRecord {
-            reservation_id: claim.reservation_id,
-            session_id: session_id.to_owned(),
-            amount: claim.amount,
-            currency: claim.currency,
-            end: claim.end,
-            customer: claim.customer,
-            terms: claim.terms,
-            day_token: claim.day_token,
-            seat: claim.seat,
-            hosts: claim.hosts,
-            secret_hash: claim.secret_hash,
-        });
+        self.store.insert_checkout_record(self.sample_claim(ClaimStatus::Held).checkout_record(session_id));
     }
 
     fn sample_record(&self, status: ReservationStatus) -> ReservationRecord {

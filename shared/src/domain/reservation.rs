@@ -404,6 +404,24 @@ impl Claim {
         }
     }
 
+    /// The checkout record of this hold's Checkout Session `session_id`:
+    /// what a payment needs to rebuild it ([`Claim::from_checkout`]).
+    pub fn checkout_record(&self, session_id: impl Into<String>) -> CheckoutRecord {
+        CheckoutRecord {
+            reservation_id: self.reservation_id.clone(),
+            session_id: session_id.into(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            end: self.end,
+            customer: self.customer.clone(),
+            terms: self.terms.clone(),
+            day_token: self.day_token.clone(),
+            seat: self.seat,
+            hosts: self.hosts.clone(),
+            secret_hash: self.secret_hash.clone(),
+        }
+    }
+
     /// The interval the booking keeps free of other bookings: its own plus its buffers.
     pub fn blocked(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         self.terms.blocked(self.slot.start, self.end)

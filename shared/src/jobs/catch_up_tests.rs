@@ -7,8 +7,7 @@
 use super::catch_up::{CatchUpReport, CatchUpSettings, OVERLAP, catch_up};
 use crate::api::stripe_webhook::{SettleDeps, WebhookDeps, stripe_webhook_at};
 use crate::domain::{
-    CalendarAction, CalendarJob, CheckoutRecord, Claim, ClaimStatus, PaymentOutcome, RefundCause, ReservationId,
-    ReservationStatus,
+    CalendarAction, CalendarJob, Claim, ClaimStatus, PaymentOutcome, RefundCause, ReservationId, ReservationStatus,
 };
 use crate::ports::{CursorStore, EventCursor, PaymentError, SettledEvent};
 use crate::testing::*;
@@ -44,20 +43,7 @@ impl World {
     /// The sample session recorded as the reservation's own, but no hold.
     fn without_hold() -> Self {
         let store = MemoryStore::with_resources([sample_resource()]);
-        let claim = hold();
-        store.insert_checkout_record(CheckoutRecord {
-            reservation_id: claim.reservation_id,
-            session_id: sample_session(),
-            amount: claim.amount,
-            currency: claim.currency,
-            end: claim.end,
-            customer: claim.customer,
-            terms: claim.terms,
-            day_token: claim.day_token,
-            seat: claim.seat,
-            hosts: claim.hosts,
-            secret_hash: claim.secret_hash,
-        });
+        store.insert_checkout_record(hold().checkout_record(sample_session()));
         Self { store, payments: MemoryPayments::new(), queue: MemoryQueue::new(), settings: CatchUpSettings::default() }
     }
 

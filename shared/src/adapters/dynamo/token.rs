@@ -27,45 +27,20 @@ pub fn request_token(op: &str, items: &[TransactWriteItem]) -> String {
     digest.text(op);
     for item in items {
         if let Some(put) = item.put() {
-            digest.tag(b'P');
-            digest.text(put.table_name());
-            digest.values(Some(put.item()));
-            digest.expression(
-                put.condition_expression(),
-                put.expression_attribute_names(),
-                put.expression_attribute_values(),
-            );
+            let (names, values) = (put.expression_attribute_names(), put.expression_attribute_values());
+            digest.item(b'P', put.table_name(), put.item(), "", put.condition_expression(), names, values);
         }
-        if let Some(update) = item.update() {
-            digest.tag(b'U');
-            digest.text(update.table_name());
-            digest.values(Some(update.key()));
-            digest.text(update.update_expression());
-            digest.expression(
-                update.condition_expression(),
-                update.expression_attribute_names(),
-                update.expression_attribute_values(),
-            );
+        if let Some(u) = item.update() {
+            let (names, values) = (u.expression_attribute_names(), u.expression_attribute_values());
+            digest.item(b'U', u.table_name(), u.key(), u.update_expression(), u.condition_expression(), names, values);
         }
-        if let Some(delete) = item.delete() {
-            digest.tag(b'D');
-            digest.text(delete.table_name());
-            digest.values(Some(delete.key()));
-            digest.expression(
-                delete.condition_expression(),
-                delete.expression_attribute_names(),
-                delete.expression_attribute_values(),
-            );
+        if let Some(d) = item.delete() {
+            let (names, values) = (d.expression_attribute_names(), d.expression_attribute_values());
+            digest.item(b'D', d.table_name(), d.key(), "", d.condition_expression(), names, values);
         }
-        if let Some(check) = item.condition_check() {
-            digest.tag(b'C');
-            digest.text(check.table_name());
-            digest.values(Some(check.key()));
-            digest.expression(
-                Some(check.condition_expression()),
-                check.expression_attribute_names(),
-                check.expression_attribute_values(),
-            );
+        if let Some(c) = item.condition_check() {
+            let (names, values) = (c.expression_attribute_names(), c.expression_attribute_values());
+            digest.item(b'C', c.table_name(), c.key(), "", Some(c.condition_expression()), names, values);
         }
     }
     let hash = digest.0.finalize();
@@ -77,6 +52,28 @@ pub fn request_token(op: &str, items: &[TransactWriteItem]) -> String {
 struct Canonical(Sha256);
 
 impl Canonical {
+    /// One transaction item: its kind, table, key (or whole item), update
+    /// expression (empty but for updates) and condition with its placeholders.
+    #[allow(clippy::too_many_arguments)]
+    fn item(
+        &mut self,
+        kind: u8,
+        table: &str,
+        key: &HashMap<String, AttributeValue>,
+        update: &str,
+        condition: Option<&str>,
+        names: Option<&HashMap<String, String>>,
+        values: Option<&HashMap<String, AttributeValue>>,
+    ) {
+        self.tag(kind);
+        self.text(table);
+        self.values(Some(key));
+        if kind == b'U' {
+            self.text(update);
+        }
+        self.expression(condition, names, values);
+    }
+
     fn tag(&mut self, tag: u8) {
         self.0.update([tag]);
     }
